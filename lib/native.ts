@@ -1,0 +1,137 @@
+// The native surface of build/Release/monarch.node, typed once here (csrc/addon.cc registers it).
+// Only lib/ talks to it; users see lib/index.ts.
+import * as path from 'node:path';
+
+/** dtype codes shared with csrc/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
+export type DTypeCode = 0 | 1 | 2;
+/** Element strides [batch, token, head] of a [B][S][H][D] activation (D contiguous). */
+export type Strides = [number, number, number];
+
+/** Device memory owned by the addon (ObjectWrap). */
+export interface NativeDeviceBuffer {
+  readonly byteLength: number;
+  readonly pointer: bigint;
+  readonly owned: boolean;            // false for fromPointer wrappers
+  readonly disposed: boolean;
+  /** Copy host bytes in (sync). Throws on size mismatch. */
+  upload(src: Float32Array | Uint16Array | Uint8Array | Int32Array): void;
+  /** Copy to a new host array of the given kind (sync / async off the event loop). */
+  downloadSync(kind: 'f32' | 'u16'): Float32Array | Uint16Array;
+  download(kind: 'f32' | 'u16'): Promise<Float32Array | Uint16Array>;
+  /** Fill with a float value converted to dtype (NaN poisoning). */
+  fill(value: number, dtype: DTypeCode): void;
+  dispose(): void;
+}
+
+/** A host typed array (CPU plans) or a device buffer (CUDA plans). */
+export type NativeData = Float32Array | Uint16Array | NativeDeviceBuffer;
+
+/** One activation argument: data + dtype + strides (elements). */
+export interface NativeAct {
+  data: NativeData;
+  strides: Strides;
+}
+
+export interface StageArgs {
+  q: NativeAct;
+  k: NativeAct;
+  v: NativeAct;
+  /** Output, final L-step only. */
+  o?: NativeAct;
+  Aq: number;                 // query tiles this call (≤ plan.maxAq)
+  Fk: number;                 // key tiles this call (≤ plan.maxFk)
+  qTile0: number;             // global index of query tile 0
+  causalTiles: number;        // 0 = bidirectional
+  scale: number;
+  maxInvTemp: number;
+  /** [B][Fk·b1·b2] 1 = valid key (host array; copied to the device by CUDA plans). */
+  keyValid?: Uint8Array;
+  /** [B][Aq·b1·b2] 1 = valid query. */
+  queryValid?: Uint8Array;
+}
+
+export interface DenseArgs {
+  q: NativeAct; k: NativeAct; v: NativeAct; o: NativeAct;
+  B: number; H: number; D: number; Nq: number; Nk: number;
+  q0: number; causalChunk: number; scale: number;
+  keyValid?: Uint8Array;
+  /** float32 [B][H][Nq] outputs: Float32Array (CPU) or device buffer (CUDA). */
+  lse?: Float32Array | NativeDeviceBuffer;
+  entropy?: Float32Array | NativeDeviceBuffer;
+}
+
+export interface GatherArgs {
+  src: NativeAct; dst: NativeAct;
+  B: number; H: number; D: number;
+  /** dst token t = src token map[t]; −1 writes zeros. */
+  map: Int32Array;
+}
+
+export interface PlanOptions {
+  backend: 'cpu' | 'cuda';
+  dtype: DTypeCode;
+  B: number; H: number; D: number;
+  b1: number; b2: number;
+  maxAq: number; maxFk: number;
+  /** Allocate aR/cR too (T ≥ 2). */
+  iterative: boolean;
+  /** CPU threads, 0 = all. */
+  threads: number;
+}
+
+/**
+ * Owns the workspace (aR, cR, aL, cL, y) of one MonarchAttention and, on CUDA, its stream. The stage
+ * methods run on the CPU (sync: on the calling thread; async: a libuv worker) or enqueue on the stream
+ * (CUDA: sync and async both return after enqueueing; `synchronize*` waits).
+ */
+export interface NativePlan {
+  rStep(a: StageArgs, first: boolean, last: boolean): void;
+  rStepAsync(a: StageArgs, first: boolean, last: boolean): Promise<void>;
+  lStep(a: StageArgs, final: boolean): void;
+  lStepAsync(a: StageArgs, final: boolean): Promise<void>;
+  dense(a: DenseArgs & { dtype: DTypeCode }): void;
+  denseAsync(a: DenseArgs & { dtype: DTypeCode }): Promise<void>;
+  gather(a: GatherArgs & { dtype: DTypeCode }): void;
+  synchronize(): void;
+  synchronizeAsync(): Promise<void>;
+  /** CUDA: record an event on the stream, returns its handle; elapsed between two handles in ms. */
+  recordEvent(): number;
+  eventElapsedMs(start: number, end: number): number;
+  releaseEvents(): void;
+  dispose(): void;
+}
+
+export interface NativeBinding {
+  info(): {
+    compiledWithCuda: boolean; cudaArchs: string | null; cudaStatus: number | null; cudaMessage: string;
+    deviceCount: number;
+    device: null | { name: string; major: number; minor: number; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+    cpuThreads: number; napiVersion: number;
+  };
+  Plan: new (o: PlanOptions) => NativePlan;
+  DeviceBuffer: {
+    alloc(bytes: number): NativeDeviceBuffer;
+    fromPointer(ptr: bigint, bytes: number): NativeDeviceBuffer;
+  };
+  /** Host conversions (round to nearest even). */
+  f32ToBf16(x: Float32Array): Uint16Array;
+  bf16ToF32(x: Uint16Array): Float32Array;
+  f32ToF16(x: Float32Array): Uint16Array;
+  f16ToF32(x: Uint16Array): Float32Array;
+  setCpuThreads(n: number): void;
+}
+
+function packageRoot(): string {
+  const up1 = path.resolve(__dirname, '..');
+  return path.basename(up1) === 'dist' ? path.resolve(up1, '..') : up1;
+}
+
+let cached: NativeBinding | undefined;
+/** Loads the addon on first use (build/Release → build/Debug → prebuilds/). */
+export function native(): NativeBinding {
+  if (!cached) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = require('node-gyp-build')(packageRoot()) as NativeBinding;
+  }
+  return cached;
+}

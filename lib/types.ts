@@ -1,0 +1,127 @@
+// Public types of monarch-attention. Every option documents its default and range; the math is in
+// ALGORITHMS.md (§ references) and the README.
+
+/** Storage dtype of tensors. Accumulation is always fp32. */
+export type DType = 'float32' | 'float16' | 'bfloat16';
+/** `auto` = CUDA when compiled in and a GPU is visible, else CPU. `cuda` throws when no GPU is usable. */
+export type Backend = 'auto' | 'cpu' | 'cuda';
+/** Memory layout of q/k/v/output: [batch, seq, heads, headDim] (default) or [batch, heads, seq, headDim]. */
+export type TensorLayout = 'BSHD' | 'BHSD';
+
+/**
+ * A tensor in host memory. `data` holds `shape.reduce(*)` elements: a Float32Array for `float32`, a
+ * Uint16Array of bit patterns for `float16` / `bfloat16`. Contiguous, row-major in `shape` order.
+ */
+export interface HostTensor {
+  readonly data: Float32Array | Uint16Array;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+/** 1-D token sequence split into blocks of `blockSize` contiguous tokens (MonarchAttention, §A). */
+export interface SequenceLayout {
+  kind: 'sequence';
+  /** Number of tokens N (≥ 1). */
+  length: number;
+  /** Block size b (1 ≤ b ≤ N); m = ⌈N/b⌉ blocks. b = N or b = 1 is exact dense attention. */
+  blockSize: number;
+  /** Where the ⌈N/b⌉·b − N zero tokens go when b does not divide N. Default `post`. */
+  padding?: 'pre' | 'post';
+}
+
+/**
+ * A video of frames × height × width tokens in raster order (frame, row, column), e.g. Wan 2.1 480p:
+ * 21 × 30 × 52. Two factorizations:
+ *  - `monarchrt` (default, §B.2): tile = fTied frames × (height/hReduce) rows × (width/wReduce) columns;
+ *    b1 = fTied·height/hReduce (L side), b2 = width/wReduce (R side).
+ *  - `vmonarch` (§C.2, our reading of the paper): blocks = frames. b2 = height·width (R = intra-frame),
+ *    b1 = frames per tile (L = inter-frame); one tile holds all frames, or one causal chunk when causal.
+ */
+export interface VideoLayout {
+  kind: 'video';
+  frames: number;
+  height: number;
+  width: number;
+  /** Default `monarchrt`. */
+  factorization?: 'monarchrt' | 'vmonarch';
+  /** monarchrt only: frames tied into one tile (divides frames; and chunkFrames when causal). Default 1. */
+  fTied?: number;
+  /** monarchrt only: row splits per frame (divides height). Default 1. */
+  hReduce?: number;
+  /** monarchrt only: column splits per frame (divides width). Default 1. */
+  wReduce?: number;
+}
+
+export interface MonarchOptions {
+  layout: SequenceLayout | VideoLayout;
+  /** Attention heads H (≥ 1). */
+  heads: number;
+  /** Head dim D. CPU: 1..512. CUDA: 64 or 128. */
+  headDim: number;
+  /** Batch size B (≥ 1). Default 1. */
+  batch?: number;
+  /** Alternating-minimisation steps T (1..16). Default 1. Causal video supports any T (pairs skipped). */
+  numIters?: number;
+  /** Block-causal video attention over chunks of `chunkFrames` frames (video only; divides frames). */
+  causal?: { chunkFrames: number };
+  /**
+   * Recomputation (§C.4, our reading of VMonarch's "first-frame recalculation"): `first-frame` replaces
+   * the output rows of frame-0 queries by exact dense attention. Video only. Default `none`.
+   */
+  recompute?: 'none' | 'first-frame';
+  /** Default `float32`. */
+  dtype?: DType;
+  /** Default `auto`. */
+  backend?: Backend;
+  /** Default `BSHD`. */
+  tensorLayout?: TensorLayout;
+  /** Softmax scale s. Default 1/√headDim. */
+  scale?: number;
+  /** CPU threads (0 = all cores). Default 0. */
+  threads?: number;
+}
+
+export interface ForwardOptions {
+  /**
+   * Sequence layout only: key-padding mask [batch][length], 1 = keep, 0 = masked (also masks that
+   * query in the non-final L-step, §A.4). A block with no valid key gets no L mass.
+   */
+  keyMask?: Uint8Array;
+}
+
+export interface DenseOptions {
+  /** Softmax scale. Default 1/√D. */
+  scale?: number;
+  /** Also return per-row log-sum-exp of the scaled logits, float32 [B][H][Nq]. */
+  returnLse?: boolean;
+  /** Also return per-row entropy −Σ p log p, float32 [B][H][Nq] (online recurrence, §C.3). */
+  returnEntropy?: boolean;
+  /** Key-padding mask [B][Nk], 1 = keep. */
+  keyMask?: Uint8Array;
+  /** Block-causal: query at position qOffset + n sees keys [0, (⌊(qOffset+n)/causalChunk⌋ + 1)·causalChunk). */
+  causalChunk?: number;
+  /** Position of query row 0 in the key sequence (with causalChunk). Default Nk − Nq. */
+  qOffset?: number;
+  tensorLayout?: TensorLayout;
+  backend?: Backend;
+}
+
+export interface DenseResult<T> {
+  out: T;
+  lse?: HostTensor;      // float32 [B][H][Nq]
+  entropy?: HostTensor;  // float32 [B][H][Nq]
+}
+
+export interface InfoResult {
+  version: string;
+  napiVersion: number;
+  compiledWithCuda: boolean;
+  /** CMake CUDA architectures of the fatbin, e.g. "80-real;89-real;90a-real;100a-real;120-real;120-virtual". */
+  cudaArchs: string | null;
+  /** cudaGetDeviceCount status (0 = success) and message ("no CUDA-capable device is detected" ...). */
+  cudaStatus: number | null;
+  cudaMessage: string;
+  deviceCount: number;
+  device: null | { name: string; computeCapability: string; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+  cpuThreads: number;
+}
