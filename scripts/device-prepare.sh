@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# On the build machine: build the addon with CUDA for the H100 (sm_90a) only, compile the TypeScript,
+# and pack Node + node_modules for a GPU machine without Node (../shared/device/pack.sh).
+# Then run scripts/device-suite.sh there with carry [".device", "build/Release", "dist"].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx --no-install cmake-js compile --CDCMAKE_CUDA_ARCHITECTURES=90a-real
+npx --no-install tsc -p tsconfig.build.json
+bash ../shared/device/pack.sh
+du -sh .device build/Release dist
