@@ -1,0 +1,175 @@
+// Exact softmax attention through a native Plan (our FlashAttention kernel on CUDA, the C++ reference on
+// the CPU), with optional per-row LSE and entropy (ALGORITHMS.md §C.3). Also the dense baseline timer.
+import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
+import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
+import type { DeviceTensor } from './device';
+import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, type AnyTensor, type Staged } from './inputs';
+import { runAsync, runSync, timeOps, type Op } from './ops';
+import { resolveBackend } from './options';
+import { dtypeCode, tensor, type ActDims } from './tensor';
+import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions } from './validate';
+
+interface DenseSetup {
+  backend: 'cpu' | 'cuda';
+  layout: TensorLayout;
+  q: ActDims;
+  k: ActDims;
+  device: boolean;
+  scale: number;
+  returnLse: boolean;
+  returnEntropy: boolean;
+  keyMask?: Uint8Array;
+  causalChunk: number;
+  qOffset: number;
+  c: ReturnType<typeof checkQKV>;
+}
+
+function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
+  const o = opts === undefined ? {} : checkObject('options', opts);
+  const layout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
+  const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
+  const dtype = (q as { dtype?: unknown } | null)?.dtype;
+  const c = checkQKV(q, k, v, layout, dtype as HostTensor['dtype'], 'q.dtype', {}, false);
+  const backend = resolveBackend(c.device && requested === 'auto' ? 'cuda' : requested, (q as AnyTensor).dtype, c.q.D);
+  if (c.device && backend !== 'cuda') {
+    throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+  }
+  const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkPositive('scale', o.scale);
+  const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');
+  const causalChunk = o.causalChunk === undefined ? 0 : checkInt('causalChunk', o.causalChunk, 1, c.k.S);
+  const qOffset = o.qOffset === undefined ? c.k.S - c.q.S : checkInt('qOffset', o.qOffset, 0, 2 ** 31 - 1);
+  if (causalChunk > 0 && qOffset < 0) {
+    throw new RangeError(`causalChunk needs Nq ≤ Nk or an explicit qOffset, received Nq ${c.q.S} > Nk ${c.k.S}`);
+  }
+  return {
+    backend, layout, q: c.q, k: c.k, device: c.device, scale,
+    returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
+    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), c,
+  };
+}
+
+function densePlan(s: DenseSetup, dtype: HostTensor['dtype']): NativePlan {
+  return new (native().Plan)({
+    backend: s.backend, dtype: dtypeCode(dtype), B: s.q.B, H: s.q.H, D: s.q.D,
+    b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0,
+  });
+}
+
+type Side = Float32Array | NativeDeviceBuffer;
+
+function denseOp(s: DenseSetup, st: Staged, dtype: HostTensor['dtype'], lse?: Side, entropy?: Side): Op {
+  const args: DenseArgs & { dtype: ReturnType<typeof dtypeCode> } = {
+    q: st.q, k: st.k, v: st.v, o: st.o, B: s.q.B, H: s.q.H, D: s.q.D, Nq: s.q.S, Nk: s.k.S,
+    q0: s.causalChunk > 0 ? s.qOffset : 0, causalChunk: s.causalChunk, scale: s.scale, keyValid: s.keyMask,
+    lse, entropy, dtype: dtypeCode(dtype),
+  };
+  return { op: 'dense', args };
+}
+
+function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
+  const n = s.q.B * s.q.H * s.q.S;
+  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : new Float32Array(n));
+  return { lse: s.returnLse ? make() : undefined, entropy: s.returnEntropy ? make() : undefined };
+}
+
+async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTensor | undefined> {
+  if (!x) return undefined;
+  const shape = [s.q.B, s.q.H, s.q.S];
+  if (x instanceof Float32Array) return tensor(x, shape, 'float32');
+  const data = (await x.download('f32')) as Float32Array;
+  x.dispose();
+  return tensor(data, shape, 'float32');
+}
+
+function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefined {
+  if (!x) return undefined;
+  const shape = [s.q.B, s.q.H, s.q.S];
+  if (x instanceof Float32Array) return tensor(x, shape, 'float32');
+  const data = x.downloadSync('f32') as Float32Array;
+  x.dispose();
+  return tensor(data, shape, 'float32');
+}
+
+/**
+ * Exact softmax attention. q: [B][Nq][H][D], k, v: [B][Nk][H][D] (or BHSD); all host tensors (→ host
+ * output) or all DeviceTensors (→ DeviceTensor output, CUDA). lse / entropy: float32 HostTensors [B][H][Nq].
+ */
+export function denseAttention(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): Promise<DenseResult<HostTensor>>;
+export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): Promise<DenseResult<DeviceTensor>>;
+export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
+export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
+  const s = setup(q, k, v, opts);
+  const cuda = s.backend === 'cuda';
+  const scratch = new Scratch(cuda);
+  const plan = densePlan(s, q.dtype);
+  try {
+    const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
+    const side = sides(s);
+    await runAsync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    const out = await st.collectAsync();
+    const lse = await sideTensor(s, side.lse);
+    const entropy = await sideTensor(s, side.entropy);
+    return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+  } finally {
+    plan.dispose();
+    scratch.dispose();
+  }
+}
+
+/** Synchronous twin of denseAttention(). */
+export function denseAttentionSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): DenseResult<HostTensor>;
+export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): DenseResult<DeviceTensor>;
+export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor>;
+export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
+  const s = setup(q, k, v, opts);
+  const cuda = s.backend === 'cuda';
+  const scratch = new Scratch(cuda);
+  const plan = densePlan(s, q.dtype);
+  try {
+    const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
+    const side = sides(s);
+    runSync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    const out = st.collect();
+    const lse = sideTensorSync(s, side.lse);
+    const entropy = sideTensorSync(s, side.entropy);
+    return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+  } finally {
+    plan.dispose();
+    scratch.dispose();
+  }
+}
+
+/**
+ * Times dense attention like MonarchAttention.time(): `iters` runs after `warmup`, rotating over the
+ * input sets (all with the first set's shapes); ms per run (CUDA events / monotonic clock).
+ * returnLse / returnEntropy are honoured (their cost is timed too).
+ */
+export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: DenseOptions & TimeOptions = {}): number[] {
+  const { warmup, iters, ...dense } = opts;
+  const t = timeOptions({ warmup, iters });
+  const sets = checkInputSets(inputs);
+  const first = inSet(0, () => setup(sets[0][0], sets[0][1], sets[0][2], dense));
+  const cuda = first.backend === 'cuda';
+  const dtype = sets[0][0].dtype;
+  const scratch = new Scratch(cuda);
+  const plan = densePlan(first, dtype);
+  const owned: Array<{ dispose(): void }> = [];
+  try {
+    const side = sides(first);
+    for (const x of [side.lse, side.entropy]) if (x && !(x instanceof Float32Array)) owned.push(x);
+    const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
+      const s = setup(q, k, v, dense);
+      const same = (['B', 'S', 'H', 'D'] as const).every((key) => s.q[key] === first.q[key]) && s.k.S === first.k.S;
+      if (!same) {
+        throw new RangeError(`shapes must equal those of inputs[0] (q [${sets[0][0].shape.join(', ')}], k [${sets[0][1].shape.join(', ')}])`);
+      }
+      if (q.dtype !== dtype) throw new TypeError(`q.dtype '${q.dtype}' must equal inputs[0]'s '${dtype}'`);
+      return [denseOp(s, stageForTiming(cuda, scratch, s.layout, s.c, q, k, v, owned), dtype, side.lse, side.entropy)];
+    }));
+    return timeOps(plan, cuda, prepared, t.warmup, t.iters);
+  } finally {
+    for (const d of owned) d.dispose();
+    plan.dispose();
+    scratch.dispose();
+  }
+}

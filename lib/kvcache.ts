@@ -1,0 +1,165 @@
+// KVCache: block-causal video decoding one chunk at a time (ALGORITHMS.md §B.4). K/V of every frame
+// seen so far are kept in tile order ([B][frames·h·w][H][D], contiguous BSHD; host arrays on the CPU,
+// device memory on CUDA). step() appends one chunk and runs the chunk's C query tiles against all cached
+// key tiles (qTile0 = first tile of the chunk, causalTiles = C): the output equals the chunk's rows of
+// the one-shot block-causal forward.
+import type { NativeAct, NativePlan, StageArgs } from './native';
+import type { HostTensor } from './types';
+import type { DeviceTensor } from './device';
+import { chunkMaps } from './layout';
+import { act, bshd, checkQKV, offsetView, Scratch, stage, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
+import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
+import { dtypeCode } from './tensor';
+
+export class KVCache {
+  private plan: NativePlan | null;
+  private readonly cfg: ResolvedOptions;
+  private readonly scratch: Scratch;
+  private readonly queue = new WorkQueue();
+  private readonly gatherMap: Int32Array;   // chunk-local tile-order token → chunk token (identity when none)
+  private readonly scatterMap: Int32Array | null;
+  private readonly needsGather: boolean;
+  private frames = 0;
+  /** Frames per step (causal.chunkFrames). */
+  readonly chunkFrames: number;
+  /** Tokens per step (chunkFrames·height·width). */
+  readonly chunkTokens: number;
+  /** Capacity in frames (layout.frames). */
+  readonly maxFrames: number;
+
+  /** @internal Use MonarchAttention.createKVCache(). */
+  constructor(cfg: ResolvedOptions) {
+    this.cfg = cfg;
+    const g = cfg.geometry, lay = videoLayout(cfg);
+    this.chunkFrames = cfg.chunkFrames;
+    this.chunkTokens = g.chunkTokens;
+    this.maxFrames = lay.frames;
+    const maps = chunkMaps(lay, cfg.chunkFrames);
+    this.needsGather = maps.gather !== null;
+    this.gatherMap = maps.gather ?? Int32Array.from({ length: this.chunkTokens }, (_, i) => i);
+    this.scatterMap = maps.scatter;
+    this.plan = createPlan(cfg, g.chunkTiles, g.tilesPerSequence);
+    this.scratch = new Scratch(cfg.backend === 'cuda');
+  }
+
+  /** Frames held in the cache. */
+  get framesCached(): number {
+    return this.frames;
+  }
+
+  private live(): NativePlan {
+    if (this.plan === null) throw new Error('KVCache was disposed');
+    return this.plan;
+  }
+
+  private check(q: unknown, k: unknown, v: unknown): CheckedQKV {
+    const cfg = this.cfg;
+    const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
+      B: { value: cfg.batch, label: `batch ${cfg.batch}` },
+      S: { value: this.chunkTokens, label: `chunk tokens ${this.chunkTokens} (chunkFrames·height·width)` },
+      H: { value: cfg.heads, label: `heads ${cfg.heads}` },
+      D: { value: cfg.headDim, label: `headDim ${cfg.headDim}` },
+    }, true);
+    if (c.device && cfg.backend !== 'cuda') {
+      throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+    }
+    this.ensureRoom();
+    return c;
+  }
+
+  private ensureRoom(): void {
+    if (this.frames >= this.maxFrames) {
+      throw new Error(`KVCache is full: ${this.frames} of ${this.maxFrames} frames cached; call reset() to start a new video`);
+    }
+  }
+
+  private ops(s: Staged): Op[] {
+    const cfg = this.cfg, g = cfg.geometry;
+    const { batch: B, heads: H, headDim: D } = cfg;
+    const dt = dtypeCode(cfg.dtype);
+    const P = g.paddedTokens, Tc = this.chunkTokens, C = g.chunkTiles;
+    const chunk = this.frames / this.chunkFrames;
+    const st = bshd(P, H, D);
+    const cacheK = this.scratch.get('cache.k', cfg.dtype, B * P * H * D);
+    const cacheV = this.scratch.get('cache.v', cfg.dtype, B * P * H * D);
+    const ops: Op[] = [];
+    // Append this chunk's k, v in tile order at token offset chunk·Tc (a strided copy when no reorder).
+    const at = chunk * Tc * H * D;
+    ops.push({ op: 'gather', args: { src: s.k, dst: act(offsetView(cacheK, cfg.dtype, at), st), B, H, D, map: this.gatherMap, dtype: dt } });
+    ops.push({ op: 'gather', args: { src: s.v, dst: act(offsetView(cacheV, cfg.dtype, at), st), B, H, D, map: this.gatherMap, dtype: dt } });
+    let q: NativeAct = s.q, o: NativeAct = s.o;
+    if (this.needsGather) {
+      const sc = bshd(Tc, H, D);
+      q = act(this.scratch.get('tile.q', cfg.dtype, B * Tc * H * D), sc);
+      o = act(this.scratch.get('tile.o', cfg.dtype, B * Tc * H * D), sc);
+      ops.push({ op: 'gather', args: { src: s.q, dst: q, B, H, D, map: this.gatherMap, dtype: dt } });
+    }
+    const args: StageArgs = {
+      q, k: act(cacheK, st), v: act(cacheV, st), o, Aq: C, Fk: (chunk + 1) * C, qTile0: chunk * C, causalTiles: C,
+      scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+    };
+    ops.push(...tLoop(args, cfg.numIters));
+    if (this.needsGather) ops.push({ op: 'gather', args: { src: o, dst: s.o, B, H, D, map: this.scatterMap!, dtype: dt } });
+    if (chunk === 0 && cfg.recompute === 'first-frame') {
+      // Same rows as the one-shot forward: frame-0 queries against chunk 0's keys (any key order).
+      ops.push({ op: 'dense', args: {
+        q: s.q, k: act(cacheK, st), v: act(cacheV, st), o: s.o, B, H, D, Nq: g.frameTokens, Nk: Tc,
+        q0: 0, causalChunk: 0, scale: cfg.scale, dtype: dt,
+      } });
+    }
+    return ops;
+  }
+
+  /**
+   * Appends one chunk (chunkFrames frames: q, k, v [B][chunkFrames·h·w][H][D] or BHSD) and returns the
+   * chunk's output: the matching rows of a block-causal forward over all frames so far.
+   */
+  step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
+  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
+  step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor>;
+  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
+    const plan = this.live();
+    const c = this.check(q, k, v);
+    return this.queue.run(async () => {
+      if (this.plan === null) throw new Error('KVCache was disposed');
+      this.ensureRoom();  // again: steps queued before this one may have filled the cache
+      const cuda = this.cfg.backend === 'cuda';
+      const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
+      await runAsync(plan, this.ops(s), cuda);
+      this.frames += this.chunkFrames;
+      return s.collectAsync();
+    });
+  }
+
+  /** Synchronous twin of step(). */
+  stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
+  stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
+  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor;
+  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
+    const plan = this.live();
+    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling stepSync()');
+    const c = this.check(q, k, v);
+    const cuda = this.cfg.backend === 'cuda';
+    const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
+    runSync(plan, this.ops(s), cuda);
+    this.frames += this.chunkFrames;
+    return s.collect();
+  }
+
+  /** Empties the cache (keeps its memory) to decode a new video. */
+  reset(): void {
+    this.live();
+    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling reset()');
+    this.frames = 0;
+  }
+
+  /** Frees the cache memory and plan; later calls throw "KVCache was disposed". Idempotent. */
+  dispose(): void {
+    if (this.plan === null) return;
+    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling dispose()');
+    this.plan.dispose();
+    this.plan = null;
+    this.scratch.dispose();
+  }
+}

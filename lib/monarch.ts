@@ -1,0 +1,191 @@
+// MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
+// native R/L stage primitives → scatter back → optional first-frame recomputation (ALGORITHMS.md §A.3,
+// §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
+import { native, type NativeAct, type NativeDeviceBuffer, type NativePlan, type StageArgs } from './native';
+import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
+import type { Geometry } from './layout';
+import { validityMask } from './layout';
+import { DeviceTensor } from './device';
+import { act, bshd, checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
+import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
+import { denseEquivalentFlops, monarchFlops } from './flops';
+import { dtypeCode, dtypeSize } from './tensor';
+import { KVCache } from './kvcache';
+import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
+
+/** Sub-quadratic Monarch attention (MonarchAttention, MonarchRT, VMonarch) with a fixed shape. */
+export class MonarchAttention {
+  /** 'cpu' | 'cuda', resolved from options.backend. */
+  readonly backend: 'cpu' | 'cuda';
+  /** Tokens per sequence (layout.length, or frames·height·width). */
+  readonly numTokens: number;
+  /** The tiled-Monarch parameters actually used. */
+  readonly geometry: Readonly<Geometry>;
+  /** The validated options with defaults filled in. */
+  readonly config: Readonly<ResolvedOptions>;
+  private plan: NativePlan | null;
+  private readonly scratch: Scratch;
+  private readonly queue = new WorkQueue();
+
+  constructor(options: MonarchOptions) {
+    const cfg = resolveOptions(options);
+    this.config = Object.freeze(cfg);
+    this.backend = cfg.backend;
+    this.geometry = Object.freeze(cfg.geometry);
+    this.numTokens = cfg.geometry.numTokens;
+    if (cfg.backend === 'cpu') native().setCpuThreads(cfg.threads);
+    this.plan = createPlan(cfg, cfg.geometry.tilesPerSequence, cfg.geometry.tilesPerSequence);
+    this.scratch = new Scratch(cfg.backend === 'cuda');
+  }
+
+  private live(): NativePlan {
+    if (this.plan === null) throw new Error('MonarchAttention was disposed');
+    return this.plan;
+  }
+
+  /** FLOPs of one forward, all batches and heads (ALGORITHMS.md §A.7 / §B.7; + 4·hw·Nk·d for recompute). */
+  flops(): number {
+    this.live();
+    const c = this.config;
+    return monarchFlops(c.geometry, c.headDim, c.numIters, c.batch, c.heads, c.recompute === 'first-frame');
+  }
+
+  /** FLOPs of exact attention with the same pattern (4·N²·d, or block-causal), all batches and heads. */
+  denseFlops(): number {
+    this.live();
+    const c = this.config;
+    return denseEquivalentFlops(c.geometry, c.headDim, c.batch, c.heads);
+  }
+
+  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array } {
+    const cfg = this.config;
+    const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
+      B: { value: cfg.batch, label: `batch ${cfg.batch}` },
+      S: { value: this.numTokens, label: `numTokens ${this.numTokens}` },
+      H: { value: cfg.heads, label: `heads ${cfg.heads}` },
+      D: { value: cfg.headDim, label: `headDim ${cfg.headDim}` },
+    }, true);
+    if (c.device && this.backend !== 'cuda') {
+      throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+    }
+    let keyMask: Uint8Array | undefined;
+    if (opts !== undefined) {
+      const o = checkObject('forward options', opts);
+      if (o.keyMask !== undefined) {
+        if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
+        keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
+      }
+    }
+    return { c, keyMask };
+  }
+
+  /** The op list of one forward on staged inputs. */
+  private ops(s: Staged, keyMask?: Uint8Array): Op[] {
+    const cfg = this.config, g = cfg.geometry;
+    const { batch: B, heads: H, headDim: D } = cfg;
+    const dt = dtypeCode(cfg.dtype);
+    const ops: Op[] = [];
+    let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
+    if (g.needsGather) {
+      // Tile-order copies [B][paddedTokens][H][D] (pads zero), csrc/monarch.h "Tile order".
+      const n = B * g.paddedTokens * H * D, st = bshd(g.paddedTokens, H, D);
+      const tile = (key: string): NativeAct => act(this.scratch.get(key, cfg.dtype, n), st);
+      const [tq, tk, tv] = [tile('tile.q'), tile('tile.k'), tile('tile.v')];
+      for (const [src, dst] of [[s.q, tq], [s.k, tk], [s.v, tv]]) {
+        ops.push({ op: 'gather', args: { src, dst, B, H, D, map: g.gatherMap!, dtype: dt } });
+      }
+      [q, k, v, o] = [tq, tk, tv, tile('tile.o')];
+    }
+    const valid = validityMask(g, B, keyMask) ?? undefined;
+    const A = g.tilesPerSequence;
+    const args: StageArgs = {
+      q, k, v, o, Aq: A, Fk: A, qTile0: 0, causalTiles: g.chunkTiles, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+      keyValid: valid, queryValid: valid,
+    };
+    ops.push(...tLoop(args, cfg.numIters));
+    if (g.needsGather) ops.push({ op: 'gather', args: { src: o, dst: s.o, B, H, D, map: g.scatterMap!, dtype: dt } });
+    if (cfg.recompute === 'first-frame') {
+      // §C.4 (a): exact attention for the h·w frame-0 queries against the keys they see (chunk 0 when
+      // causal), overwriting those output rows. Frame 0 is the first h·w tokens in input order.
+      ops.push({ op: 'dense', args: {
+        q: s.q, k: s.k, v: s.v, o: s.o, B, H, D, Nq: g.frameTokens, Nk: g.chunkTokens > 0 ? g.chunkTokens : g.numTokens,
+        q0: 0, causalChunk: 0, scale: cfg.scale, dtype: dt,
+      } });
+    }
+    return ops;
+  }
+
+  /**
+   * One forward. q, k, v: [batch][numTokens][heads][headDim] (BSHD) or [batch][heads][numTokens][headDim]
+   * (BHSD), dtype options.dtype; host tensors → HostTensor, DeviceTensors → DeviceTensor (CUDA).
+   * Work runs off the event loop; concurrent calls on one instance are queued.
+   */
+  forward(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): Promise<HostTensor>;
+  forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
+  forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
+  async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
+    const plan = this.live();
+    const { c, keyMask } = this.check(q, k, v, opts);
+    return this.queue.run(async () => {
+      if (this.plan === null) throw new Error('MonarchAttention was disposed');
+      const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
+      await runAsync(plan, this.ops(s, keyMask), this.backend === 'cuda');
+      return s.collectAsync();
+    });
+  }
+
+  /** Synchronous twin of forward() (blocks the event loop). */
+  forwardSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): HostTensor;
+  forwardSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): DeviceTensor;
+  forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor;
+  forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
+    const plan = this.live();
+    if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
+    const { c, keyMask } = this.check(q, k, v, opts);
+    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
+    runSync(plan, this.ops(s, keyMask), this.backend === 'cuda');
+    return s.collect();
+  }
+
+  /**
+   * Times `iters` forwards after `warmup`, rotating over the input sets; one time in ms per iteration.
+   * CUDA: events on the instance's stream around each forward (host inputs are uploaded once first, so
+   * only the GPU work is timed). CPU: the monotonic clock around each synchronous forward.
+   */
+  time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions = {}): number[] {
+    const plan = this.live();
+    if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling time()');
+    const { warmup, iters } = timeOptions(opts);
+    const sets = checkInputSets(inputs);
+    const cuda = this.backend === 'cuda';
+    const owned: Array<{ dispose(): void }> = [];
+    try {
+      const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
+        const { c } = this.check(q, k, v, undefined);
+        return this.ops(stageForTiming(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, owned));
+      }));
+      return timeOps(plan, cuda, prepared, warmup, iters);
+    } finally {
+      for (const d of owned) d.dispose();
+    }
+  }
+
+  /** A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. */
+  createKVCache(): KVCache {
+    this.live();
+    if (this.geometry.kind !== 'video' || this.config.chunkFrames === 0) {
+      throw new Error(`createKVCache needs a video layout with causal: { chunkFrames }, received layout.kind ${show(this.geometry.kind)}${this.config.chunkFrames === 0 ? ' without causal' : ''}`);
+    }
+    return new KVCache(this.config);
+  }
+
+  /** Frees the plan (workspace, stream) and scratch buffers; later calls throw. Idempotent. */
+  dispose(): void {
+    if (this.plan === null) return;
+    if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling dispose()');
+    this.plan.dispose();
+    this.plan = null;
+    this.scratch.dispose();
+  }
+}

@@ -1,0 +1,114 @@
+// Native stage calls as data, and their executors. A forward is built as a list of ops (gathers, the
+// R/L steps of the T loop, dense recomputation, scatters) and then run:
+//   - sync: each op on the calling thread (CPU) or enqueued (CUDA), then one synchronize;
+//   - async: CPU ops awaited one by one on libuv workers; CUDA ops enqueued, then one awaited
+//     synchronizeAsync (no host sync inside the T loop, STYLE.md §6);
+//   - enqueue only (CUDA timing between events).
+import type { DenseArgs, DTypeCode, GatherArgs, NativePlan, StageArgs } from './native';
+
+export type Op =
+  | { op: 'r'; args: StageArgs; first: boolean; last: boolean }
+  | { op: 'l'; args: StageArgs; final: boolean }
+  | { op: 'gather'; args: GatherArgs & { dtype: DTypeCode } }
+  | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } };
+
+/**
+ * THE T LOOP (ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
+ *   rStep(first, last = T == 1); for t in 1..T−1: lStep(final = false), rStep(first = false, last = t == T−1);
+ *   lStep(final = true) writes the output `o`.
+ */
+export function tLoop(args: StageArgs, T: number): Op[] {
+  const { o, ...noOut } = args;
+  const ops: Op[] = [{ op: 'r', args: noOut, first: true, last: T === 1 }];
+  for (let t = 1; t < T; t++) {
+    ops.push({ op: 'l', args: noOut, final: false });
+    ops.push({ op: 'r', args: noOut, first: false, last: t === T - 1 });
+  }
+  if (!o) throw new Error('internal: the final L-step needs an output');
+  ops.push({ op: 'l', args: { ...noOut, o }, final: true });
+  return ops;
+}
+
+function callSync(plan: NativePlan, o: Op): void {
+  switch (o.op) {
+    case 'r': plan.rStep(o.args, o.first, o.last); break;
+    case 'l': plan.lStep(o.args, o.final); break;
+    case 'gather': plan.gather(o.args); break;
+    case 'dense': plan.dense(o.args); break;
+  }
+}
+
+function callAsync(plan: NativePlan, o: Op): Promise<void> {
+  switch (o.op) {
+    case 'r': return plan.rStepAsync(o.args, o.first, o.last);
+    case 'l': return plan.lStepAsync(o.args, o.final);
+    case 'dense': return plan.denseAsync(o.args);
+    case 'gather': plan.gather(o.args); return Promise.resolve();  // a strided copy; no async variant
+  }
+}
+
+/** Enqueues (CUDA) or runs (CPU) every op; no synchronisation. */
+export function enqueue(plan: NativePlan, ops: readonly Op[]): void {
+  for (const o of ops) callSync(plan, o);
+}
+
+/** Runs the ops to completion on the calling thread. */
+export function runSync(plan: NativePlan, ops: readonly Op[], cuda: boolean): void {
+  enqueue(plan, ops);
+  if (cuda) plan.synchronize();
+}
+
+/** Runs the ops off the event loop; resolves when they have finished. */
+export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean): Promise<void> {
+  if (cuda) {
+    enqueue(plan, ops);
+    await plan.synchronizeAsync();
+    return;
+  }
+  for (const o of ops) await callAsync(plan, o);
+}
+
+/** Serialises async work on one object (one plan workspace, one set of scratch buffers). */
+export class WorkQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+  get busy(): boolean { return this.pending > 0; }
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    this.pending++;
+    const p = this.tail.then(fn, fn);
+    this.tail = p.then(() => { this.pending--; }, () => { this.pending--; });
+    return p;
+  }
+}
+
+/**
+ * Times `iters` runs of op lists after `warmup`, rotating over `sets`; ms per timed run. CUDA: events
+ * recorded on the plan's stream around each enqueued run, one synchronize at the end. CPU: the
+ * monotonic clock around each synchronous run.
+ */
+export function timeOps(plan: NativePlan, cuda: boolean, sets: readonly Op[][], warmup: number, iters: number): number[] {
+  const times: number[] = [];
+  if (!cuda) {
+    for (let i = 0; i < warmup + iters; i++) {
+      const t0 = process.hrtime.bigint();
+      enqueue(plan, sets[i % sets.length]);
+      if (i >= warmup) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return times;
+  }
+  const events: Array<[number, number]> = [];
+  try {
+    for (let i = 0; i < warmup + iters; i++) {
+      const ops = sets[i % sets.length];
+      if (i < warmup) { enqueue(plan, ops); continue; }
+      const e0 = plan.recordEvent();
+      enqueue(plan, ops);
+      events.push([e0, plan.recordEvent()]);
+    }
+    plan.synchronize();
+    for (const [a, b] of events) times.push(plan.eventElapsedMs(a, b));
+  } finally {
+    plan.releaseEvents();
+  }
+  return times;
+}

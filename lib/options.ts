@@ -1,0 +1,88 @@
+// MonarchOptions → a validated, defaulted, backend-resolved configuration (every option checked here).
+import { native, type NativePlan } from './native';
+import { dtypeCode } from './tensor';
+import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
+import { computeGeometry, type Geometry } from './layout';
+import { CUDA_DTYPES, CUDA_HEAD_DIMS, cudaUnavailableReason } from './info';
+import { checkEnum, checkInt, checkObject, checkPositive, optInt } from './validate';
+
+export const MAX_NUM_ITERS = 16;
+export const CPU_MAX_HEAD_DIM = 512;
+/** Clamp of the R temperature 1/cR for T ≥ 2 (ALGORITHMS.md §A.5, MonarchRT's 1e4). */
+export const MAX_INV_TEMP = 1e4;
+
+export interface ResolvedOptions {
+  geometry: Geometry;
+  layout: MonarchOptions['layout'];
+  heads: number;
+  headDim: number;
+  batch: number;
+  numIters: number;
+  chunkFrames: number;            // 0 = bidirectional
+  recompute: 'none' | 'first-frame';
+  dtype: DType;
+  backend: 'cpu' | 'cuda';
+  tensorLayout: TensorLayout;
+  scale: number;
+  threads: number;
+}
+
+/**
+ * 'auto' → 'cuda' when the addon has CUDA, a GPU is visible and the dtype is one the CUDA kernels
+ * support; else 'cpu'. 'cuda' checks availability, dtype and head dim and throws when unusable.
+ */
+export function resolveBackend(requested: Backend, dtype: DType, headDim: number): 'cpu' | 'cuda' {
+  if (requested === 'cpu') {
+    if (headDim > CPU_MAX_HEAD_DIM) throw new RangeError(`headDim ${headDim} is out of range 1..${CPU_MAX_HEAD_DIM} (CPU backend)`);
+    return 'cpu';
+  }
+  const reason = cudaUnavailableReason();
+  if (requested === 'auto' && (reason !== null || !CUDA_DTYPES.includes(dtype))) return resolveBackend('cpu', dtype, headDim);
+  if (reason !== null) throw new Error(`CUDA backend unavailable: ${reason}`);
+  if (!CUDA_DTYPES.includes(dtype)) {
+    throw new RangeError(`dtype '${dtype}' is not supported by the CUDA backend (supported: ${CUDA_DTYPES.join(', ')})`);
+  }
+  if (!CUDA_HEAD_DIMS.includes(headDim)) {
+    throw new RangeError(`headDim ${headDim} is not supported by the CUDA backend (supported: ${CUDA_HEAD_DIMS.join(', ')})`);
+  }
+  return 'cuda';
+}
+
+/** Validates every option (TypeError: wrong kind; RangeError: bad value) and fills the defaults. */
+export function resolveOptions(options: MonarchOptions): ResolvedOptions {
+  const o = checkObject('options', options);
+  const geometry = computeGeometry(o.layout as MonarchOptions['layout'], o.causal as { chunkFrames: number } | undefined);
+  const heads = checkInt('heads', o.heads, 1, 65535);
+  const headDim = checkInt('headDim', o.headDim, 1, CPU_MAX_HEAD_DIM);
+  const batch = optInt('batch', o.batch, 1, 1, 65535);
+  const numIters = optInt('numIters', o.numIters, 1, 1, MAX_NUM_ITERS);
+  const recompute = checkEnum('recompute', o.recompute, ['none', 'first-frame'] as const, 'none');
+  if (recompute === 'first-frame' && geometry.kind !== 'video') {
+    throw new RangeError("recompute 'first-frame' needs a video layout, received layout.kind 'sequence'");
+  }
+  const dtype = checkEnum('dtype', o.dtype, ['float32', 'float16', 'bfloat16'] as const, 'float32');
+  const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
+  const tensorLayout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
+  const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkPositive('scale', o.scale);
+  const threads = optInt('threads', o.threads, 0, 0, 4096);
+  const backend = resolveBackend(requested, dtype, headDim);
+  const chunkFrames = o.causal === undefined ? 0 : (o.causal as { chunkFrames: number }).chunkFrames;
+  // Copy the layout so later mutation of the caller's object cannot change this instance.
+  const layout = { ...(o.layout as MonarchOptions['layout']) } as MonarchOptions['layout'];
+  return { geometry, layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout, scale, threads };
+}
+
+/** The video layout of a resolved config (callers check geometry.kind first). */
+export function videoLayout(r: ResolvedOptions): VideoLayout {
+  return r.layout as VideoLayout;
+}
+
+/** Creates the native plan of a resolved configuration (maxAq query tiles × maxFk key tiles). */
+export function createPlan(cfg: ResolvedOptions, maxAq: number, maxFk: number): NativePlan {
+  const g = cfg.geometry;
+  return new (native().Plan)({
+    backend: cfg.backend, dtype: dtypeCode(cfg.dtype), B: cfg.batch, H: cfg.heads, D: cfg.headDim,
+    b1: g.b1, b2: g.b2, maxAq, maxFk, iterative: cfg.numIters >= 2, threads: cfg.threads,
+  });
+}
+
