@@ -1,0 +1,341 @@
+// l_step.cu — the Monarch L-step (ALGORITHMS.md §A.2, §A.6, §B.3).
+//
+// Per (b, h, query tile a, column j) the L-step is attention over the candidates c = (f, k), f in the
+// allowed prefix [0, fLim) of key tiles (block-causal allows a prefix), k ∈ [b1]:
+//   queries q[a,i,j] (i ∈ [b1], tokens (a·b1+i)·b2+j),  keys aL[a,f,j,k],  additive bias −cL[a,f,j,k]
+//   logit u = s·⟨q, aL⟩ − cL   (cL = +INF ⇒ the candidate is masked)
+//
+// final (l_step_final_kernel): o[a,i,j] = Σ_c softmax_c(u)·y[a,f,j,k]. FlashAttention over Fk·b1
+//   candidates with a per-key bias; one CTA of 4 warps per (b,h,a,j, block of 64 queries i),
+//   candidate tiles of 64 streamed through double-buffered shared memory.
+// non-final (l_step_columns_kernel): L = softmax_c(u) zeroed for invalid queries, then the column
+//   reductions aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L. One CTA per (b,h,a,j):
+//   pass 1 computes every query's log-partition lse_i (streaming max/sum over the candidates) into
+//   shared memory; pass 2 walks candidate blocks of 64 and, for each, query tiles of 64: Sᵀ = aL·qᵀ,
+//   Pᵀ = 2^(Sᵀ·s·log2e − cL·log2e − lse2_i), aR += Pᵀ·q and cR += Σ_i Pᵀ (a tensor-core Lᵀ·Q).
+#include "monarch_cuda.h"
+#include "online_softmax.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace {
+
+using namespace detail;
+
+constexpr int kBM = 64;  // rows per CTA (queries i in the final step, candidates c in pass 2): 4 warps × 16
+constexpr int kBN = 64;  // columns per streamed tile (candidates, or queries in pass 2)
+constexpr int kThreads = 128;
+
+// Geometry of one (b, h, a, j) column problem.
+struct Column {
+  int b, h, a, j;
+  int nCand;          // fLim · b1 allowed candidates
+  int64_t candBase;   // index of (a, f = 0, j, k = 0) in the aL / cL / y layout
+  int64_t qTok0;      // token of query i = 0: (a·b1)·b2 + j  (query i: + i·b2)
+};
+
+__device__ __forceinline__ Column column_of(const MonarchParams& p, int64_t pid) {
+  Column c;
+  c.j = int(pid % p.b2);  pid /= p.b2;
+  c.a = int(pid % p.Aq);  pid /= p.Aq;
+  c.h = int(pid % p.H);
+  c.b = int(pid / p.H);
+  int fLim = p.Fk;
+  if (p.causalTiles > 0) fLim = min(p.Fk, ((p.qTile0 + c.a) / p.causalTiles + 1) * p.causalTiles);
+  c.nCand = fLim * p.b1;
+  c.candBase = ((int64_t(c.b) * p.H + c.h) * p.Aq + c.a) * p.Fk * p.b2 * p.b1 + int64_t(c.j) * p.b1;
+  c.qTok0 = int64_t(c.a) * p.b1 * p.b2 + c.j;
+  return c;
+}
+// aL / cL / y index of candidate cand = f·b1 + k.
+__device__ __forceinline__ int64_t cand_index(const MonarchParams& p, const Column& c, int cand) {
+  const int f = cand / p.b1, k = cand - f * p.b1;
+  return c.candBase + int64_t(f) * p.b2 * p.b1 + k;
+}
+
+// Shared memory: a 64-row tile, NB double-buffered 64-row tiles, and 2×64 candidate biases.
+template <int D, typename T, int NB>
+constexpr size_t l_step_smem_bytes() {
+  return size_t(kBM + 2 * NB * kBN) * Smem<D>::kLd * sizeof(T) + 2 * kBN * sizeof(float);
+}
+
+// ---------------------------------------------------------------------------------------------
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 2) l_step_final_kernel(MonarchParams p) {
+  constexpr int LD = Smem<D>::kLd;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);                      // [kBM][LD]  queries i
+  T* sK = sQ + kBM * LD;                                       // [2][kBN][LD]  aL candidates
+  T* sY = sK + 2 * kBN * LD;                                   // [2][kBN][LD]  y values
+  float* sBias = reinterpret_cast<float*>(sY + 2 * kBN * LD);  // [2][kBN]  cL·log2e (+INF masked)
+
+  const Column col = column_of(p, blockIdx.x);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int qd = lane % 4;
+  const int i0 = blockIdx.y * kBM;
+
+  const T* qg = static_cast<const T*>(p.q.data) + col.b * p.q.sB + col.h * p.q.sH + col.qTok0 * p.q.sS;
+  const int64_t qStride = int64_t(p.b2) * p.q.sS;
+  const T* aLg = static_cast<const T*>(p.aL);
+  const T* yg = static_cast<const T*>(p.y);
+
+  const int nTiles = (col.nCand + kBN - 1) / kBN;
+  auto load_tile = [&](int t, int buf) {
+    const int base = t * kBN;
+    load_tile_async<kBN, D, kThreads>(sK + buf * kBN * LD, aLg, [&](int r) -> const T* {
+      return base + r < col.nCand ? aLg + cand_index(p, col, base + r) * D : nullptr;
+    });
+    load_tile_async<kBN, D, kThreads>(sY + buf * kBN * LD, yg, [&](int r) -> const T* {
+      return base + r < col.nCand ? yg + cand_index(p, col, base + r) * D : nullptr;
+    });
+    if (threadIdx.x < kBN) {
+      const int c = base + threadIdx.x;
+      sBias[buf * kBN + threadIdx.x] = c < col.nCand ? p.cL[cand_index(p, col, c)] * kLog2e : INFINITY;
+    }
+  };
+  load_tile_async<kBM, D, kThreads>(sQ, qg, [&](int r) -> const T* {
+    return i0 + r < p.b1 ? qg + int64_t(i0 + r) * qStride : nullptr;
+  });
+  if (nTiles > 0) load_tile(0, 0);
+  cp_async_commit();
+
+  uint32_t qa[D / 16][4];
+  float O[D / 8][4];
+  zero_acc<D>(O);
+  OnlineSoftmax<kBN, false> sm;
+  sm.init();
+  const float scale2 = p.scale * kLog2e;
+
+  for (int t = 0; t < nTiles; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < nTiles) {
+      load_tile(t + 1, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (t == 0) load_a_frags<D>(qa, sQ + warp * 16 * LD, lane);
+
+    float S[kBN / 8][4];
+    warp_gemm_abt<D, kBN, T>(S, qa, sK + buf * kBN * LD, lane);
+#pragma unroll
+    for (int n = 0; n < kBN / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[n][e] = S[n][e] * scale2 - sBias[buf * kBN + n * 8 + 2 * qd + (e & 1)];
+    }
+    float alpha[2];
+    sm.update(S, alpha);
+    rescale_rows<D>(O, alpha);
+    uint32_t pa[kBN / 16][4];
+    c_to_a_frags<kBN, T>(pa, S);
+    warp_gemm_ab<D, kBN, T>(O, pa, sY + buf * kBN * LD, lane);
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+  sm.finalize();
+  float inv[2];
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+  T* og = static_cast<T*>(p.o.data) + col.b * p.o.sB + col.h * p.o.sH + col.qTok0 * p.o.sS;
+  const int64_t oStride = int64_t(p.b2) * p.o.sS;
+  const int wi0 = i0 + warp * 16;
+  store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
+    return wi0 + r < p.b1 ? og + int64_t(wi0 + r) * oStride : nullptr;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 2) l_step_columns_kernel(MonarchParams p) {
+  constexpr int LD = Smem<D>::kLd;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* sA = reinterpret_cast<T*>(smem_raw);                      // [kBM][LD] pass 1: queries; pass 2: aL
+  T* sB = sA + kBM * LD;                                       // [2][kBN][LD] pass 1: aL; pass 2: queries
+  float* sBias = reinterpret_cast<float*>(sB + 2 * kBN * LD);  // [2][kBN] pass 1: cL·log2e
+  float* sLse = sBias + 2 * kBN;  // [nQB·64] base-2 lse per query; +INF ⇒ L column is zero
+
+  const Column col = column_of(p, blockIdx.x);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, qd = lane % 4;
+  const int nQB = (p.b1 + kBM - 1) / kBM;
+  const int nCT = (col.nCand + kBN - 1) / kBN;
+  const float scale2 = p.scale * kLog2e;
+
+  const T* qg = static_cast<const T*>(p.q.data) + col.b * p.q.sB + col.h * p.q.sH + col.qTok0 * p.q.sS;
+  const int64_t qStride = int64_t(p.b2) * p.q.sS;
+  const uint8_t* qv =
+      p.queryValid ? p.queryValid + int64_t(col.b) * p.Aq * p.b1 * p.b2 + col.qTok0 : nullptr;
+  const T* aLg = static_cast<const T*>(p.aL);
+
+  auto load_q = [&](T* dst, int i0) {
+    load_tile_async<kBM, D, kThreads>(dst, qg, [&](int r) -> const T* {
+      return i0 + r < p.b1 ? qg + int64_t(i0 + r) * qStride : nullptr;
+    });
+  };
+  auto load_cand = [&](T* dst, int c0) {
+    load_tile_async<kBN, D, kThreads>(dst, aLg, [&](int r) -> const T* {
+      return c0 + r < col.nCand ? aLg + cand_index(p, col, c0 + r) * D : nullptr;
+    });
+  };
+
+  // ---- pass 1: lse_i over all candidates --------------------------------------------------
+  for (int qb = 0; qb < nQB; ++qb) {
+    load_q(sA, qb * kBM);
+    auto load_ct = [&](int t, int buf) {
+      load_cand(sB + buf * kBN * LD, t * kBN);
+      if (threadIdx.x < kBN) {
+        const int c = t * kBN + threadIdx.x;
+        sBias[buf * kBN + threadIdx.x] = c < col.nCand ? p.cL[cand_index(p, col, c)] * kLog2e : INFINITY;
+      }
+    };
+    if (nCT > 0) load_ct(0, 0);
+    cp_async_commit();
+    uint32_t qa[D / 16][4];
+    OnlineSoftmax<kBN, false> sm;
+    sm.init();
+    for (int t = 0; t < nCT; ++t) {
+      const int buf = t & 1;
+      if (t + 1 < nCT) {
+        load_ct(t + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      if (t == 0) load_a_frags<D>(qa, sA + warp * 16 * LD, lane);
+      float S[kBN / 8][4];
+      warp_gemm_abt<D, kBN, T>(S, qa, sB + buf * kBN * LD, lane);
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) S[n][e] = S[n][e] * scale2 - sBias[buf * kBN + n * 8 + 2 * qd + (e & 1)];
+      }
+      float alpha[2];
+      sm.update(S, alpha);
+      __syncthreads();
+    }
+    cp_async_wait<0>();
+    sm.finalize();
+    if (qd == 0) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int i = qb * kBM + warp * 16 + g + 8 * hh;
+        const bool valid = i < p.b1 && sm.l[hh] > 0.f && (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
+        sLse[i] = valid ? sm.m[hh] + log2f(sm.l[hh]) : INFINITY;
+      }
+    }
+    __syncthreads();  // sA / sB are reused by the next query block (and by pass 2)
+  }
+
+  // ---- pass 2: aR, cR for each candidate block --------------------------------------------
+  for (int cb = 0; cb < nCT; ++cb) {
+    const int c0 = cb * kBM;
+    load_cand(sA, c0);
+    load_q(sB, 0);
+    cp_async_commit();
+    float rowBias[2];  // cL·log2e of this thread's two candidate rows (+INF: masked / padding)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int c = c0 + warp * 16 + g + 8 * hh;
+      rowBias[hh] = c < col.nCand ? p.cL[cand_index(p, col, c)] * kLog2e : INFINITY;
+    }
+    uint32_t ca[D / 16][4];
+    float acc[D / 8][4];
+    zero_acc<D>(acc);
+    float csum[2] = {0.f, 0.f};
+    for (int t = 0; t < nQB; ++t) {
+      const int buf = t & 1;
+      if (t + 1 < nQB) {
+        load_q(sB + (buf ^ 1) * kBN * LD, (t + 1) * kBN);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      if (t == 0) load_a_frags<D>(ca, sA + warp * 16 * LD, lane);
+      float S[kBN / 8][4];  // Sᵀ[c, i]
+      warp_gemm_abt<D, kBN, T>(S, ca, sB + buf * kBN * LD, lane);
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float x = S[n][e] * scale2 - rowBias[e >> 1] - sLse[t * kBN + n * 8 + 2 * qd + (e & 1)];
+          const float pr = exp2f(x);
+          csum[e >> 1] += pr;
+          S[n][e] = pr;
+        }
+      }
+      uint32_t pa[kBN / 16][4];
+      c_to_a_frags<kBN, T>(pa, S);
+      warp_gemm_ab<D, kBN, T>(acc, pa, sB + buf * kBN * LD, lane);
+      __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    const float one[2] = {1.f, 1.f};
+    const int wc0 = c0 + warp * 16;
+    // aR / cR index of candidate (f, k): ((pair(a, f))·b1 + k)·b2 + j
+    auto ar_index = [&](int cand) -> int64_t {
+      const int f = cand / p.b1, k = cand - f * p.b1;
+      const int64_t pair = ((int64_t(col.b) * p.H + col.h) * p.Aq + col.a) * p.Fk + f;
+      return (pair * p.b1 + k) * p.b2 + col.j;
+    };
+    store_rows<D, T>(acc, one, lane, [&](int r) -> T* {
+      return wc0 + r < col.nCand ? static_cast<T*>(p.aR) + ar_index(wc0 + r) * D : nullptr;
+    });
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const float cs = quad_sum(csum[hh]);
+      const int c = wc0 + g + 8 * hh;
+      if (qd == 0 && c < col.nCand) p.cR[ar_index(c)] = cs;
+    }
+  }
+}
+
+template <typename T, int D>
+Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
+  const int64_t columns = int64_t(p.B) * p.H * p.Aq * p.b2;
+  if (columns > 0x7fffffff)
+    return Status::Error("l_step: problem too large for one launch (B·H·Aq·b2 = " + std::to_string(columns) + ")");
+  if (final) {
+    auto kernel = l_step_final_kernel<T, D>;
+    const size_t smem = l_step_smem_bytes<D, T, 2>();  // q, aL and y tiles, biases
+    Status st = prepare_smem(kernel, smem, "l_step_final_kernel");
+    if (!st.ok) return st;
+    const int64_t qBlocks = (p.b1 + kBM - 1) / kBM;
+    if (qBlocks > 65535) return Status::Error("l_step_final_kernel: b1 too large");
+    kernel<<<dim3(unsigned(columns), unsigned(qBlocks)), kThreads, smem, s>>>(p);
+    return launch_status("l_step_final_kernel");
+  }
+  auto kernel = l_step_columns_kernel<T, D>;
+  const int64_t nQB = (p.b1 + kBM - 1) / kBM;
+  const size_t smem = l_step_smem_bytes<D, T, 1>() + size_t(nQB) * kBM * sizeof(float);  // + lse
+  Status st = prepare_smem(kernel, smem, "l_step_columns_kernel");
+  if (!st.ok) return st;
+  kernel<<<unsigned(columns), kThreads, smem, s>>>(p);
+  return launch_status("l_step_columns_kernel");
+}
+
+}  // namespace
+
+Status l_step(const MonarchParams& p, bool final, Stream stream) {
+  if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
+  if (!act_rows_aligned16(p.q) || (final && !act_rows_aligned16(p.o)) || !aligned16(p.aR) ||
+      !aligned16(p.aL) || !aligned16(p.y))
+    return Status::Error(
+        "l_step: q, o and the workspace need 16-byte aligned rows (base aligned, strides multiples of 8)");
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return launch_l_step<T, D>(p, final, s);
+  });
+}
+
+}  // namespace cuda
+}  // namespace monarch
