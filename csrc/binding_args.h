@@ -1,0 +1,65 @@
+// binding_args.h — tier-2 validation: reading the argument objects of lib/native.ts (StageArgs,
+// DenseArgs, GatherArgs, each NativeAct) into monarch::MonarchParams / DenseParams / GatherParams,
+// one function per operation. Every check names the argument (e.g. "rStep: k: strided extent 1234
+// elements exceeds its buffer of 1000 elements"); nothing a caller passes can crash the process.
+//
+// Data kinds: a CPU plan takes host typed arrays (Float32Array for float32, Uint16Array of bit
+// patterns for float16/bfloat16); a CUDA plan takes DeviceBuffers. Masks and gather maps are always
+// host arrays: on the CPU their pointers go straight into the params; on CUDA the plan uploads them
+// (HostBlob) and patches the params with device pointers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "binding_common.h"
+
+namespace monarch {
+namespace binding {
+
+// The fixed geometry of a plan (PlanOptions minus backend/threads).
+struct PlanGeometry {
+  DType dtype = kF32;
+  int B = 1, H = 1, D = 1;
+  int b1 = 1, b2 = 1;
+  int maxAq = 1, maxFk = 1;
+  bool iterative = false;
+};
+
+// Where the parsed arguments live.
+struct ArgContext {
+  const char* op = "";  // method name for messages: "rStep", "lStep", "dense", "gather"
+  bool cuda = false;    // DeviceBuffers (true) or host typed arrays (false)
+  // Non-null for CPU async calls: every JS object whose memory the params point into is referenced
+  // here, so it stays alive until the worker completes.
+  std::vector<Napi::ObjectReference>* keep = nullptr;
+};
+
+// A host array a CUDA plan must upload before the call (masks, gather maps).
+struct HostBlob {
+  const void* data = nullptr;
+  size_t bytes = 0;
+};
+
+struct StageCall {
+  MonarchParams p;        // workspace pointers (aR..y) are the plan's to set
+  HostBlob keyValid, queryValid;
+};
+struct DenseCall {
+  DenseParams p;
+  HostBlob keyValid;
+};
+struct GatherCall {
+  GatherParams p;
+  HostBlob map;
+};
+
+// `needOutput`: the final L-step writes o (required then; ignored otherwise).
+StageCall ReadStageArgs(Napi::Env env, const Napi::Value& args, const PlanGeometry& g, bool needOutput,
+                        const ArgContext& ctx);
+DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& args, const ArgContext& ctx);
+GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& args, const ArgContext& ctx);
+
+}  // namespace binding
+}  // namespace monarch

@@ -1,0 +1,64 @@
+// binding_common.h — what every binding_*.cc shares: the one napi.h include (with C++ exceptions, and
+// std::exception / unknown exceptions turned into JS Errors too, so that e.g. a std::bad_alloc never
+// escapes into Node), the JS error helpers and the readers of plain option values.
+//
+// Error kinds (STYLE.md habit 5): TypeError = wrong kind of value (not a number, not a Float32Array,
+// a host array given to a CUDA plan); RangeError = right kind, bad value (not an integer, out of range,
+// a buffer too small); Error = a state or backend failure ("Plan was disposed", CUDA errors).
+#pragma once
+
+#ifndef NODE_ADDON_API_CPP_EXCEPTIONS_ALL
+#define NODE_ADDON_API_CPP_EXCEPTIONS_ALL
+#endif
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "monarch.h"
+
+namespace monarch {
+namespace binding {
+
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message);
+[[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& message);
+[[noreturn]] void ThrowError(Napi::Env env, const std::string& message);
+// Throws an Error carrying the backend's message when !s.ok.
+void ThrowIfFailed(Napi::Env env, const Status& s);
+
+// "a string", "undefined", "a Float32Array", "an object" ... for messages.
+std::string DescribeValue(const Napi::Value& v);
+std::string NumberText(double d);  // 3, 1.5, NaN, Infinity
+
+// Readers of one property of an options/args object; `where` names it in messages, e.g. "rStep: Aq".
+// Integers must be finite whole numbers in [lo, hi].
+int64_t ReadInt(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where,
+                int64_t lo, int64_t hi);
+int64_t ToInt(Napi::Env env, const Napi::Value& v, const std::string& where, int64_t lo, int64_t hi);
+double ReadFiniteNumber(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where);
+bool ToBool(Napi::Env env, const Napi::Value& v, const std::string& where);
+// The args object itself (first parameter of a method).
+Napi::Object ToObject(Napi::Env env, const Napi::Value& v, const std::string& where);
+
+// Overflow-checked int64 arithmetic for sizes/extents computed from user-supplied numbers; false on
+// overflow.
+inline bool MulOk(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+inline bool AddOk(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
+
+constexpr int64_t kMaxInt32 = 2147483647;
+constexpr int64_t kMaxSafeInteger = 9007199254740991;  // Number.MAX_SAFE_INTEGER
+
+// Per-environment state (napi_set_instance_data): the constructors, for instanceof checks and for
+// creating DeviceBuffers from C++.
+struct AddonData {
+  Napi::FunctionReference deviceBufferCtor;
+  Napi::FunctionReference planCtor;
+};
+AddonData& GetAddonData(Napi::Env env);
+
+// Why the CUDA backend cannot be used in this process, or "" when it can (compiled in, the runtime
+// initialises and at least one device is visible). Probed once per process.
+const std::string& CudaUnavailableReason();
+
+}  // namespace binding
+}  // namespace monarch

@@ -1,0 +1,100 @@
+// binding_cuda.h — RAII owners of CUDA resources used by the binding (device memory, a stream, the
+// per-plan upload slots for host masks / gather maps, timing events). Everything here exists only in
+// builds with MONARCH_WITH_CUDA; it talks to the GPU through monarch_cuda.h, except the timing events,
+// which monarch_cuda.h does not cover and binding_cuda.cc takes from the CUDA runtime API directly.
+#pragma once
+
+#ifdef MONARCH_WITH_CUDA
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "monarch.h"
+#include "monarch_cuda.h"
+
+namespace monarch {
+namespace binding {
+
+// Unique owner of one monarch::cuda::malloc_device allocation.
+class DeviceMem {
+ public:
+  DeviceMem() = default;
+  ~DeviceMem() { Reset(); }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  DeviceMem(DeviceMem&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  // Allocates `bytes` (frees what was held first). On failure holds nothing and returns the status
+  // (its message says "out of GPU memory" on OOM).
+  Status Allocate(size_t bytes);
+  void Reset();  // frees (cudaFree waits for work using the memory on every stream)
+  void Abandon() { ptr_ = nullptr; bytes_ = 0; }  // forget without freeing
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Unique owner of one stream (monarch::cuda::stream_create).
+class StreamHandle {
+ public:
+  StreamHandle() = default;
+  ~StreamHandle() { Reset(); }
+  StreamHandle(const StreamHandle&) = delete;
+  StreamHandle& operator=(const StreamHandle&) = delete;
+  Status Create();
+  void Reset();  // synchronises, then destroys
+  void Abandon() { s_ = nullptr; }
+  cuda::Stream get() const { return s_; }
+
+ private:
+  cuda::Stream s_ = nullptr;
+};
+
+// Device copy of a small host array (key/query masks, gather maps) for kernels on one stream.
+//
+// Lifetime rule for the host side: cudaMemcpyAsync from pageable memory may return before the copy
+// has read its source, so the slot copies the caller's bytes into a host vector it owns and never
+// touches that vector again until the stream has passed the copy (a stream_sync before reuse). Uploads
+// whose bytes equal the previous upload are skipped altogether, so the T loop of one forward (same
+// masks every step) uploads once and never synchronises the host.
+class UploadSlot {
+ public:
+  // Returns the device pointer holding `bytes` bytes equal to src; the copy is enqueued on s.
+  Status Upload(const void* src, size_t bytes, cuda::Stream s, const void** devicePtr);
+  void Reset() { dev_.Reset(); host_.clear(); hasData_ = false; }
+
+ private:
+  std::vector<uint8_t> host_;
+  DeviceMem dev_;
+  bool hasData_ = false;
+};
+
+// Waits for all work on every stream of the current device (cudaDeviceSynchronize): DeviceBuffer
+// transfers use it so that they are ordered after whatever any plan enqueued before them.
+Status DeviceSynchronize();
+
+// CUDA events recorded on a plan's stream, addressed by index (recordEvent returns the index).
+class EventPool {
+ public:
+  EventPool() = default;
+  ~EventPool() { Release(); }
+  EventPool(const EventPool&) = delete;
+  EventPool& operator=(const EventPool&) = delete;
+  Status Record(cuda::Stream s, int* index);
+  // Waits for `end`, then the elapsed time between the two events in ms.
+  Status ElapsedMs(int start, int end, float* ms);
+  size_t size() const { return events_.size(); }
+  void Release();
+
+ private:
+  std::vector<void*> events_;  // cudaEvent_t
+};
+
+}  // namespace binding
+}  // namespace monarch
+
+#endif  // MONARCH_WITH_CUDA

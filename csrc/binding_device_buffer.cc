@@ -1,0 +1,363 @@
+// binding_device_buffer.cc — DeviceBuffer (see binding_device_buffer.h).
+//
+// Ordering: upload / download / fill first wait for all GPU work on every stream
+// (cudaDeviceSynchronize), so a transfer never races a kernel that a plan enqueued earlier on its own
+// stream; download does that wait and the copy in an AsyncWorker, off the event loop.
+#include "binding_device_buffer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#ifdef MONARCH_WITH_CUDA
+#include "binding_cuda.h"
+#include "monarch_cuda.h"
+#endif
+
+namespace monarch {
+namespace binding {
+
+namespace {
+
+// Passed (as an External) from Alloc / FromPointer to the constructor; JS cannot forge one.
+struct InitToken {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  bool owned = false;
+  bool taken = false;  // the constructor took ownership of ptr
+};
+
+[[noreturn]] void ThrowUnavailable(Napi::Env env) {
+  ThrowError(env, "CUDA backend unavailable: " + CudaUnavailableReason());
+}
+
+enum class HostKind { kF32, kU16 };
+
+HostKind ReadKind(Napi::Env env, const Napi::Value& v, const char* method) {
+  if (!v.IsString()) {
+    ThrowTypeError(env, std::string("DeviceBuffer.") + method + ": kind must be 'f32' or 'u16', got " +
+                            DescribeValue(v));
+  }
+  std::string k = v.As<Napi::String>().Utf8Value();
+  if (k == "f32") return HostKind::kF32;
+  if (k == "u16") return HostKind::kU16;
+  ThrowRangeError(env, std::string("DeviceBuffer.") + method + ": kind must be 'f32' or 'u16', got '" + k + "'");
+}
+
+size_t KindSize(HostKind k) { return k == HostKind::kF32 ? 4 : 2; }
+
+Napi::Value MakeTypedArray(Napi::Env env, Napi::ArrayBuffer ab, HostKind k) {
+  size_t n = ab.ByteLength() / KindSize(k);
+  if (k == HostKind::kF32) return Napi::Float32Array::New(env, n, ab, 0);
+  return Napi::Uint16Array::New(env, n, ab, 0);
+}
+
+#ifdef MONARCH_WITH_CUDA
+Status CopyToHost(void* dst, const void* src, size_t bytes) {
+  Status s = DeviceSynchronize();
+  if (!s.ok) return s;
+  s = cuda::memcpy_d2h(dst, src, bytes, nullptr);
+  if (!s.ok) return s;
+  return cuda::stream_sync(nullptr);
+}
+
+Status CopyToDevice(void* dst, const void* src, size_t bytes) {
+  Status s = DeviceSynchronize();
+  if (!s.ok) return s;
+  s = cuda::memcpy_h2d(dst, src, bytes, nullptr);
+  if (!s.ok) return s;
+  return cuda::stream_sync(nullptr);
+}
+#endif
+
+// download(kind): the copy runs on a libuv worker into an ArrayBuffer created (unexposed) on the main
+// thread; the DeviceBuffer object is referenced until completion.
+class DownloadWorker : public Napi::AsyncWorker {
+ public:
+  DownloadWorker(Napi::Env env, DeviceBuffer* buf, Napi::Object self, HostKind kind)
+      : Napi::AsyncWorker(env, "monarch:DeviceBuffer.download"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        buf_(buf),
+        kind_(kind),
+        src_(buf->data()),
+        bytes_(buf->byteLength()) {
+    self_ = Napi::Persistent(self);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
+    dst_ = ab.Data();
+    host_ = Napi::Persistent(ab);
+    buf_->BeginAsync();
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+#ifdef MONARCH_WITH_CUDA
+    Status s = CopyToHost(dst_, src_, bytes_);
+    if (!s.ok) SetError("DeviceBuffer.download: " + s.message);
+#else
+    SetError("CUDA backend unavailable: " + CudaUnavailableReason());
+#endif
+  }
+  void OnOK() override {
+    buf_->EndAsync();
+    deferred_.Resolve(MakeTypedArray(Env(), host_.Value(), kind_));
+  }
+  void OnError(const Napi::Error& e) override {
+    buf_->EndAsync();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  DeviceBuffer* buf_;
+  HostKind kind_;
+  const void* src_;
+  size_t bytes_;
+  void* dst_ = nullptr;
+  Napi::ObjectReference self_;
+  Napi::Reference<Napi::ArrayBuffer> host_;
+};
+
+}  // namespace
+
+Napi::Function DeviceBuffer::Init(Napi::Env env) {
+  return DefineClass(
+      env, "DeviceBuffer",
+      {
+          StaticMethod<&DeviceBuffer::Alloc>("alloc"),
+          StaticMethod<&DeviceBuffer::FromPointer>("fromPointer"),
+          InstanceAccessor<&DeviceBuffer::GetByteLength>("byteLength"),
+          InstanceAccessor<&DeviceBuffer::GetPointer>("pointer"),
+          InstanceAccessor<&DeviceBuffer::GetOwned>("owned"),
+          InstanceAccessor<&DeviceBuffer::GetDisposed>("disposed"),
+          InstanceMethod<&DeviceBuffer::Upload>("upload"),
+          InstanceMethod<&DeviceBuffer::DownloadSync>("downloadSync"),
+          InstanceMethod<&DeviceBuffer::Download>("download"),
+          InstanceMethod<&DeviceBuffer::Fill>("fill"),
+          InstanceMethod<&DeviceBuffer::Dispose>("dispose"),
+      });
+}
+
+DeviceBuffer* DeviceBuffer::FromValue(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) return nullptr;
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.InstanceOf(GetAddonData(env).deviceBufferCtor.Value())) return nullptr;
+  void* raw = nullptr;
+  if (napi_unwrap(env, o, &raw) != napi_ok || raw == nullptr) return nullptr;  // a prototype impostor
+  return static_cast<DeviceBuffer*>(raw);
+}
+
+DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) {
+    ThrowTypeError(env, "DeviceBuffer cannot be constructed directly; use DeviceBuffer.alloc(bytes) or "
+                        "DeviceBuffer.fromPointer(ptr, bytes)");
+  }
+  InitToken* t = info[0].As<Napi::External<InitToken>>().Data();
+  ptr_ = t->ptr;
+  bytes_ = t->bytes;
+  owned_ = t->owned;
+  t->taken = true;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  // Finalizer (or environment teardown). An async download still running keeps a reference to this
+  // object, so inflight_ is 0 here except at teardown with work in flight, where leaking is safer.
+  if (inflight_ == 0) FreeMemory();
+}
+
+void DeviceBuffer::FreeMemory() {
+#ifdef MONARCH_WITH_CUDA
+  if (owned_ && ptr_) cuda::free_device(ptr_);
+#endif
+  ptr_ = nullptr;
+}
+
+void DeviceBuffer::EndAsync() {
+  if (--inflight_ == 0 && disposed_) FreeMemory();
+}
+
+void DeviceBuffer::CheckLive(Napi::Env env, const char* method) const {
+  if (disposed_) ThrowError(env, std::string("DeviceBuffer was disposed (DeviceBuffer.") + method + ")");
+}
+
+Napi::Value DeviceBuffer::Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t bytes = ToInt(env, info[0], "DeviceBuffer.alloc: bytes", 1, kMaxSafeInteger);
+#ifdef MONARCH_WITH_CUDA
+  if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
+  InitToken t;
+  Status s = cuda::malloc_device(&t.ptr, size_t(bytes));
+  if (!s.ok) ThrowError(env, "DeviceBuffer.alloc(" + std::to_string(bytes) + "): " + s.message);
+  t.bytes = size_t(bytes);
+  t.owned = true;
+  try {
+    return GetAddonData(env).deviceBufferCtor.New({Napi::External<InitToken>::New(env, &t)});
+  } catch (...) {
+    if (!t.taken) cuda::free_device(t.ptr);
+    throw;
+  }
+#else
+  (void)bytes;
+  ThrowUnavailable(env);
+#endif
+}
+
+Napi::Value DeviceBuffer::FromPointer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBigInt()) {
+    ThrowTypeError(env, "DeviceBuffer.fromPointer: ptr must be a bigint, got " + DescribeValue(info[0]));
+  }
+  bool lossless = false;
+  uint64_t ptr = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || ptr == 0) {
+    ThrowRangeError(env, "DeviceBuffer.fromPointer: ptr must be a non-zero 64-bit unsigned address");
+  }
+  int64_t bytes = ToInt(env, info[1], "DeviceBuffer.fromPointer: bytes", 1, kMaxSafeInteger);
+#ifdef MONARCH_WITH_CUDA
+  if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
+  InitToken t;
+  t.ptr = reinterpret_cast<void*>(uintptr_t(ptr));
+  t.bytes = size_t(bytes);
+  t.owned = false;
+  return GetAddonData(env).deviceBufferCtor.New({Napi::External<InitToken>::New(env, &t)});
+#else
+  (void)bytes;
+  ThrowUnavailable(env);
+#endif
+}
+
+Napi::Value DeviceBuffer::GetByteLength(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(bytes_));
+}
+
+Napi::Value DeviceBuffer::GetPointer(const Napi::CallbackInfo& info) {
+  CheckLive(info.Env(), "pointer");
+  return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(ptr_)));
+}
+
+Napi::Value DeviceBuffer::GetOwned(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), owned_);
+}
+
+Napi::Value DeviceBuffer::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
+}
+
+void DeviceBuffer::Upload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "upload");
+  Napi::Value v = info[0];
+  bool ok = v.IsTypedArray();
+  if (ok) {
+    napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
+    ok = t == napi_float32_array || t == napi_uint16_array || t == napi_uint8_array || t == napi_int32_array;
+  }
+  if (!ok) {
+    ThrowTypeError(env, "DeviceBuffer.upload: src must be a Float32Array, Uint16Array, Uint8Array or "
+                        "Int32Array, got " + DescribeValue(v));
+  }
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  size_t srcBytes = ta.ByteLength();
+  if (srcBytes != bytes_) {
+    ThrowRangeError(env, "DeviceBuffer.upload: src has " + std::to_string(srcBytes) +
+                             " bytes but the DeviceBuffer has " + std::to_string(bytes_) + " bytes");
+  }
+#ifdef MONARCH_WITH_CUDA
+  const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  ThrowIfFailed(env, CopyToDevice(ptr_, src, bytes_));
+#else
+  ThrowUnavailable(env);
+#endif
+}
+
+Napi::Value DeviceBuffer::DownloadSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "downloadSync");
+  HostKind k = ReadKind(env, info[0], "downloadSync");
+  if (bytes_ % KindSize(k) != 0) {
+    ThrowRangeError(env, "DeviceBuffer.downloadSync: byteLength " + std::to_string(bytes_) +
+                             " is not a multiple of " + std::to_string(KindSize(k)));
+  }
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
+#ifdef MONARCH_WITH_CUDA
+  Status s = CopyToHost(ab.Data(), ptr_, bytes_);
+  if (!s.ok) ThrowError(env, "DeviceBuffer.downloadSync: " + s.message);
+#else
+  ThrowUnavailable(env);
+#endif
+  return MakeTypedArray(env, ab, k);
+}
+
+Napi::Value DeviceBuffer::Download(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  try {
+    CheckLive(env, "download");
+    HostKind k = ReadKind(env, info[0], "download");
+    if (bytes_ % KindSize(k) != 0) {
+      ThrowRangeError(env, "DeviceBuffer.download: byteLength " + std::to_string(bytes_) +
+                               " is not a multiple of " + std::to_string(KindSize(k)));
+    }
+    auto* w = new DownloadWorker(env, this, Value(), k);
+    w->Queue();
+    return w->Promise();
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+}
+
+void DeviceBuffer::Fill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "fill");
+  if (!info[0].IsNumber()) {
+    ThrowTypeError(env, "DeviceBuffer.fill: value must be a number, got " + DescribeValue(info[0]));
+  }
+  float value = float(info[0].As<Napi::Number>().DoubleValue());  // NaN / ±Infinity allowed (poisoning)
+  DType dtype = DType(ToInt(env, info[1], "DeviceBuffer.fill: dtype", 0, 2));
+  size_t es = dtype_size(dtype);
+  if (bytes_ % es != 0) {
+    ThrowRangeError(env, "DeviceBuffer.fill: byteLength " + std::to_string(bytes_) +
+                             " is not a multiple of the " + dtype_name(dtype) + " size " + std::to_string(es));
+  }
+  uint8_t pattern[4];
+  if (dtype == kF32) {
+    std::memcpy(pattern, &value, 4);
+  } else {
+    uint16_t h = dtype == kBF16 ? f32_to_bf16(value) : f32_to_f16(value);
+    std::memcpy(pattern, &h, 2);
+  }
+#ifdef MONARCH_WITH_CUDA
+  bool uniform = std::all_of(pattern, pattern + es, [&](uint8_t b) { return b == pattern[0]; });
+  if (uniform) {  // e.g. 0.0: one memset
+    Status s = DeviceSynchronize();
+    if (s.ok) s = cuda::memset_device(ptr_, pattern[0], bytes_, nullptr);
+    if (s.ok) s = cuda::stream_sync(nullptr);
+    if (!s.ok) ThrowError(env, "DeviceBuffer.fill: " + s.message);
+    return;
+  }
+  // Otherwise upload a host chunk of the pattern repeatedly (bounded host memory).
+  const size_t chunk = std::min(bytes_, size_t(16) << 20);
+  std::vector<uint8_t> host(chunk);
+  for (size_t i = 0; i < chunk; i += es) std::memcpy(host.data() + i, pattern, es);
+  for (size_t off = 0; off < bytes_; off += chunk) {
+    size_t n = std::min(chunk, bytes_ - off);
+    Status s = CopyToDevice(static_cast<uint8_t*>(ptr_) + off, host.data(), n);
+    if (!s.ok) ThrowError(env, "DeviceBuffer.fill: " + s.message);
+  }
+#else
+  ThrowUnavailable(env);
+#endif
+}
+
+void DeviceBuffer::Dispose(const Napi::CallbackInfo& info) {
+  CheckLive(info.Env(), "dispose");
+  disposed_ = true;
+  if (inflight_ == 0) FreeMemory();
+}
+
+}  // namespace binding
+}  // namespace monarch

@@ -1,0 +1,363 @@
+// binding_plan.cc — Plan (see binding_plan.h for the execution model).
+#include "binding_plan.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#ifdef MONARCH_WITH_CUDA
+#include "monarch_cuda.h"
+#endif
+
+namespace monarch {
+namespace binding {
+
+namespace {
+
+const char* OpName(int op, bool async) {
+  static const char* kSync[] = {"rStep", "lStep", "dense", "gather"};
+  static const char* kAsync[] = {"rStepAsync", "lStepAsync", "denseAsync", "gatherAsync"};
+  return async ? kAsync[op] : kSync[op];
+}
+
+// Prefixes a backend failure with the method that ran it.
+std::function<Status()> Named(const char* name, std::function<Status()> job) {
+  return [name, job = std::move(job)]() {
+    Status s = job();
+    if (!s.ok) s.message = std::string(name) + ": " + (s.message.empty() ? "backend call failed" : s.message);
+    return s;
+  };
+}
+
+}  // namespace
+
+Napi::Function Plan::Init(Napi::Env env) {
+  return DefineClass(env, "Plan",
+                     {
+                         InstanceMethod<&Plan::RStep>("rStep"),
+                         InstanceMethod<&Plan::RStepAsync>("rStepAsync"),
+                         InstanceMethod<&Plan::LStep>("lStep"),
+                         InstanceMethod<&Plan::LStepAsync>("lStepAsync"),
+                         InstanceMethod<&Plan::Dense>("dense"),
+                         InstanceMethod<&Plan::DenseAsync>("denseAsync"),
+                         InstanceMethod<&Plan::Gather>("gather"),
+                         InstanceMethod<&Plan::Synchronize>("synchronize"),
+                         InstanceMethod<&Plan::SynchronizeAsync>("synchronizeAsync"),
+                         InstanceMethod<&Plan::RecordEvent>("recordEvent"),
+                         InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
+                         InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
+                         InstanceMethod<&Plan::Dispose>("dispose"),
+                     });
+}
+
+Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
+  Napi::Env env = info.Env();
+  const std::string w = "Plan options";
+  Napi::Object o = ToObject(env, info[0], w);
+
+  Napi::Value bv = o.Get("backend");
+  if (!bv.IsString()) ThrowTypeError(env, w + ".backend must be 'cpu' or 'cuda', got " + DescribeValue(bv));
+  std::string backend = bv.As<Napi::String>().Utf8Value();
+  if (backend != "cpu" && backend != "cuda") {
+    ThrowRangeError(env, w + ".backend must be 'cpu' or 'cuda', got '" + backend + "'");
+  }
+  cuda_ = backend == "cuda";
+
+  geom_.dtype = DType(ReadInt(env, o, "dtype", w + ".dtype", 0, 2));
+  geom_.B = int(ReadInt(env, o, "B", w + ".B", 1, kMaxInt32));
+  geom_.H = int(ReadInt(env, o, "H", w + ".H", 1, kMaxInt32));
+  geom_.D = int(ReadInt(env, o, "D", w + ".D", 1, kMaxInt32));
+  geom_.b1 = int(ReadInt(env, o, "b1", w + ".b1", 1, kMaxInt32));
+  geom_.b2 = int(ReadInt(env, o, "b2", w + ".b2", 1, kMaxInt32));
+  geom_.maxAq = int(ReadInt(env, o, "maxAq", w + ".maxAq", 1, kMaxInt32));
+  geom_.maxFk = int(ReadInt(env, o, "maxFk", w + ".maxFk", 1, kMaxInt32));
+  geom_.iterative = ToBool(env, o.Get("iterative"), w + ".iterative");
+  int threads = int(ReadInt(env, o, "threads", w + ".threads", 0, 65536));
+
+  // Token indices inside one sequence are ints in every backend.
+  int64_t tokens = int64_t(geom_.b1) * geom_.b2 * std::max(geom_.maxAq, geom_.maxFk);
+  if (tokens > kMaxInt32) {
+    ThrowRangeError(env, w + ": b1·b2·max(maxAq, maxFk) = " + std::to_string(tokens) +
+                             " tokens per sequence exceeds 2^31-1");
+  }
+  Workspace::Sizes sizes;
+  if (!Workspace::ComputeSizes(geom_, &sizes)) {
+    ThrowRangeError(env, w + ": workspace size B·H·maxAq·maxFk·b1·b2·D overflows 64 bits");
+  }
+
+  if (cuda_) {
+    const std::string& reason = CudaUnavailableReason();
+    if (!reason.empty()) ThrowError(env, "CUDA backend unavailable: " + reason);
+  }
+  // From here on every resource is held by an RAII member: a throw frees what was allocated.
+  Status s = ws_.Allocate(geom_, cuda_);
+  if (!s.ok) ThrowError(env, "Plan: " + s.message);
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) {
+    s = stream_.Create();
+    if (!s.ok) ThrowError(env, "Plan: " + s.message);
+  }
+#endif
+  // The CPU backend's thread count is process-wide; 0 leaves it as it is.
+  if (threads > 0) cpu::set_num_threads(threads);
+  queue_.onIdle = [this]() {
+    if (disposed_) FreeResources();
+  };
+}
+
+Plan::~Plan() {
+  if (queue_.busy()) {
+    // Environment teardown with a worker still running: it may be reading the workspace, so leak it
+    // rather than free memory under it.
+    ws_.Abandon();
+#ifdef MONARCH_WITH_CUDA
+    stream_.Abandon();
+#endif
+    return;
+  }
+  FreeResources();
+}
+
+void Plan::FreeResources() {
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
+  events_.Release();
+  keyValidSlot_.Reset();
+  queryValidSlot_.Reset();
+  denseKeyValidSlot_.Reset();
+  mapSlot_.Reset();
+#endif
+  ws_.Release();
+#ifdef MONARCH_WITH_CUDA
+  stream_.Reset();
+#endif
+}
+
+void Plan::CheckLive(Napi::Env env, const char* method) const {
+  if (disposed_) ThrowError(env, std::string("Plan was disposed (") + method + ")");
+}
+
+void Plan::CheckIdle(Napi::Env env, const char* method) const {
+  if (!cuda_ && queue_.busy()) {
+    ThrowError(env, std::string(method) +
+                        ": this CPU plan has async calls in flight; await them before calling a sync method");
+  }
+}
+
+std::function<Status()> Plan::BuildJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx) {
+  switch (op) {
+    case Op::kRStep:
+    case Op::kLStep: return Named(ctx.op, StageJob(info, op, ctx));
+    case Op::kDense: return Named(ctx.op, DenseJob(info, ctx));
+    case Op::kGather: return Named(ctx.op, GatherJob(info, ctx));
+  }
+  ThrowError(info.Env(), "unknown operation");
+}
+
+// rStep(args, first, last) / lStep(args, final): MonarchParams for one stage, filled here only.
+std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx) {
+  Napi::Env env = info.Env();
+  const std::string name = ctx.op;
+  bool first = false, last = false, final = false;
+  if (op == Op::kRStep) {
+    first = ToBool(env, info[1], name + ": first");
+    last = ToBool(env, info[2], name + ": last");
+    if (!first && !geom_.iterative) {
+      ThrowError(env, name + ": first=false reads aR/cR, which this plan did not allocate (iterative: false)");
+    }
+  } else {
+    final = ToBool(env, info[1], name + ": final");
+    if (!final && !geom_.iterative) {
+      ThrowError(env, name + ": final=false writes aR/cR, which this plan did not allocate (iterative: false)");
+    }
+  }
+  StageCall c = ReadStageArgs(env, info[0], geom_, op == Op::kLStep && final, ctx);
+  MonarchParams p = c.p;
+  p.aR = ws_.aR();
+  p.cR = ws_.cR();
+  p.aL = ws_.aL();
+  p.cL = ws_.cL();
+  p.y = ws_.y();
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) {
+    cuda::Stream s = stream_.get();
+    const void* dev = nullptr;
+    ThrowIfFailed(env, keyValidSlot_.Upload(c.keyValid.data, c.keyValid.bytes, s, &dev));
+    p.keyValid = static_cast<const uint8_t*>(dev);
+    ThrowIfFailed(env, queryValidSlot_.Upload(c.queryValid.data, c.queryValid.bytes, s, &dev));
+    p.queryValid = static_cast<const uint8_t*>(dev);
+    if (op == Op::kRStep) return [p, first, last, s]() { return cuda::r_step(p, first, last, s); };
+    return [p, final, s]() { return cuda::l_step(p, final, s); };
+  }
+#endif
+  if (op == Op::kRStep) return [p, first, last]() { return cpu::r_step(p, first, last); };
+  return [p, final]() { return cpu::l_step(p, final); };
+}
+
+// dense(args): DenseParams, filled here only.
+std::function<Status()> Plan::DenseJob(const Napi::CallbackInfo& info, const ArgContext& ctx) {
+  Napi::Env env = info.Env();
+  DenseCall c = ReadDenseArgs(env, info[0], ctx);
+  DenseParams p = c.p;
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) {
+    cuda::Stream s = stream_.get();
+    const void* dev = nullptr;
+    ThrowIfFailed(env, denseKeyValidSlot_.Upload(c.keyValid.data, c.keyValid.bytes, s, &dev));
+    p.keyValid = static_cast<const uint8_t*>(dev);
+    return [p, s]() { return cuda::dense(p, s); };
+  }
+#endif
+  (void)env;
+  return [p]() { return cpu::dense(p); };
+}
+
+// gather(args): GatherParams, filled here only.
+std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, const ArgContext& ctx) {
+  Napi::Env env = info.Env();
+  GatherCall c = ReadGatherArgs(env, info[0], ctx);
+  GatherParams p = c.p;
+  if (p.nDst == 0) return []() { return Status::Ok(); };
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) {
+    cuda::Stream s = stream_.get();
+    const void* dev = nullptr;
+    ThrowIfFailed(env, mapSlot_.Upload(c.map.data, c.map.bytes, s, &dev));
+    p.map = static_cast<const int32_t*>(dev);
+    return [p, s]() { return cuda::gather_tokens(p, s); };
+  }
+#endif
+  (void)env;
+  return [p]() { return cpu::gather_tokens(p); };
+}
+
+Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
+  Napi::Env env = info.Env();
+  const char* name = OpName(int(op), async);
+  if (!async) {
+    CheckLive(env, name);
+    CheckIdle(env, name);
+    ArgContext ctx;
+    ctx.op = name;
+    ctx.cuda = cuda_;
+    std::function<Status()> job = BuildJob(info, op, ctx);
+    ThrowIfFailed(env, job());  // CPU: computes here; CUDA: enqueues on the stream
+    return env.Undefined();
+  }
+  Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
+  try {
+    CheckLive(env, name);
+    std::vector<Napi::ObjectReference> keep;
+    ArgContext ctx;
+    ctx.op = name;
+    ctx.cuda = cuda_;
+    ctx.keep = cuda_ ? nullptr : &keep;
+    std::function<Status()> job = BuildJob(info, op, ctx);
+    if (cuda_) {  // enqueue now; the Promise only says "enqueued"
+      ThrowIfFailed(env, job());
+      settled.Resolve(env.Undefined());
+      return settled.Promise();
+    }
+    keep.push_back(Napi::Persistent(Value()));  // the plan (workspace) outlives the worker
+    auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+    queue_.Push(w);
+    return w->Promise();
+  } catch (const Napi::Error& e) {
+    settled.Reject(e.Value());
+  } catch (const std::exception& e) {
+    settled.Reject(Napi::Error::New(env, std::string(name) + ": " + e.what()).Value());
+  }
+  return settled.Promise();
+}
+
+void Plan::Synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "synchronize");
+  CheckIdle(env, "synchronize");  // CPU: sync calls have completed already; nothing to wait for
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) {
+    Status s = cuda::stream_sync(stream_.get());
+    if (!s.ok) ThrowError(env, "synchronize: " + s.message);
+  }
+#endif
+}
+
+Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
+  try {
+    CheckLive(env, "synchronizeAsync");
+    std::function<Status()> job = []() { return Status::Ok(); };  // CPU: resolves after earlier calls
+#ifdef MONARCH_WITH_CUDA
+    if (cuda_) {
+      cuda::Stream s = stream_.get();
+      job = [s]() {
+        Status st = cuda::stream_sync(s);
+        if (!st.ok) st.message = "synchronizeAsync: " + st.message;
+        return st;
+      };
+    }
+#endif
+    std::vector<Napi::ObjectReference> keep;
+    keep.push_back(Napi::Persistent(Value()));
+    auto* w = new PlanWorker(env, "monarch:synchronizeAsync", &queue_, std::move(job), std::move(keep));
+    queue_.Push(w);
+    return w->Promise();
+  } catch (const Napi::Error& e) {
+    settled.Reject(e.Value());
+  }
+  return settled.Promise();
+}
+
+Napi::Value Plan::RecordEvent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "recordEvent");
+  if (!cuda_) ThrowError(env, "recordEvent: events need the CUDA backend");
+#ifdef MONARCH_WITH_CUDA
+  int index = -1;
+  Status s = events_.Record(stream_.get(), &index);
+  if (!s.ok) ThrowError(env, "recordEvent: " + s.message);
+  return Napi::Number::New(env, index);
+#else
+  return env.Undefined();
+#endif
+}
+
+Napi::Value Plan::EventElapsedMs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "eventElapsedMs");
+  if (!cuda_) ThrowError(env, "eventElapsedMs: events need the CUDA backend");
+#ifdef MONARCH_WITH_CUDA
+  const int64_t hi = int64_t(events_.size()) - 1;
+  if (hi < 0) ThrowRangeError(env, "eventElapsedMs: no events recorded (call recordEvent first)");
+  int start = int(ToInt(env, info[0], "eventElapsedMs: start", 0, hi));
+  int end = int(ToInt(env, info[1], "eventElapsedMs: end", 0, hi));
+  float ms = 0.f;
+  Status s = events_.ElapsedMs(start, end, &ms);
+  if (!s.ok) ThrowError(env, "eventElapsedMs: " + s.message);
+  return Napi::Number::New(env, ms);
+#else
+  return env.Undefined();
+#endif
+}
+
+void Plan::ReleaseEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "releaseEvents");
+  if (!cuda_) ThrowError(env, "releaseEvents: events need the CUDA backend");
+#ifdef MONARCH_WITH_CUDA
+  events_.Release();
+#endif
+}
+
+// Idempotent. Waiting async calls are rejected with "Plan was disposed"; a running one completes and
+// the resources are freed after it.
+void Plan::Dispose(const Napi::CallbackInfo&) {
+  if (disposed_) return;
+  disposed_ = true;
+  queue_.RejectPending("Plan was disposed");
+  if (!queue_.busy()) FreeResources();
+}
+
+}  // namespace binding
+}  // namespace monarch

@@ -1,0 +1,80 @@
+// binding_plan.h — Plan (lib/native.ts NativePlan): owns the workspace of one MonarchAttention geometry
+// and, on CUDA, its stream, the device copies of host masks / gather maps, and timing events.
+//
+// Execution model:
+//   CPU plan  — sync methods run on the calling thread; async methods run on the libuv pool through a
+//               SerialQueue (in call order, one at a time) and return Promises. A sync method while
+//               async work is in flight throws (it would race the workspace).
+//   CUDA plan — sync and async methods both enqueue on the plan's stream and return (async: an
+//               already-settled Promise); synchronize() waits on the calling thread,
+//               synchronizeAsync() in an AsyncWorker.
+// Async methods report argument errors as rejected Promises; sync methods throw.
+// dispose() frees everything (deferred until a running worker completes); later calls throw
+// "Plan was disposed". The finalizer frees whatever dispose did not.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "binding_args.h"
+#include "binding_common.h"
+#include "binding_workers.h"
+#include "binding_workspace.h"
+
+#ifdef MONARCH_WITH_CUDA
+#include "binding_cuda.h"
+#endif
+
+namespace monarch {
+namespace binding {
+
+class Plan : public Napi::ObjectWrap<Plan> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Plan(const Napi::CallbackInfo& info);
+  ~Plan() override;
+
+ private:
+  enum class Op { kRStep, kLStep, kDense, kGather };
+
+  Napi::Value RStep(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, false); }
+  Napi::Value RStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, true); }
+  Napi::Value LStep(const Napi::CallbackInfo& info) { return Run(info, Op::kLStep, false); }
+  Napi::Value LStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kLStep, true); }
+  Napi::Value Dense(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, false); }
+  Napi::Value DenseAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, true); }
+  Napi::Value Gather(const Napi::CallbackInfo& info) { return Run(info, Op::kGather, false); }
+  void Synchronize(const Napi::CallbackInfo& info);
+  Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info);
+  Napi::Value RecordEvent(const Napi::CallbackInfo& info);
+  Napi::Value EventElapsedMs(const Napi::CallbackInfo& info);
+  void ReleaseEvents(const Napi::CallbackInfo& info);
+  void Dispose(const Napi::CallbackInfo& info);
+
+  // Validates the arguments of `op`, builds its job and runs it (see the execution model above).
+  Napi::Value Run(const Napi::CallbackInfo& info, Op op, bool async);
+  // The job of one call: params filled in one place per operation (workspace pointers and, on CUDA,
+  // device copies of masks / maps included). Runs the backend when called.
+  std::function<Status()> BuildJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx);
+  std::function<Status()> StageJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx);
+  std::function<Status()> DenseJob(const Napi::CallbackInfo& info, const ArgContext& ctx);
+  std::function<Status()> GatherJob(const Napi::CallbackInfo& info, const ArgContext& ctx);
+
+  void CheckLive(Napi::Env env, const char* method) const;
+  void CheckIdle(Napi::Env env, const char* method) const;  // CPU: no async work in flight
+  void FreeResources();
+
+  bool cuda_ = false;
+  bool disposed_ = false;
+  PlanGeometry geom_;
+  Workspace ws_;
+  SerialQueue queue_;
+#ifdef MONARCH_WITH_CUDA
+  StreamHandle stream_;
+  UploadSlot keyValidSlot_, queryValidSlot_, denseKeyValidSlot_, mapSlot_;
+  EventPool events_;
+#endif
+};
+
+}  // namespace binding
+}  // namespace monarch
