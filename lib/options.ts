@@ -29,22 +29,24 @@ export interface ResolvedOptions {
 
 /**
  * 'auto' → 'cuda' when the addon has CUDA, a GPU is visible and the dtype is one the CUDA kernels
- * support; else 'cpu'. 'cuda' checks availability, dtype and head dim and throws when unusable.
+ * support (then the head dim must be too); else 'cpu'. 'cuda' checks dtype and head dim (RangeError),
+ * then availability (Error "CUDA backend unavailable: <reason>").
  */
 export function resolveBackend(requested: Backend, dtype: DType, headDim: number): 'cpu' | 'cuda' {
   if (requested === 'cpu') {
     if (headDim > CPU_MAX_HEAD_DIM) throw new RangeError(`headDim ${headDim} is out of range 1..${CPU_MAX_HEAD_DIM} (CPU backend)`);
     return 'cpu';
   }
-  const reason = cudaUnavailableReason();
-  if (requested === 'auto' && (reason !== null || !CUDA_DTYPES.includes(dtype))) return resolveBackend('cpu', dtype, headDim);
-  if (reason !== null) throw new Error(`CUDA backend unavailable: ${reason}`);
-  if (!CUDA_DTYPES.includes(dtype)) {
+  if (requested === 'auto') {
+    if (cudaUnavailableReason() !== null || !CUDA_DTYPES.includes(dtype)) return resolveBackend('cpu', dtype, headDim);
+  } else if (!CUDA_DTYPES.includes(dtype)) {
     throw new RangeError(`dtype '${dtype}' is not supported by the CUDA backend (supported: ${CUDA_DTYPES.join(', ')})`);
   }
   if (!CUDA_HEAD_DIMS.includes(headDim)) {
     throw new RangeError(`headDim ${headDim} is not supported by the CUDA backend (supported: ${CUDA_HEAD_DIMS.join(', ')})`);
   }
+  const reason = cudaUnavailableReason();
+  if (reason !== null) throw new Error(`CUDA backend unavailable: ${reason}`);
   return 'cuda';
 }
 
