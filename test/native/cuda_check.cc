@@ -1,0 +1,593 @@
+// cuda_check.cc — Node-less checker of the CUDA backend against the CPU backend (monarch::cpu), stage by
+// stage, on fresh random inputs and awkward shapes; plus a small timing mode.
+//
+//   monarch_cuda_check [--small] [--no-time] [--seed N]
+//     --small    a few small cases and no timing (for compute-sanitizer)
+//     --no-time  skip the timing section
+//
+// Method. Every GPU output buffer is poisoned with NaN (0xFF bytes) before each launch; every stage's
+// CPU reference runs on bit-identical inputs (the GPU's previous-stage outputs are copied into the CPU's
+// workspace before each CPU stage), so each comparison isolates one kernel. Elements of block-causally
+// forbidden (a, f) pairs are never written and are not compared. A NaN where the reference is finite
+// (an unwritten or broken element) or an infinity mismatch fails. Whole GPU chains are run twice and
+// must be bit-identical. Exit status 1 on any failure.
+//
+// Tolerances (relative L2 ‖gpu − cpu‖/‖cpu‖, and max |gpu − cpu| / max |cpu|), and why:
+//   storage-dtype outputs (o, aL, y, aR): both backends round the result once to the storage dtype, so
+//     single elements may differ by 1 ulp (2^-8 relative in bf16, 2^-11 in fp16); the GPU also rounds the
+//     probabilities P to the storage dtype before the P·V product (FlashAttention's practice), an
+//     independent ~2^-9 (bf16) / 2^-12 (fp16) relative error per term that averages down over a row.
+//     Expected relL2 ~3e-3 (bf16) / ~4e-4 (fp16): bounds relL2 1e-2 / 2e-3, max 3e-2 / 6e-3.
+//   fp32 outputs (cL, cR, lse, entropy): identical inputs, fp32 arithmetic in a different order
+//     (tensor-core dot products, exp2 vs exp): expected ~1e-6 relative; cR and cL of the non-first steps
+//     see logits multiplied by the temperature 1/cR (up to maxInvTemp), which amplifies summation-order
+//     differences: bounds relL2 1e-3, max 1e-2 (relative to max |cpu|).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "monarch.h"
+#include "monarch_cuda.h"
+
+using namespace monarch;
+
+namespace {
+
+// ---- utilities ------------------------------------------------------------------------------
+void die(const std::string& what, const Status& st) {
+  std::fprintf(stderr, "FATAL %s: %s\n", what.c_str(), st.message.c_str());
+  std::exit(2);
+}
+#define OK(expr)                        \
+  do {                                  \
+    Status st_ = (expr);                \
+    if (!st_.ok) die(#expr, st_);       \
+  } while (0)
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  double normal() {
+    double u1 = uniform(), u2 = uniform();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+};
+
+uint16_t to_bits(DType t, float x) { return t == kBF16 ? f32_to_bf16(x) : f32_to_f16(x); }
+float from_bits(DType t, uint16_t b) { return t == kBF16 ? bf16_to_f32(b) : f16_to_f32(b); }
+
+std::vector<float> to_float(DType t, const std::vector<uint16_t>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = from_bits(t, v[i]);
+  return out;
+}
+
+// A device buffer that frees itself.
+struct DevBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  DevBuf() = default;
+  explicit DevBuf(size_t n) : bytes(n) { OK(cuda::malloc_device(&p, std::max<size_t>(n, 16))); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  ~DevBuf() {
+    if (p) cuda::free_device(p);
+  }
+};
+
+cuda::Stream g_stream = nullptr;
+
+template <typename V>
+void upload(DevBuf& d, const std::vector<V>& h) {
+  OK(cuda::memcpy_h2d(d.p, h.data(), h.size() * sizeof(V), g_stream));
+}
+template <typename V>
+void download(std::vector<V>& h, const DevBuf& d) {
+  OK(cuda::memcpy_d2h(h.data(), d.p, h.size() * sizeof(V), g_stream));
+  OK(cuda::stream_sync(g_stream));
+}
+void poison(DevBuf& d) { OK(cuda::memset_device(d.p, 0xFF, d.bytes, g_stream)); }
+
+// ---- comparison -------------------------------------------------------------------------------
+struct Tol {
+  double l2, max;
+};
+const Tol kTolBf16{1e-2, 3e-2}, kTolF16{2e-3, 6e-3}, kTolF32{1e-3, 1e-2};
+
+struct Row {  // one line of the final table
+  std::string kase, output;
+  double relL2 = 0, maxRel = 0;
+  bool pass = true;
+};
+std::vector<Row> g_rows;
+int g_failures = 0;
+
+void compare(const std::string& kase, const std::string& output, const std::vector<float>& ref,
+             const std::vector<float>& got, Tol tol, const std::function<bool(int64_t)>& use = nullptr) {
+  double num = 0, den = 0, maxAbs = 0, maxRef = 0;
+  int64_t maxIdx = -1, bad = 0, badIdx = -1, n = 0;
+  for (int64_t i = 0; i < int64_t(ref.size()); ++i) {
+    if (use && !use(i)) continue;
+    ++n;
+    const double r = ref[i], g = got[i];
+    if (std::isnan(g) || std::isinf(r) || std::isinf(g)) {
+      if (!(std::isinf(r) && r == g)) {
+        if (bad++ == 0) badIdx = i;
+      }
+      continue;
+    }
+    const double d = std::fabs(g - r);
+    num += d * d;
+    den += r * r;
+    maxRef = std::max(maxRef, std::fabs(r));
+    if (d > maxAbs) {
+      maxAbs = d;
+      maxIdx = i;
+    }
+  }
+  const double relL2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  const double maxRel = maxAbs / std::max(maxRef, 1e-30);
+  const bool pass = bad == 0 && relL2 <= tol.l2 && maxRel <= tol.max;
+  if (!pass) ++g_failures;
+  std::printf("  %s %-22s %-8s n=%-8lld relL2=%.2e max|d|=%.2e @%lld (cpu %.5g, gpu %.5g) max|d|/max|cpu|=%.2e",
+              pass ? "ok  " : "FAIL", kase.c_str(), output.c_str(), (long long)n, relL2, maxAbs, (long long)maxIdx,
+              maxIdx >= 0 ? ref[maxIdx] : 0.0, maxIdx >= 0 ? got[maxIdx] : 0.0, maxRel);
+  if (bad) std::printf("  NaN/Inf mismatches=%lld first @%lld (cpu %g, gpu %g)", (long long)bad, (long long)badIdx,
+                       ref[badIdx], got[badIdx]);
+  std::printf("\n");
+  g_rows.push_back({kase, output, relL2, maxRel, pass});
+}
+
+void compare_bits(const std::string& kase, const std::string& output, const void* a, const void* b, size_t bytes) {
+  const bool same = std::memcmp(a, b, bytes) == 0;
+  if (!same) ++g_failures;
+  std::printf("  %s %-22s %-8s repeat run bit-identical: %s\n", same ? "ok  " : "FAIL", kase.c_str(), output.c_str(),
+              same ? "yes" : "NO");
+  g_rows.push_back({kase, output + " repeat", 0, 0, same});
+}
+
+// ---- activations ------------------------------------------------------------------------------
+Act make_act(void* data, int B, int S, int H, int D, bool bhsd) {
+  Act a;
+  a.data = data;
+  if (bhsd) {
+    a.sB = int64_t(H) * S * D;
+    a.sH = int64_t(S) * D;
+    a.sS = D;
+  } else {
+    a.sB = int64_t(S) * H * D;
+    a.sS = int64_t(H) * D;
+    a.sH = D;
+  }
+  return a;
+}
+
+std::vector<uint16_t> random_bits(Rng& rng, DType t, size_t n, double amp) {
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = to_bits(t, float(amp * rng.normal()));
+  return v;
+}
+
+const char* dname(DType t) { return t == kBF16 ? "bf16" : "f16"; }
+
+// ---- Monarch chains ---------------------------------------------------------------------------
+struct MonarchCase {
+  std::string name;
+  int B, H, b1, b2, Aq, Fk, qTile0, causalTiles, T;
+  bool bhsd, keyMask, maskKeyRow, queryMask;
+  double qAmp;  // query amplitude: larger ⇒ sharper softmax rows
+};
+
+void run_monarch(const MonarchCase& c, DType dt, int D, uint64_t seed) {
+  Rng rng(seed);
+  const std::string kase = c.name + "/" + dname(dt) + "/D" + std::to_string(D);
+  const int Sq = c.Aq * c.b1 * c.b2, Sk = c.Fk * c.b1 * c.b2;
+  const size_t nq = size_t(c.B) * Sq * c.H * D, nk = size_t(c.B) * Sk * c.H * D;
+  std::vector<uint16_t> hq = random_bits(rng, dt, nq, c.qAmp), hk = random_bits(rng, dt, nk, 1.0),
+                        hv = random_bits(rng, dt, nk, 1.0);
+  std::vector<uint8_t> kv(size_t(c.B) * Sk, 1), qv(size_t(c.B) * Sq, 1);
+  if (c.keyMask)
+    for (auto& x : kv) x = rng.uniform() < 0.85;
+  if (c.maskKeyRow) {  // one key row (b = 0, f = Fk-1, k = b1/2) with no valid key: cL = +INF
+    const int64_t tok0 = (int64_t(c.Fk - 1) * c.b1 + c.b1 / 2) * c.b2;
+    for (int l = 0; l < c.b2; ++l) kv[tok0 + l] = 0;
+  }
+  if (c.queryMask)
+    for (auto& x : qv) x = rng.uniform() < 0.9;
+
+  MonarchParams p;
+  p.dtype = dt;
+  p.B = c.B, p.H = c.H, p.D = D, p.b1 = c.b1, p.b2 = c.b2, p.Aq = c.Aq, p.Fk = c.Fk;
+  p.qTile0 = c.qTile0, p.causalTiles = c.causalTiles;
+  p.scale = 1.f / std::sqrt(float(D));
+  const int64_t nA = ws_aR_elems(p), nC = ws_c_elems(p);
+
+  // Device side.
+  DevBuf dq(nq * 2), dk(nk * 2), dv(nk * 2), dout(nq * 2), dkv(kv.size()), dqv(qv.size());
+  DevBuf daR(nA * 2), dcR(nC * 4), daL(nA * 2), dcL(nC * 4), dy(nA * 2);
+  upload(dq, hq), upload(dk, hk), upload(dv, hv), upload(dkv, kv), upload(dqv, qv);
+  MonarchParams g = p;
+  g.q = make_act(dq.p, c.B, Sq, c.H, D, c.bhsd);
+  g.k = make_act(dk.p, c.B, Sk, c.H, D, c.bhsd);
+  g.v = make_act(dv.p, c.B, Sk, c.H, D, c.bhsd);
+  g.o = make_act(dout.p, c.B, Sq, c.H, D, c.bhsd);
+  g.keyValid = (c.keyMask || c.maskKeyRow) ? static_cast<uint8_t*>(dkv.p) : nullptr;
+  g.queryValid = c.queryMask ? static_cast<uint8_t*>(dqv.p) : nullptr;
+  g.aR = daR.p, g.cR = static_cast<float*>(dcR.p), g.aL = daL.p, g.cL = static_cast<float*>(dcL.p), g.y = dy.p;
+
+  // Host side (CPU reference), fed the GPU's previous-stage outputs.
+  std::vector<uint16_t> hout(nq), haR(nA), haL(nA), hy(nA), gout(nq), gaR(nA), gaL(nA), gy(nA);
+  std::vector<float> hcR(nC), hcL(nC), gcR(nC), gcL(nC);
+  MonarchParams h = p;
+  h.q = make_act(hq.data(), c.B, Sq, c.H, D, c.bhsd);
+  h.k = make_act(hk.data(), c.B, Sk, c.H, D, c.bhsd);
+  h.v = make_act(hv.data(), c.B, Sk, c.H, D, c.bhsd);
+  h.o = make_act(hout.data(), c.B, Sq, c.H, D, c.bhsd);
+  h.keyValid = g.keyValid ? kv.data() : nullptr;
+  h.queryValid = g.queryValid ? qv.data() : nullptr;
+  h.aR = haR.data(), h.cR = hcR.data(), h.aL = haL.data(), h.cL = hcL.data(), h.y = hy.data();
+
+  // Workspace elements of allowed pairs only (forbidden pairs are never written).
+  const int64_t perPairC = int64_t(c.b1) * c.b2;
+  auto allowedC = [&](int64_t i) {
+    const int64_t pr = i / perPairC;
+    const int f = int(pr % c.Fk), a = int((pr / c.Fk) % c.Aq);
+    return pair_allowed(p, a, f);
+  };
+  auto allowedA = [&](int64_t i) { return allowedC(i / D); };
+  const Tol tolS = dt == kBF16 ? kTolBf16 : kTolF16;
+
+  auto gpu_chain = [&](bool check) {
+    for (int t = 0; t < c.T; ++t) {
+      const bool first = t == 0, last = t == c.T - 1;
+      const std::string st = "T" + std::to_string(t + 1) + ".";
+      poison(daL), poison(dcL), poison(dy);
+      OK(cuda::r_step(g, first, last, g_stream));
+      download(gaL, daL), download(gcL, dcL);
+      if (last) download(gy, dy);
+      if (check) {
+        haR = gaR, hcR = gcR;  // identical inputs for the CPU stage
+        OK(cpu::r_step(h, first, last));
+        compare(kase, st + "aL", to_float(dt, haL), to_float(dt, gaL), tolS, allowedA);
+        compare(kase, st + "cL", hcL, gcL, kTolF32, allowedC);
+        if (last) compare(kase, st + "y", to_float(dt, hy), to_float(dt, gy), tolS, allowedA);
+      }
+      if (!last) {
+        poison(daR), poison(dcR);
+        OK(cuda::l_step(g, false, g_stream));
+        download(gaR, daR), download(gcR, dcR);
+        if (check) {
+          haL = gaL, hcL = gcL;
+          OK(cpu::l_step(h, false));
+          compare(kase, st + "aR", to_float(dt, haR), to_float(dt, gaR), tolS, allowedA);
+          compare(kase, st + "cR", hcR, gcR, kTolF32, allowedC);
+        }
+      } else {
+        poison(dout);
+        OK(cuda::l_step(g, true, g_stream));
+        download(gout, dout);
+        if (check) {
+          haL = gaL, hcL = gcL, hy = gy;
+          OK(cpu::l_step(h, true));
+          compare(kase, st + "o", to_float(dt, hout), to_float(dt, gout), tolS);
+        }
+      }
+    }
+  };
+  gpu_chain(true);
+  const std::vector<uint16_t> out1 = gout, aL1 = gaL;
+  const std::vector<float> cL1 = gcL;
+  gpu_chain(false);
+  compare_bits(kase, "o", out1.data(), gout.data(), out1.size() * 2);
+  // Only allowed pairs are written; compare those bytes of the last aL / cL.
+  bool same = true;
+  for (int64_t i = 0; i < nC && same; ++i)
+    if (allowedC(i)) same = std::memcmp(&cL1[i], &gcL[i], 4) == 0 && std::memcmp(&aL1[i * D], &gaL[i * D], 2 * D) == 0;
+  if (!same) ++g_failures;
+  std::printf("  %s %-22s %-8s repeat run bit-identical: %s\n", same ? "ok  " : "FAIL", kase.c_str(), "aL,cL",
+              same ? "yes" : "NO");
+  g_rows.push_back({kase, "aL,cL repeat", 0, 0, same});
+}
+
+// ---- dense ------------------------------------------------------------------------------------
+struct DenseCase {
+  std::string name;
+  int B, H, Nq, Nk, q0, causalChunk;
+  bool bhsd, keyMask, maskBatch1, lse, entropy;
+  double qAmp;
+};
+
+void run_dense(const DenseCase& c, DType dt, int D, uint64_t seed) {
+  Rng rng(seed);
+  const std::string kase = c.name + "/" + dname(dt) + "/D" + std::to_string(D);
+  const size_t nq = size_t(c.B) * c.Nq * c.H * D, nk = size_t(c.B) * c.Nk * c.H * D;
+  std::vector<uint16_t> hq = random_bits(rng, dt, nq, c.qAmp), hk = random_bits(rng, dt, nk, 1.0),
+                        hv = random_bits(rng, dt, nk, 1.0), hout(nq), gout(nq);
+  std::vector<uint8_t> kv(size_t(c.B) * c.Nk, 1);
+  if (c.keyMask)
+    for (auto& x : kv) x = rng.uniform() < 0.8;
+  if (c.maskBatch1 && c.B > 1)
+    for (int n = 0; n < c.Nk; ++n) kv[size_t(c.Nk) + n] = 0;  // batch 1: no valid key at all
+  const size_t nr = size_t(c.B) * c.H * c.Nq;
+  std::vector<float> hl(nr), he(nr), gl(nr), ge(nr);
+
+  DevBuf dq(nq * 2), dk(nk * 2), dv(nk * 2), dout(nq * 2), dkv(kv.size()), dl(nr * 4), de(nr * 4);
+  upload(dq, hq), upload(dk, hk), upload(dv, hv), upload(dkv, kv);
+  DenseParams p;
+  p.dtype = dt, p.B = c.B, p.H = c.H, p.D = D, p.Nq = c.Nq, p.Nk = c.Nk, p.q0 = c.q0;
+  p.causalChunk = c.causalChunk, p.scale = 1.f / std::sqrt(float(D));
+  DenseParams g = p, h = p;
+  g.q = make_act(dq.p, c.B, c.Nq, c.H, D, c.bhsd), g.o = make_act(dout.p, c.B, c.Nq, c.H, D, c.bhsd);
+  g.k = make_act(dk.p, c.B, c.Nk, c.H, D, c.bhsd), g.v = make_act(dv.p, c.B, c.Nk, c.H, D, c.bhsd);
+  g.keyValid = (c.keyMask || c.maskBatch1) ? static_cast<uint8_t*>(dkv.p) : nullptr;
+  g.lse = c.lse ? static_cast<float*>(dl.p) : nullptr;
+  g.entropy = c.entropy ? static_cast<float*>(de.p) : nullptr;
+  h.q = make_act(hq.data(), c.B, c.Nq, c.H, D, c.bhsd), h.o = make_act(hout.data(), c.B, c.Nq, c.H, D, c.bhsd);
+  h.k = make_act(hk.data(), c.B, c.Nk, c.H, D, c.bhsd), h.v = make_act(hv.data(), c.B, c.Nk, c.H, D, c.bhsd);
+  h.keyValid = g.keyValid ? kv.data() : nullptr;
+  h.lse = c.lse ? hl.data() : nullptr;
+  h.entropy = c.entropy ? he.data() : nullptr;
+
+  auto gpu_run = [&]() {
+    poison(dout), poison(dl), poison(de);
+    OK(cuda::dense(g, g_stream));
+    download(gout, dout), download(gl, dl), download(ge, de);
+  };
+  gpu_run();
+  OK(cpu::dense(h));
+  const Tol tolS = dt == kBF16 ? kTolBf16 : kTolF16;
+  compare(kase, "o", to_float(dt, hout), to_float(dt, gout), tolS);
+  if (c.lse) compare(kase, "lse", hl, gl, kTolF32);
+  if (c.entropy) compare(kase, "entropy", he, ge, kTolF32);
+  const std::vector<uint16_t> out1 = gout;
+  const std::vector<float> l1 = gl, e1 = ge;
+  gpu_run();
+  compare_bits(kase, "o", out1.data(), gout.data(), out1.size() * 2);
+  if (c.lse) compare_bits(kase, "lse", l1.data(), gl.data(), l1.size() * 4);
+  if (c.entropy) compare_bits(kase, "entropy", e1.data(), ge.data(), e1.size() * 4);
+}
+
+// ---- gather -----------------------------------------------------------------------------------
+void run_gather(DType dt, int D, uint64_t seed) {
+  Rng rng(seed);
+  const std::string kase = std::string("gather/") + dname(dt) + "/D" + std::to_string(D);
+  const int B = 2, H = 3, nSrc = 77, nDst = 90;
+  std::vector<int32_t> map(nDst);
+  for (auto& m : map) m = rng.uniform() < 0.15 ? -1 : int32_t(rng.next() % nSrc);
+  const size_t ns = size_t(B) * nSrc * H * D, nd = size_t(B) * nDst * H * D;
+  std::vector<uint16_t> hs = random_bits(rng, dt, ns, 1.0), hd(nd), gd(nd);
+  DevBuf ds(ns * 2), dd(nd * 2), dm(map.size() * 4);
+  upload(ds, hs), upload(dm, map);
+  GatherParams p;
+  p.dtype = dt, p.B = B, p.H = H, p.D = D, p.nDst = nDst;
+  GatherParams g = p, h = p;
+  g.map = static_cast<int32_t*>(dm.p), g.src = make_act(ds.p, B, nSrc, H, D, false);
+  g.dst = make_act(dd.p, B, nDst, H, D, true);
+  h.map = map.data(), h.src = make_act(hs.data(), B, nSrc, H, D, false), h.dst = make_act(hd.data(), B, nDst, H, D, true);
+  poison(dd);
+  OK(cuda::gather_tokens(g, g_stream));
+  download(gd, dd);
+  OK(cpu::gather_tokens(h));
+  compare_bits(kase, "dst", hd.data(), gd.data(), nd * 2);
+}
+
+// ---- timing -----------------------------------------------------------------------------------
+float median_ms(const std::function<void()>& fn, int warmup, int iters) {
+  cudaStream_t s = static_cast<cudaStream_t>(g_stream);
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<float> ms(iters);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  for (int i = 0; i < iters; ++i) {
+    cudaEventRecord(e0, s);
+    fn();
+    cudaEventRecord(e1, s);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms[i], e0, e1);
+  }
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  std::sort(ms.begin(), ms.end());
+  return ms[iters / 2];
+}
+
+bool any_nan(DType dt, const std::vector<uint16_t>& v) {
+  for (uint16_t b : v)
+    if (std::isnan(from_bits(dt, b))) return true;
+  return false;
+}
+
+struct TimeRow {
+  std::string what;
+  double ms, tflops;
+  bool finite;
+};
+std::vector<TimeRow> g_times;
+
+void time_dense(int N, int H, int D, uint64_t seed) {
+  Rng rng(seed);
+  const DType dt = kBF16;
+  const size_t n = size_t(N) * H * D;
+  std::vector<uint16_t> hq = random_bits(rng, dt, n, 1.0), out(n);
+  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2), dl(size_t(H) * N * 4);
+  upload(dq, hq), upload(dk, random_bits(rng, dt, n, 1.0)), upload(dv, random_bits(rng, dt, n, 1.0));
+  DenseParams p;
+  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.Nq = N, p.Nk = N, p.scale = 1.f / std::sqrt(float(D));
+  p.q = make_act(dq.p, 1, N, H, D, false), p.k = make_act(dk.p, 1, N, H, D, false);
+  p.v = make_act(dv.p, 1, N, H, D, false), p.o = make_act(dout.p, 1, N, H, D, false);
+  poison(dout);
+  OK(cuda::dense(p, g_stream));
+  download(out, dout);
+  const bool finite = !any_nan(dt, out);
+  const float ms = median_ms([&] { OK(cuda::dense(p, g_stream)); }, 5, 50);
+  const double flop = 4.0 * N * double(N) * D * H;
+  g_times.push_back({"dense B=1 H=" + std::to_string(H) + " N=" + std::to_string(N) + " D=" + std::to_string(D) + " bf16",
+                     ms, flop / (ms * 1e-3) / 1e12, finite});
+  p.lse = static_cast<float*>(dl.p);
+  DenseParams pe = p;
+  DevBuf de(size_t(H) * N * 4);
+  pe.entropy = static_cast<float*>(de.p);
+  const float ms2 = median_ms([&] { OK(cuda::dense(pe, g_stream)); }, 5, 50);
+  g_times.push_back({"  same, + lse + entropy", ms2, flop / (ms2 * 1e-3) / 1e12, finite});
+}
+
+void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed) {
+  Rng rng(seed);
+  const DType dt = kBF16;
+  MonarchParams p;
+  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.b1 = b1, p.b2 = b2, p.Aq = F, p.Fk = F;
+  p.scale = 1.f / std::sqrt(float(D));
+  const int S = F * b1 * b2;
+  const size_t n = size_t(S) * H * D;
+  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2);
+  upload(dq, random_bits(rng, dt, n, 1.0)), upload(dk, random_bits(rng, dt, n, 1.0));
+  upload(dv, random_bits(rng, dt, n, 1.0));
+  const int64_t nA = ws_aR_elems(p), nC = ws_c_elems(p);
+  DevBuf daL(nA * 2), dy(nA * 2), dcL(nC * 4);
+  p.q = make_act(dq.p, 1, S, H, D, false), p.k = make_act(dk.p, 1, S, H, D, false);
+  p.v = make_act(dv.p, 1, S, H, D, false), p.o = make_act(dout.p, 1, S, H, D, false);
+  p.aL = daL.p, p.y = dy.p, p.cL = static_cast<float*>(dcL.p);
+  poison(dout);
+  OK(cuda::r_step(p, true, true, g_stream));
+  OK(cuda::l_step(p, true, g_stream));
+  std::vector<uint16_t> out(n);
+  download(out, dout);
+  const bool finite = !any_nan(dt, out);
+  const double N = S;
+  const double flop = 2.0 * N * N * D * (3.0 * b2 + 2.0 * b1) / (double(b1) * b2) * H;
+  const double flopR = 2.0 * N * N * D * 3.0 / b1 * H, flopL = 2.0 * N * N * D * 2.0 / b2 * H;
+  const float msR = median_ms([&] { OK(cuda::r_step(p, true, true, g_stream)); }, 3, 50);
+  const float msL = median_ms([&] { OK(cuda::l_step(p, true, g_stream)); }, 3, 50);
+  const float ms = median_ms(
+      [&] {
+        OK(cuda::r_step(p, true, true, g_stream));
+        OK(cuda::l_step(p, true, g_stream));
+      },
+      3, 50);
+  const std::string shape = std::to_string(F) + "x" + std::to_string(b1) + "x" + std::to_string(b2);
+  g_times.push_back({"monarch T=1 " + shape + " H=" + std::to_string(H) + " R-step", msR, flopR / (msR * 1e-3) / 1e12, finite});
+  g_times.push_back({"monarch T=1 " + shape + " final L-step", msL, flopL / (msL * 1e-3) / 1e12, finite});
+  g_times.push_back({"monarch T=1 " + shape + " total (dense-equiv " +
+                         std::to_string(int(4.0 * N * N * D * H / (ms * 1e-3) / 1e12)) + " TFLOP/s)",
+                     ms, flop / (ms * 1e-3) / 1e12, finite});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool small = false, timing = true;
+  uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--small")) small = true, timing = false;
+    else if (!std::strcmp(argv[i], "--no-time")) timing = false;
+    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    else {
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--seed N]\n", argv[0]);
+      return 2;
+    }
+  }
+  const cuda::DeviceInfo info = cuda::device_info();
+  std::printf("device: %s (cc %d.%d, %d SMs, %.1f GiB), driver %d, runtime %d, fatbin archs %s, seed %llu\n",
+              info.count ? info.name.c_str() : info.message.c_str(), info.major, info.minor, info.smCount,
+              info.totalMem / 1073741824.0, info.driverVersion, info.runtimeVersion, cuda::compiled_archs(),
+              (unsigned long long)seed);
+  if (info.count == 0) return 2;
+  OK(cuda::stream_create(&g_stream));
+
+  // Error paths must return a Status, never abort.
+  {
+    DenseParams bad;
+    bad.dtype = kBF16, bad.D = 96, bad.Nq = bad.Nk = 4;
+    Status st = cuda::dense(bad, g_stream);
+    const bool ok = !st.ok && st.message.find("D=96") != std::string::npos;
+    std::printf("  %s unsupported head dim -> \"%s\"\n", ok ? "ok  " : "FAIL", st.message.c_str());
+    if (!ok) ++g_failures;
+    void* ptr = nullptr;
+    st = cuda::malloc_device(&ptr, size_t(1) << 50);
+    const bool oom = !st.ok && st.message.find("out of GPU memory") != std::string::npos && cudaGetLastError() == cudaSuccess;
+    std::printf("  %s OOM -> \"%s\" (last error cleared)\n", oom ? "ok  " : "FAIL", st.message.c_str());
+    if (!oom) ++g_failures;
+  }
+
+  // name, B, H, b1, b2, Aq, Fk, qTile0, causalTiles, T, bhsd, keyMask, maskKeyRow, queryMask, qAmp
+  std::vector<MonarchCase> mcases = {
+      {"wan-like 30x52", 1, 2, 30, 52, 2, 3, 0, 0, 1, false, true, true, false, 1.5},
+      {"causal q0>0 b2=20", 1, 1, 30, 20, 4, 6, 3, 3, 1, false, true, false, false, 1.5},
+      {"b1=1 T=2 BHSD", 1, 2, 1, 70, 2, 2, 0, 0, 2, true, false, false, false, 2.0},
+      {"b2=1", 1, 1, 37, 1, 1, 4, 0, 0, 1, false, false, false, false, 1.5},
+      {"b2=130 T=3 qmask", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
+      {"b1=70 Fk=21 T=2", 1, 1, 70, 9, 1, 21, 0, 0, 2, false, true, false, true, 1.5},
+      {"b2=200 causal T=2", 1, 1, 3, 200, 3, 3, 1, 2, 2, false, false, false, false, 1.0},
+  };
+  // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
+  std::vector<DenseCase> dcases = {
+      {"dense 100x130", 1, 2, 100, 130, 0, 0, false, false, false, true, true, 1.5},
+      {"dense BHSD masked", 2, 3, 257, 190, 0, 0, true, true, true, true, true, 1.5},
+      {"dense causal q0=150", 1, 2, 150, 300, 150, 50, false, false, false, true, false, 1.5},
+      {"dense 1x1", 1, 1, 1, 1, 0, 0, false, false, false, true, true, 1.0},
+      {"dense 64x1000 sharp", 1, 1, 64, 1000, 0, 0, true, true, false, false, true, 4.0},
+  };
+  std::vector<std::pair<DType, int>> configs = {{kBF16, 128}, {kF16, 128}, {kBF16, 64}, {kF16, 64}};
+  if (small) {
+    mcases = {{"small causal", 1, 1, 20, 20, 3, 4, 1, 2, 2, true, true, true, true, 1.5},
+              {"small b2=70", 1, 1, 3, 70, 1, 2, 0, 0, 1, false, true, false, false, 1.5}};
+    dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
+    configs = {{kBF16, 128}, {kF16, 64}};
+  }
+  uint64_t s = seed;
+  for (auto [dt, D] : configs) {
+    std::printf("== %s, D = %d\n", dname(dt), D);
+    for (const auto& c : mcases) run_monarch(c, dt, D, ++s);
+    for (const auto& c : dcases) run_dense(c, dt, D, ++s);
+    run_gather(dt, D, ++s);
+  }
+
+  if (timing) {
+    std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
+    time_dense(32760, 12, 128, ++s);
+    time_monarch(21, 30, 52, 12, 128, ++s);
+  }
+  OK(cuda::stream_destroy(g_stream));
+
+  // Compact table last: one line per case (its worst comparison), then the timings.
+  std::printf("\n%-36s %5s %-12s %10s %12s  %s\n", "case", "cmp", "worst output", "relL2", "max/max|cpu|", "result");
+  for (size_t i = 0; i < g_rows.size();) {
+    size_t j = i, n = 0, fails = 0, worst = i;
+    for (; j < g_rows.size() && g_rows[j].kase == g_rows[i].kase; ++j) {
+      ++n;
+      fails += !g_rows[j].pass;
+      if (g_rows[j].relL2 > g_rows[worst].relL2) worst = j;
+    }
+    double maxRel = 0;
+    for (size_t k = i; k < j; ++k) maxRel = std::max(maxRel, g_rows[k].maxRel);
+    std::printf("%-36s %5zu %-12s %10.2e %12.2e  %s\n", g_rows[i].kase.c_str(), n, g_rows[worst].output.c_str(),
+                g_rows[worst].relL2, maxRel, fails ? "FAIL" : "ok");
+    i = j;
+  }
+  size_t reps = 0, repFails = 0;
+  for (const auto& r : g_rows)
+    if (r.output.find("repeat") != std::string::npos) ++reps, repFails += !r.pass;
+  std::printf("bit-identical repeats: %zu checked, %zu differ\n", reps, repFails);
+  if (!g_times.empty()) {
+    std::printf("\n%-64s %10s %10s %s\n", "timing", "ms", "TFLOP/s", "output finite");
+    for (const auto& t : g_times)
+      std::printf("%-64s %10.3f %10.1f %s\n", t.what.c_str(), t.ms, t.tflops, t.finite ? "yes" : "NO");
+  }
+  std::printf("\n%s: %d failure(s), %zu comparisons\n", g_failures ? "FAILED" : "PASSED", g_failures, g_rows.size());
+  return g_failures ? 1 : 0;
+}
