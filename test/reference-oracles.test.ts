@@ -58,6 +58,18 @@ describe('reference: MonarchAttention oracles', () => {
         }
   });
 
+  test('E2 caveat: at T = 1 a pad query seeds the R row of its block (N = 13, b = 5 is not exact; T = 2 is)', () => {
+    const rng = mulberry32(1021);
+    const N = 13, D = 5;
+    const q = constantQueries(rng, 1, N, 1, D, 2), k = randAct64(rng, 1, N, 1, D), v = randAct64(rng, 1, N, 1, D);
+    const dense = denseRef(q, k, v).out;
+    for (const padding of ['pre', 'post'] as const) {
+      // the padded block holds 3 real keys: the zero pad query gives a uniform R row there at T = 1
+      expect(maxAbsDiff(sequenceRef(q, k, v, { blockSize: 5, padding }), dense)).toBeGreaterThan(1e-2);
+      expectClose(sequenceRef(q, k, v, { blockSize: 5, padding, numIters: 2 }), dense, EXACT, `T=2 ${padding}`);
+    }
+  });
+
   test('E3: queries periodic with period b ⇒ dense (T = 1, 3)', () => {
     const rng = mulberry32(103);
     const b = 4, m = 3, N = b * m, D = 4;

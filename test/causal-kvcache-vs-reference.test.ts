@@ -1,0 +1,63 @@
+// Block-causal video attention and KV-cache decoding (§B.4) against the float64 reference: causal tiles of
+// chunkFrames frames (monarchrt with fTied/hReduce/wReduce, vmonarch), T = 1, 2; the KV cache returns
+// each chunk's rows of the block-causal forward, counts frames, resets and refuses to overflow.
+import { expectClose, sliceRows, sliceTokens } from './helpers/cmp-act';
+import { MonarchAttention } from './helpers/pkg';
+import type { VideoLayout } from './helpers/pkg';
+import { mulberry32 } from './helpers/rng';
+import { desc, monarch } from './helpers/run';
+import { fromHost, randAct, toHost } from './helpers/tensors';
+import { FP32 } from './helpers/tolerances';
+import { videoRef } from './reference/video';
+
+const cases: Array<{ layout: VideoLayout; cf: number }> = [
+  { layout: { kind: 'video', frames: 4, height: 3, width: 2 }, cf: 2 },
+  { layout: { kind: 'video', frames: 3, height: 2, width: 3 }, cf: 1 },
+  { layout: { kind: 'video', frames: 4, height: 2, width: 4, fTied: 2, wReduce: 2 }, cf: 2 },
+  { layout: { kind: 'video', frames: 6, height: 1, width: 3, factorization: 'vmonarch' }, cf: 2 },
+  { layout: { kind: 'video', frames: 3, height: 3, width: 3, factorization: 'vmonarch' }, cf: 3 },
+];
+
+describe('block-causal video vs float64 reference (CPU, fp32)', () => {
+  for (const { layout, cf } of cases)
+    for (const T of [1, 2])
+      test(`${desc({ ...layout, chunkFrames: cf })} T=${T}`, () => {
+        const rng = mulberry32(50000 + layout.frames * 100 + layout.height * 10 + layout.width + T * 1000 + cf * 7);
+        const N = layout.frames * layout.height * layout.width, B = 2, H = 1, D = 8;
+        const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
+        const got = monarch({ layout, heads: H, headDim: D, numIters: T, causal: { chunkFrames: cf } }, q, k, v);
+        expectClose(got, videoRef(q, k, v, layout, { numIters: T, chunkFrames: cf }), FP32, `T=${T}`, [B, N, H, D]);
+      });
+});
+
+describe('KV cache (CPU, fp32)', () => {
+  test('steps reproduce the reference block-causal rows; framesCached, reset, overflow', () => {
+    const rng = mulberry32(51000);
+    const layout: VideoLayout = { kind: 'video', frames: 6, height: 2, width: 3 };
+    const cf = 2, hw = 6, N = 36, B = 1, H = 2, D = 8;
+    const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
+    const want = videoRef(q, k, v, layout, { chunkFrames: cf });
+    const attn = new MonarchAttention({ layout, heads: H, headDim: D, causal: { chunkFrames: cf }, backend: 'cpu' });
+    const cache = attn.createKVCache();
+    try {
+      const chunkN = cf * hw;
+      const run = (c: number): Float64Array => {
+        const s = (a: typeof q) => toHost(sliceTokens(a, c * chunkN, (c + 1) * chunkN));
+        return fromHost(cache.stepSync(s(q), s(k), s(v)) as never);
+      };
+      for (let c = 0; c < 3; c++) {
+        expectClose(run(c), sliceRows(want, B, N, H, D, c * chunkN, (c + 1) * chunkN), FP32, `chunk ${c}`, [B, chunkN, H, D]);
+        expect(cache.framesCached).toBe((c + 1) * cf);
+      }
+      // full: a fourth chunk does not fit in 6 frames
+      expect(() => run(0)).toThrow(/full|frames/i);
+      cache.reset();
+      expect(cache.framesCached).toBe(0);
+      // after reset the first chunk again gives chunk 0's rows
+      expectClose(run(0), sliceRows(want, B, N, H, D, 0, chunkN), FP32, 'chunk 0 after reset', [B, chunkN, H, D]);
+    } finally {
+      cache.dispose();
+      attn.dispose();
+    }
+  });
+});

@@ -1,0 +1,64 @@
+// attn.geometry reports the tiled-Monarch parameters actually used (csrc/monarch.h tile order) and
+// attn.flops() follows the documented formulas: §A.7 FLOPs = 4·T·N·d·(b + m) + 2·N·b·d per (batch, head)
+// and §B.7 per allowed tile pair T·4·b1·b2·d·(b1 + b2) + 2·b1·b2²·d.
+import { MonarchAttention } from './helpers/pkg';
+import type { MonarchOptions } from './helpers/pkg';
+
+function withAttn<T>(o: MonarchOptions, f: (a: MonarchAttention) => T): T {
+  const a = new MonarchAttention({ backend: 'cpu', ...o });
+  try {
+    return f(a);
+  } finally {
+    a.dispose();
+  }
+}
+
+describe('geometry', () => {
+  const cases: Array<[string, MonarchOptions['layout'], { causal?: { chunkFrames: number } }, { b1: number; b2: number; tiles: number; numTokens: number }]> = [
+    ['sequence N=10, b=4 → m = 3 blocks', { kind: 'sequence', length: 10, blockSize: 4 }, {}, { b1: 3, b2: 4, tiles: 1, numTokens: 10 }],
+    ['monarchrt 2×6×4, hReduce 2, wReduce 2', { kind: 'video', frames: 2, height: 6, width: 4, hReduce: 2, wReduce: 2 }, {}, { b1: 3, b2: 2, tiles: 8, numTokens: 48 }],
+    ['monarchrt 4×3×5, fTied 2', { kind: 'video', frames: 4, height: 3, width: 5, fTied: 2 }, {}, { b1: 6, b2: 5, tiles: 2, numTokens: 60 }],
+    ['vmonarch 3×2×3', { kind: 'video', frames: 3, height: 2, width: 3, factorization: 'vmonarch' }, {}, { b1: 3, b2: 6, tiles: 1, numTokens: 18 }],
+    ['vmonarch causal 4×2×2, chunks of 2', { kind: 'video', frames: 4, height: 2, width: 2, factorization: 'vmonarch' }, { causal: { chunkFrames: 2 } }, { b1: 2, b2: 4, tiles: 2, numTokens: 16 }],
+  ];
+  test.each(cases)('%s', (_n, layout, extra, want) => {
+    withAttn({ layout, heads: 1, headDim: 8, ...extra }, (a) => {
+      expect(a.geometry.b1).toBe(want.b1);
+      expect(a.geometry.b2).toBe(want.b2);
+      expect(a.numTokens).toBe(want.numTokens);
+      expect(a.backend).toBe('cpu');
+    });
+  });
+  test.each(cases)('documented geometry.tiles: %s', (_n, layout, extra, want) => {
+    // docs/API.md: `attn.geometry // { b1, b2, tiles, ... }`
+    withAttn({ layout, heads: 1, headDim: 8, ...extra }, (a) => {
+      expect((a.geometry as unknown as { tiles: number }).tiles).toBe(want.tiles);
+    });
+  });
+});
+
+describe('flops()', () => {
+  test('sequence, §A.7: B·H·(4·T·N·d·(b + m) + 2·N·b·d)', () => {
+    const N = 64, b = 8, m = 8, d = 16, T = 2, B = 2, H = 3;
+    withAttn({ layout: { kind: 'sequence', length: N, blockSize: b }, heads: H, headDim: d, numIters: T, batch: B }, (a) => {
+      expect(a.flops()).toBe(B * H * (4 * T * N * d * (b + m) + 2 * N * b * d));
+    });
+  });
+  test('monarchrt bidirectional, §B.7: A² pairs', () => {
+    const F = 3, h = 4, w = 6, d = 8, T = 1, H = 2;
+    withAttn({ layout: { kind: 'video', frames: F, height: h, width: w }, heads: H, headDim: d, numIters: T }, (a) => {
+      const pair = T * 4 * h * w * d * (h + w) + 2 * h * w * w * d;
+      expect(a.flops()).toBe(H * F * F * pair);
+      // T = 1 closed form: 2·Nq·Nk·d·(3·b2 + 2·b1)/(b1·b2)
+      const N = F * h * w;
+      expect(a.flops()).toBeCloseTo(H * 2 * N * N * d * (3 * w + 2 * h) / (h * w), 6);
+    });
+  });
+  test('monarchrt block-causal: only allowed pairs count (chunks of 1 frame: A(A+1)/2 pairs)', () => {
+    const F = 4, h = 2, w = 3, d = 8;
+    withAttn({ layout: { kind: 'video', frames: F, height: h, width: w }, heads: 1, headDim: d, causal: { chunkFrames: 1 } }, (a) => {
+      const pair = 4 * h * w * d * (h + w) + 2 * h * w * w * d;
+      expect(a.flops()).toBe((F * (F + 1) / 2) * pair);
+    });
+  });
+});
