@@ -6,8 +6,8 @@ import type { DeviceTensor } from './device';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, timeOps, type Op } from './ops';
 import { resolveBackend } from './options';
-import { dtypeCode, tensor, type ActDims } from './tensor';
-import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions } from './validate';
+import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
+import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -75,8 +75,8 @@ function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
 async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTensor | undefined> {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (x instanceof Float32Array) return tensor(x, shape, 'float32');
-  const data = (await x.download('f32')) as Float32Array;
+  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  const data = localF32((await x.download('f32')) as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
 }
@@ -84,8 +84,8 @@ async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTenso
 function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefined {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (x instanceof Float32Array) return tensor(x, shape, 'float32');
-  const data = x.downloadSync('f32') as Float32Array;
+  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  const data = localF32(x.downloadSync('f32') as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
 }
@@ -156,7 +156,7 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
   const owned: Array<{ dispose(): void }> = [];
   try {
     const side = sides(first);
-    for (const x of [side.lse, side.entropy]) if (x && !(x instanceof Float32Array)) owned.push(x);
+    for (const x of [side.lse, side.entropy]) if (x && !(isTyped(x, 'Float32Array'))) owned.push(x);
     const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
       const s = setup(q, k, v, dense);
       const same = (['B', 'S', 'H', 'D'] as const).every((key) => s.q[key] === first.q[key]) && s.k.S === first.k.S;

@@ -2,7 +2,7 @@
 // freed by dispose() or by the addon's finalizer; fromPointer wrappers never free).
 import { native, type NativeDeviceBuffer } from './native';
 import type { DType, HostTensor } from './types';
-import { checkHostTensor, checkShape, dtypeCode, dtypeSize, numel, tensor, DTYPES } from './tensor';
+import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, tensor, DTYPES } from './tensor';
 import { show } from './validate';
 
 const buffers = new WeakMap<DeviceTensor, NativeDeviceBuffer>();
@@ -71,11 +71,11 @@ export class DeviceTensor {
   /** Copies to host memory off the event loop. */
   async download(): Promise<HostTensor> {
     const data = await live(this).download(this.dtype === 'float32' ? 'f32' : 'u16');
-    return tensor(data, this.shape, this.dtype);
+    return tensor(localArray(data), this.shape, this.dtype);
   }
 
   downloadSync(): HostTensor {
-    return tensor(live(this).downloadSync(this.dtype === 'float32' ? 'f32' : 'u16'), this.shape, this.dtype);
+    return tensor(localArray(live(this).downloadSync(this.dtype === 'float32' ? 'f32' : 'u16')), this.shape, this.dtype);
   }
 
   /** Overwrites the contents with t (same shape and dtype; synchronous). */

@@ -3,8 +3,8 @@
 import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type Strides } from './native';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
-import { actDims, actStrides, allocHost, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
-import { show } from './validate';
+import { localArray, actDims, actStrides, allocHost, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
+import { show, isTyped, isErrorLike } from './validate';
 
 export type AnyTensor = HostTensor | DeviceTensor;
 
@@ -63,7 +63,7 @@ export class Scratch {
     const bytes = elems * dtypeSize(dtype);
     const have = this.bufs.get(key);
     if (have && have.byteLength === bytes) return have;
-    if (have && !(have instanceof Float32Array || have instanceof Uint16Array)) have.dispose();
+    if (have && !(isTyped(have, 'Float32Array') || isTyped(have, 'Uint16Array'))) have.dispose();
     const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : allocHost(dtype, elems);
     this.bufs.set(key, b);
     return b;
@@ -71,7 +71,7 @@ export class Scratch {
 
   dispose(): void {
     for (const b of this.bufs.values()) {
-      if (!(b instanceof Float32Array || b instanceof Uint16Array) && !b.disposed) b.dispose();
+      if (!(isTyped(b, 'Float32Array') || isTyped(b, 'Uint16Array')) && !b.disposed) b.dispose();
     }
     this.bufs.clear();
   }
@@ -85,7 +85,7 @@ export function act(data: NativeData, strides: Strides): NativeAct {
 /** The data starting `elemOffset` elements in (CPU: a subarray view; CUDA: a non-owning device view). */
 export function offsetView(data: NativeData, dtype: DType, elemOffset: number): NativeData {
   if (elemOffset === 0) return data;
-  if (data instanceof Float32Array || data instanceof Uint16Array) return data.subarray(elemOffset);
+  if (isTyped(data, 'Float32Array') || isTyped(data, 'Uint16Array')) return data.subarray(elemOffset);
   const off = elemOffset * dtypeSize(dtype);
   return bufferView(data as NativeDeviceBuffer, off, data.byteLength - off);
 }
@@ -142,8 +142,8 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   const kind = dtype === 'float32' ? 'f32' : 'u16';
   return {
     q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
-    collect: () => tensor(out.downloadSync(kind), shape, dtype),
-    collectAsync: async () => tensor(await out.download(kind), shape, dtype),
+    collect: () => tensor(localArray(out.downloadSync(kind)), shape, dtype),
+    collectAsync: async () => tensor(localArray(await out.download(kind)), shape, dtype),
   };
 }
 
@@ -178,7 +178,7 @@ export function inSet<T>(i: number, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof Error) e.message = `inputs[${i}]: ${e.message}`;
+    if (isErrorLike(e)) e.message = `inputs[${i}]: ${e.message}`;
     throw e;
   }
 }

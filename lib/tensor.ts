@@ -2,7 +2,7 @@
 // and the shape/dtype checks shared by the attention entry points.
 import { native, type DTypeCode, type Strides } from './native';
 import type { DType, HostTensor, TensorLayout } from './types';
-import { show } from './validate';
+import { show, isTyped } from './validate';
 
 export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 
@@ -58,10 +58,10 @@ export function checkShape(name: string, shape: unknown): number[] {
 export function tensor(data: Float32Array | Uint16Array, shape: readonly number[], dtype?: DType): HostTensor {
   const shp = checkShape('shape', shape);
   let dt: DType;
-  if (data instanceof Float32Array) {
+  if (isTyped(data, 'Float32Array')) {
     dt = dtype === undefined ? 'float32' : checkDtype('dtype', dtype);
     if (dt !== 'float32') throw new TypeError(`a Float32Array needs dtype 'float32', received ${show(dtype)}`);
-  } else if (data instanceof Uint16Array) {
+  } else if (isTyped(data, 'Uint16Array')) {
     if (dtype === undefined) throw new TypeError(`a Uint16Array needs dtype 'float16' or 'bfloat16', received undefined`);
     dt = checkDtype('dtype', dtype);
     if (dt === 'float32') throw new TypeError(`a Uint16Array needs dtype 'float16' or 'bfloat16', received 'float32'`);
@@ -79,14 +79,14 @@ export function tensor(data: Float32Array | Uint16Array, shape: readonly number[
 export function isHostTensor(x: unknown): x is HostTensor {
   if (typeof x !== 'object' || x === null) return false;
   const t = x as Partial<HostTensor>;
-  return (t.data instanceof Float32Array || t.data instanceof Uint16Array) && Array.isArray(t.shape) && typeof t.dtype === 'string';
+  return (isTyped(t.data, 'Float32Array') || isTyped(t.data, 'Uint16Array')) && Array.isArray(t.shape) && typeof t.dtype === 'string';
 }
 
 /** Checks a user-supplied host tensor's consistency (data kind vs dtype, element count). */
 export function checkHostTensor(name: string, t: unknown): HostTensor {
   if (!isHostTensor(t)) throw new TypeError(`${name} must be a HostTensor or a DeviceTensor, received ${show(t)}`);
   const dt = checkDtype(`${name}.dtype`, t.dtype);
-  if ((dt === 'float32') !== (t.data instanceof Float32Array)) {
+  if ((dt === 'float32') !== (isTyped(t.data, 'Float32Array'))) {
     throw new TypeError(`${name}.data is a ${t.data.constructor.name} but ${name}.dtype is '${dt}'`);
   }
   const n = numel(t.shape);
@@ -94,25 +94,44 @@ export function checkHostTensor(name: string, t: unknown): HostTensor {
   return t;
 }
 
+/**
+ * The same memory as a typed array of this module's realm (zero-copy): arrays made by the addon belong
+ * to the main V8 context, which `instanceof` in a vm sandbox (jest) does not recognise.
+ */
+export function localF32(x: Float32Array): Float32Array {
+  if (x instanceof Float32Array) return x;
+  const a: { buffer: ArrayBufferLike; byteOffset: number; length: number } = x;
+  return new Float32Array(a.buffer, a.byteOffset, a.length);
+}
+export function localU16(x: Uint16Array): Uint16Array {
+  if (x instanceof Uint16Array) return x;
+  const a: { buffer: ArrayBufferLike; byteOffset: number; length: number } = x;
+  return new Uint16Array(a.buffer, a.byteOffset, a.length);
+}
+/** localF32 / localU16 by kind. */
+export function localArray(x: Float32Array | Uint16Array): Float32Array | Uint16Array {
+  return isTyped(x, 'Float32Array') ? localF32(x) : localU16(x as Uint16Array);
+}
+
 /** float32 → bfloat16 bit patterns (round to nearest even, NaN preserved). */
 export function toBfloat16(x: Float32Array): Uint16Array {
-  if (!(x instanceof Float32Array)) throw new TypeError(`toBfloat16 expects a Float32Array, received ${show(x)}`);
-  return native().f32ToBf16(x);
+  if (!(isTyped(x, 'Float32Array'))) throw new TypeError(`toBfloat16 expects a Float32Array, received ${show(x)}`);
+  return localU16(native().f32ToBf16(x));
 }
 /** bfloat16 bit patterns → float32 (exact). */
 export function fromBfloat16(x: Uint16Array): Float32Array {
-  if (!(x instanceof Uint16Array)) throw new TypeError(`fromBfloat16 expects a Uint16Array, received ${show(x)}`);
-  return native().bf16ToF32(x);
+  if (!(isTyped(x, 'Uint16Array'))) throw new TypeError(`fromBfloat16 expects a Uint16Array, received ${show(x)}`);
+  return localF32(native().bf16ToF32(x));
 }
 /** float32 → float16 bit patterns (round to nearest even, NaN preserved, overflow → ±Inf). */
 export function toFloat16(x: Float32Array): Uint16Array {
-  if (!(x instanceof Float32Array)) throw new TypeError(`toFloat16 expects a Float32Array, received ${show(x)}`);
-  return native().f32ToF16(x);
+  if (!(isTyped(x, 'Float32Array'))) throw new TypeError(`toFloat16 expects a Float32Array, received ${show(x)}`);
+  return localU16(native().f32ToF16(x));
 }
 /** float16 bit patterns → float32 (exact). */
 export function fromFloat16(x: Uint16Array): Float32Array {
-  if (!(x instanceof Uint16Array)) throw new TypeError(`fromFloat16 expects a Uint16Array, received ${show(x)}`);
-  return native().f16ToF32(x);
+  if (!(isTyped(x, 'Uint16Array'))) throw new TypeError(`fromFloat16 expects a Uint16Array, received ${show(x)}`);
+  return localF32(native().f16ToF32(x));
 }
 
 /** Any host tensor → a new Float32Array with its values. */

@@ -70,7 +70,7 @@ export function checkDivides(name: string, value: number, divisorName: string, d
 
 /** A Uint8Array of an exact length (masks). */
 export function checkMask(name: string, value: unknown, length: number, what: string): Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, received ${show(value)}`);
+  if (!(isTyped(value, 'Uint8Array'))) throw new TypeError(`${name} must be a Uint8Array, received ${show(value)}`);
   if (value.length !== length) {
     throw new RangeError(`${name}.length ${value.length} must equal ${what} = ${length}`);
   }
@@ -91,3 +91,20 @@ export function timeOptions(opts: unknown): { warmup: number; iters: number } {
   return { warmup: optInt('warmup', o.warmup, 5, 0, 1_000_000), iters: optInt('iters', o.iters, 50, 1, 1_000_000) };
 }
 
+
+type TypedName = 'Float32Array' | 'Uint16Array' | 'Uint8Array' | 'Int32Array';
+type TypedOf<N extends TypedName> = N extends 'Float32Array' ? Float32Array : N extends 'Uint16Array' ? Uint16Array
+  : N extends 'Uint8Array' ? Uint8Array : Int32Array;
+
+/**
+ * Realm-independent typed-array check (`instanceof` fails for arrays made in another V8 context, e.g.
+ * by the addon when the caller runs inside jest's vm sandbox).
+ */
+export function isTyped<N extends TypedName>(x: unknown, name: N): x is TypedOf<N> {
+  return ArrayBuffer.isView(x) && (x as unknown as { [Symbol.toStringTag]: string })[Symbol.toStringTag] === name;
+}
+
+/** True for an Error from any realm. */
+export function isErrorLike(e: unknown): e is Error {
+  return typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string';
+}
