@@ -61,4 +61,24 @@ describe('flops()', () => {
       expect(a.flops()).toBe((F * (F + 1) / 2) * pair);
     });
   });
+  test('sequence with padding: §A.7 with N the padded length (N = 10, b = 4 → Np = 12, m = 3)', () => {
+    withAttn({ layout: { kind: 'sequence', length: 10, blockSize: 4 }, heads: 1, headDim: 8 }, (a) => {
+      expect(a.flops()).toBe(4 * 1 * 12 * 8 * (4 + 3) + 2 * 12 * 4 * 8);
+    });
+  });
+  test("recompute 'first-frame' adds 4·(h·w)·Nk·d·B·H (Nk = N; chunk tokens when causal)", () => {
+    const layout = { kind: 'video' as const, frames: 4, height: 2, width: 3 }, d = 8, B = 2, H = 3;
+    const plain = withAttn({ layout, heads: H, headDim: d, batch: B }, (a) => a.flops());
+    const rec = withAttn({ layout, heads: H, headDim: d, batch: B, recompute: 'first-frame' }, (a) => a.flops());
+    expect(rec - plain).toBe(4 * 6 * 24 * d * B * H);
+    const cPlain = withAttn({ layout, heads: H, headDim: d, batch: B, causal: { chunkFrames: 2 } }, (a) => a.flops());
+    const cRec = withAttn({ layout, heads: H, headDim: d, batch: B, causal: { chunkFrames: 2 }, recompute: 'first-frame' }, (a) => a.flops());
+    expect(cRec - cPlain).toBe(4 * 6 * 12 * d * B * H);
+  });
+  test('denseFlops(): 4·N²·d·B·H bidirectional; block-causal counts visible keys only', () => {
+    const layout = { kind: 'video' as const, frames: 4, height: 2, width: 3 }, d = 8;
+    withAttn({ layout, heads: 2, headDim: d, batch: 3 }, (a) => expect(a.denseFlops()).toBe(4 * 24 * 24 * d * 3 * 2));
+    // chunks of 2 frames = 12 tokens: chunk 0 queries see 12 keys, chunk 1 queries see 24
+    withAttn({ layout, heads: 1, headDim: d, causal: { chunkFrames: 2 } }, (a) => expect(a.denseFlops()).toBe(4 * d * (12 * 12 + 12 * 24)));
+  });
 });

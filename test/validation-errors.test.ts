@@ -1,7 +1,7 @@
 // Every user-caused error is a thrown JS error of the documented class whose message names the option or
 // tensor (and dimension) and the value received (docs/API.md "Errors", STYLE.md habit 5).
 import { cudaGate } from './helpers/backend';
-import { MonarchAttention, denseAttentionSync, tensor } from './helpers/pkg';
+import { DeviceTensor, MonarchAttention, denseAttentionSync, tensor } from './helpers/pkg';
 import type { MonarchOptions } from './helpers/pkg';
 import { mulberry32 } from './helpers/rng';
 import { randAct, toHost } from './helpers/tensors';
@@ -174,20 +174,36 @@ describe('lifecycle', () => {
   });
 });
 
-describe('CUDA availability', () => {
+describe('CUDA backend options', () => {
+  // dtype and head dim are checked before availability (docs/API.md), so these hold with or without a GPU
+  test("unsupported head dim with backend 'cuda' names the value and the supported set", () => {
+    expectError(() => make({ backend: 'cuda', headDim: 80, dtype: 'bfloat16' }), RangeError, 'headDim 80 is not supported by the CUDA backend (supported: 64, 128)');
+  });
+  test("float32 with backend 'cuda' names the dtype and the supported set", () => {
+    expectError(() => make({ backend: 'cuda', headDim: 64, dtype: 'float32' }), RangeError, /float32/, /float16/, /bfloat16/);
+  });
   const gate = cudaGate();
   if (gate.run) {
-    test('unsupported head dim on CUDA names the value and the supported set', () => {
-      expectError(() => make({ backend: 'cuda', headDim: 80, dtype: 'bfloat16' }), RangeError, /80/, /64/, /128/);
+    test("backend 'cuda' resolves to cuda; 'auto' with bf16 picks cuda, with fp32 the CPU", () => {
+      for (const [backend, dtype, want] of [['cuda', 'bfloat16', 'cuda'], ['auto', 'bfloat16', 'cuda'], ['auto', 'float32', 'cpu']] as const) {
+        const a = make({ backend, dtype, headDim: 64 });
+        expect(a.backend).toBe(want);
+        a.dispose();
+      }
     });
   } else {
     test(`backend 'cuda' without a GPU → "CUDA backend unavailable: <reason>" (${gate.reason})`, () => {
       expectError(() => make({ backend: 'cuda', dtype: 'bfloat16', headDim: 64 }), Error, /^CUDA backend unavailable: .+/);
     });
-    test("backend 'auto' falls back to the CPU without a GPU", () => {
-      const attn = make({ backend: 'auto' });
-      expect(attn.backend).toBe('cpu');
-      attn.dispose();
+    test('DeviceTensor without a GPU → "CUDA backend unavailable"', () => {
+      expectError(() => DeviceTensor.empty([4], 'bfloat16'), Error, /CUDA backend unavailable/);
+    });
+    test("backend 'auto' falls back to the CPU without a GPU (bf16 too)", () => {
+      for (const dtype of ['float32', 'bfloat16'] as const) {
+        const attn = make({ backend: 'auto', dtype, headDim: 64 });
+        expect(attn.backend).toBe('cpu');
+        attn.dispose();
+      }
     });
   }
 });
