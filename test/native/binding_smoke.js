@@ -193,6 +193,27 @@ test('async inputs survive GC while the worker runs', async () => {
   plan.dispose();
 });
 
+test('BHSD strides and typed-array views at an offset give the BSHD result', () => {
+  const plan = makePlan();
+  const ref = new Float32Array(nElems);
+  runT2Sync(plan, stageArgs(Q, K, V, ref));
+  const toBhsd = (x) => {  // [B][S][H][D] -> [B][H][S][D], placed 7 elements into a larger buffer
+    const big = new Float32Array(nElems + 7);
+    const y = big.subarray(7);
+    for (let bb = 0; bb < G.B; bb++) for (let s2 = 0; s2 < N; s2++) for (let h = 0; h < G.H; h++) for (let d = 0; d < G.D; d++) {
+      y[((bb * G.H + h) * N + s2) * G.D + d] = x[((bb * N + s2) * G.H + h) * G.D + d];
+    }
+    return y;
+  };
+  const st = [G.H * N * G.D, G.D, N * G.D];
+  const o = new Float32Array(nElems + 7).subarray(7);
+  const a = { ...stageArgs(Q, K, V), q: { data: toBhsd(Q), strides: st }, k: { data: toBhsd(K), strides: st },
+    v: { data: toBhsd(V), strides: st }, o: { data: o, strides: st } };
+  runT2Sync(plan, a);
+  assert.deepEqual(o, toBhsd(ref));
+  plan.dispose();
+});
+
 test('bf16 plan with Uint16Array data runs and stays close to fp32', () => {
   const plan = makePlan({ dtype: 2 });
   const q = b.f32ToBf16(Q), k = b.f32ToBf16(K), v = b.f32ToBf16(V);
@@ -343,40 +364,73 @@ if (process.env.MONARCH_SMOKE_CUDA === '1') {
     assert.throws(() => buf.downloadSync('f32'), /DeviceBuffer was disposed/);
   });
 
-  test('CUDA: plan matches the CPU plan (fp32, D=64), events time it', async () => {
+  test('CUDA: bf16 plan matches the CPU bf16 plan; masks, dense, gather, events, OOM', async () => {
     const g = { B: 1, H: 2, D: 64, b1: 4, b2: 8, A: 2 };
     const n = g.A * g.b1 * g.b2, ne = g.B * n * g.H * g.D;
-    const q = randF32(ne, 21), k = randF32(ne, 22), v = randF32(ne, 23);
-    const opts = { dtype: 0, B: g.B, H: g.H, D: g.D, b1: g.b1, b2: g.b2, maxAq: g.A, maxFk: g.A, iterative: true, threads: 0 };
+    const q = b.f32ToBf16(randF32(ne, 21)), k = b.f32ToBf16(randF32(ne, 22)), v = b.f32ToBf16(randF32(ne, 23));
+    const opts = { dtype: 2, B: g.B, H: g.H, D: g.D, b1: g.b1, b2: g.b2, maxAq: g.A, maxFk: g.A, iterative: true, threads: 0 };
     const mk = (data) => ({ data, strides: bshd(n, g.H, g.D) });
-    const args = (qq, kk, vv, oo) => ({ q: mk(qq), k: mk(kk), v: mk(vv), o: mk(oo), Aq: g.A, Fk: g.A, qTile0: 0,
-      causalTiles: 0, scale: 1 / 8, maxInvTemp: 1e4, keyValid: new Uint8Array(g.B * n).fill(1) });
+    const kv = new Uint8Array(g.B * n).fill(1);
+    kv[5] = 0;
+    const args = (qq, kk, vv, oo, mask) => ({ q: mk(qq), k: mk(kk), v: mk(vv), o: mk(oo), Aq: g.A, Fk: g.A, qTile0: 0,
+      causalTiles: 0, scale: 1 / 8, maxInvTemp: 1e4, keyValid: mask });
     const cpu = new b.Plan({ backend: 'cpu', ...opts });
-    const oc = new Float32Array(ne);
-    runT2Sync(cpu, args(q, k, v, oc));
+    const oc = new Uint16Array(ne), oc2 = new Uint16Array(ne);
+    runT2Sync(cpu, args(q, k, v, oc, kv));
+    runT2Sync(cpu, args(q, k, v, oc2, undefined));
     const gpu = new b.Plan({ backend: 'cuda', ...opts });
-    const dq = b.DeviceBuffer.alloc(ne * 4), dk = b.DeviceBuffer.alloc(ne * 4), dv = b.DeviceBuffer.alloc(ne * 4),
-      dout = b.DeviceBuffer.alloc(ne * 4);
-    dq.upload(q); dk.upload(k); dv.upload(v);
-    const a = args(dq, dk, dv, dout);
+    const up = (x) => { const d = b.DeviceBuffer.alloc(x.byteLength); d.upload(x); return d; };
+    const dq = up(q), dk = up(k), dv = up(v), dout = b.DeviceBuffer.alloc(ne * 2), dout2 = b.DeviceBuffer.alloc(ne * 2);
     assert.throws(() => gpu.rStep(args(q, k, v, oc), true, true),
       { name: 'TypeError', message: /q must be a DeviceBuffer for a CUDA plan/ });
-    assert.throws(() => cpu.rStep(a, true, true), { name: 'TypeError', message: /q must be a host typed array for a CPU plan/ });
+    assert.throws(() => cpu.rStep(args(dq, dk, dv, dout), true, true),
+      { name: 'TypeError', message: /q must be a host typed array for a CPU plan/ });
+    assert.throws(() => gpu.rStep(args(dq, dk, b.DeviceBuffer.alloc(100), dout), true, true),
+      { name: 'RangeError', message: /rStep: v: strided extent 8192 elements exceeds its DeviceBuffer of 50 elements/ });
     const e0 = gpu.recordEvent();
+    const a = args(dq, dk, dv, dout, kv);
     await gpu.rStepAsync(a, true, false);
     await gpu.lStepAsync(a, false);
     gpu.rStep(a, false, true);
     gpu.lStep(a, true);
     const e1 = gpu.recordEvent();
+    runT2Sync(gpu, args(dq, dk, dv, dout2, undefined));  // mask slot changes between calls
     await gpu.synchronizeAsync();
     const ms = gpu.eventElapsedMs(e0, e1);
     assert.ok(ms >= 0);
     gpu.releaseEvents();
-    const og = await dout.download('f32');
-    assert.ok(maxAbsDiff(og, oc) < 1e-3, `cuda vs cpu ${maxAbsDiff(og, oc)}`);
-    for (const x of [dq, dk, dv, dout]) x.dispose();
+    assert.throws(() => gpu.eventElapsedMs(0, 1), RangeError);
+    const og = b.bf16ToF32(await dout.download('u16')), og2 = b.bf16ToF32(dout2.downloadSync('u16'));
+    const d1 = maxAbsDiff(og, b.bf16ToF32(oc)), d2 = maxAbsDiff(og2, b.bf16ToF32(oc2));
+    console.log(`  cuda vs cpu (bf16): masked ${d1}, unmasked ${d2}; events ${ms.toFixed(3)} ms`);
+    assert.ok(d1 < 0.05 && d2 < 0.05, `cuda vs cpu ${d1} ${d2}`);
+    assert.ok(maxAbsDiff(og, og2) > 0, 'the key mask changed the output');
+
+    // dense with lse on the device
+    const lse = b.DeviceBuffer.alloc(g.B * g.H * n * 4), od = b.DeviceBuffer.alloc(ne * 2);
+    gpu.dense({ q: mk(dq), k: mk(dk), v: mk(dv), o: mk(od), B: g.B, H: g.H, D: g.D, Nq: n, Nk: n, q0: 0,
+      causalChunk: 0, scale: 1 / 8, dtype: 2, keyValid: kv, lse });
+    const ocd = new Uint16Array(ne), lsec = new Float32Array(g.B * g.H * n);
+    cpu.dense({ q: mk(q), k: mk(k), v: mk(v), o: mk(ocd), B: g.B, H: g.H, D: g.D, Nq: n, Nk: n, q0: 0,
+      causalChunk: 0, scale: 1 / 8, dtype: 2, keyValid: kv, lse: lsec });
+    gpu.synchronize();
+    assert.ok(maxAbsDiff(b.bf16ToF32(od.downloadSync('u16')), b.bf16ToF32(ocd)) < 0.05);
+    assert.ok(maxAbsDiff(lse.downloadSync('f32'), lsec) < 1e-2);
+
+    // gather on the device: reverse the tokens
+    const map = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
+    map[0] = -1;
+    const gd = b.DeviceBuffer.alloc(ne * 2), gc = new Uint16Array(ne);
+    gpu.gather({ src: mk(dq), dst: mk(gd), B: g.B, H: g.H, D: g.D, map, dtype: 2 });
+    cpu.gather({ src: mk(q), dst: mk(gc), B: g.B, H: g.H, D: g.D, map, dtype: 2 });
+    gpu.synchronize();
+    assert.deepEqual(gd.downloadSync('u16'), gc);
+
+    for (const x of [dq, dk, dv, dout, dout2, lse, od, gd]) x.dispose();
     gpu.dispose(); cpu.dispose();
+    assert.throws(() => gpu.rStep(a, true, true), /Plan was disposed/);
     assert.throws(() => new b.Plan({ backend: 'cuda', ...opts, B: 1 << 20, maxAq: 64, maxFk: 64 }), /out of GPU memory/);
+    assert.throws(() => b.DeviceBuffer.alloc(2 ** 50), /out of GPU memory/);
   });
 }
 
