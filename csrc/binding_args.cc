@@ -14,8 +14,14 @@ namespace {
 
 std::string Where(const ArgContext& ctx, const std::string& what) { return std::string(ctx.op) + ": " + what; }
 
-void Keep(const ArgContext& ctx, const Napi::Object& o) {
-  if (ctx.keep) ctx.keep->push_back(Napi::Persistent(o));
+// Records a host array the params point into (kept alive for async calls, re-checked at the end).
+void Keep(ArgContext& ctx, const Napi::TypedArray& a, const void* data) {
+  if (ctx.keep) ctx.keep->push_back(Napi::Persistent(static_cast<Napi::Object>(a)));
+  ctx.hostSpans.push_back({a, data, a.ByteLength()});
+}
+
+void KeepDevice(ArgContext& ctx, const Napi::Value& v, DeviceBuffer* db) {
+  ctx.deviceSpans.push_back({v.As<Napi::Object>(), db});
 }
 
 // Logical [B][S][H][D] extent of an activation; D is contiguous.
@@ -42,7 +48,7 @@ int64_t ReadStride(Napi::Env env, const Napi::Array& arr, uint32_t i, const std:
 
 // One NativeAct {data, strides} named `name` in `args`.
 Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dtype, const ActShape& shape,
-            const ArgContext& ctx) {
+            ArgContext& ctx) {
   const std::string where = Where(ctx, name);
   Napi::Value v = args.Get(name);
   if (!v.IsObject() || v.IsTypedArray() || DeviceBuffer::FromValue(env, v)) {
@@ -79,6 +85,7 @@ Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dty
     }
     elems = int64_t(db->byteLength() / es);
     out.data = db->data();
+    KeepDevice(ctx, data, db);
   } else {
     if (db) {
       ThrowTypeError(env, where + " must be a host typed array for a CPU plan, not a DeviceBuffer");
@@ -91,7 +98,7 @@ Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dty
     Napi::TypedArray ta = data.As<Napi::TypedArray>();
     elems = int64_t(ta.ElementLength());
     out.data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    Keep(ctx, ta);
+    Keep(ctx, ta, out.data);
   }
 
   int64_t extent = StridedExtent(env, shape, st, where);
@@ -106,7 +113,7 @@ Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dty
 
 // An optional Uint8Array mask of exactly `expected` elements; absent = undefined or null.
 HostBlob ReadMask(Napi::Env env, const Napi::Object& args, const char* name, int64_t expected,
-                  const char* expectedText, const ArgContext& ctx) {
+                  const char* expectedText, ArgContext& ctx) {
   Napi::Value v = args.Get(name);
   if (v.IsUndefined() || v.IsNull()) return {};
   const std::string where = Where(ctx, name);
@@ -118,13 +125,13 @@ HostBlob ReadMask(Napi::Env env, const Napi::Object& args, const char* name, int
     ThrowRangeError(env, where + " has " + std::to_string(m.ElementLength()) + " elements, expected " +
                              expectedText + " = " + std::to_string(expected));
   }
-  Keep(ctx, m);
+  Keep(ctx, m, m.Data());
   return {m.Data(), m.ByteLength()};
 }
 
 // An optional float32 per-row output (lse / entropy) with at least `needed` elements.
 float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, int64_t needed,
-                     const ArgContext& ctx) {
+                     ArgContext& ctx) {
   Napi::Value v = args.Get(name);
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   const std::string where = Where(ctx, name);
@@ -139,6 +146,7 @@ float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, 
     }
     elems = int64_t(db->byteLength() / 4);
     ptr = static_cast<float*>(db->data());
+    KeepDevice(ctx, v, db);
   } else {
     if (db) ThrowTypeError(env, where + " must be a Float32Array for a CPU plan, not a DeviceBuffer");
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
@@ -147,7 +155,7 @@ float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, 
     Napi::Float32Array a = v.As<Napi::Float32Array>();
     elems = int64_t(a.ElementLength());
     ptr = a.Data();
-    Keep(ctx, a);
+    Keep(ctx, a, ptr);
   }
   if (elems < needed) {
     ThrowRangeError(env, where + " has " + std::to_string(elems) + " elements, needs B·H·Nq = " +
@@ -156,7 +164,7 @@ float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, 
   return ptr;
 }
 
-int ReadDim(Napi::Env env, const Napi::Object& args, const char* key, const ArgContext& ctx, int64_t lo = 1,
+int ReadDim(Napi::Env env, const Napi::Object& args, const char* key, ArgContext& ctx, int64_t lo = 1,
             int64_t hi = kMaxInt32) {
   return int(ReadInt(env, args, key, Where(ctx, key), lo, hi));
 }
@@ -172,8 +180,24 @@ int64_t Product(Napi::Env env, std::initializer_list<int64_t> xs, const std::str
 
 }  // namespace
 
+void VerifyUnchanged(Napi::Env env, const ArgContext& ctx) {
+  for (const ArgContext::HostSpan& h : ctx.hostSpans) {
+    Napi::TypedArray a = h.array;
+    const void* now = static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+    if (now != h.data || a.ByteLength() != h.bytes) {
+      ThrowError(env, Where(ctx, "a typed array argument was detached or resized while the arguments were "
+                                 "being read"));
+    }
+  }
+  for (const ArgContext::DeviceSpan& d : ctx.deviceSpans) {
+    if (d.buffer->disposed()) {
+      ThrowError(env, Where(ctx, "a DeviceBuffer argument was disposed while the arguments were being read"));
+    }
+  }
+}
+
 StageCall ReadStageArgs(Napi::Env env, const Napi::Value& argv, const PlanGeometry& g, bool needOutput,
-                        const ArgContext& ctx) {
+                        ArgContext& ctx) {
   Napi::Object a = ToObject(env, argv, Where(ctx, "args"));
   StageCall c;
   MonarchParams& p = c.p;
@@ -209,7 +233,7 @@ StageCall ReadStageArgs(Napi::Env env, const Napi::Value& argv, const PlanGeomet
   return c;
 }
 
-DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& argv, const ArgContext& ctx) {
+DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& argv, ArgContext& ctx) {
   Napi::Object a = ToObject(env, argv, Where(ctx, "args"));
   DenseCall c;
   DenseParams& p = c.p;
@@ -234,7 +258,7 @@ DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& argv, const ArgContext
   return c;
 }
 
-GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& argv, const ArgContext& ctx) {
+GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& argv, ArgContext& ctx) {
   Napi::Object a = ToObject(env, argv, Where(ctx, "args"));
   GatherCall c;
   GatherParams& p = c.p;
@@ -255,7 +279,7 @@ GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& argv, const ArgConte
   const int32_t* m = map.Data();
   int64_t maxSrc = -1;  // src tokens read: map entries >= 0 (negative = write zeros)
   for (int i = 0; i < p.nDst; ++i) maxSrc = std::max<int64_t>(maxSrc, m[i]);
-  Keep(ctx, map);
+  Keep(ctx, map, m);
   c.map = {m, map.ByteLength()};
   p.map = m;
 

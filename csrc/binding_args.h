@@ -27,6 +27,8 @@ struct PlanGeometry {
   bool iterative = false;
 };
 
+class DeviceBuffer;
+
 // Where the parsed arguments live.
 struct ArgContext {
   const char* op = "";  // method name for messages: "rStep", "lStep", "dense", "gather"
@@ -34,7 +36,25 @@ struct ArgContext {
   // Non-null for CPU async calls: every JS object whose memory the params point into is referenced
   // here, so it stays alive until the worker completes.
   std::vector<Napi::ObjectReference>* keep = nullptr;
+
+  // Every memory span taken while reading, re-checked by VerifyUnchanged once reading is over:
+  // reading a property can run a user getter, which could dispose a DeviceBuffer or detach an
+  // ArrayBuffer that was already read.
+  struct HostSpan {
+    Napi::TypedArray array;
+    const void* data;
+    size_t bytes;
+  };
+  struct DeviceSpan {
+    Napi::Object object;  // keeps it reachable for the duration of the call
+    DeviceBuffer* buffer;
+  };
+  std::vector<HostSpan> hostSpans;
+  std::vector<DeviceSpan> deviceSpans;
 };
+
+// Throws an Error when a span recorded in ctx no longer holds (see ArgContext).
+void VerifyUnchanged(Napi::Env env, const ArgContext& ctx);
 
 // A host array a CUDA plan must upload before the call (masks, gather maps).
 struct HostBlob {
@@ -57,9 +77,9 @@ struct GatherCall {
 
 // `needOutput`: the final L-step writes o (required then; ignored otherwise).
 StageCall ReadStageArgs(Napi::Env env, const Napi::Value& args, const PlanGeometry& g, bool needOutput,
-                        const ArgContext& ctx);
-DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& args, const ArgContext& ctx);
-GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& args, const ArgContext& ctx);
+                        ArgContext& ctx);
+DenseCall ReadDenseArgs(Napi::Env env, const Napi::Value& args, ArgContext& ctx);
+GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& args, ArgContext& ctx);
 
 }  // namespace binding
 }  // namespace monarch

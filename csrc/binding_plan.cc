@@ -144,7 +144,13 @@ void Plan::CheckIdle(Napi::Env env, const char* method) const {
   }
 }
 
-std::function<Status()> Plan::BuildJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx) {
+void Plan::AfterRead(Napi::Env env, const ArgContext& ctx) const {
+  CheckLive(env, ctx.op);
+  if (!ctx.keep) CheckIdle(env, ctx.op);  // sync call (async CPU calls queue instead)
+  VerifyUnchanged(env, ctx);
+}
+
+std::function<Status()> Plan::BuildJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx) {
   switch (op) {
     case Op::kRStep:
     case Op::kLStep: return Named(ctx.op, StageJob(info, op, ctx));
@@ -155,7 +161,7 @@ std::function<Status()> Plan::BuildJob(const Napi::CallbackInfo& info, Op op, co
 }
 
 // rStep(args, first, last) / lStep(args, final): MonarchParams for one stage, filled here only.
-std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx) {
+std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx) {
   Napi::Env env = info.Env();
   const std::string name = ctx.op;
   bool first = false, last = false, final = false;
@@ -172,6 +178,7 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, co
     }
   }
   StageCall c = ReadStageArgs(env, info[0], geom_, op == Op::kLStep && final, ctx);
+  AfterRead(env, ctx);
   MonarchParams p = c.p;
   p.aR = ws_.aR();
   p.cR = ws_.cR();
@@ -195,9 +202,10 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, co
 }
 
 // dense(args): DenseParams, filled here only.
-std::function<Status()> Plan::DenseJob(const Napi::CallbackInfo& info, const ArgContext& ctx) {
+std::function<Status()> Plan::DenseJob(const Napi::CallbackInfo& info, ArgContext& ctx) {
   Napi::Env env = info.Env();
   DenseCall c = ReadDenseArgs(env, info[0], ctx);
+  AfterRead(env, ctx);
   DenseParams p = c.p;
 #ifdef MONARCH_WITH_CUDA
   if (cuda_) {
@@ -208,14 +216,14 @@ std::function<Status()> Plan::DenseJob(const Napi::CallbackInfo& info, const Arg
     return [p, s]() { return cuda::dense(p, s); };
   }
 #endif
-  (void)env;
   return [p]() { return cpu::dense(p); };
 }
 
 // gather(args): GatherParams, filled here only.
-std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, const ArgContext& ctx) {
+std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, ArgContext& ctx) {
   Napi::Env env = info.Env();
   GatherCall c = ReadGatherArgs(env, info[0], ctx);
+  AfterRead(env, ctx);
   GatherParams p = c.p;
   if (p.nDst == 0) return []() { return Status::Ok(); };
 #ifdef MONARCH_WITH_CUDA
@@ -227,7 +235,6 @@ std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, const Ar
     return [p, s]() { return cuda::gather_tokens(p, s); };
   }
 #endif
-  (void)env;
   return [p]() { return cpu::gather_tokens(p); };
 }
 

@@ -55,11 +55,14 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value Run(const Napi::CallbackInfo& info, Op op, bool async);
   // The job of one call: params filled in one place per operation (workspace pointers and, on CUDA,
   // device copies of masks / maps included). Runs the backend when called.
-  std::function<Status()> BuildJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx);
-  std::function<Status()> StageJob(const Napi::CallbackInfo& info, Op op, const ArgContext& ctx);
-  std::function<Status()> DenseJob(const Napi::CallbackInfo& info, const ArgContext& ctx);
-  std::function<Status()> GatherJob(const Napi::CallbackInfo& info, const ArgContext& ctx);
+  std::function<Status()> BuildJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx);
+  std::function<Status()> StageJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx);
+  std::function<Status()> DenseJob(const Napi::CallbackInfo& info, ArgContext& ctx);
+  std::function<Status()> GatherJob(const Napi::CallbackInfo& info, ArgContext& ctx);
 
+  // After reading arguments (which can run user getters): the plan is still live (and idle for a
+  // sync CPU call) and every span read is still valid.
+  void AfterRead(Napi::Env env, const ArgContext& ctx) const;
   void CheckLive(Napi::Env env, const char* method) const;
   void CheckIdle(Napi::Env env, const char* method) const;  // CPU: no async work in flight
   void FreeResources();

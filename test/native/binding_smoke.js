@@ -336,6 +336,18 @@ test('dispose: methods throw "Plan was disposed", pending async calls reject, di
   await assert.rejects(plan.lStepAsync(a, true), /Plan was disposed/);
 });
 
+test('a getter that disposes the plan or detaches an array mid-read throws instead of crashing', () => {
+  const plan = makePlan();
+  const o = new Float32Array(nElems);
+  const q2 = Float32Array.from(Q);
+  const a1 = stageArgs(q2, K, V, o);
+  Object.defineProperty(a1, 'keyValid', { get() { structuredClone(q2.buffer, { transfer: [q2.buffer] }); return undefined; } });
+  assert.throws(() => plan.rStep(a1, true, true), /rStep: a typed array argument was detached/);
+  const a2 = stageArgs(Q, K, V, o);
+  Object.defineProperty(a2, 'queryValid', { get() { plan.dispose(); return undefined; } });
+  assert.throws(() => plan.lStep(a2, true), /Plan was disposed/);
+});
+
 test('many plans created and dropped (finalizers free workspaces)', () => {
   for (let i = 0; i < 200; i++) makePlan();
   if (global.gc) global.gc();
