@@ -7,7 +7,11 @@ export type DTypeCode = 0 | 1 | 2;
 /** Element strides [batch, token, head] of a [B][S][H][D] activation (D contiguous). */
 export type Strides = [number, number, number];
 
-/** Device memory owned by the addon (ObjectWrap). */
+/**
+ * Device memory owned by the addon (ObjectWrap). upload / download / fill first wait for all GPU work
+ * (cudaDeviceSynchronize), so they are ordered after anything a plan enqueued. After dispose() (which
+ * is idempotent) every method and `pointer` throw "DeviceBuffer was disposed".
+ */
 export interface NativeDeviceBuffer {
   readonly byteLength: number;
   readonly pointer: bigint;
@@ -75,7 +79,7 @@ export interface PlanOptions {
   maxAq: number; maxFk: number;
   /** Allocate aR/cR too (T ≥ 2). */
   iterative: boolean;
-  /** CPU threads, 0 = all. */
+  /** CPU threads, 0 = leave the current setting (the CPU backend's thread count is process-wide). */
   threads: number;
 }
 
@@ -83,6 +87,9 @@ export interface PlanOptions {
  * Owns the workspace (aR, cR, aL, cL, y) of one MonarchAttention and, on CUDA, its stream. The stage
  * methods run on the CPU (sync: on the calling thread; async: a libuv worker) or enqueue on the stream
  * (CUDA: sync and async both return after enqueueing; `synchronize*` waits).
+ * CPU async calls run one at a time in call order (a per-plan queue); a sync call while any is in
+ * flight throws. Async methods reject (never throw) on bad arguments. dispose() is idempotent; it
+ * rejects queued calls, frees after a running one, and makes every later call throw "Plan was disposed".
  */
 export interface NativePlan {
   rStep(a: StageArgs, first: boolean, last: boolean): void;
