@@ -34,7 +34,6 @@ export class MonarchAttention {
     this.backend = cfg.backend;
     this.geometry = Object.freeze(cfg.geometry);
     this.numTokens = cfg.geometry.numTokens;
-    if (cfg.backend === 'cpu') native().setCpuThreads(cfg.threads);
     this.plan = createPlan(cfg, cfg.geometry.tilesPerSequence, cfg.geometry.tilesPerSequence);
     this.scratch = new Scratch(cfg.backend === 'cuda');
   }
