@@ -3,7 +3,7 @@
 // density, on (a) random normal inputs and (b) structured synthetic video (synthetic_video.ts).
 // Reference and top-k are float64 in TypeScript (topk.ts); Monarch runs on the chosen backend.
 //   node dist/benchmarks/accuracy.js [options]   ≡   monarch-attn accuracy [options]
-import { MonarchAttention, castTensor } from '../lib/index';
+import { castTensor, denseAttentionSync, MonarchAttention } from '../lib/index';
 import type { DType, HostTensor } from '../lib/types';
 import { randomTensor, Rng } from '../lib/cli/random';
 import { meanRowCosine, relL2 } from '../lib/cli/stats';
@@ -35,6 +35,8 @@ export interface AccuracyReport {
   shape: { frames: number; height: number; width: number; tokens: number; heads: number; headDim: number; dtype: DType; backend: string };
   seed: number;
   clusterTokens: number;
+  /** Sanity: the library's dense attention (float32, CPU) vs the float64 reference, per input. */
+  libraryDenseVsReference: Record<string, number>;
   rows: AccuracyRow[];
 }
 
@@ -58,6 +60,7 @@ export async function runAccuracy(o: AccuracyOptions, onStep?: (what: string) =>
   ];
   const facts = ['monarchrt', 'vmonarch'] as const;
   const rows: AccuracyRow[] = [];
+  const libraryDenseVsReference: Record<string, number> = {};
   for (const [input, qkvF32] of inputs) {
     // Round once to the run dtype; the float64 references see the same rounded values.
     const qkv = qkvF32.map((t) => (o.dtype === 'float32' ? t : castTensor(t, o.dtype)));
@@ -65,6 +68,8 @@ export async function runAccuracy(o: AccuracyOptions, onStep?: (what: string) =>
     onStep?.(`${input}: dense and top-k references`);
     const ks = facts.map((f) => Math.ceil(density(...blocks(f, o)) * N));
     const ref = referenceAttention(f32[0], f32[1], f32[2], { B: 1, Nq: N, Nk: N, H: o.heads, D: o.headDim }, ks);
+    const lib = denseAttentionSync(tensor32(f32[0], shape), tensor32(f32[1], shape), tensor32(f32[2], shape), { backend: 'cpu' }).out;
+    libraryDenseVsReference[input] = relL2(toHostF32(lib), ref.dense);
     const metrics = (out: Float32Array) => ({ relL2: relL2(out, ref.dense), cosine: meanRowCosine(out, ref.dense, o.headDim) });
     for (const [i, f] of facts.entries()) {
       rows.push({ input, method: `oracle top-k (k=${ks[i]}, ${f} density)`, T: null, factorization: null, recompute: null,
@@ -98,8 +103,12 @@ export async function runAccuracy(o: AccuracyOptions, onStep?: (what: string) =>
   }
   return {
     shape: { frames: o.frames, height: o.height, width: o.width, tokens: N, heads: o.heads, headDim: o.headDim, dtype: o.dtype, backend: o.backend },
-    seed: o.seed, clusterTokens: syn.clusterTokens, rows,
+    seed: o.seed, clusterTokens: syn.clusterTokens, libraryDenseVsReference, rows,
   };
+}
+
+function tensor32(data: Float32Array, shape: number[]): HostTensor {
+  return { data, shape, dtype: 'float32' };
 }
 
 const f3 = (x: number | null) => (x === null ? '—' : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(4));
@@ -112,7 +121,8 @@ export function accuracyMarkdown(r: AccuracyReport): string {
     `Reference: float64 dense softmax attention (TypeScript). rel L2 = ‖O − O_dense‖/‖O_dense‖; cosine = mean over (token, head) rows.`,
     `Top-k keeps, per query row, the k largest scores, k = ⌈density·N⌉ with density (b1+b2)/(b1·b2) of the factorization (ALGORITHMS §B.3); it needs all N² scores (FLOP ratio 1).`,
     `Synthetic video: 3-D RoPE positional term + ${r.clusterTokens} tokens (head 0) in moving semantic clusters + dense mixing noise (benchmarks/synthetic_video.ts).`,
-    `Random normal inputs give near-uniform attention; Monarch is far from dense there and that is expected (TARGETS.md, Accuracy).`, '',
+    `Random normal inputs give near-uniform attention; Monarch is far from dense there and that is expected (TARGETS.md, Accuracy).`,
+    `Sanity: the library's float32 CPU dense vs the float64 reference: ${Object.entries(r.libraryDenseVsReference).map(([k, v]) => `${k} ${f3(v)}`).join(', ')} (rel L2).`, '',
     '| input | method | density | FLOPs / dense | rel L2 | cosine |', '|---|---|---|---|---|---|',
   ];
   for (const row of r.rows) {

@@ -7,7 +7,7 @@ cuDNN = CUDNN_ATTENTION backends).
   torch_sdpa.py run SPEC              -> outputs on given inputs (for --check)
 
 SPEC is a JSON string or @file.
-bench: {"shapes": [{"B","H","Nq","Nk","D","dtype"}], "backends": ["flash","cudnn"],
+bench: {"shapes": [{"B","H","Nq","Nk","D","dtype"[,"rotate"]}], "backends": ["flash","cudnn"],
         "warmup": 10, "repeats": 50, "rotate": 3, "seed": 0}
   Times one SDPA call per iteration with torch.cuda.Event pairs after `warmup` calls, rotating over
   `rotate` input sets (each larger than L2 at the preset shapes, so L2 is cold), and reports the
@@ -95,8 +95,8 @@ def bench(spec):
     results = []
     for shape in spec["shapes"]:
         for backend in spec.get("backends", ["flash", "cudnn"]):
-            r = time_one(shape, backend, spec.get("warmup", 10), spec.get("repeats", 50), spec.get("rotate", 3),
-                         spec.get("seed", 0))
+            rotate = shape.get("rotate", spec.get("rotate", 3))  # a shape may carry its own
+            r = time_one(shape, backend, spec.get("warmup", 10), spec.get("repeats", 50), rotate, spec.get("seed", 0))
             r.update({"shape": shape, "backend": backend})
             results.append(r)
             torch.cuda.empty_cache()

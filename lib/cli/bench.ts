@@ -16,7 +16,7 @@ import { makeProgress } from './progress';
 import { benchMarkdown, BenchReport, BenchRow, checksTable, rowsTable } from './report';
 import { relL2 } from './stats';
 import { benchSdpa, findTorch, TORCH_LABEL, TorchBackend, TorchEnv } from './torch';
-import { Factorization, makeWorkload, MonarchVariant, variantLabel } from './workload';
+import { defaultRotate, Factorization, makeWorkload, MonarchVariant, variantLabel } from './workload';
 
 interface BenchOpts {
   preset?: string; backend: 'auto' | 'cpu' | 'cuda';
@@ -48,7 +48,7 @@ export function benchCommand(): Command {
     .option('-f, --factorization <f>', 'monarchrt | vmonarch | both (video shapes)', 'both')
     .option('--warmup <n>', 'warm-up calls (default 10 on CUDA, 2 on the CPU)', intOption('--warmup', 0))
     .option('--repeats <n>', 'timed calls, ≥ 50 on CUDA (default 50 on CUDA, 10 on the CPU)', intOption('--repeats'))
-    .option('--rotate <n>', 'input sets rotated through so L2 stays cold (default 3 on CUDA, 2 on the CPU)', intOption('--rotate'))
+    .option('--rotate <n>', 'input sets rotated through so L2 stays cold (default on CUDA: ≥ 3 and ≥ 256 MB in all; 2 on the CPU)', intOption('--rotate'))
     .option('--seed <n>', 'random seed', intOption('--seed', 0), 1)
     .option('--check', 'verify outputs (small twin shape vs the float32 CPU reference; dense vs torch) before timing', false)
     .option('--python <path>', 'python with torch + CUDA for the SDPA rows (default: auto-detect python3)')
@@ -71,9 +71,9 @@ function variantsFor(shape: BenchShape, o: BenchOpts): MonarchVariant[] {
   return facts.flatMap((f) => o.iters.map((T) => ({ T, factorization: f })));
 }
 
-function timingFor(backend: 'cpu' | 'cuda', o: BenchOpts): Timing & { rotate: number } {
+function timingFor(backend: 'cpu' | 'cuda', shape: BenchShape, o: BenchOpts): Timing & { rotate: number } {
   const cuda = backend === 'cuda';
-  const t = { warmup: o.warmup ?? (cuda ? 10 : 2), repeats: o.repeats ?? (cuda ? 50 : 10), rotate: o.rotate ?? (cuda ? 3 : 2) };
+  const t = { warmup: o.warmup ?? (cuda ? 10 : 2), repeats: o.repeats ?? (cuda ? 50 : 10), rotate: o.rotate ?? (cuda ? defaultRotate(shape) : 2) };
   if (cuda && t.repeats < 50) throw new RangeError(`--repeats ${t.repeats} is below 50, the minimum on CUDA for a stable median`);
   return t;
 }
@@ -81,7 +81,7 @@ function timingFor(backend: 'cpu' | 'cuda', o: BenchOpts): Timing & { rotate: nu
 async function runBench(o: BenchOpts): Promise<number> {
   const backend = resolveBackend(o.backend);
   const shape = resolveShape(o, backend);
-  const timing = timingFor(backend, o);
+  const timing = timingFor(backend, shape, o);
   const variants = variantsFor(shape, o);
   const header = runHeader(backend, info());
   const peak = peakFor(backend === 'cuda' ? header.device : null, shape.dtype);

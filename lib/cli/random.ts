@@ -49,6 +49,40 @@ export function randomTensor(shape: readonly number[], dtype: DType, rng: Rng): 
   return dtype === 'float32' ? t : castTensor(t, dtype);
 }
 
+/**
+ * Pool length: 2^24 + 1 = 97·257·673 is odd and not a multiple of 3, so it shares no factor with a token
+ * row of H·D = 2^a·3^b elements: a tensor longer than the pool wraps around without ever repeating a
+ * token row (rows n and n' coincide only if (n' − n)·H·D ≡ 0 mod P).
+ */
+const POOL_SIZE = (1 << 24) + 1;
+const pools = new Map<string, Float32Array | Uint16Array>();
+
+/**
+ * Benchmark-sized standard-normal tensors fast: timing inputs of 10^8 elements would take seconds each
+ * from the RNG, so large tensors are windows (at a random start, wrapping) of one of three seeded
+ * pools of P normals already rounded to the dtype — one pool per role (q, k, v), so q, k and v stay
+ * independent of each other. Tensors of at most P elements come from the RNG directly.
+ */
+export function benchTensor(shape: readonly number[], dtype: DType, rng: Rng, role: 0 | 1 | 2, seed: number): HostTensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n <= POOL_SIZE) return randomTensor(shape, dtype, rng);
+  const key = `${seed}:${role}:${dtype}`;
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = randomTensor([POOL_SIZE], dtype, new Rng(seed * 3 + role + 0x9e3779b9)).data;
+    pools.set(key, pool);
+  }
+  const out = pool instanceof Float32Array ? new Float32Array(n) : new Uint16Array(n);
+  let start = Math.floor(rng.uniform() * POOL_SIZE);
+  for (let i = 0; i < n;) {
+    const len = Math.min(n - i, POOL_SIZE - start);
+    out.set(pool.subarray(start, start + len), i);
+    i += len;
+    start = 0;
+  }
+  return tensor(out, [...shape], dtype);
+}
+
 /** The same values as float32 (what the fp32 CPU reference sees: the dtype-rounded inputs). */
 export function asFloat32(t: HostTensor): HostTensor {
   return t.dtype === 'float32' ? t : castTensor(t, 'float32');

@@ -37,8 +37,8 @@ export function lineChartSvg(c: ChartSpec): string {
   let y1 = c.logY ? Math.ceil(Math.log10(Math.max(...ys, 1))) : Math.max(...ys, 1e-9) * 1.05;
   if (y1 <= y0) { y0 -= 1; y1 += 1; }
   const pw = W - M.l - M.r, ph = H - M.t - M.b;
-  const sx = (x: number) => M.l + ((x - x0) / (x1 - x0)) * pw;
-  const sy = (y: number) => M.t + ph - ((ty(y) - y0) / (y1 - y0)) * ph;
+  const sx = (x: number) => +(M.l + ((x - x0) / (x1 - x0)) * pw).toFixed(1);
+  const sy = (y: number) => +(M.t + ph - ((ty(y) - y0) / (y1 - y0)) * ph).toFixed(1);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -61,8 +61,8 @@ export function lineChartSvg(c: ChartSpec): string {
     const color = COLORS[i % COLORS.length];
     const ok = s.points.filter(([, y]) => Number.isFinite(y) && (!c.logY || y > 0));
     if (ok.length) {
-      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${ok.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
-      for (const [x, y] of ok) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${color}"/>`);
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${ok.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ')}"/>`);
+      for (const [x, y] of ok) out.push(`<circle cx="${sx(x)}" cy="${sy(y)}" r="3" fill="${color}"/>`);
     }
     const ly = M.t + 10 + i * 22;
     out.push(`<line x1="${M.l + pw + 16}" y1="${ly}" x2="${M.l + pw + 40}" y2="${ly}" stroke="${color}" stroke-width="3"/>`,

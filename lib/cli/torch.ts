@@ -11,7 +11,7 @@ export type TorchBackend = 'flash' | 'cudnn';
 export const TORCH_LABEL: Record<TorchBackend, string> = { flash: 'torch FA2 (FLASH_ATTENTION)', cudnn: 'torch cuDNN (CUDNN_ATTENTION)' };
 
 export interface TorchEnv { python: string | null; torch: string | null; device: string | null; note: string }
-export interface SdpaShape { B: number; H: number; Nq: number; Nk: number; D: number; dtype: string }
+export interface SdpaShape { B: number; H: number; Nq: number; Nk: number; D: number; dtype: string; rotate?: number }
 export interface SdpaTiming { shape: SdpaShape; backend: TorchBackend; ok: boolean; error?: string; ms?: TimeSummary }
 
 function helperPath(): string {

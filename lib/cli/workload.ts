@@ -4,7 +4,7 @@ import { MonarchAttention } from '../index';
 import type { MonarchOptions, DType } from '../types';
 import type { BenchShape } from './presets';
 import { tokenCounts } from './presets';
-import { randomTensor, Rng } from './random';
+import { benchTensor, Rng } from './random';
 import { AnyTensor, disposeAll, place, sliceTokens } from './tensors';
 
 export type Factorization = 'monarchrt' | 'vmonarch';
@@ -41,6 +41,20 @@ export function makeAttention(shape: BenchShape, v: MonarchVariant, backend: 'cp
   return new MonarchAttention(monarchOptions(shape, v, backend, dtype));
 }
 
+/** Bytes of one input set (q, k, v) at the shape's dtype. */
+export function setBytes(shape: BenchShape): number {
+  const { nq, nk } = tokenCounts(shape);
+  return (nq + 2 * nk) * shape.batch * shape.heads * shape.headDim * (shape.dtype === 'float32' ? 4 : 2);
+}
+
+/**
+ * Default number of rotated input sets on CUDA: at least 3, and enough to cycle through ≥ 256 MB (5× the
+ * 50 MB L2 of an H100/H200) so each call finds its inputs outside L2; at most 64.
+ */
+export function defaultRotate(shape: BenchShape): number {
+  return Math.min(64, Math.max(3, Math.ceil((256 << 20) / setBytes(shape))));
+}
+
 export interface InputSet {
   /** [B][Nq][H][D]: all tokens, or the last chunk for the KV-cache case. */
   q: AnyTensor;
@@ -66,9 +80,9 @@ export function makeWorkload(shape: BenchShape, backend: 'cpu' | 'cuda', rotate:
   const g = shape.geometry;
   const sets: InputSet[] = [];
   for (let s = 0; s < rotate; s++) {
-    const qAll = randomTensor(dims(nk), dtype, rng);
-    const k = randomTensor(dims(nk), dtype, rng);
-    const v = randomTensor(dims(nk), dtype, rng);
+    const qAll = benchTensor(dims(nk), dtype, rng, 0, seed);
+    const k = benchTensor(dims(nk), dtype, rng, 1, seed);
+    const v = benchTensor(dims(nk), dtype, rng, 2, seed);
     if (g.kind === 'video' && g.chunkFrames) {
       const chunkTokens = g.chunkFrames * g.height * g.width;
       const chunks: Array<[AnyTensor, AnyTensor, AnyTensor]> = [];
