@@ -39,7 +39,7 @@ export class KVCache {
     this.needsGather = maps.gather !== null;
     this.gatherMap = maps.gather ?? Int32Array.from({ length: this.chunkTokens }, (_, i) => i);
     this.scatterMap = maps.scatter;
-    this.plan = createPlan(cfg, g.chunkTiles, g.tilesPerSequence);
+    this.plan = createPlan(cfg, Math.min(cfg.queryTilesPerCall, g.chunkTiles), g.tilesPerSequence);
     this.scratch = new Scratch(cfg.backend === 'cuda');
   }
 
@@ -95,11 +95,16 @@ export class KVCache {
       o = act(this.scratch.get('tile.o', cfg.dtype, B * Tc * H * D), sc);
       ops.push({ op: 'gather', args: { src: s.q, dst: q, B, H, D, map: this.gatherMap, dtype: dt } });
     }
-    const args: StageArgs = {
-      q, k: act(cacheK, st), v: act(cacheV, st), o, Aq: C, Fk: (chunk + 1) * C, qTile0: chunk * C, causalTiles: C,
-      scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
-    };
-    ops.push(...tLoop(args, cfg.numIters));
+    const G = Math.min(cfg.queryTilesPerCall, C), tile = g.tokensPerTile;
+    for (let a0 = 0; a0 < C; a0 += G) {
+      // The chunk's query tiles [a0, a0 + G) against every cached key tile (all see the same keys).
+      const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
+      const args: StageArgs = {
+        q: at(q), k: act(cacheK, st), v: act(cacheV, st), o: at(o), Aq: G, Fk: (chunk + 1) * C, qTile0: chunk * C + a0,
+        causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+      };
+      ops.push(...tLoop(args, cfg.numIters));
+    }
     if (this.needsGather) ops.push({ op: 'gather', args: { src: o, dst: s.o, B, H, D, map: this.scatterMap!, dtype: dt } });
     if (chunk === 0 && cfg.recompute === 'first-frame') {
       // Same rows as the one-shot forward: frame-0 queries against chunk 0's keys (any key order).

@@ -6,13 +6,21 @@ import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { act, bshd, checkInputSets, checkQKV, inSet, offsetView, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode, dtypeSize } from './tensor';
 import { KVCache } from './kvcache';
 import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
+
+/** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
+function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
+  if (t0 === 0 && n === P) return m;
+  const out = new Uint8Array(B * n);
+  for (let b = 0; b < B; b++) out.set(m.subarray(b * P + t0, b * P + t0 + n), b * n);
+  return out;
+}
 
 /** Sub-quadratic Monarch attention (MonarchAttention, MonarchRT, VMonarch) with a fixed shape. */
 export class MonarchAttention {
@@ -34,7 +42,7 @@ export class MonarchAttention {
     this.backend = cfg.backend;
     this.geometry = Object.freeze(cfg.geometry);
     this.numTokens = cfg.geometry.numTokens;
-    this.plan = createPlan(cfg, cfg.geometry.tilesPerSequence, cfg.geometry.tilesPerSequence);
+    this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
     this.scratch = new Scratch(cfg.backend === 'cuda');
   }
 
@@ -97,12 +105,19 @@ export class MonarchAttention {
       [q, k, v, o] = [tq, tk, tv, tile('tile.o')];
     }
     const valid = validityMask(g, B, keyMask) ?? undefined;
-    const A = g.tilesPerSequence;
-    const args: StageArgs = {
-      q, k, v, o, Aq: A, Fk: A, qTile0: 0, causalTiles: g.chunkTiles, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
-      keyValid: valid, queryValid: valid,
-    };
-    ops.push(...tLoop(args, cfg.numIters));
+    const A = g.tilesPerSequence, C = g.chunkTiles, G = cfg.queryTilesPerCall, tile = g.tokensPerTile;
+    for (let a0 = 0; a0 < A; a0 += G) {
+      // Query tiles [a0, a0 + Aq) against the key tiles they may see (all, or up to their chunk's end).
+      const Aq = Math.min(G, A - a0);
+      const Fk = C > 0 ? Math.min(A, (Math.floor((a0 + Aq - 1) / C) + 1) * C) : A;
+      const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
+      const args: StageArgs = {
+        q: at(q), k, v, o: at(o), Aq, Fk, qTile0: a0, causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        keyValid: valid && sliceMask(valid, B, g.paddedTokens, 0, Fk * tile),
+        queryValid: valid && sliceMask(valid, B, g.paddedTokens, a0 * tile, Aq * tile),
+      };
+      ops.push(...tLoop(args, cfg.numIters));
+    }
     if (g.needsGather) ops.push({ op: 'gather', args: { src: o, dst: s.o, B, H, D, map: g.scatterMap!, dtype: dt } });
     if (cfg.recompute === 'first-frame') {
       // §C.4 (a): exact attention for the h·w frame-0 queries against the keys they see (chunk 0 when

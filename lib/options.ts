@@ -25,6 +25,8 @@ export interface ResolvedOptions {
   tensorLayout: TensorLayout;
   scale: number;
   threads: number;
+  /** Query tiles per native call (see MonarchOptions.queryTilesPerCall). */
+  queryTilesPerCall: number;
 }
 
 /**
@@ -67,11 +69,16 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const tensorLayout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkPositive('scale', o.scale);
   const threads = optInt('threads', o.threads, 0, 0, 4096);
+  const A = geometry.tilesPerSequence, C = geometry.chunkTiles;
+  const queryTilesPerCall = optInt('queryTilesPerCall', o.queryTilesPerCall, A, 1, A);
+  if (C > 0 && queryTilesPerCall % C !== 0 && C % queryTilesPerCall !== 0) {
+    throw new RangeError(`queryTilesPerCall ${queryTilesPerCall} must be a multiple or a divisor of the causal chunk's ${C} tiles`);
+  }
   const backend = resolveBackend(requested, dtype, headDim);
   const chunkFrames = o.causal === undefined ? 0 : (o.causal as { chunkFrames: number }).chunkFrames;
   // Copy the layout so later mutation of the caller's object cannot change this instance.
   const layout = { ...(o.layout as MonarchOptions['layout']) } as MonarchOptions['layout'];
-  return { geometry, layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout, scale, threads };
+  return { geometry, layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout, scale, threads, queryTilesPerCall };
 }
 
 /** The video layout of a resolved config (callers check geometry.kind first). */

@@ -79,6 +79,13 @@ export interface MonarchOptions {
   scale?: number;
   /** CPU threads (0 = all cores). Default 0. */
   threads?: number;
+  /**
+   * Query tiles per native call (1..tilesPerSequence; causal: a multiple of the chunk's tiles C, or a
+   * divisor of C). Query tiles are independent (§B.3), so the forward loops over groups of this many
+   * tiles, each running the whole T loop; the workspace (aR, aL, y: B·H·queryTilesPerCall·A·b1·b2·D
+   * elements each) shrinks by A / queryTilesPerCall. Default: all tiles in one call.
+   */
+  queryTilesPerCall?: number;
 }
 
 export interface ForwardOptions {
