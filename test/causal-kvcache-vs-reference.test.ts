@@ -21,13 +21,14 @@ const cases: Array<{ layout: VideoLayout; cf: number }> = [
 describe('block-causal video vs float64 reference (CPU, fp32)', () => {
   for (const { layout, cf } of cases)
     for (const T of [1, 2])
-      test(`${desc({ ...layout, chunkFrames: cf })} T=${T}`, () => {
-        const rng = mulberry32(50000 + layout.frames * 100 + layout.height * 10 + layout.width + T * 1000 + cf * 7);
-        const N = layout.frames * layout.height * layout.width, B = 2, H = 1, D = 8;
-        const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
-        const got = monarch({ layout, heads: H, headDim: D, numIters: T, causal: { chunkFrames: cf } }, q, k, v);
-        expectClose(got, videoRef(q, k, v, layout, { numIters: T, chunkFrames: cf }), FP32, `T=${T}`, [B, N, H, D]);
-      });
+      for (const seed of [1, 2])
+        test(`${desc({ ...layout, chunkFrames: cf })} T=${T} seed=${seed}`, () => {
+          const rng = mulberry32(50000 * seed + layout.frames * 100 + layout.height * 10 + layout.width + T * 1000 + cf * 7);
+          const N = layout.frames * layout.height * layout.width, B = 2, H = 1, D = 8;
+          const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
+          const got = monarch({ layout, heads: H, headDim: D, numIters: T, causal: { chunkFrames: cf } }, q, k, v);
+          expectClose(got, videoRef(q, k, v, layout, { numIters: T, chunkFrames: cf }), FP32, `T=${T}`, [B, N, H, D]);
+        });
 });
 
 describe('KV cache (CPU, fp32)', () => {
@@ -55,6 +56,26 @@ describe('KV cache (CPU, fp32)', () => {
       expect(cache.framesCached).toBe(0);
       // after reset the first chunk again gives chunk 0's rows
       expectClose(run(0), sliceRows(want, B, N, H, D, 0, chunkN), FP32, 'chunk 0 after reset', [B, chunkN, H, D]);
+    } finally {
+      cache.dispose();
+      attn.dispose();
+    }
+  });
+
+  test("recompute 'first-frame': the first step's frame-0 rows are dense rows, like the one-shot forward", () => {
+    const rng = mulberry32(52000);
+    const layout: VideoLayout = { kind: 'video', frames: 4, height: 2, width: 2, factorization: 'vmonarch' };
+    const cf = 2, hw = 4, N = 16, chunkN = cf * hw, B = 2, H = 1, D = 8;
+    const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
+    const want = videoRef(q, k, v, layout, { chunkFrames: cf, recompute: 'first-frame' });
+    const attn = new MonarchAttention({ layout, heads: H, headDim: D, batch: B, causal: { chunkFrames: cf }, recompute: 'first-frame', backend: 'cpu' });
+    const cache = attn.createKVCache();
+    try {
+      for (let c = 0; c < 2; c++) {
+        const s = (a: typeof q) => toHost(sliceTokens(a, c * chunkN, (c + 1) * chunkN));
+        const got = fromHost(cache.stepSync(s(q), s(k), s(v)) as never);
+        expectClose(got, sliceRows(want, B, N, H, D, c * chunkN, (c + 1) * chunkN), FP32, `chunk ${c}`, [B, chunkN, H, D]);
+      }
     } finally {
       cache.dispose();
       attn.dispose();

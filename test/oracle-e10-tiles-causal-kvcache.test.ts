@@ -62,9 +62,9 @@ describe('E10: block-causal ≡ per-chunk truncation ≡ KV-cache decode', () =>
             // one tile (b1 = frames), which equals the causal tiling for chunk 0 only.
             const sameTiling = layout.factorization !== 'vmonarch' || c === 0;
             if (sameTiling) {
-            const trunc = monarch({ layout: { ...layout, frames: (c + 1) * cf }, heads: H, headDim: D, numIters: T, batch: B },
-              sliceTokens(q, 0, end), sliceTokens(k, 0, end), sliceTokens(v, 0, end));
-            expectClose(rows, sliceRows(trunc, B, end, H, D, c * chunkN, end), FP32_REORDER, `chunk ${c}: causal vs truncated`, [B, chunkN, H, D]);
+              const trunc = monarch({ layout: { ...layout, frames: (c + 1) * cf }, heads: H, headDim: D, numIters: T, batch: B },
+                sliceTokens(q, 0, end), sliceTokens(k, 0, end), sliceTokens(v, 0, end));
+              expectClose(rows, sliceRows(trunc, B, end, H, D, c * chunkN, end), FP32_REORDER, `chunk ${c}: causal vs truncated`, [B, chunkN, H, D]);
             }
             // decode: one cache step with this chunk's q, k, v
             const qc = sliceTokens(q, c * chunkN, end), kc = sliceTokens(k, c * chunkN, end), vc = sliceTokens(v, c * chunkN, end);

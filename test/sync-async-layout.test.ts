@@ -85,4 +85,13 @@ describe('sync ≡ async, BSHD ≡ BHSD', () => {
     expectBitIdentical(fromHost(t.out as never, 'BHSD'), fromHost(s.out as never), 'BHSD out');
     expectBitIdentical(t.lse!.data, s.lse!.data, 'BHSD lse');
   });
+
+  test('CPU thread count does not change the result (threads 1 vs 2 vs all, bit-identical)', () => {
+    const rng = mulberry32(90400);
+    const opts: MonarchOptions = { layout: { kind: 'video', frames: 3, height: 4, width: 5 }, heads: 3, headDim: 8, numIters: 2, batch: 2 };
+    const q = randAct(rng, 2, 60, 3, 8, 2), k = randAct(rng, 2, 60, 3, 8), v = randAct(rng, 2, 60, 3, 8);
+    const one = monarch({ ...opts, threads: 1 }, q, k, v);
+    expectBitIdentical(monarch({ ...opts, threads: 2 }, q, k, v), one, 'threads 2 vs 1');
+    expectBitIdentical(monarch({ ...opts, threads: 0 }, q, k, v), one, 'threads 0 (all) vs 1');
+  });
 });

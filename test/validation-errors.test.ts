@@ -49,7 +49,7 @@ describe('option kinds → TypeError naming the option', () => {
 });
 
 describe('option values → RangeError naming the option and value', () => {
-  const cases: Array<[string, Record<string, unknown>, RegExp[]]> = [
+  const cases: Array<[string, Record<string, unknown>, Array<RegExp | string>]> = [
     ['numIters 0', { numIters: 0 }, [/numIters/, /\b0\b/]],
     ['numIters 17', { numIters: 17 }, [/numIters/, /17/]],
     ['heads 0', { heads: 0 }, [/heads/, /\b0\b/]],
