@@ -1,7 +1,7 @@
 // MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
 // native R/L stage primitives → scatter back → optional first-frame recomputation (ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
-import { native, type NativeAct, type NativeDeviceBuffer, type NativePlan, type StageArgs } from './native';
+import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
@@ -10,7 +10,7 @@ import { act, bshd, checkInputSets, checkQKV, inSet, offsetView, Scratch, stage,
 import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
-import { dtypeCode, dtypeSize } from './tensor';
+import { dtypeCode } from './tensor';
 import { KVCache } from './kvcache';
 import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
 
