@@ -1,8 +1,8 @@
 // dense_attention.cu — dense softmax attention forward, FlashAttention-2 style (ALGORITHMS.md §0),
 // with the online-entropy accumulator of §C.3 and optional per-row LSE / entropy outputs.
 //
-// Tiling: one CTA of 4 warps per (query block of kBM = 64 rows, head, batch); warp w owns query rows
-// [16w, 16w+16) and keeps their Q fragments in registers. Key/value tiles of kBN = 64 rows stream
+// Tiling: one CTA of 4 warps per (query block of kBM = 128 rows, head, batch); warp w owns query rows
+// [32w, 32w+32) as two m16 tiles that share every K/V fragment. Key/value tiles of kBN = 64 (D = 64) or 32 (D = 128) rows stream
 // through a double-buffered cp.async pipeline in shared memory; S = Q·Kᵀ and O += P·V run on
 // mma.sync m16n8k16 with fp32 accumulators; P never leaves registers.
 // Masks: key tail (Nk), keyValid, block-causal (query at position q0 + n sees keys
@@ -16,18 +16,25 @@ namespace {
 
 using namespace detail;
 
-constexpr int kBM = 64;        // query rows per CTA: 4 warps × 16 (one m16 tile per warp)
-constexpr int kBN = 64;        // keys per tile; S fragment = 32 fp32 registers per thread
+constexpr int kMT = 2;             // m16 tiles per warp: each K/V fragment feeds 2 mma (see mma_utils.cuh)
+constexpr int kBM = 64 * kMT;      // query rows per CTA: 4 warps × kMT × 16
+// Keys per tile: 64 for D = 64; 32 for D = 128 or with the entropy accumulator, where 64-key S
+// fragments (kMT × 32 registers) next to the O accumulators spill past 255 registers (ptxas -v).
+template <int D, bool kEntropy>
+constexpr int dense_bn() {
+  return (D == 128 || kEntropy) ? 32 : 64;
+}
 constexpr int kThreads = 128;
 
-template <int D, typename T>
+template <int D, typename T, bool kEntropy>
 constexpr size_t dense_smem_bytes() {
-  return size_t(kBM + 4 * kBN) * Smem<D>::kLd * sizeof(T);  // Q + double-buffered K and V
+  return size_t(kBM + 4 * dense_bn<D, kEntropy>()) * Smem<D>::kLd * sizeof(T);  // Q + double-buffered K and V
 }
 
 template <typename T, int D, bool kEntropy>
 __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParams p) {
   constexpr int LD = Smem<D>::kLd;
+  constexpr int kBN = dense_bn<D, kEntropy>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBM][LD]
   T* sK = sQ + kBM * LD;                   // [2][kBN][LD]
@@ -37,24 +44,30 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
   const int row0 = qb * kBM;
+  const int wrow0 = row0 + warp * 16 * kMT;  // this warp's rows: wrow0 + mt·16 + [0, 16)
 
   const T* qg = static_cast<const T*>(p.q.data) + b * p.q.sB + h * p.q.sH;
   const T* kg = static_cast<const T*>(p.k.data) + b * p.k.sB + h * p.k.sH;
   const T* vg = static_cast<const T*>(p.v.data) + b * p.v.sB + h * p.v.sH;
   const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(b) * p.Nk : nullptr;
 
-  // Keys this block may see, and each of this thread's two rows' limit.
-  int kEnd = p.Nk;
-  int lim[2] = {p.Nk, p.Nk};
+  // Keys this block may see (kEnd), keys every row of the block sees (kAll: tiles below it need no
+  // mask unless keyValid is given), and each of this thread's rows' limit.
+  int kEnd = p.Nk, kAll = p.Nk;
+  int lim[kMT][2];
+  for (int mt = 0; mt < kMT; ++mt) lim[mt][0] = lim[mt][1] = p.Nk;
   if (p.causalChunk > 0) {
     const int64_t C = p.causalChunk;
     const int64_t last = int64_t(p.q0) + min(p.Nq, row0 + kBM) - 1;
     kEnd = int(min(int64_t(p.Nk), (last / C + 1) * C));
+    kAll = int(min(int64_t(p.Nk), ((int64_t(p.q0) + row0) / C + 1) * C));
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int64_t pos = int64_t(p.q0) + row0 + warp * 16 + g + 8 * hh;
-      lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
-    }
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int64_t pos = int64_t(p.q0) + wrow0 + mt * 16 + g + 8 * hh;
+        lim[mt][hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
+      }
   }
   const int nTiles = (kEnd + kBN - 1) / kBN;
 
@@ -74,12 +87,15 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
   if (nTiles > 0) load_kv(0, 0);
   cp_async_commit();
 
-  uint32_t qa[D / 16][4];
-  float O[D / 8][4];
-  zero_acc<D>(O);
-  OnlineSoftmax<kBN, kEntropy> sm;
-  sm.init();
+  float O[kMT][D / 8][4];
+  OnlineSoftmax<kBN, kEntropy> sm[kMT];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+    zero_acc<D>(O[mt]);
+    sm[mt].init();
+  }
   const float scale2 = p.scale * kLog2e;
+  const T* sQw = sQ + warp * 16 * kMT * LD;
 
   for (int t = 0; t < nTiles; ++t) {
     const int buf = t & 1;
@@ -91,46 +107,61 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (t == 0) load_a_frags<D>(qa, sQ + warp * 16 * LD, lane);
 
-    float S[kBN / 8][4];
-    warp_gemm_abt<D, kBN, T>(S, qa, sK + buf * kBN * LD, lane);
+    float S[kMT][kBN / 8][4];
+    warp_gemm_abt_mt<D, kBN, kMT, T>(S, sQw, sK + buf * kBN * LD, lane);
+    if (kv != nullptr || (t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge or keyValid
 #pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
+      for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = t * kBN + n * 8 + 2 * qd + (e & 1);
-        const bool ok = c < lim[e >> 1] && (kv == nullptr || kv[c] != 0);
-        S[n][e] = ok ? S[n][e] * scale2 : -INFINITY;
-      }
+        for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = t * kBN + n * 8 + 2 * qd + (e & 1);
+            const bool ok = c < lim[mt][e >> 1] && (kv == nullptr || kv[c] != 0);
+            S[mt][n][e] = ok ? S[mt][n][e] * scale2 : -INFINITY;
+          }
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) S[mt][n][e] *= scale2;
     }
-    float alpha[2];
-    sm.update(S, alpha);
-    rescale_rows<D>(O, alpha);
-    uint32_t pa[kBN / 16][4];
-    c_to_a_frags<kBN, T>(pa, S);
-    warp_gemm_ab<D, kBN, T>(O, pa, sV + buf * kBN * LD, lane);
+    uint32_t pa[kMT][kBN / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      float alpha[2];
+      sm[mt].update(S[mt], alpha);
+      rescale_rows<D>(O[mt], alpha);
+      c_to_a_frags<kBN, T>(pa[mt], S[mt]);
+    }
+    warp_gemm_ab_mt<D, kBN, kMT, T>(O, pa, sV + buf * kBN * LD, lane);
     __syncthreads();
   }
   cp_async_wait<0>();
 
-  sm.finalize();
-  float inv[2];
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
   T* og = static_cast<T*>(p.o.data) + b * p.o.sB + h * p.o.sH;
-  const int wrow0 = row0 + warp * 16;
-  store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
-    return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
-  });
-  if (qd == 0) {
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int n = wrow0 + g + 8 * hh;
-      if (n >= p.Nq) continue;
-      const int64_t idx = (int64_t(b) * p.H + h) * p.Nq + n;
-      if (p.lse) p.lse[idx] = sm.lse(hh);
-      if (kEntropy && p.entropy) p.entropy[idx] = fmaxf(0.f, -sm.neg_entropy(hh));  // ≥ 0, as the CPU
+  for (int mt = 0; mt < kMT; ++mt) {
+    sm[mt].finalize();
+    float inv[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) inv[hh] = sm[mt].l[hh] > 0.f ? 1.f / sm[mt].l[hh] : 0.f;
+    const int mrow0 = wrow0 + mt * 16;
+    store_rows<D, T>(O[mt], inv, lane, [&](int r) -> T* {
+      return mrow0 + r < p.Nq ? og + int64_t(mrow0 + r) * p.o.sS : nullptr;
+    });
+    if (qd == 0) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int n = mrow0 + g + 8 * hh;
+        if (n >= p.Nq) continue;
+        const int64_t idx = (int64_t(b) * p.H + h) * p.Nq + n;
+        if (p.lse) p.lse[idx] = sm[mt].lse(hh);
+        if (kEntropy && p.entropy) p.entropy[idx] = fmaxf(0.f, -sm[mt].neg_entropy(hh));  // ≥ 0, as the CPU
+      }
     }
   }
 }
@@ -138,7 +169,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
 template <typename T, int D, bool kEntropy>
 Status launch_dense(const DenseParams& p, cudaStream_t s) {
   auto kernel = dense_attention_kernel<T, D, kEntropy>;
-  const size_t smem = dense_smem_bytes<D, T>();
+  const size_t smem = dense_smem_bytes<D, T, kEntropy>();
   Status st = prepare_smem(kernel, smem, "dense_attention_kernel");
   if (!st.ok) return st;
   dim3 grid((p.Nq + kBM - 1) / kBM, p.H, p.B);

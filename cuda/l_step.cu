@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kThreads, 2) l_step_columns_kernel(MonarchPara
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float x = S[n][e] * scale2 - rowBias[e >> 1] - sLse[t * kBN + n * 8 + 2 * qd + (e & 1)];
-          const float pr = exp2f(x);
+          const float pr = fast_exp2(x);
           csum[e >> 1] += pr;
           S[n][e] = pr;
         }

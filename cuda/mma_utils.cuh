@@ -203,6 +203,61 @@ __device__ __forceinline__ void warp_gemm_ab(float (&O)[D / 8][4], const uint32_
   }
 }
 
+// Multi-m-tile variants: a warp owns MT tiles of 16 rows (rows mt·16 + [0,16) of sA) and every B
+// fragment loaded from shared memory feeds MT mma instructions, so shared-memory traffic per mma drops
+// by MT (ldmatrix bandwidth, not the tensor cores, bounds the single-tile loop on sm_80/sm_90).
+template <int D, int NK, int MT, typename T>
+__device__ __forceinline__ void warp_gemm_abt_mt(float (&S)[MT][NK / 8][4], const T* sA, const T* sB, int lane) {
+  constexpr int LD = Smem<D>::kLd;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int n = 0; n < NK / 8; ++n) S[mt][n][0] = S[mt][n][1] = S[mt][n][2] = S[mt][n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+      ldmatrix_x4(a[mt], sA + (mt * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+    for (int np = 0; np < NK / 16; ++np) {
+      uint32_t b[4];
+      ldmatrix_x4(b, sB + (np * 16 + (lane % 8) + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma16816<T>(S[mt][2 * np], a[mt], b[0], b[1]);
+        mma16816<T>(S[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+template <int D, int NK, int MT, typename T>
+__device__ __forceinline__ void warp_gemm_ab_mt(float (&O)[MT][D / 8][4], const uint32_t (&pa)[MT][NK / 16][4],
+                                                const T* sV, int lane) {
+  constexpr int LD = Smem<D>::kLd;
+#pragma unroll
+  for (int kt = 0; kt < NK / 16; ++kt) {
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, sV + (kt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + dp * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma16816<T>(O[mt][2 * dp], pa[mt][kt], b[0], b[1]);
+        mma16816<T>(O[mt][2 * dp + 1], pa[mt][kt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// 2^x on the special-function unit (ex2.approx.ftz: ~2 ulp, 2^-INF = +0), as FlashAttention uses.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Quad (4 lanes sharing a row) reductions.
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));

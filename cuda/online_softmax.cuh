@@ -39,16 +39,16 @@ struct OnlineSoftmax {
       mx = quad_max(mx);
       const float mNew = fmaxf(m[h], mx);
       const float mUse = mNew == -INFINITY ? 0.f : mNew;  // keeps 2^(−INF − mUse) = 0, never NaN
-      const float a = exp2f(m[h] - mUse);
+      const float a = fast_exp2(m[h] - mUse);
       float rs = 0.f, ru = 0.f;
 #pragma unroll
       for (int n = 0; n < NK / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const float x = t[n][2 * h + e];
-          const float p = exp2f(x - mUse);
+          const float p = fast_exp2(x - mUse);
           rs += p;
-          if (kEntropy) ru += x == -INFINITY ? 0.f : p * (x - mUse);
+          if (kEntropy) ru += p * fmaxf(x - mUse, -1e30f);  // masked: p = 0 times a finite value
           t[n][2 * h + e] = p;
         }
       }
