@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 npx --no-install cmake-js compile --CDCMAKE_CUDA_ARCHITECTURES=90a-real
 npx --no-install tsc -p tsconfig.build.json
 bash ../shared/device/pack.sh
+# The commit the device run reports (a "-dirty" suffix when the tree has uncommitted changes).
+echo "$(git rev-parse --short=12 HEAD)$(git diff --quiet HEAD -- . ':!benchmarks/results' || echo -dirty)" > .device/commit
 du -sh .device build/Release dist

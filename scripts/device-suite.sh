@@ -15,23 +15,28 @@ for s in $steps; do
       echo "== GPU jest suite"
       npx jest --ci --runInBand 2>&1 | tee "$out/jest.log" | tail -40 ;;
     sanitize)
-      echo "== compute-sanitizer memcheck + racecheck (node on the CUDA smoke tests)"
+      echo "== compute-sanitizer memcheck + racecheck (node running the CLI's CUDA check: every stage, small shapes)"
       for tool in memcheck racecheck; do
         compute-sanitizer --tool $tool --error-exitcode 99 --target-processes all \
-          node dist/lib/cli/main.js check --backend cuda --small > "$out/sanitize-$tool.log" 2>&1
+          node bin/monarch-attn.js check --backend cuda --dtype bfloat16 > "$out/sanitize-$tool.log" 2>&1
         echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-$tool.log" | tail -1)"
       done ;;
     check)
       echo "== CLI check (cuda)"
       node bin/monarch-attn.js info | tee "$out/info.txt"
-      node bin/monarch-attn.js check --backend cuda 2>&1 | tee "$out/check.txt" | tail -30 ;;
+      for dt in float16 bfloat16; do
+        node bin/monarch-attn.js check --backend cuda --dtype $dt 2>&1 | tee "$out/check-$dt.txt" | tail -3
+      done ;;
     bench)
       echo "== bench"
-      node bin/monarch-attn.js bench --backend cuda --preset wan-480p,wan-720p,self-forcing-chunk,seq-4k,seq-16k \
-        --check --json "$out/bench.json" --markdown "$out/bench.md" --no-progress 2>&1 | tee "$out/bench.txt" | tail -60 ;;
+      for p in ${BENCH_PRESETS:-wan-480p wan-720p self-forcing-chunk seq-4k seq-16k}; do
+        node bin/monarch-attn.js bench --backend cuda --preset $p --check --json "$out/bench-$p.json" \
+          --markdown "$out/bench-$p.md" --no-progress 2>&1 | tee "$out/bench-$p.txt" | grep -E "│|check|FAIL|Error"
+      done ;;
     plot)
-      node bin/monarch-attn.js bench --backend cuda --frames-sweep --plot "$out/frames.svg" --json "$out/frames.json" --no-progress 2>&1 | tail -30 ;;
+      node bin/monarch-attn.js bench --backend cuda --preset wan-480p --iters 1 --no-python --plot "$out/frames.svg" \
+        --plot-frames ${PLOT_FRAMES:-1-41:2} --json "$out/frames.json" --no-progress 2>&1 | tail -8 ;;
     accuracy)
-      node bin/monarch-attn.js accuracy --backend cuda --json "$out/accuracy.json" --markdown "$out/accuracy.md" 2>&1 | tail -40 ;;
+      node bin/monarch-attn.js accuracy --backend cuda --dtype bfloat16 --json "$out/accuracy.json" --markdown "$out/accuracy.md" 2>&1 | tail -40 ;;
   esac
 done
