@@ -4,6 +4,7 @@
 //   monarch_cuda_check [--small] [--no-time] [--seed N]
 //     --small    a few small cases and no timing (for compute-sanitizer)
 //     --no-time  skip the timing section
+//     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
 //
 // Method. Every GPU output buffer is poisoned with NaN (0xFF bytes) before each launch; every stage's
 // CPU reference runs on bit-identical inputs (the GPU's previous-stage outputs are copied into the CPU's
@@ -446,9 +447,8 @@ void time_dense(int N, int H, int D, uint64_t seed) {
   g_times.push_back({"  same, + lse + entropy", ms2, flop / (ms2 * 1e-3) / 1e12, finite});
 }
 
-void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed) {
+void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed, DType dt = kBF16) {
   Rng rng(seed);
-  const DType dt = kBF16;
   MonarchParams p;
   p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.b1 = b1, p.b2 = b2, p.Aq = F, p.Fk = F;
   p.scale = 1.f / std::sqrt(float(D));
@@ -479,7 +479,8 @@ void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed) {
         OK(cuda::l_step(p, true, g_stream));
       },
       3, 50);
-  const std::string shape = std::to_string(F) + "x" + std::to_string(b1) + "x" + std::to_string(b2);
+  const std::string shape = std::to_string(F) + "x" + std::to_string(b1) + "x" + std::to_string(b2) +
+                            (dt == kBF16 ? "" : std::string(" ") + dname(dt)) + (D == 128 ? "" : " D" + std::to_string(D));
   g_times.push_back({"monarch T=1 " + shape + " H=" + std::to_string(H) + " R-step", msR, flopR / (msR * 1e-3) / 1e12, finite});
   g_times.push_back({"monarch T=1 " + shape + " final L-step", msL, flopL / (msL * 1e-3) / 1e12, finite});
   g_times.push_back({"monarch T=1 " + shape + " total (dense-equiv " +
@@ -490,14 +491,15 @@ void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool small = false, timing = true;
+  bool small = false, timing = true, checks = true;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true, timing = false;
     else if (!std::strcmp(argv[i], "--no-time")) timing = false;
+    else if (!std::strcmp(argv[i], "--time-only")) checks = false;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--seed N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--seed N]\n", argv[0]);
       return 2;
     }
   }
@@ -552,6 +554,7 @@ int main(int argc, char** argv) {
     configs = {{kBF16, 128}, {kF16, 64}};
   }
   uint64_t s = seed;
+  if (!checks) configs.clear();
   for (auto [dt, D] : configs) {
     std::printf("== %s, D = %d\n", dname(dt), D);
     for (const auto& c : mcases) run_monarch(c, dt, D, ++s);
@@ -563,6 +566,8 @@ int main(int argc, char** argv) {
     std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
     time_dense(32760, 12, 128, ++s);
     time_monarch(21, 30, 52, 12, 128, ++s);
+    time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
+    time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128
   }
   OK(cuda::stream_destroy(g_stream));
 

@@ -1,0 +1,41 @@
+// rl_pipeline.cuh — plain (lambda-free) cp.async helpers for the multi-stage pipelines of the R- and
+// L-step kernels (r_step.cu, l_step.cu). Kept apart from mma_utils.cuh, which the dense kernel owns.
+#pragma once
+
+#include "mma_utils.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace detail {
+
+// 4-byte global → shared copy (cp.async.ca: the only variant with 4-byte copies); when !pred the 4
+// bytes are zero-filled and nothing is read (gmem must still be a valid address).
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool pred) {
+  uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  int n = pred ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+
+// Load ROWS rows of D elements into shared memory (row stride Smem<D>::kLd) with NTHREADS threads:
+// row r < nValid is read from base + r·stride, rows r ≥ nValid are zero-filled (nothing is read; the
+// source address given to cp.async is `base`, which must be a valid row — callers pass nValid ≥ 1).
+// 16-byte chunks are assigned row-major over the threads; ROWS·D/8 need not divide by NTHREADS.
+template <int ROWS, int D, int NTHREADS, typename T>
+__device__ __forceinline__ void load_rows_async(T* smem, const T* base, int64_t stride, int nValid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kChunks = ROWS * kChunksPerRow;
+  constexpr int kIters = (kChunks + NTHREADS - 1) / NTHREADS;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    const int c = it * NTHREADS + static_cast<int>(threadIdx.x);
+    if (kChunks % NTHREADS != 0 && c >= kChunks) break;
+    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
+    const bool ok = r < nValid;
+    const T* src = ok ? base + int64_t(r) * stride + col : base;
+    cp_async16(smem + r * Smem<D>::kLd + col, src, ok);
+  }
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace monarch
