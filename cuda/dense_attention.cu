@@ -2,13 +2,27 @@
 // with the online-entropy accumulator of §C.3 and optional per-row LSE / entropy outputs.
 //
 // Tiling: one CTA of 4 warps per (query block of kBM = 128 rows, head, batch); warp w owns query rows
-// [32w, 32w+32) as two m16 tiles that share every K/V fragment. Key/value tiles of kBN = 64 (D = 64) or 32 (D = 128) rows stream
-// through a double-buffered cp.async pipeline in shared memory; S = Q·Kᵀ and O += P·V run on
-// mma.sync m16n8k16 with fp32 accumulators; P never leaves registers.
+// [32w, 32w+32) as two m16 tiles that share every K/V fragment. Key/value tiles of BN rows stream
+// through a STAGES-deep cp.async ring in shared memory (one barrier per tile); S = Q·Kᵀ and O += P·V
+// run on mma.sync m16n8k16 with fp32 accumulators; P never leaves registers. The softmax state
+// (dense_softmax.cuh) rescales O lazily and folds the scale into exp2 on unmasked tiles; the
+// entropy variant uses the same tiling (one extra FMA per logit).
 // Masks: key tail (Nk), keyValid, block-causal (query at position q0 + n sees keys
 // [0, ((q0+n)/C + 1)·C)); the key loop stops at the last tile any row of the block may see.
 #include "monarch_cuda.h"
-#include "online_softmax.cuh"
+#include "dense_softmax.cuh"
+#include "online_softmax.cuh"  // rescale_rows, zero_acc
+
+// Build-time tiling choice (keys per tile at D = 128 and D = 64, cp.async stages), for measuring variants.
+#ifndef MONARCH_DENSE_BN128
+#define MONARCH_DENSE_BN128 32
+#endif
+#ifndef MONARCH_DENSE_BN64
+#define MONARCH_DENSE_BN64 64
+#endif
+#ifndef MONARCH_DENSE_STAGES
+#define MONARCH_DENSE_STAGES 4
+#endif
 
 namespace monarch {
 namespace cuda {
@@ -18,27 +32,28 @@ using namespace detail;
 
 constexpr int kMT = 2;             // m16 tiles per warp: each K/V fragment feeds 2 mma (see mma_utils.cuh)
 constexpr int kBM = 64 * kMT;      // query rows per CTA: 4 warps × kMT × 16
-// Keys per tile: 64 for D = 64; 32 for D = 128 or with the entropy accumulator, where 64-key S
-// fragments (kMT × 32 registers) next to the O accumulators spill past 255 registers (ptxas -v).
-template <int D, bool kEntropy>
+// Keys per tile, the same with and without the entropy accumulator (ptxas -v: no spills).
+template <int D>
 constexpr int dense_bn() {
-  return (D == 128 || kEntropy) ? 32 : 64;
+  return D == 128 ? MONARCH_DENSE_BN128 : MONARCH_DENSE_BN64;
 }
+constexpr int kStages = MONARCH_DENSE_STAGES;
+static_assert(kStages >= 2, "cp.async ring needs at least 2 stages");
 constexpr int kThreads = 128;
 
-template <int D, typename T, bool kEntropy>
+template <int D, typename T>
 constexpr size_t dense_smem_bytes() {
-  return size_t(kBM + 4 * dense_bn<D, kEntropy>()) * Smem<D>::kLd * sizeof(T);  // Q + double-buffered K and V
+  return size_t(kBM + 2 * kStages * dense_bn<D>()) * Smem<D>::kLd * sizeof(T);  // Q + K, V ring
 }
 
 template <typename T, int D, bool kEntropy>
 __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParams p) {
   constexpr int LD = Smem<D>::kLd;
-  constexpr int kBN = dense_bn<D, kEntropy>();
+  constexpr int kBN = dense_bn<D>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBM][LD]
-  T* sK = sQ + kBM * LD;                   // [2][kBN][LD]
-  T* sV = sK + 2 * kBN * LD;               // [2][kBN][LD]
+  T* sK = sQ + kBM * LD;                   // [kStages][kBN][LD]
+  T* sV = sK + kStages * kBN * LD;         // [kStages][kBN][LD]
 
   const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -71,8 +86,8 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
   }
   const int nTiles = (kEnd + kBN - 1) / kBN;
 
-  auto load_kv = [&](int t, int buf) {
-    const int base = t * kBN;
+  auto load_kv = [&](int t) {
+    const int base = t * kBN, buf = t % kStages;
     load_tile_async<kBN, D, kThreads>(sK + buf * kBN * LD, kg, [&](int r) -> const T* {
       return base + r < kEnd ? kg + int64_t(base + r) * p.k.sS : nullptr;
     });
@@ -81,36 +96,40 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
     });
   };
 
+  // Ring: commit group j holds tile j (group 0 also Q); groups are committed even when empty so that
+  // at the top of iteration t, wait_group<kStages − 2> means tile t has landed.
   load_tile_async<kBM, D, kThreads>(sQ, qg, [&](int r) -> const T* {
     return row0 + r < p.Nq ? qg + int64_t(row0 + r) * p.q.sS : nullptr;
   });
-  if (nTiles > 0) load_kv(0, 0);
-  cp_async_commit();
+#pragma unroll
+  for (int j = 0; j < kStages - 1; ++j) {
+    if (j < nTiles) load_kv(j);
+    cp_async_commit();
+  }
 
   float O[kMT][D / 8][4];
-  OnlineSoftmax<kBN, kEntropy> sm[kMT];
+  LazySoftmax<kBN, kEntropy> sm[kMT];
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
     zero_acc<D>(O[mt]);
     sm[mt].init();
   }
   const float scale2 = p.scale * kLog2e;
+  const bool fusedOk = scale2 > 0.f;  // max of raw scores scales to the max of logits
   const T* sQw = sQ + warp * 16 * kMT * LD;
 
   for (int t = 0; t < nTiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < nTiles) {
-      load_kv(t + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    cp_async_wait<kStages - 2>();
+    // Tile t is visible to all; every warp is done with tile t − 1, whose slot the next load reuses.
     __syncthreads();
+    if (t + kStages - 1 < nTiles) load_kv(t + kStages - 1);
+    cp_async_commit();
+    const int buf = t % kStages;
 
     float S[kMT][kBN / 8][4];
     warp_gemm_abt_mt<D, kBN, kMT, T>(S, sQw, sK + buf * kBN * LD, lane);
-    if (kv != nullptr || (t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge or keyValid
+    uint32_t pa[kMT][kBN / 16][4];
+    if (kv != nullptr || (t + 1) * kBN > kAll || !fusedOk) {  // masked tile: key tail, causal edge or keyValid
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -121,24 +140,21 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
             const bool ok = c < lim[mt][e >> 1] && (kv == nullptr || kv[c] != 0);
             S[mt][n][e] = ok ? S[mt][n][e] * scale2 : -INFINITY;
           }
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        float alpha[2];
+        if (sm[mt].template update<false>(S[mt], scale2, alpha)) rescale_rows<D>(O[mt], alpha);
+        c_to_a_frags<kBN, T>(pa[mt], S[mt]);
+      }
     } else {
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) S[mt][n][e] *= scale2;
-    }
-    uint32_t pa[kMT][kBN / 16][4];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      float alpha[2];
-      sm[mt].update(S[mt], alpha);
-      rescale_rows<D>(O[mt], alpha);
-      c_to_a_frags<kBN, T>(pa[mt], S[mt]);
+      for (int mt = 0; mt < kMT; ++mt) {
+        float alpha[2];
+        if (sm[mt].template update<true>(S[mt], scale2, alpha)) rescale_rows<D>(O[mt], alpha);
+        c_to_a_frags<kBN, T>(pa[mt], S[mt]);
+      }
     }
     warp_gemm_ab_mt<D, kBN, kMT, T>(O, pa, sV + buf * kBN * LD, lane);
-    __syncthreads();
   }
   cp_async_wait<0>();
 
@@ -169,7 +185,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
 template <typename T, int D, bool kEntropy>
 Status launch_dense(const DenseParams& p, cudaStream_t s) {
   auto kernel = dense_attention_kernel<T, D, kEntropy>;
-  const size_t smem = dense_smem_bytes<D, T, kEntropy>();
+  const size_t smem = dense_smem_bytes<D, T>();
   Status st = prepare_smem(kernel, smem, "dense_attention_kernel");
   if (!st.ok) return st;
   dim3 grid((p.Nq + kBM - 1) / kBM, p.H, p.B);
