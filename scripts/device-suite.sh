@@ -13,7 +13,7 @@ for s in $steps; do
   case $s in
     tests)
       echo "== GPU jest suite"
-      npx jest --ci --runInBand 2>&1 | tee "$out/jest.log" | tail -40 ;;
+      jest --ci --runInBand 2>&1 | tee "$out/jest.log" | tail -40 ;;
     sanitize)
       echo "== compute-sanitizer memcheck + racecheck (node running the CLI's CUDA check: every stage, small shapes)"
       for tool in memcheck racecheck; do
