@@ -123,7 +123,7 @@ export interface InfoResult {
   version: string;
   napiVersion: number;
   compiledWithCuda: boolean;
-  /** CMake CUDA architectures of the fatbin, e.g. "80-real;89-real;90a-real;100a-real;120-real;120-virtual". */
+  /** CMake CUDA architectures of the fatbin, comma-separated, e.g. "80-real,89-real,90a-real,100a-real,120-real,120-virtual". */
   cudaArchs: string | null;
   /** cudaGetDeviceCount status (0 = success) and message ("no CUDA-capable device is detected" ...). */
   cudaStatus: number | null;
