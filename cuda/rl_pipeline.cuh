@@ -36,6 +36,36 @@ __device__ __forceinline__ void load_rows_async(T* smem, const T* base, int64_t 
   }
 }
 
+// Store this warp's 16 × D fp32 fragment rows (C-fragment layout, scaled per row) as storage dtype,
+// through the warp's own 16-row shared-memory area sStage (row stride Smem<D>::kLd; conflict-free
+// 4-byte writes), then with 16-byte coalesced global stores (D/8 lanes per row): row r < nRows goes to
+// dst0 + r·rowStride. Warp-synchronous; the area is free again on return. Same values as store_rows.
+template <int D, typename T>
+__device__ __forceinline__ void store_rows_staged(const float (&O)[D / 8][4], const float (&rowScale)[2], int lane,
+                                                  T* sStage, T* dst0, int64_t rowStride, int nRows) {
+  constexpr int LD = Smem<D>::kLd;
+  constexpr int kChunksPerRow = D / 8;
+  const int g = lane / 4, q = lane % 4;
+  __syncwarp();  // earlier reads of the area by other lanes (ldmatrix, previous staging) are done
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(sStage + (g + 8 * h) * LD + n * 8 + 2 * q) =
+          pack2<T>(O[n][2 * h] * rowScale[h], O[n][2 * h + 1] * rowScale[h]);
+    }
+  }
+  __syncwarp();
+#pragma unroll
+  for (int it = 0; it < 16 * kChunksPerRow / 32; ++it) {
+    const int c = it * 32 + lane;
+    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
+    if (r < nRows)
+      *reinterpret_cast<uint4*>(dst0 + r * rowStride + col) = *reinterpret_cast<const uint4*>(sStage + r * LD + col);
+  }
+  __syncwarp();
+}
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace monarch

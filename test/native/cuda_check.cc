@@ -536,6 +536,11 @@ int main(int argc, char** argv) {
       {"b2=130 T=3 qmask", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
       {"b1=70 Fk=21 T=2", 1, 1, 70, 9, 1, 21, 0, 0, 2, false, true, false, true, 1.5},
       {"b2=200 causal T=2", 1, 1, 3, 200, 3, 3, 1, 2, 2, false, false, false, false, 1.0},
+      // first R-step key-row widths 16·{5, 6, 8} (row-wise kernel variants; 128 also the ring fallback)
+      {"b2=80 T=1 masked", 1, 2, 5, 80, 2, 3, 0, 0, 1, false, true, true, false, 1.5},
+      {"b2=96 T=1 causal BHSD", 1, 1, 4, 96, 3, 3, 0, 1, 1, true, false, false, false, 1.5},
+      {"b2=128 T=1", 1, 1, 3, 128, 1, 2, 0, 0, 1, false, true, false, false, 2.0},
+      {"b2=112 T=2 qmask", 1, 1, 3, 112, 2, 2, 0, 0, 2, false, false, false, true, 1.5},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
