@@ -26,6 +26,10 @@ DeviceInfo device_info() {
   cudaError_t e = cudaGetDeviceCount(&info.count);
   info.runtimeStatus = int(e);
   info.message = cudaGetErrorString(e);
+  if (e == cudaErrorInsufficientDriver) {
+    // cudart reports a missing libcuda.so.1 the same way as an old driver; say both.
+    info.message += " (no NVIDIA driver found, or a driver older than this CUDA 13 build needs: R580+)";
+  }
   if (e != cudaSuccess) {
     info.count = 0;
     cudaGetLastError();  // a missing driver is not sticky; clear it so later calls start clean
