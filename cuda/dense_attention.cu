@@ -15,13 +15,13 @@
 
 // Build-time tiling choice (keys per tile at D = 128 and D = 64, cp.async stages), for measuring variants.
 #ifndef MONARCH_DENSE_BN128
-#define MONARCH_DENSE_BN128 32
+#define MONARCH_DENSE_BN128 64
 #endif
 #ifndef MONARCH_DENSE_BN64
 #define MONARCH_DENSE_BN64 64
 #endif
 #ifndef MONARCH_DENSE_STAGES
-#define MONARCH_DENSE_STAGES 4
+#define MONARCH_DENSE_STAGES 2
 #endif
 
 namespace monarch {
@@ -32,7 +32,9 @@ using namespace detail;
 
 constexpr int kMT = 2;             // m16 tiles per warp: each K/V fragment feeds 2 mma (see mma_utils.cuh)
 constexpr int kBM = 64 * kMT;      // query rows per CTA: 4 warps × kMT × 16
-// Keys per tile, the same with and without the entropy accumulator (ptxas -v: no spills).
+// Keys per tile, the same with and without the entropy accumulator. At D = 128, 64 keys (each Q
+// A-fragment feeds 4 K fragments) fit in 254 registers only with the strength-reduced K/V loader
+// below (ptxas -v, sm_90a: plain 0 spill, entropy 8 B); BN 64 measured +9% over BN 32 (notes file).
 template <int D>
 constexpr int dense_bn() {
   return D == 128 ? MONARCH_DENSE_BN128 : MONARCH_DENSE_BN64;
@@ -86,14 +88,29 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
   }
   const int nTiles = (kEnd + kBN - 1) / kBN;
 
+  // K/V tile loader: thread tid copies 16-byte chunk (tid % (D/8)) of rows tid / (D/8) + i·kRowStep;
+  // row pointers advance by a precomputed stride (few live registers next to the accumulators).
+  constexpr int kChunksPerRow = D / 8, kRowStep = kThreads / kChunksPerRow;
+  constexpr int kRowsPerThread = kBN / kRowStep;
+  static_assert(kBN % kRowStep == 0, "K/V tile rows must divide over the threads");
+  const int ldRow = threadIdx.x / kChunksPerRow, ldCol = (threadIdx.x % kChunksPerRow) * 8;
+  const T* kThr = kg + int64_t(ldRow) * p.k.sS + ldCol;
+  const T* vThr = vg + int64_t(ldRow) * p.v.sS + ldCol;
+  const int sOff = ldRow * LD + ldCol;
   auto load_kv = [&](int t) {
     const int base = t * kBN, buf = t % kStages;
-    load_tile_async<kBN, D, kThreads>(sK + buf * kBN * LD, kg, [&](int r) -> const T* {
-      return base + r < kEnd ? kg + int64_t(base + r) * p.k.sS : nullptr;
-    });
-    load_tile_async<kBN, D, kThreads>(sV + buf * kBN * LD, vg, [&](int r) -> const T* {
-      return base + r < kEnd ? vg + int64_t(base + r) * p.v.sS : nullptr;
-    });
+    const T* ks = kThr + int64_t(base) * p.k.sS;
+    const T* vs = vThr + int64_t(base) * p.v.sS;
+    T* kd = sK + buf * kBN * LD + sOff;
+    T* vd = sV + buf * kBN * LD + sOff;
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      const bool ok = base + ldRow + i * kRowStep < kEnd;
+      cp_async16(kd + i * kRowStep * LD, ok ? ks : kg, ok);
+      cp_async16(vd + i * kRowStep * LD, ok ? vs : vg, ok);
+      ks += int64_t(kRowStep) * p.k.sS;
+      vs += int64_t(kRowStep) * p.v.sS;
+    }
   };
 
   // Ring: commit group j holds tile j (group 0 also Q); groups are committed even when empty so that
@@ -115,7 +132,9 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
     sm[mt].init();
   }
   const float scale2 = p.scale * kLog2e;
-  const bool fusedOk = scale2 > 0.f;  // max of raw scores scales to the max of logits
+  // Tiles past kAll take the masked path; so does every tile with keyValid, or when scale2 ≤ 0 (the
+  // fused path takes the max of raw scores, which scales to the max of logits only for scale2 > 0).
+  if (kv != nullptr || !(scale2 > 0.f)) kAll = 0;
   const T* sQw = sQ + warp * 16 * kMT * LD;
 
   for (int t = 0; t < nTiles; ++t) {
@@ -129,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
     float S[kMT][kBN / 8][4];
     warp_gemm_abt_mt<D, kBN, kMT, T>(S, sQw, sK + buf * kBN * LD, lane);
     uint32_t pa[kMT][kBN / 16][4];
-    if (kv != nullptr || (t + 1) * kBN > kAll || !fusedOk) {  // masked tile: key tail, causal edge or keyValid
+    if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid or scale2 ≤ 0
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
