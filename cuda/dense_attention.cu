@@ -23,6 +23,11 @@
 #ifndef MONARCH_DENSE_STAGES
 #define MONARCH_DENSE_STAGES 2
 #endif
+// Test hook: 1 = always take the small-shared-memory tiling (what devices with < 2 × 105 KB of
+// shared memory per SM run: sm_80, sm_86/89, sm_120), so the checker can cover it on an H100.
+#ifndef MONARCH_DENSE_FORCE_SMALL
+#define MONARCH_DENSE_FORCE_SMALL 0
+#endif
 
 namespace monarch {
 namespace cuda {
@@ -35,23 +40,26 @@ constexpr int kBM = 64 * kMT;      // query rows per CTA: 4 warps × kMT × 16
 // Keys per tile, the same with and without the entropy accumulator. At D = 128, 64 keys (each Q
 // A-fragment feeds 4 K fragments) fit in 254 registers only with the strength-reduced K/V loader
 // below (ptxas -v, sm_90a: plain 0 spill, entropy 8 B); BN 64 measured +9% over BN 32 (notes file).
+// Devices that cannot hold two such CTAs per SM (D = 128 at BN 64: 2 × 104 KB) take BN 32 with a
+// 2-stage ring (68 KB per CTA), the tiling of the earlier kernel.
 template <int D>
 constexpr int dense_bn() {
   return D == 128 ? MONARCH_DENSE_BN128 : MONARCH_DENSE_BN64;
 }
-constexpr int kStages = MONARCH_DENSE_STAGES;
-static_assert(kStages >= 2, "cp.async ring needs at least 2 stages");
+constexpr int kStagesMain = MONARCH_DENSE_STAGES;
+constexpr int kBNSmall = 32, kStagesSmall = 2;
+static_assert(kStagesMain >= 2, "cp.async ring needs at least 2 stages");
 constexpr int kThreads = 128;
 
-template <int D, typename T>
+template <int D, typename T, int kBN, int kStages>
 constexpr size_t dense_smem_bytes() {
-  return size_t(kBM + 2 * kStages * dense_bn<D>()) * Smem<D>::kLd * sizeof(T);  // Q + K, V ring
+  return size_t(kBM + 2 * kStages * kBN) * Smem<D>::kLd * sizeof(T);  // Q + K, V ring
 }
 
-template <typename T, int D, bool kEntropy>
+template <typename T, int D, bool kEntropy, int kBN, int kStages>
 __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParams p) {
+  static_assert(kStages >= 2, "cp.async ring needs at least 2 stages");
   constexpr int LD = Smem<D>::kLd;
-  constexpr int kBN = dense_bn<D>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBM][LD]
   T* sK = sQ + kBM * LD;                   // [kStages][kBN][LD]
@@ -201,15 +209,34 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
   }
 }
 
-template <typename T, int D, bool kEntropy>
-Status launch_dense(const DenseParams& p, cudaStream_t s) {
-  auto kernel = dense_attention_kernel<T, D, kEntropy>;
-  const size_t smem = dense_smem_bytes<D, T>();
+template <typename T, int D, bool kEntropy, int kBN, int kStages>
+Status launch_dense_tiled(const DenseParams& p, cudaStream_t s) {
+  auto kernel = dense_attention_kernel<T, D, kEntropy, kBN, kStages>;
+  const size_t smem = dense_smem_bytes<D, T, kBN, kStages>();
   Status st = prepare_smem(kernel, smem, "dense_attention_kernel");
   if (!st.ok) return st;
   dim3 grid((p.Nq + kBM - 1) / kBM, p.H, p.B);
   kernel<<<grid, kThreads, smem, s>>>(p);
   return launch_status("dense_attention_kernel");
+}
+
+// Two CTAs of `bytes` (plus the 1 KB the runtime reserves per CTA) fit in one SM's shared memory.
+inline bool two_ctas_fit(size_t bytes) {
+  int dev = 0, perSm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) {
+    cudaGetLastError();  // leave no sticky error; the launch path reports real ones
+    return false;
+  }
+  return 2 * (bytes + 1024) <= static_cast<size_t>(perSm);
+}
+
+template <typename T, int D, bool kEntropy>
+Status launch_dense(const DenseParams& p, cudaStream_t s) {
+  constexpr int kBN = dense_bn<D>();
+  if (kBN > kBNSmall && (MONARCH_DENSE_FORCE_SMALL || !two_ctas_fit(dense_smem_bytes<D, T, kBN, kStagesMain>())))
+    return launch_dense_tiled<T, D, kEntropy, kBNSmall, kStagesSmall>(p, s);
+  return launch_dense_tiled<T, D, kEntropy, kBN, kStagesMain>(p, s);
 }
 
 }  // namespace
