@@ -63,7 +63,7 @@ constexpr size_t l_step_smem_bytes() {
 // ---------------------------------------------------------------------------------------------
 // Final L-step, sized by b1 and pipelined (l_step_final_ring_kernel). One CTA of WARPS warps (16·WARPS
 // query rows i, WARPS = ceil(b1/16) up to 4, so b1 = 30 runs 2 warps instead of 4 with 2 idle) per
-// (b, h, a, j, block of 16·WARPS queries). Candidates stream in tiles of kRingBN = 32 through a
+// (b, h, a, j, block of 16·WARPS queries); 8 warps for D = 64 and b1 in (64, 128]. Candidates stream in tiles of kRingBN = 32 through a
 // kRingStages-deep cp.async ring: aL, y and the biases cL (4-byte cp.async; the earlier 64-row kernel's
 // synchronous cL load stalled every tile on a global-memory round trip) of up to 3 tiles are in flight
 // while one is computed.
@@ -353,6 +353,10 @@ Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
     if (p.b1 <= 16) return launch_l_final_ring<T, D, 1>(p, columns, s);
     if (p.b1 <= 32) return launch_l_final_ring<T, D, 2>(p, columns, s);
     if (p.b1 <= 48) return launch_l_final_ring<T, D, 3>(p, columns, s);
+    // D = 64, b1 in (64, 128]: one 8-warp CTA per column instead of two 4-warp CTAs that each stream
+    // the column's whole candidate list (half the L2 traffic).
+    if constexpr (D == 64)
+      if (p.b1 > 64 && p.b1 <= 128) return launch_l_final_ring<T, D, 8>(p, columns, s);
     return launch_l_final_ring<T, D, 4>(p, columns, s);
   }
   auto kernel = l_step_columns_kernel<T, D>;

@@ -7,10 +7,13 @@
 //   outputs  aL[a,f,j,k] = Σ_l R·k  (unscaled),  y[a,f,j,k] = Σ_l R·v,  cL[a,f,j,k] = Σ_l R log R
 // A row with no valid key writes aL = y = 0 and cL = +INF (L logit −∞, the §A.4 fix).
 //
-// Tiling: one CTA of 4 warps per (problem (b,h,a,f,k), block of kBM = 64 query columns j); b2 from 1
-// to thousands, so keys stream in tiles of kBN = 64 through double-buffered shared memory, exactly as
-// in dense_attention.cu. The key tile is also the first value matrix (aL = P·K), so a tile costs one
-// K and one V load and three mma products (S, aL, y).
+// Kernels (the key tile is also the first value matrix, aL = P·K, so a tile costs one K and one V load
+// and three mma products S, aL, y):
+//   first step (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
+//     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
+//     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
+//   later steps (aR, cR depend on f): r_step_kernel, one CTA of 4 warps per (problem (b,h,a,f,k), block
+//     of kBM = 64 query columns j), keys in tiles of kBN through double-buffered shared memory.
 #include "monarch_cuda.h"
 #include "online_softmax.cuh"
 #include "rl_pipeline.cuh"
@@ -336,13 +339,23 @@ template <int NK16>
 constexpr int rw_warps() {
   return NK16 == 6 ? 3 : NK16 == 8 ? 4 : NK16;
 }
-template <int NK16>
-constexpr int rw_min_blocks() {
-  return rw_warps<NK16>() == 1 ? 8 : rw_warps<NK16>() == 2 ? 4 : 2;
-}
+// kDual: the aL and y accumulators are both live, so the two P·K / P·V products issue back to back
+// (more independent mma chains); not where it would exceed the register budget. kSingle (D = 128 with
+// y, b2 in (32, 64], e.g. 480p's 52): one f-block (no prefetch of key tile f + 1) and at most 168
+// registers, so three CTAs share an SM and hide each other's load latency: measured 3.10 ms against
+// 3.45-3.51 ms for two double-buffered CTAs per SM at 480p (benchmarks/notes/kernel-rl-steps.md).
+template <int D, bool kLast, int NK16>
+struct RwCfg {
+  static constexpr int W = rw_warps<NK16>();
+  static constexpr bool kSingle = D == 128 && kLast && NK16 <= 4 && NK16 >= 3;
+  static constexpr bool kDual = kLast && !(D == 128 && NK16 == 5) && !kSingle;
+  static constexpr int kMinBlocks = W == 1 ? 8 : W == 2 ? 4 : ((D == 64 && W == 4) || kSingle) ? 3 : 2;
+};
+// Shared memory: the query / staging rows and one or two f-blocks (two: key tile f + 1 loads while f
+// is computed; one when there is a single key tile or the config is kSingle).
 template <int D, typename T, bool kLast, int NK16>
-constexpr size_t r_rowwise_smem_bytes() {
-  return size_t(16 * rw_warps<NK16>() + 2 * 16 * NK16 * (kLast ? 2 : 1)) * Smem<D>::kLd * sizeof(T);
+constexpr size_t r_rowwise_smem_bytes(int blocks) {
+  return size_t(16 * rw_warps<NK16>() + blocks * 16 * NK16 * (kLast ? 2 : 1)) * Smem<D>::kLd * sizeof(T);
 }
 
 // Issue the cp.async loads of one key tile's NKEY rows of K (then V, last step) into a ring block;
@@ -355,14 +368,15 @@ __device__ __forceinline__ void r_rowwise_issue(T* block, const T* kg, const T* 
 }
 
 template <typename T, int D, bool kLast, int NK16>
-__global__ void __launch_bounds__(32 * rw_warps<NK16>(), rw_min_blocks<NK16>())
-    r_step_rowwise_kernel(MonarchParams p) {
+__global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>::kMinBlocks))
+    r_step_rowwise_kernel(MonarchParams p, int twoBlocks) {
   constexpr int LD = Smem<D>::kLd;
   constexpr int W = rw_warps<NK16>(), NT = 32 * W, BM = 16 * W, NKEY = 16 * NK16;
   constexpr int kBlockElems = NKEY * (kLast ? 2 : 1) * LD;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [BM][LD] queries; then warp w's rows are its output staging
-  T* sRing = sQ + BM * LD;                 // [2][NKEY (K) (+ NKEY (V))][LD]
+  T* sRing = sQ + BM * LD;                 // [1 or 2][NKEY (K) (+ NKEY (V))][LD]
+  constexpr bool kDual = RwCfg<D, kLast, NK16>::kDual;
 
   int64_t pid = blockIdx.x;
   const int kr = int(pid % p.b1);  pid /= p.b1;
@@ -397,16 +411,18 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), rw_min_blocks<NK16>())
   const int64_t rowStride = int64_t(p.b1) * D;
   uint32_t qa[D / 16][4];
 
+  // twoBlocks (uniform): key tile f + 1 is loaded into the other block while f is computed; else
+  // into the one block after every warp is done with f.
   for (int f = 0; f < fLim; ++f) {
     cp_async_wait<0>();  // key tile f (and, for f = 0, the queries) landed
     __syncthreads();     // ... for every thread; and every warp is done with key tile f - 1's block
-    if (f + 1 < fLim)
+    if (twoBlocks && f + 1 < fLim)
       r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing + ((f + 1) & 1) * kBlockElems, kg, vg, p.k.sS, p.v.sS,
                                               (f + 1) * tileToks + kTok0, b2);
     cp_async_commit();
     if (f == 0) load_a_frags<D>(qa, sStage, lane);
 
-    const T* sK = sRing + (f & 1) * kBlockElems;
+    const T* sK = sRing + (twoBlocks ? (f & 1) : 0) * kBlockElems;
     float S[NKEY / 8][4];
     warp_gemm_abt<D, NKEY, T>(S, qa, sK, lane);
     const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
@@ -434,12 +450,22 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), rw_min_blocks<NK16>())
     const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
     float acc[D / 8][4];
     zero_acc<D>(acc);
-    warp_gemm_ab<D, NKEY, T>(acc, pa, sK, lane);  // aL = P·K
-    if (nRows > 0) store_rows_staged<D, T>(acc, inv, lane, sStage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
-    if constexpr (kLast) {
-      zero_acc<D>(acc);
-      warp_gemm_ab<D, NKEY, T>(acc, pa, sK + NKEY * LD, lane);  // y = P·V
-      if (nRows > 0) store_rows_staged<D, T>(acc, inv, lane, sStage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+    if constexpr (kDual) {
+      float accV[D / 8][4];
+      zero_acc<D>(accV);
+      warp_gemm_ab2<D, NKEY, T>(acc, accV, pa, sK, sK + NKEY * LD, lane);  // aL = P·K, y = P·V
+      if (nRows > 0) {
+        store_rows_staged<D, T>(acc, inv, lane, sStage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+        store_rows_staged<D, T>(accV, inv, lane, sStage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+      }
+    } else {
+      warp_gemm_ab<D, NKEY, T>(acc, pa, sK, lane);  // aL = P·K
+      if (nRows > 0) store_rows_staged<D, T>(acc, inv, lane, sStage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+      if constexpr (kLast) {
+        zero_acc<D>(acc);
+        warp_gemm_ab<D, NKEY, T>(acc, pa, sK + NKEY * LD, lane);  // y = P·V
+        if (nRows > 0) store_rows_staged<D, T>(acc, inv, lane, sStage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+      }
     }
     if (qd == 0) {
 #pragma unroll
@@ -448,6 +474,11 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), rw_min_blocks<NK16>())
         if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] > 0.f ? sm.neg_entropy(hh) : INFINITY;
       }
     }
+    if (!twoBlocks && f + 1 < fLim) {
+      __syncthreads();  // every warp is done with the block
+      r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing, kg, vg, p.k.sS, p.v.sS, (f + 1) * tileToks + kTok0, b2);
+      cp_async_commit();
+    }
   }
   cp_async_wait<0>();  // only an empty group can be pending here
 }
@@ -455,7 +486,8 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), rw_min_blocks<NK16>())
 template <typename T, int D, bool kLast, int NK16>
 Status launch_r_step_rowwise(const MonarchParams& p, cudaStream_t s) {
   auto kernel = r_step_rowwise_kernel<T, D, kLast, NK16>;
-  const size_t smem = r_rowwise_smem_bytes<D, T, kLast, NK16>();
+  const int twoBlocks = p.Fk > 1 && !RwCfg<D, kLast, NK16>::kSingle;
+  const size_t smem = r_rowwise_smem_bytes<D, T, kLast, NK16>(twoBlocks ? 2 : 1);
   Status st = prepare_smem(kernel, smem, "r_step_rowwise_kernel");
   if (!st.ok) return st;
   constexpr int BM = 16 * rw_warps<NK16>();
@@ -465,7 +497,7 @@ Status launch_r_step_rowwise(const MonarchParams& p, cudaStream_t s) {
     return Status::Error("r_step_rowwise_kernel: problem too large for one launch (B·H·Aq·b1 = " +
                          std::to_string(problems) + ")");
   dim3 grid(static_cast<unsigned>(problems), static_cast<unsigned>(qBlocks));
-  kernel<<<grid, 32 * rw_warps<NK16>(), smem, s>>>(p);
+  kernel<<<grid, 32 * rw_warps<NK16>(), smem, s>>>(p, twoBlocks);
   return launch_status("r_step_rowwise_kernel");
 }
 

@@ -66,6 +66,29 @@ __device__ __forceinline__ void store_rows_staged(const float (&O)[D / 8][4], co
   __syncwarp();
 }
 
+// O1 += P·V1 and O2 += P·V2 (V1, V2: NK × D row-major tiles in shared memory) in one pass over the
+// B fragments: the two products' mma chains interleave and each B fragment is live only briefly.
+template <int D, int NK, typename T>
+__device__ __forceinline__ void warp_gemm_ab2(float (&O1)[D / 8][4], float (&O2)[D / 8][4],
+                                              const uint32_t (&pa)[NK / 16][4], const T* sV1, const T* sV2,
+                                              int lane) {
+  constexpr int LD = Smem<D>::kLd;
+#pragma unroll
+  for (int kt = 0; kt < NK / 16; ++kt) {
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      const int off = (kt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + dp * 16 + (lane / 16) * 8;
+      uint32_t b1[4], b2[4];
+      ldmatrix_x4_trans(b1, sV1 + off);
+      ldmatrix_x4_trans(b2, sV2 + off);
+      mma16816<T>(O1[2 * dp], pa[kt], b1[0], b1[1]);
+      mma16816<T>(O1[2 * dp + 1], pa[kt], b1[2], b1[3]);
+      mma16816<T>(O2[2 * dp], pa[kt], b2[0], b2[1]);
+      mma16816<T>(O2[2 * dp + 1], pa[kt], b2[2], b2[3]);
+    }
+  }
+}
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace monarch

@@ -554,7 +554,8 @@ int main(int argc, char** argv) {
   if (small) {
     mcases = {{"small causal", 1, 1, 20, 20, 3, 4, 1, 2, 2, true, true, true, true, 1.5},
               {"small b2=70", 1, 1, 3, 70, 1, 2, 0, 0, 1, false, true, false, false, 1.5},
-              {"small b2=130 T=3", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5}};
+              {"small b2=130 T=3", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
+              {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
