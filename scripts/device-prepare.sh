@@ -4,7 +4,9 @@
 # Then run scripts/device-suite.sh there with carry [".device", "build/Release", "dist"].
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npx --no-install cmake-js compile --CDMONARCH_CUDA=ON --CDCMAKE_CUDA_ARCHITECTURES=90a-real
+# Plain cmake: unlike `cmake-js compile` on an existing build/, it always applies the -D flags.
+cmake -S . -B build -G Ninja -DMONARCH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null
+cmake --build build
 npx --no-install tsc -p tsconfig.build.json
 bash ../shared/device/pack.sh
 # The commit the device run reports (a "-dirty" suffix when the tree has uncommitted changes).
