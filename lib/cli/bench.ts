@@ -97,7 +97,7 @@ async function runBench(o: BenchOpts): Promise<number> {
 
   const progress = makeProgress(o.progress);
   const torchBackends: TorchBackend[] = torch.python && shape.dtype !== 'float32' ? ['flash', 'cudnn'] : [];
-  progress.start(2 + variants.length + (o.check ? 1 : 0) + (o.dense ? 1 : 0) + (torchBackends.length ? 1 : 0), 'starting');
+  progress.start(2 + variants.length + (o.check ? 1 : 0) + (o.dense ? 2 : 0) + (torchBackends.length ? 1 : 0), 'starting');
   let checks: CheckResult[] = [];
   const rows: BenchRow[] = [];
   try {
@@ -117,6 +117,13 @@ async function runBench(o: BenchOpts): Promise<number> {
           rows.push(rowFromMeasured(`our dense (${backend})`, 'dense', m, dense, peak.tflops));
         } catch (e) {
           rows.push(failedRow(`our dense (${backend})`, 'dense', dense, (e as Error).message));
+        }
+        const statsLabel = `our dense + lse + entropy (${backend})`;
+        progress.tick(statsLabel);
+        try {
+          rows.push(rowFromMeasured(statsLabel, 'dense', measureDense(w, timing, true), dense, peak.tflops));
+        } catch (e) {
+          rows.push(failedRow(statsLabel, 'dense', dense, (e as Error).message));
         }
       }
       for (const v of variants) {

@@ -85,14 +85,19 @@ export async function measureMonarch(w: Workload, v: MonarchVariant, timing: Tim
   }
 }
 
-export function measureDense(w: Workload, timing: Timing): Measured {
+/**
+ * Our dense kernel; with `stats` it also writes the per-row LSE and entropy (§C.3 online entropy), the
+ * cost VMonarch-style entropy adds to FlashAttention.
+ */
+export function measureDense(w: Workload, timing: Timing, stats = false): Measured {
   const s = w.shape;
   const { nq, nk } = tokenCounts(s);
   const s0 = w.sets[0];
-  const r = denseAttentionSync(s0.q, s0.k, s0.v, { backend: w.backend });
+  const extra = { returnLse: stats, returnEntropy: stats };
+  const r = denseAttentionSync(s0.q, s0.k, s0.v, { backend: w.backend, ...extra });
   const out = takeOutput(r.out);
   // The KV case's last chunk sees every cached key (block-causal, last chunk), so no mask is needed.
-  const times = denseTime(w.sets.map((x) => [x.q, x.k, x.v] as QKV), { backend: w.backend, warmup: timing.warmup, iters: timing.repeats });
+  const times = denseTime(w.sets.map((x) => [x.q, x.k, x.v] as QKV), { backend: w.backend, warmup: timing.warmup, iters: timing.repeats, ...extra });
   return {
     times, out, flops: denseFlops(s.batch, s.heads, nq, nk, s.headDim),
     timer: w.backend === 'cuda' ? 'CUDA events' : 'monotonic clock', notes: [],
