@@ -7,10 +7,11 @@ import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { HostTensor } from './types';
 import type { DeviceTensor } from './device';
 import { chunkMaps } from './layout';
-import { act, bshd, checkQKV, offsetView, Scratch, stage, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
-import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
+import { act, bshd, checkInputSets, checkQKV, inSet, offsetView, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
+import { timeOptions, type TimeOptions } from './validate';
 
 export class KVCache {
   private plan: NativePlan | null;
@@ -150,6 +151,31 @@ export class KVCache {
     runSync(plan, this.ops(s), cuda);
     this.frames += this.chunkFrames;
     return s.collect();
+  }
+
+  /**
+   * Times the next step without taking it: `iters` steps after `warmup`, each appending its chunk at
+   * the current position (framesCached stays where it is) and attending to every cached frame, rotating
+   * over the input sets; one time in ms per step. Fill the cache with stepSync()/step() first to time
+   * the step at a given depth. CUDA: events on the cache's stream around each step (host inputs are
+   * uploaded once first, so only GPU work is timed). CPU: the monotonic clock around each step.
+   */
+  time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions = {}): number[] {
+    const plan = this.live();
+    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling time()');
+    const { warmup, iters } = timeOptions(opts);
+    const sets = checkInputSets(inputs);
+    const cuda = this.cfg.backend === 'cuda';
+    const owned: Array<{ dispose(): void }> = [];
+    try {
+      const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
+        const c = this.check(q, k, v);
+        return this.ops(stageForTiming(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, owned));
+      }));
+      return timeOps(plan, cuda, prepared, warmup, iters);
+    } finally {
+      for (const d of owned) d.dispose();
+    }
   }
 
   /** Empties the cache (keeps its memory) to decode a new video. */

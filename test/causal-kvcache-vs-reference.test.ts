@@ -62,6 +62,38 @@ describe('KV cache (CPU, fp32)', () => {
     }
   });
 
+  test('time() times the next step without taking it; the cache stays exact and full caches refuse', () => {
+    const rng = mulberry32(51500);
+    const layout: VideoLayout = { kind: 'video', frames: 6, height: 2, width: 3 };
+    const cf = 2, chunkN = 12, N = 36, B = 1, H = 2, D = 8;
+    const q = randAct(rng, B, N, H, D, 2), k = randAct(rng, B, N, H, D), v = randAct(rng, B, N, H, D);
+    const other = [randAct(rng, B, chunkN, H, D), randAct(rng, B, chunkN, H, D), randAct(rng, B, chunkN, H, D)].map((a) => toHost(a));
+    const want = videoRef(q, k, v, layout, { chunkFrames: cf });
+    const attn = new MonarchAttention({ layout, heads: H, headDim: D, causal: { chunkFrames: cf }, backend: 'cpu' });
+    const cache = attn.createKVCache();
+    try {
+      const part = (a: typeof q, c: number) => toHost(sliceTokens(a, c * chunkN, (c + 1) * chunkN));
+      cache.stepSync(part(q, 0), part(k, 0), part(v, 0));
+      // time() writes its chunk's keys at frame 2 (with other inputs), then the real step must overwrite them.
+      const times = cache.time([[other[0], other[1], other[2]], [part(q, 1), part(k, 1), part(v, 1)]], { warmup: 1, iters: 3 });
+      expect(times).toHaveLength(3);
+      for (const t of times) expect(t).toBeGreaterThanOrEqual(0);
+      expect(cache.framesCached).toBe(cf);
+      for (let c = 1; c < 3; c++) {
+        const got = fromHost(cache.stepSync(part(q, c), part(k, c), part(v, c)) as never);
+        expectClose(got, sliceRows(want, B, N, H, D, c * chunkN, (c + 1) * chunkN), FP32, `chunk ${c} after time()`, [B, chunkN, H, D]);
+      }
+      expect(() => cache.time([[other[0], other[1], other[2]]], { iters: 1 })).toThrow(/KVCache is full: 6 of 6 frames/);
+      cache.reset();
+      expect(() => cache.time([[other[0], other[1]] as never])).toThrow(/inputs\[0\] must be a \[q, k, v\] triple/);
+      expect(() => cache.time([[part(q, 0), part(k, 0), toHost(sliceTokens(v, 0, chunkN - 1))]])).toThrow(/^inputs\[0\]: /);
+    } finally {
+      cache.dispose();
+      attn.dispose();
+    }
+    expect(() => cache.time([[other[0], other[1], other[2]]])).toThrow('KVCache was disposed');
+  });
+
   test("recompute 'first-frame': the first step's frame-0 rows are dense rows, like the one-shot forward", () => {
     const rng = mulberry32(52000);
     const layout: VideoLayout = { kind: 'video', frames: 4, height: 2, width: 2, factorization: 'vmonarch' };

@@ -1,8 +1,7 @@
 // One measurement per method at one workload: the output on input set 0 (for the error column and
 // checks), then the timings. Monarch full forwards and our dense use the library's timers (CUDA
-// events on the stream / monotonic clock on the CPU); the KV-cache step is timed with the host clock
-// around an awaited step (the API has no event timer for it), after re-filling the cache untimed.
-import { performance } from 'node:perf_hooks';
+// events on the stream / monotonic clock on the CPU); the KV-cache step is timed the same way by
+// KVCache.time() once the cache holds every earlier chunk of input set 0.
 import { denseAttentionSync, denseTime, MonarchAttention } from '../index';
 import { denseFlops, monarchFlops } from './flops';
 import { tokenCounts } from './presets';
@@ -47,13 +46,11 @@ function monarchStepFlops(attn: MonarchAttention, w: Workload, T: number, notes:
   return lib;
 }
 
-async function kvLastStep(cache: ReturnType<MonarchAttention['createKVCache']>, chunks: QKV[]): Promise<{ out: AnyTensor; ms: number }> {
+/** Fills the cache with every chunk but the last (untimed), then returns the last chunk's output. */
+async function kvLastStep(cache: ReturnType<MonarchAttention['createKVCache']>, chunks: QKV[]): Promise<AnyTensor> {
   cache.reset();
   for (let c = 0; c < chunks.length - 1; c++) disposeAll([await cache.step(...chunks[c])]);
-  const last = chunks[chunks.length - 1];
-  const t0 = performance.now();
-  const out = await cache.step(...last);
-  return { out, ms: performance.now() - t0 };
+  return cache.step(...chunks[chunks.length - 1]);
 }
 
 export async function measureMonarch(w: Workload, v: MonarchVariant, timing: Timing): Promise<Measured> {
@@ -64,14 +61,15 @@ export async function measureMonarch(w: Workload, v: MonarchVariant, timing: Tim
     if (isKv(w)) {
       const cache = attn.createKVCache();
       try {
-        const out = takeOutput((await kvLastStep(cache, w.sets[0].chunks!)).out);
-        const times: number[] = [];
-        for (let i = 0; i < timing.warmup + timing.repeats; i++) {
-          const r = await kvLastStep(cache, w.sets[i % w.sets.length].chunks!);
-          disposeAll([r.out]);
-          if (i >= timing.warmup) times.push(r.ms);
-        }
-        return { times, out, flops, timer: 'host clock around await cache.step()', notes };
+        const chunks = w.sets[0].chunks!;
+        const out = takeOutput(await kvLastStep(cache, chunks));
+        // Back to the last chunk's position: time() appends there each time without advancing.
+        cache.reset();
+        for (let c = 0; c < chunks.length - 1; c++) disposeAll([cache.stepSync(...chunks[c])]);
+        const last = w.sets.map((s) => s.chunks![s.chunks!.length - 1]);
+        const times = cache.time(last, { warmup: timing.warmup, iters: timing.repeats });
+        const timer = w.backend === 'cuda' ? 'CUDA events around KVCache.time() steps' : 'monotonic clock';
+        return { times, out, flops, timer, notes };
       } finally {
         cache.dispose();
       }
