@@ -9,6 +9,7 @@
 // entropy variant uses the same tiling (one extra FMA per logit).
 // Masks: key tail (Nk), keyValid, block-causal (query at position q0 + n sees keys
 // [0, ((q0+n)/C + 1)·C)); the key loop stops at the last tile any row of the block may see.
+#include "fp32_stages.h"
 #include "monarch_cuda.h"
 #include "dense_softmax.cuh"
 #include "online_softmax.cuh"  // rescale_rows, zero_acc
@@ -247,6 +248,7 @@ Status dense(const DenseParams& p, Stream stream) {
   if (p.B == 0 || p.H == 0 || p.Nq == 0) return Status::Ok();
   if (p.H > 65535 || p.B > 65535)
     return Status::Error("dense_attention_kernel: B and H must be at most 65535 (grid limit)");
+  if (p.dtype == kF32) return fp32::dense(p, static_cast<cudaStream_t>(stream));
   if (!act_rows_aligned16(p.q) || !act_rows_aligned16(p.k) || !act_rows_aligned16(p.v) ||
       !act_rows_aligned16(p.o))
     return Status::Error(

@@ -13,6 +13,7 @@
 //   pass 1 computes every query's log-partition lse_i (streaming max/sum over the candidates) into
 //   shared memory; pass 2 walks candidate blocks of 64 and, for each, query tiles of 64: Sᵀ = aL·qᵀ,
 //   Pᵀ = 2^(Sᵀ·s·log2e − cL·log2e − lse2_i), aR += Pᵀ·q and cR += Σ_i Pᵀ (a tensor-core Lᵀ·Q).
+#include "fp32_stages.h"
 #include "monarch_cuda.h"
 #include "online_softmax.cuh"
 #include "rl_pipeline.cuh"
@@ -372,6 +373,7 @@ Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
 
 Status l_step(const MonarchParams& p, bool final, Stream stream) {
   if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
+  if (p.dtype == kF32) return fp32::l_step(p, final, static_cast<cudaStream_t>(stream));
   if (!act_rows_aligned16(p.q) || (final && !act_rows_aligned16(p.o)) || !aligned16(p.aR) ||
       !aligned16(p.aL) || !aligned16(p.y))
     return Status::Error(

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 
+#include "launch_utils.cuh"
 #include "monarch.h"
 
 namespace monarch {
@@ -287,12 +288,6 @@ __device__ __forceinline__ void store_rows(const float (&O)[D / 8][4], const flo
 }
 
 // ---- host side --------------------------------------------------------------------------------
-inline Status launch_status(const char* kernel) {
-  cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess) return Status::Ok();
-  return Status::Error(std::string(kernel) + ": " + cudaGetErrorString(e));
-}
-
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 // An activation whose rows can be read with 16-byte copies: base aligned, strides multiples of 8.
 inline bool act_rows_aligned16(const Act& a) {
@@ -308,13 +303,13 @@ struct DimTag {
   static constexpr int value = D;
 };
 
-// The one dispatch place: (dtype, head dim) → fn(TypeTag<T>, DimTag<D>). Float32 and other head dims
-// return an error naming the value and the supported set.
+// The one tensor-core dispatch place: (dtype, head dim) → fn(TypeTag<T>, DimTag<D>). Other head dims
+// return an error naming the value and the supported set. Float32 never gets here: the stage entry
+// points route it to the CUDA-core kernels (fp32_stages.h).
 template <typename Fn>
 Status dispatch_dtype_dim(DType dt, int D, Fn&& fn) {
   if (dt == kF32)
-    return Status::Error(
-        "float32 is not supported by the CUDA backend; use float16 or bfloat16, or backend 'cpu'");
+    return Status::Error("float32 takes the CUDA-core kernels (fp32_stages.h), not the tensor-core dispatch");
   if (dt != kF16 && dt != kBF16) return Status::Error("Unsupported dtype " + std::to_string(int(dt)));
   if (D != 64 && D != 128)
     return Status::Error("Unsupported head dim D=" + std::to_string(D) + "; the CUDA backend supports 64, 128");
@@ -322,23 +317,6 @@ Status dispatch_dtype_dim(DType dt, int D, Fn&& fn) {
     return D == 64 ? fn(TypeTag<__half>{}, DimTag<64>{}) : fn(TypeTag<__half>{}, DimTag<128>{});
   }
   return D == 64 ? fn(TypeTag<__nv_bfloat16>{}, DimTag<64>{}) : fn(TypeTag<__nv_bfloat16>{}, DimTag<128>{});
-}
-
-// Opt a kernel into `bytes` of dynamic shared memory, checking the device limit first.
-template <typename K>
-Status prepare_smem(K kernel, size_t bytes, const char* name) {
-  int dev = 0, maxOptin = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&maxOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e != cudaSuccess) return Status::Error(std::string(name) + ": " + cudaGetErrorString(e));
-  if (bytes > static_cast<size_t>(maxOptin))
-    return Status::Error(std::string(name) + ": needs " + std::to_string(bytes) +
-                         " bytes of shared memory, the device allows " + std::to_string(maxOptin));
-  if (bytes > 48 * 1024) {
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-    if (e != cudaSuccess) return Status::Error(std::string(name) + ": " + cudaGetErrorString(e));
-  }
-  return Status::Ok();
 }
 
 }  // namespace detail

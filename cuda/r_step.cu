@@ -14,6 +14,7 @@
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
 //   later steps (aR, cR depend on f): r_step_kernel, one CTA of 4 warps per (problem (b,h,a,f,k), block
 //     of kBM = 64 query columns j), keys in tiles of kBN through double-buffered shared memory.
+#include "fp32_stages.h"
 #include "monarch_cuda.h"
 #include "online_softmax.cuh"
 #include "rl_pipeline.cuh"
@@ -541,6 +542,7 @@ Status launch_r_step(const MonarchParams& p, cudaStream_t s) {
 
 Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
+  if (p.dtype == kF32) return fp32::r_step(p, first, last, static_cast<cudaStream_t>(stream));
   if (!act_rows_aligned16(p.q) || !act_rows_aligned16(p.k) || !act_rows_aligned16(p.v) ||
       !aligned16(p.aR) || !aligned16(p.aL) || !aligned16(p.y))
     return Status::Error(

@@ -35,9 +35,23 @@ export function info(): InfoResult {
   };
 }
 
-/** What the CUDA backend supports (one place; kept in sync with cuda/ dispatch). */
+/**
+ * What the CUDA backend supports (one place; kept in sync with cuda/): float16 / bfloat16 run on
+ * tensor cores with these head dims (cuda/mma_utils.cuh); float32 runs on CUDA cores with any head dim
+ * up to CUDA_F32_MAX_HEAD_DIM (cuda/fp32_rows.cuh).
+ */
 export const CUDA_HEAD_DIMS: readonly number[] = [64, 128];
-export const CUDA_DTYPES: readonly string[] = ['float16', 'bfloat16'];
+export const CUDA_F32_MAX_HEAD_DIM = 128;
+
+/** Null when the CUDA kernels take (dtype, headDim), else why not (for a RangeError). */
+export function cudaShapeProblem(dtype: string, headDim: number): string | null {
+  if (dtype === 'float32') {
+    return headDim <= CUDA_F32_MAX_HEAD_DIM ? null
+      : `headDim ${headDim} is not supported by the CUDA backend for float32 (supported: 1..${CUDA_F32_MAX_HEAD_DIM})`;
+  }
+  return CUDA_HEAD_DIMS.includes(headDim) ? null
+    : `headDim ${headDim} is not supported by the CUDA backend for ${dtype} (supported: ${CUDA_HEAD_DIMS.join(', ')}; float32: 1..${CUDA_F32_MAX_HEAD_DIM})`;
+}
 
 /** Null when CUDA can be used, else the reason. */
 export function cudaUnavailableReason(): string | null {

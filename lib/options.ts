@@ -3,7 +3,7 @@ import { native, type NativePlan } from './native';
 import { dtypeCode } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { computeGeometry, type Geometry } from './layout';
-import { CUDA_DTYPES, CUDA_HEAD_DIMS, cudaUnavailableReason } from './info';
+import { cudaShapeProblem, cudaUnavailableReason } from './info';
 import { checkEnum, checkInt, checkObject, checkPositive, optInt } from './validate';
 
 export const MAX_NUM_ITERS = 16;
@@ -30,22 +30,20 @@ export interface ResolvedOptions {
 }
 
 /**
- * 'auto' → 'cuda' when the addon has CUDA, a GPU is visible and the dtype is one the CUDA kernels
- * support (then the head dim must be too); else 'cpu'. 'cuda' checks dtype and head dim (RangeError),
- * then availability (Error "CUDA backend unavailable: <reason>").
+ * 'auto' → 'cuda' when the addon has CUDA, a GPU is visible and the CUDA kernels take the dtype and
+ * head dim (float16/bfloat16: 64, 128; float32: 1..128); else 'cpu'. 'cuda' checks dtype and head dim
+ * (RangeError), then availability (Error "CUDA backend unavailable: <reason>").
  */
 export function resolveBackend(requested: Backend, dtype: DType, headDim: number): 'cpu' | 'cuda' {
   if (requested === 'cpu') {
     if (headDim > CPU_MAX_HEAD_DIM) throw new RangeError(`headDim ${headDim} is out of range 1..${CPU_MAX_HEAD_DIM} (CPU backend)`);
     return 'cpu';
   }
+  const problem = cudaShapeProblem(dtype, headDim);
   if (requested === 'auto') {
-    if (cudaUnavailableReason() !== null || !CUDA_DTYPES.includes(dtype)) return resolveBackend('cpu', dtype, headDim);
-  } else if (!CUDA_DTYPES.includes(dtype)) {
-    throw new RangeError(`dtype '${dtype}' is not supported by the CUDA backend (supported: ${CUDA_DTYPES.join(', ')})`);
-  }
-  if (!CUDA_HEAD_DIMS.includes(headDim)) {
-    throw new RangeError(`headDim ${headDim} is not supported by the CUDA backend (supported: ${CUDA_HEAD_DIMS.join(', ')})`);
+    if (cudaUnavailableReason() !== null || problem !== null) return resolveBackend('cpu', dtype, headDim);
+  } else if (problem !== null) {
+    throw new RangeError(problem);
   }
   const reason = cudaUnavailableReason();
   if (reason !== null) throw new Error(`CUDA backend unavailable: ${reason}`);

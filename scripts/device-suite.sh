@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (after `source .device/activate.sh`): the GPU test suite, compute-sanitizer on a
 # small subset, the CLI check and the benchmarks. Logs and results go to $OUT (or ./device-out).
-#   scripts/device-suite.sh [tests] [sanitize] [check] [bench] [accuracy]   (default: all)
+#   scripts/device-suite.sh [tests] [sanitize] [sanitize-jest] [check] [bench] [plot] [accuracy]
+#   (default: tests sanitize check bench)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}; mkdir -p "$out"
@@ -21,10 +22,17 @@ for s in $steps; do
           node bin/monarch-attn.js check --backend cuda --dtype bfloat16 > "$out/sanitize-$tool.log" 2>&1
         echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-$tool.log" | tail -1)"
       done ;;
+    sanitize-jest)
+      echo "== compute-sanitizer memcheck + racecheck over the CUDA jest suites (\${SANITIZE_TESTS:-test/cuda-})"
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool $tool --error-exitcode 99 --target-processes all \
+          jest --ci --runInBand ${SANITIZE_TESTS:-test/cuda-} > "$out/sanitize-jest-$tool.log" 2>&1
+        echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-jest-$tool.log" | tail -1); $(grep -E '^Tests:' "$out/sanitize-jest-$tool.log" | tail -1)"
+      done ;;
     check)
       echo "== CLI check (cuda)"
       node bin/monarch-attn.js info | tee "$out/info.txt"
-      for dt in float16 bfloat16; do
+      for dt in float16 bfloat16 float32; do
         node bin/monarch-attn.js check --backend cuda --dtype $dt 2>&1 | tee "$out/check-$dt.txt" | tail -3
       done ;;
     bench)

@@ -177,16 +177,20 @@ describe('lifecycle', () => {
 describe('CUDA backend options', () => {
   // dtype and head dim are checked before availability (docs/API.md), so these hold with or without a GPU
   test("unsupported head dim with backend 'cuda' names the value and the supported set", () => {
-    expectError(() => make({ backend: 'cuda', headDim: 80, dtype: 'bfloat16' }), RangeError, 'headDim 80 is not supported by the CUDA backend (supported: 64, 128)');
+    expectError(() => make({ backend: 'cuda', headDim: 80, dtype: 'bfloat16' }), RangeError,
+      'headDim 80 is not supported by the CUDA backend for bfloat16 (supported: 64, 128; float32: 1..128)');
   });
-  test("float32 with backend 'cuda' names the dtype and the supported set", () => {
-    expectError(() => make({ backend: 'cuda', headDim: 64, dtype: 'float32' }), RangeError, /float32/, /float16/, /bfloat16/);
+  test("float32 with backend 'cuda' takes head dims up to 128 and names the limit beyond", () => {
+    expectError(() => make({ backend: 'cuda', headDim: 160, dtype: 'float32' }), RangeError,
+      'headDim 160 is not supported by the CUDA backend for float32 (supported: 1..128)');
   });
   const gate = cudaGate();
   if (gate.run) {
-    test("backend 'cuda' resolves to cuda; 'auto' with bf16 picks cuda, with fp32 the CPU", () => {
-      for (const [backend, dtype, want] of [['cuda', 'bfloat16', 'cuda'], ['auto', 'bfloat16', 'cuda'], ['auto', 'float32', 'cpu']] as const) {
-        const a = make({ backend, dtype, headDim: 64 });
+    test("backend 'cuda' resolves to cuda; 'auto' picks cuda where the kernels take dtype and head dim, else the CPU", () => {
+      const cases = [['cuda', 'bfloat16', 64, 'cuda'], ['cuda', 'float32', 40, 'cuda'], ['auto', 'bfloat16', 64, 'cuda'],
+        ['auto', 'float32', 64, 'cuda'], ['auto', 'bfloat16', 80, 'cpu'], ['auto', 'float32', 160, 'cpu']] as const;
+      for (const [backend, dtype, headDim, want] of cases) {
+        const a = make({ backend, dtype, headDim });
         expect(a.backend).toBe(want);
         a.dispose();
       }
