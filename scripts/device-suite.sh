@@ -24,8 +24,10 @@ for s in $steps; do
       done ;;
     sanitize-jest)
       echo "== compute-sanitizer memcheck + racecheck over the CUDA jest suites (\${SANITIZE_TESTS:-test/cuda-})"
+      # API errors are not reported: test/cuda-errors-recovery.test.ts provokes cudaMalloc out-of-memory on
+      # purpose; every kernel memory access is still checked.
       for tool in memcheck racecheck; do
-        compute-sanitizer --tool $tool --error-exitcode 99 --target-processes all \
+        compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 99 --target-processes all \
           jest --ci --runInBand ${SANITIZE_TESTS:-test/cuda-} > "$out/sanitize-jest-$tool.log" 2>&1
         echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-jest-$tool.log" | tail -1); $(grep -E '^Tests:' "$out/sanitize-jest-$tool.log" | tail -1)"
       done ;;
