@@ -44,7 +44,7 @@ for s in $steps; do
           --markdown "$out/bench-$p.md" --no-progress 2>&1 | tee "$out/bench-$p.txt" | grep -E "│|check|FAIL|Error"
       done ;;
     plot)
-      node bin/monarch-attn.js bench --backend cuda --preset wan-480p --iters 1 --no-python --plot "$out/frames.svg" \
+      node bin/monarch-attn.js bench --backend cuda --preset wan-480p --iters 1 --plot "$out/frames.svg" \
         --plot-frames ${PLOT_FRAMES:-1-41:2} --json "$out/frames.json" --no-progress 2>&1 | tail -8 ;;
     accuracy)
       node bin/monarch-attn.js accuracy --backend cuda --dtype bfloat16 --json "$out/accuracy.json" --markdown "$out/accuracy.md" 2>&1 | tail -40 ;;

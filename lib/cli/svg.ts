@@ -5,7 +5,7 @@ export interface Series { label: string; points: Array<[number, number]> }
 export interface ChartSpec { title: string; subtitle?: string; xLabel: string; yLabel: string; series: Series[]; logY?: boolean }
 
 const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
-const W = 820, H = 520, M = { l: 80, r: 230, t: 64, b: 60 };
+const PW = 510, H = 520, M = { l: 80, t: 64, b: 60 };  // PW: plot width; the legend sizes the right margin
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -36,7 +36,9 @@ export function lineChartSvg(c: ChartSpec): string {
   let y0 = c.logY ? Math.floor(Math.log10(Math.min(...ys, 1))) : 0;
   let y1 = c.logY ? Math.ceil(Math.log10(Math.max(...ys, 1))) : Math.max(...ys, 1e-9) * 1.05;
   if (y1 <= y0) { y0 -= 1; y1 += 1; }
-  const pw = W - M.l - M.r, ph = H - M.t - M.b;
+  const longest = Math.max(0, ...c.series.map((s) => s.label.length));
+  const W = M.l + PW + Math.max(230, 70 + Math.ceil(7.2 * longest));  // ~7 px per 12-px character
+  const pw = PW, ph = H - M.t - M.b;
   const sx = (x: number) => +(M.l + ((x - x0) / (x1 - x0)) * pw).toFixed(1);
   const sy = (y: number) => +(M.t + ph - ((ty(y) - y0) / (y1 - y0)) * ph).toFixed(1);
   const out: string[] = [
