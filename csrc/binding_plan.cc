@@ -41,6 +41,7 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::Dense>("dense"),
                          InstanceMethod<&Plan::DenseAsync>("denseAsync"),
                          InstanceMethod<&Plan::Gather>("gather"),
+                         InstanceMethod<&Plan::GatherAsync>("gatherAsync"),
                          InstanceMethod<&Plan::Synchronize>("synchronize"),
                          InstanceMethod<&Plan::SynchronizeAsync>("synchronizeAsync"),
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),

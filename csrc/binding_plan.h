@@ -44,6 +44,7 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value Dense(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, false); }
   Napi::Value DenseAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, true); }
   Napi::Value Gather(const Napi::CallbackInfo& info) { return Run(info, Op::kGather, false); }
+  Napi::Value GatherAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kGather, true); }
   void Synchronize(const Napi::CallbackInfo& info);
   Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info);
   Napi::Value RecordEvent(const Napi::CallbackInfo& info);

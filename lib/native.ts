@@ -99,6 +99,7 @@ export interface NativePlan {
   dense(a: DenseArgs & { dtype: DTypeCode }): void;
   denseAsync(a: DenseArgs & { dtype: DTypeCode }): Promise<void>;
   gather(a: GatherArgs & { dtype: DTypeCode }): void;
+  gatherAsync(a: GatherArgs & { dtype: DTypeCode }): Promise<void>;
   synchronize(): void;
   synchronizeAsync(): Promise<void>;
   /** CUDA: record an event on the stream, returns its handle; elapsed between two handles in ms. */

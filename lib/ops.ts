@@ -43,7 +43,7 @@ function callAsync(plan: NativePlan, o: Op): Promise<void> {
     case 'r': return plan.rStepAsync(o.args, o.first, o.last);
     case 'l': return plan.lStepAsync(o.args, o.final);
     case 'dense': return plan.denseAsync(o.args);
-    case 'gather': plan.gather(o.args); return Promise.resolve();  // a strided copy; no async variant
+    case 'gather': return plan.gatherAsync(o.args);
   }
 }
 

@@ -261,6 +261,22 @@ test('gather: map picks tokens, -1 writes zeros; out-of-range map entry is a Ran
   plan.dispose();
 });
 
+test('gatherAsync: same result off the event loop; bad arguments reject', async () => {
+  const plan = makePlan();
+  const B = 1, H = 2, D = 3, S = 4;
+  const src = Float32Array.from({ length: B * S * H * D }, (_, i) => i + 1);
+  const dst = new Float32Array(B * 3 * H * D).fill(NaN);
+  const p = plan.gatherAsync({ src: act(src, S, H, D), dst: act(dst, 3, H, D), B, H, D, map: new Int32Array([3, -1, 0]), dtype: 0 });
+  assert.ok(p instanceof Promise);
+  await p;
+  assert.deepEqual(Array.from(dst.subarray(0, 6)), Array.from(src.subarray(18, 24)));
+  assert.deepEqual(Array.from(dst.subarray(6, 12)), [0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(Array.from(dst.subarray(12, 18)), Array.from(src.subarray(0, 6)));
+  await assert.rejects(plan.gatherAsync({ src: act(src, S, H, D), dst: act(dst, 3, H, D), B, H, D,
+    map: new Int32Array([4, 0, 0]), dtype: 0 }), { name: 'RangeError', message: /gatherAsync: src: strided extent 30/ });
+  plan.dispose();
+});
+
 test('dense with lse/entropy and a key mask', async () => {
   const plan = makePlan();
   const B = 1, H = 2, D = 4, Nq = 3, Nk = 5;
