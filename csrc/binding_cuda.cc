@@ -46,27 +46,42 @@ void StreamHandle::Reset() {
 Status UploadSlot::Upload(const void* src, size_t bytes, cuda::Stream s, const void** devicePtr) {
   *devicePtr = nullptr;
   if (bytes == 0) return Status::Ok();
-  if (hasData_ && host_.size() == bytes && std::memcmp(host_.data(), src, bytes) == 0) {
-    *devicePtr = dev_.get();  // same bytes are on the device already (only this slot writes there)
-    return Status::Ok();
+  ++clock_;
+  Entry* pick = nullptr;
+  for (Entry& e : entries_) {
+    if (e.hasData && e.host.size() == bytes && std::memcmp(e.host.data(), src, bytes) == 0) {
+      e.lastUse = clock_;
+      *devicePtr = e.dev.get();  // these bytes are on the device already (only this entry writes there)
+      return Status::Ok();
+    }
+    // A free entry if there is one, else the least recently used.
+    if (!pick || (pick->hasData && (!e.hasData || e.lastUse < pick->lastUse))) pick = &e;
   }
-  if (hasData_) {
-    // The previous copy may still be reading host_ (and kernels reading dev_ come before the new
-    // copy on the same stream anyway); wait before overwriting host_.
+  if (pick->hasData) {
+    // Enqueued kernels may still read pick->dev and the copy into it may still read pick->host.
     Status st = cuda::stream_sync(s);
     if (!st.ok) return st;
   }
-  hasData_ = false;
-  if (dev_.bytes() < bytes) {
-    Status st = dev_.Allocate(bytes);
+  pick->hasData = false;
+  if (pick->dev.bytes() < bytes) {
+    Status st = pick->dev.Allocate(bytes);
     if (!st.ok) return st;
   }
-  host_.assign(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + bytes);
-  Status st = cuda::memcpy_h2d(dev_.get(), host_.data(), bytes, s);
+  pick->host.assign(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + bytes);
+  Status st = cuda::memcpy_h2d(pick->dev.get(), pick->host.data(), bytes, s);
   if (!st.ok) return st;
-  hasData_ = true;
-  *devicePtr = dev_.get();
+  pick->hasData = true;
+  pick->lastUse = clock_;
+  *devicePtr = pick->dev.get();
   return Status::Ok();
+}
+
+void UploadSlot::Reset() {
+  for (Entry& e : entries_) {
+    e.dev.Reset();
+    e.host.clear();
+    e.hasData = false;
+  }
 }
 
 static Status CudaFail(const char* what, cudaError_t e) {

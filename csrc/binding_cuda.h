@@ -54,23 +54,31 @@ class StreamHandle {
   cuda::Stream s_ = nullptr;
 };
 
-// Device copy of a small host array (key/query masks, gather maps) for kernels on one stream.
+// Device copies of small host arrays (key/query masks, gather maps) for kernels on one stream: a few
+// entries, each a host vector and its device copy, looked up by content.
 //
 // Lifetime rule for the host side: cudaMemcpyAsync from pageable memory may return before the copy
-// has read its source, so the slot copies the caller's bytes into a host vector it owns and never
-// touches that vector again until the stream has passed the copy (a stream_sync before reuse). Uploads
-// whose bytes equal the previous upload are skipped altogether, so the T loop of one forward (same
-// masks every step) uploads once and never synchronises the host.
+// has read its source, so an entry copies the caller's bytes into a host vector it owns and never
+// touches that vector (or overwrites its device copy, which enqueued kernels may still read) until the
+// stream has passed them (a stream_sync before an entry is reused for other bytes). Uploads whose bytes
+// an entry already holds are skipped, so a forward or KV step that alternates between a gather map and
+// a scatter map, forward after forward, uploads each once and never synchronises the host.
 class UploadSlot {
  public:
-  // Returns the device pointer holding `bytes` bytes equal to src; the copy is enqueued on s.
+  // Returns the device pointer holding `bytes` bytes equal to src; a copy, if needed, is enqueued on s.
   Status Upload(const void* src, size_t bytes, cuda::Stream s, const void** devicePtr);
-  void Reset() { dev_.Reset(); host_.clear(); hasData_ = false; }
+  void Reset();
 
  private:
-  std::vector<uint8_t> host_;
-  DeviceMem dev_;
-  bool hasData_ = false;
+  static constexpr int kEntries = 4;
+  struct Entry {
+    std::vector<uint8_t> host;
+    DeviceMem dev;
+    bool hasData = false;
+    uint64_t lastUse = 0;
+  };
+  Entry entries_[kEntries];
+  uint64_t clock_ = 0;
 };
 
 // Waits for all work on every stream of the current device (cudaDeviceSynchronize): DeviceBuffer
