@@ -29,6 +29,14 @@
 #include <cstdint>
 #include <string>
 
+// Helpers shared by host code and CUDA kernels: __host__ __device__ under nvcc, plain inline elsewhere
+// (this header stays free of CUDA headers).
+#if defined(__CUDACC__)
+#define MONARCH_HOST_DEVICE __host__ __device__
+#else
+#define MONARCH_HOST_DEVICE
+#endif
+
 namespace monarch {
 
 enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
@@ -109,8 +117,16 @@ inline int64_t ws_c_elems(const MonarchParams& p) {
 }
 
 // True when block-causal masking allows query tile a (local) to see key tile f.
-inline bool pair_allowed(const MonarchParams& p, int a, int f) {
+MONARCH_HOST_DEVICE inline bool pair_allowed(const MonarchParams& p, int a, int f) {
   return p.causalTiles <= 0 || f / p.causalTiles <= (p.qTile0 + a) / p.causalTiles;
+}
+
+// The key tiles query tile a (local) may see form a prefix [0, allowed_key_tiles(p, a)), at least 1:
+// f is allowed iff pair_allowed(p, a, f).
+MONARCH_HOST_DEVICE inline int allowed_key_tiles(const MonarchParams& p, int a) {
+  if (p.causalTiles <= 0) return p.Fk;
+  const int lim = ((p.qTile0 + a) / p.causalTiles + 1) * p.causalTiles;
+  return lim < p.Fk ? lim : p.Fk;
 }
 
 // ---------------------------------------------------------------------------------------------

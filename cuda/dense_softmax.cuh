@@ -11,7 +11,7 @@
 // p = 2^(fma(s, scale2, −m)), with ũ += p·(t−m) as one FMA on the exponent already in a register.
 #pragma once
 
-#include "mma_utils.cuh"
+#include "online_softmax.cuh"  // SoftmaxRows
 
 namespace monarch {
 namespace cuda {
@@ -20,17 +20,10 @@ namespace detail {
 constexpr float kLazyThreshold = 8.f;  // log2 units: p ≤ 256 between rescales
 
 template <int NK, bool kEntropy>
-struct LazySoftmax {
-  float m[2], l[2], u[2];
-
-  __device__ __forceinline__ void init() {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      m[h] = -INFINITY;
-      l[h] = 0.f;
-      u[h] = 0.f;
-    }
-  }
+struct LazySoftmax : SoftmaxRows<kEntropy> {
+  using SoftmaxRows<kEntropy>::m;
+  using SoftmaxRows<kEntropy>::l;
+  using SoftmaxRows<kEntropy>::u;
 
   // s: this tile's scores. kFused: raw S·(no scale), all finite, and scale2 > 0; otherwise base-2
   // logits already scaled, masked ones −INF. Replaced by p = 2^(t − m). Returns true (warp-uniform)
@@ -82,22 +75,6 @@ struct LazySoftmax {
       if (kEntropy) u[h] += ru;
     }
     return moved;
-  }
-
-  __device__ __forceinline__ void finalize() {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      l[h] = quad_sum(l[h]);
-      if (kEntropy) u[h] = quad_sum(u[h]);
-    }
-  }
-
-  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row).
-  __device__ __forceinline__ float lse(int h) const {
-    return l[h] > 0.f ? (m[h] + log2f(l[h])) * kLn2 : -INFINITY;
-  }
-  __device__ __forceinline__ float neg_entropy(int h) const {
-    return l[h] > 0.f ? (u[h] / l[h] - log2f(l[h])) * kLn2 : 0.f;
   }
 };
 

@@ -73,7 +73,7 @@ Status dense(const DenseParams& p, cudaStream_t s) {
   return dispatch_nc(p.D, "dense_f32_kernel", [&](auto nc) -> Status {
     constexpr int NCv = decltype(nc)::value;
     auto kernel = dense_f32_kernel<NCv>;
-    const size_t smem = sizeof(float) * (size_t(kKeys) * (p.D + 1) + size_t(kKeys) * p.D + size_t(kWarps) * p.D + kKeys);
+    const size_t smem = row_kernel_smem_bytes(p.D);
     Status st = prepare_smem(kernel, smem, "dense_f32_kernel");
     if (!st.ok) return st;
     const int nQB = (p.Nq + kWarps - 1) / kWarps;

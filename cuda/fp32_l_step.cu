@@ -16,13 +16,6 @@ namespace cuda {
 namespace fp32 {
 namespace {
 
-// Candidates of query tile a: the allowed prefix of key tiles, times b1 rows.
-__device__ __forceinline__ int candidates(const MonarchParams& p, int a) {
-  int nF = p.Fk;
-  if (p.causalTiles > 0) nF = min(p.Fk, ((p.qTile0 + a) / p.causalTiles + 1) * p.causalTiles);
-  return nF * p.b1;
-}
-
 // Row of candidate c in the aL / cL / y buffers ([pair][b2 (j)][b1 (k)]); pair0 = pair (b, h, a, 0).
 __device__ __forceinline__ int64_t cand_row(const MonarchParams& p, int64_t pair0, int j, int c) {
   const int f = c / p.b1, k = c - f * p.b1;
@@ -50,7 +43,7 @@ __global__ void __launch_bounds__(kThreads) l_final_f32_kernel(MonarchParams p, 
   float* qrow = Qs + warp * D;
   if (active) load_row(qrow, static_cast<const float*>(p.q.data) + act_off(p.q, b, tok, h), D, lane);
   const int64_t pair0 = ((int64_t(b) * p.H + h) * p.Aq + a) * p.Fk;
-  const int nC = candidates(p, a);
+  const int nC = allowed_key_tiles(p, a) * p.b1;  // candidates: the allowed key tiles × b1 rows
   const float* aL = static_cast<const float*>(p.aL);
   const float* y = static_cast<const float*>(p.y);
 
@@ -89,7 +82,7 @@ __global__ void __launch_bounds__(kThreads) l_columns_f32_kernel(MonarchParams p
   const int h = int(r % p.H);
   const int b = int(r / p.H);
   const int64_t pair0 = ((int64_t(b) * p.H + h) * p.Aq + a) * p.Fk;
-  const int nC = candidates(p, a);
+  const int nC = allowed_key_tiles(p, a) * p.b1;  // candidates: the allowed key tiles × b1 rows
   const float* q = static_cast<const float*>(p.q.data);
   const float* aL = static_cast<const float*>(p.aL);
   const int64_t nTokQ = int64_t(p.Aq) * b1 * b2;
@@ -175,10 +168,9 @@ Status l_step(const MonarchParams& p, bool final, cudaStream_t s) {
     return Status::Error("l_step_f32: a workspace buffer or the output is null");
   return dispatch_nc(p.D, final ? "l_final_f32_kernel" : "l_columns_f32_kernel", [&](auto nc) -> Status {
     constexpr int NCv = decltype(nc)::value;
-    const size_t tile = size_t(kKeys) * (p.D + 1), rows = size_t(kWarps) * p.D;
     if (final) {
       auto kernel = l_final_f32_kernel<NCv>;
-      const size_t smem = sizeof(float) * (tile + size_t(kKeys) * p.D + rows + kKeys);
+      const size_t smem = row_kernel_smem_bytes(p.D);
       Status st = prepare_smem(kernel, smem, "l_final_f32_kernel");
       if (!st.ok) return st;
       const int nIB = (p.b1 + kWarps - 1) / kWarps;
@@ -188,7 +180,8 @@ Status l_step(const MonarchParams& p, bool final, cudaStream_t s) {
       return launch_status("l_final_f32_kernel");
     }
     auto kernel = l_columns_f32_kernel<NCv>;
-    const size_t smem = sizeof(float) * (tile + rows + kKeys + size_t(p.b1));
+    // a tile [kKeys][D + 1], kWarps rows [D], kKeys cL values, b1 query LSEs
+    const size_t smem = sizeof(float) * (size_t(kKeys) * (p.D + 1) + size_t(kWarps) * p.D + kKeys + size_t(p.b1));
     Status st = prepare_smem(kernel, smem, "l_columns_f32_kernel");
     if (!st.ok) return st;
     const int64_t blocks = int64_t(p.B) * p.H * p.Aq * p.b2;

@@ -11,10 +11,6 @@ namespace cuda {
 namespace fp32 {
 namespace {
 
-__device__ __forceinline__ bool pair_ok(const MonarchParams& p, int a, int f) {
-  return p.causalTiles <= 0 || f / p.causalTiles <= (p.qTile0 + a) / p.causalTiles;
-}
-
 template <int NC, bool kFirst, bool kLast>
 __global__ void __launch_bounds__(kThreads) r_step_f32_kernel(MonarchParams p, int nJB) {
   extern __shared__ float sm[];
@@ -31,7 +27,7 @@ __global__ void __launch_bounds__(kThreads) r_step_f32_kernel(MonarchParams p, i
   const int a = int(r % p.Aq); r /= p.Aq;
   const int h = int(r % p.H);
   const int b = int(r / p.H);
-  if (!pair_ok(p, a, f)) return;  // block-uniform
+  if (!pair_allowed(p, a, f)) return;  // block-uniform
 
   const int j = jb * kWarps + warp;
   const bool active = j < b2;
@@ -83,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) r_step_f32_kernel(MonarchParams p, i
 template <int NC, bool kFirst, bool kLast>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   auto kernel = r_step_f32_kernel<NC, kFirst, kLast>;
-  const size_t smem = sizeof(float) * (size_t(kKeys) * (p.D + 1) + size_t(kKeys) * p.D + size_t(kWarps) * p.D + kKeys);
+  const size_t smem = row_kernel_smem_bytes(p.D);
   Status st = prepare_smem(kernel, smem, "r_step_f32_kernel");
   if (!st.ok) return st;
   const int nJB = (p.b2 + kWarps - 1) / kWarps;

@@ -131,6 +131,12 @@ __device__ __forceinline__ int64_t act_off(const Act& a, int64_t b, int64_t s, i
   return b * a.sB + s * a.sS + h * a.sH;
 }
 
+// Shared memory of the row kernels (dense, R-step, final L-step): a key tile [kKeys][D + 1], a value
+// tile [kKeys][D], kWarps query rows [D] and kKeys per-key floats (valid flags or cL biases).
+inline size_t row_kernel_smem_bytes(int D) {
+  return sizeof(float) * (size_t(kKeys) * (D + 1) + size_t(kKeys) * D + size_t(kWarps) * D + kKeys);
+}
+
 using detail::launch_status;
 using detail::prepare_smem;
 

@@ -42,9 +42,7 @@ __device__ __forceinline__ Column column_of(const MonarchParams& p, int64_t pid)
   c.a = int(pid % p.Aq);  pid /= p.Aq;
   c.h = int(pid % p.H);
   c.b = int(pid / p.H);
-  int fLim = p.Fk;
-  if (p.causalTiles > 0) fLim = min(p.Fk, ((p.qTile0 + c.a) / p.causalTiles + 1) * p.causalTiles);
-  c.nCand = fLim * p.b1;
+  c.nCand = allowed_key_tiles(p, c.a) * p.b1;
   c.candBase = ((int64_t(c.b) * p.H + c.h) * p.Aq + c.a) * p.Fk * p.b2 * p.b1 + int64_t(c.j) * p.b1;
   c.qTok0 = int64_t(c.a) * p.b1 * p.b2 + c.j;
   return c;

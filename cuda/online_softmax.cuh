@@ -15,8 +15,11 @@ namespace monarch {
 namespace cuda {
 namespace detail {
 
-template <int NK, bool kEntropy>
-struct OnlineSoftmax {
+// The state both streaming softmaxes share (this one and LazySoftmax in dense_softmax.cuh): per row
+// h ∈ {g, g+8} the reference max m (base 2), ℓ and ũ as per-thread partial sums over this thread's
+// columns until finalize() adds them over the quad; then the LSE and Σ p log p in natural units.
+template <bool kEntropy>
+struct SoftmaxRows {
   float m[2], l[2], u[2];
 
   __device__ __forceinline__ void init() {
@@ -27,6 +30,29 @@ struct OnlineSoftmax {
       u[h] = 0.f;
     }
   }
+
+  __device__ __forceinline__ void finalize() {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      l[h] = quad_sum(l[h]);
+      if (kEntropy) u[h] = quad_sum(u[h]);
+    }
+  }
+
+  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row).
+  __device__ __forceinline__ float lse(int h) const {
+    return l[h] > 0.f ? (m[h] + log2f(l[h])) * kLn2 : -INFINITY;
+  }
+  __device__ __forceinline__ float neg_entropy(int h) const {
+    return l[h] > 0.f ? (u[h] / l[h] - log2f(l[h])) * kLn2 : 0.f;
+  }
+};
+
+template <int NK, bool kEntropy>
+struct OnlineSoftmax : SoftmaxRows<kEntropy> {
+  using SoftmaxRows<kEntropy>::m;
+  using SoftmaxRows<kEntropy>::l;
+  using SoftmaxRows<kEntropy>::u;
 
   // t: this tile's base-2 logits (C-fragment layout, 16 × NK per warp), replaced by p = 2^(t − m').
   // alpha: the factor by which accumulators of earlier tiles must be rescaled.
@@ -59,21 +85,6 @@ struct OnlineSoftmax {
     }
   }
 
-  __device__ __forceinline__ void finalize() {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      l[h] = quad_sum(l[h]);
-      if (kEntropy) u[h] = quad_sum(u[h]);
-    }
-  }
-
-  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row).
-  __device__ __forceinline__ float lse(int h) const {
-    return l[h] > 0.f ? (m[h] + log2f(l[h])) * kLn2 : -INFINITY;
-  }
-  __device__ __forceinline__ float neg_entropy(int h) const {
-    return l[h] > 0.f ? (u[h] / l[h] - log2f(l[h])) * kLn2 : 0.f;
-  }
 };
 
 template <int D>

@@ -34,6 +34,23 @@ constexpr int r_step_bn() {
 }
 constexpr int kThreads = 128;
 
+// S (this warp's 16 query rows × NK keys l0 + [0, NK) of one key row, C-fragment layout) becomes
+// base-2 logits: row half h = e / 2 scaled by scale2[h] (s·log2(e)·invT); keys l >= b2 or masked out by
+// kv (that key row's keyValid, or null) get −INF.
+template <int NK>
+__device__ __forceinline__ void scale_mask_logits(float (&S)[NK / 8][4], int l0, int b2, const uint8_t* kv,
+                                                  const float (&scale2)[2], int qd) {
+#pragma unroll
+  for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int l = l0 + n * 8 + 2 * qd + (e & 1);
+      const bool ok = l < b2 && (kv == nullptr || kv[l] != 0);
+      S[n][e] = ok ? S[n][e] * scale2[e >> 1] : -INFINITY;
+    }
+  }
+}
+
 template <int D, typename T, bool kLast>
 constexpr size_t r_step_smem_bytes() {
   return size_t(kBM + 4 * r_step_bn<D, kLast>()) * Smem<D>::kLd * sizeof(T);
@@ -54,7 +71,7 @@ __global__ void __launch_bounds__(kThreads, 2) r_step_kernel(MonarchParams p) {
   const int a = int(pid % p.Aq);   pid /= p.Aq;
   const int h = int(pid % p.H);
   const int b = int(pid / p.H);
-  if (!(p.causalTiles <= 0 || f / p.causalTiles <= (p.qTile0 + a) / p.causalTiles)) return;
+  if (!pair_allowed(p, a, f)) return;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
@@ -123,15 +140,7 @@ __global__ void __launch_bounds__(kThreads, 2) r_step_kernel(MonarchParams p) {
 
     float S[kBN / 8][4];
     warp_gemm_abt_smem<D, kBN, T>(S, sQ + warp * 16 * LD, sK + buf * kBN * LD, lane);
-#pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int l = t * kBN + n * 8 + 2 * qd + (e & 1);
-        const bool ok = l < b2 && (kv == nullptr || kv[l] != 0);
-        S[n][e] = ok ? S[n][e] * scale2[e >> 1] : -INFINITY;
-      }
-    }
+    scale_mask_logits<kBN>(S, t * kBN, b2, kv, scale2, qd);
     float alpha[2];
     sm.update(S, alpha);
     rescale_rows<D>(accK, alpha);
@@ -201,9 +210,7 @@ __global__ void __launch_bounds__(kThreads, 2) r_step_persist_kernel(MonarchPara
   const int a = int(pid % p.Aq);   pid /= p.Aq;
   const int h = int(pid % p.H);
   const int b = int(pid / p.H);
-  // Block-causal masking allows the prefix f < fLim (f / C <= (qTile0 + a) / C); fLim >= 1.
-  int fLim = p.Fk;
-  if (p.causalTiles > 0) fLim = min(p.Fk, ((p.qTile0 + a) / p.causalTiles + 1) * p.causalTiles);
+  const int fLim = allowed_key_tiles(p, a);  // block-causal masking allows the prefix f < fLim
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
@@ -262,15 +269,7 @@ __global__ void __launch_bounds__(kThreads, 2) r_step_persist_kernel(MonarchPara
     float S[kBN / 8][4];
     warp_gemm_abt_smem<D, kBN, T>(S, sQ + warp * 16 * LD, sK, lane);
     const uint8_t* kvf = kv ? kv + int64_t(cf) * tileToks : nullptr;
-#pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int l = ct * kBN + n * 8 + 2 * qd + (e & 1);
-        const bool ok = l < b2 && (kvf == nullptr || kvf[l] != 0);
-        S[n][e] = ok ? S[n][e] * scale2[e >> 1] : -INFINITY;
-      }
-    }
+    scale_mask_logits<kBN>(S, ct * kBN, b2, kvf, scale2, qd);
     float alpha[2];
     sm.update(S, alpha);
     rescale_rows<D>(accK, alpha);
@@ -384,8 +383,7 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
   const int a = int(pid % p.Aq);   pid /= p.Aq;
   const int h = int(pid % p.H);
   const int b = int(pid / p.H);
-  int fLim = p.Fk;  // allowed prefix of key tiles, >= 1
-  if (p.causalTiles > 0) fLim = min(p.Fk, ((p.qTile0 + a) / p.causalTiles + 1) * p.causalTiles);
+  const int fLim = allowed_key_tiles(p, a);  // allowed prefix of key tiles, >= 1
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
@@ -405,7 +403,7 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
   r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing, kg, vg, p.k.sS, p.v.sS, kTok0, b2);
   cp_async_commit();
 
-  const float scale2 = p.scale * kLog2e;  // first step: invT = 1
+  const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};  // first step: invT = 1 for both rows
   const int wj0 = j0 + warp * 16;
   const int nRows = b2 - wj0;  // rows r < nRows of this warp are real columns j (warp-uniform)
   T* sStage = sQ + warp * 16 * LD;
@@ -427,15 +425,7 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
     float S[NKEY / 8][4];
     warp_gemm_abt<D, NKEY, T>(S, qa, sK, lane);
     const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
-#pragma unroll
-    for (int n = 0; n < NKEY / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int l = n * 8 + 2 * qd + (e & 1);
-        const bool ok = l < b2 && (kvf == nullptr || kvf[l] != 0);
-        S[n][e] = ok ? S[n][e] * scale2 : -INFINITY;
-      }
-    }
+    scale_mask_logits<NKEY>(S, 0, b2, kvf, scale2, qd);
     OnlineSoftmax<NKEY, true> sm;  // one update from the initial state = a plain two-pass softmax
     sm.init();
     float alpha[2];  // unused: nothing accumulated before this single update
