@@ -3,8 +3,8 @@
 import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
-import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, type AnyTensor, type Staged } from './inputs';
-import { runAsync, runSync, timeOps, type Op } from './ops';
+import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
+import { runAsync, runSync, type Op } from './ops';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
 import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
@@ -153,22 +153,21 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
   const dtype = sets[0][0].dtype;
   const scratch = new Scratch(cuda);
   const plan = densePlan(first, dtype);
-  const owned: Array<{ dispose(): void }> = [];
+  let side: ReturnType<typeof sides> = {};
   try {
-    const side = sides(first);
-    for (const x of [side.lse, side.entropy]) if (x && !(isTyped(x, 'Float32Array'))) owned.push(x);
-    const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
+    side = sides(first);
+    const { lse, entropy } = side;
+    return timeInputSets(plan, cuda, sets, t, ([q, k, v], owned) => {
       const s = setup(q, k, v, dense);
       const same = (['B', 'S', 'H', 'D'] as const).every((key) => s.q[key] === first.q[key]) && s.k.S === first.k.S;
       if (!same) {
         throw new RangeError(`shapes must equal those of inputs[0] (q [${sets[0][0].shape.join(', ')}], k [${sets[0][1].shape.join(', ')}])`);
       }
       if (q.dtype !== dtype) throw new TypeError(`q.dtype '${q.dtype}' must equal inputs[0]'s '${dtype}'`);
-      return [denseOp(s, stageForTiming(cuda, scratch, s.layout, s.c, q, k, v, owned), dtype, side.lse, side.entropy)];
-    }));
-    return timeOps(plan, cuda, prepared, t.warmup, t.iters);
+      return [denseOp(s, stageForTiming(cuda, scratch, s.layout, s.c, q, k, v, owned), dtype, lse, entropy)];
+    });
   } finally {
-    for (const d of owned) d.dispose();
+    for (const x of [side.lse, side.entropy]) if (x && !isTyped(x, 'Float32Array')) x.dispose();
     plan.dispose();
     scratch.dispose();
   }

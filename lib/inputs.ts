@@ -1,6 +1,7 @@
 // q/k/v checks (names the tensor and the dimension) and host/device staging shared by MonarchAttention,
 // KVCache and dense attention.
-import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type Strides } from './native';
+import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type NativePlan, type Strides } from './native';
+import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
 import { localArray, actDims, actStrides, allocHost, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
@@ -171,6 +172,22 @@ export function stageForTiming(cuda: boolean, scratch: Scratch, layout: TensorLa
   const out = native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype));
   owned.push(out);
   return stage(true, scratch, layout, c, q, k, v, out);
+}
+
+/**
+ * The body every time() shares: `prepare` turns input set i into its op list (errors get the prefix
+ * "inputs[i]: "; what it allocates, e.g. through stageForTiming, goes to `owned`), timeOps times the
+ * lists, and everything in `owned` is freed afterwards.
+ */
+export function timeInputSets(plan: NativePlan, cuda: boolean, sets: ReadonlyArray<[AnyTensor, AnyTensor, AnyTensor]>,
+  timing: { warmup: number; iters: number }, prepare: (set: [AnyTensor, AnyTensor, AnyTensor], owned: Array<{ dispose(): void }>) => Op[]): number[] {
+  const owned: Array<{ dispose(): void }> = [];
+  try {
+    const prepared = sets.map((set, i) => inSet(i, () => prepare(set, owned)));
+    return timeOps(plan, cuda, prepared, timing.warmup, timing.iters);
+  } finally {
+    for (const d of owned) d.dispose();
+  }
 }
 
 /** Prefixes an error's message with the input set it came from. */

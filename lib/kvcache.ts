@@ -7,8 +7,8 @@ import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { HostTensor } from './types';
 import type { DeviceTensor } from './device';
 import { chunkMaps } from './layout';
-import { act, bshd, checkInputSets, checkQKV, inSet, offsetView, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
-import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
+import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
 import { timeOptions, type TimeOptions } from './validate';
@@ -163,19 +163,13 @@ export class KVCache {
   time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions = {}): number[] {
     const plan = this.live();
     if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling time()');
-    const { warmup, iters } = timeOptions(opts);
+    const timing = timeOptions(opts);
     const sets = checkInputSets(inputs);
     const cuda = this.cfg.backend === 'cuda';
-    const owned: Array<{ dispose(): void }> = [];
-    try {
-      const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
-        const c = this.check(q, k, v);
-        return this.ops(stageForTiming(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, owned));
-      }));
-      return timeOps(plan, cuda, prepared, warmup, iters);
-    } finally {
-      for (const d of owned) d.dispose();
-    }
+    return timeInputSets(plan, cuda, sets, timing, ([q, k, v], owned) => {
+      const c = this.check(q, k, v);
+      return this.ops(stageForTiming(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, owned));
+    });
   }
 
   /** Empties the cache (keeps its memory) to decode a new video. */

@@ -6,8 +6,8 @@ import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkQKV, inSet, offsetView, Scratch, stage, stageForTiming, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
-import { runAsync, runSync, timeOps, tLoop, WorkQueue, type Op } from './ops';
+import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
@@ -170,19 +170,13 @@ export class MonarchAttention {
   time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions = {}): number[] {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling time()');
-    const { warmup, iters } = timeOptions(opts);
+    const timing = timeOptions(opts);
     const sets = checkInputSets(inputs);
     const cuda = this.backend === 'cuda';
-    const owned: Array<{ dispose(): void }> = [];
-    try {
-      const prepared = sets.map(([q, k, v], i) => inSet(i, () => {
-        const { c } = this.check(q, k, v, undefined);
-        return this.ops(stageForTiming(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, owned));
-      }));
-      return timeOps(plan, cuda, prepared, warmup, iters);
-    } finally {
-      for (const d of owned) d.dispose();
-    }
+    return timeInputSets(plan, cuda, sets, timing, ([q, k, v], owned) => {
+      const { c } = this.check(q, k, v, undefined);
+      return this.ops(stageForTiming(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, owned));
+    });
   }
 
   /** A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. */

@@ -1,7 +1,7 @@
 // info() has the documented shape and is self-consistent; the host dtype conversions round to nearest even
 // (checked on hand-picked bit patterns), are exact on representable values and preserve NaN / ±Inf / −0.
 import * as pkg from './helpers/pkg';
-import { castTensor, info, tensor, toFloat32 } from './helpers/pkg';
+import { info } from './helpers/pkg';
 
 // Results are copied into this realm's typed arrays before being passed back to the package: jest runs
 // lib/ in a vm context whose Uint16Array differs from the addon's (conversions-realm.test.ts tests that).
