@@ -9,7 +9,7 @@ import type { DeviceTensor } from './device';
 import { chunkMaps } from './layout';
 import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
+import { createPlan, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
 import { timeOptions, type TimeOptions } from './validate';
 
@@ -102,7 +102,7 @@ export class KVCache {
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
         q: at(q), k: act(cacheK, st), v: act(cacheV, st), o: at(o), Aq: G, Fk: (chunk + 1) * C, qTile0: chunk * C + a0,
-        causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
       };
       ops.push(...tLoop(args, cfg.numIters));
     }
