@@ -12,8 +12,10 @@
 //   first step (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
-//   later steps (aR, cR depend on f): r_step_kernel, one CTA of 4 warps per (problem (b,h,a,f,k), block
-//     of kBM = 64 query columns j), keys in tiles of kBN through double-buffered shared memory.
+//   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
+//     r_step_rowwise_kernel<kFirst = false> where the key row fits (as above), one f-block;
+//     r_step_kernel otherwise: 4 warps × 16 query columns j, keys in tiles of kBN through double-
+//     buffered shared memory with an online softmax.
 #include "fp32_stages.h"
 #include "monarch_cuda.h"
 #include "online_softmax.cuh"
@@ -367,7 +369,21 @@ __device__ __forceinline__ void r_rowwise_issue(T* block, const T* kg, const T* 
   if constexpr (kLast) load_rows_async<NKEY, D, NT>(block + NKEY * Smem<D>::kLd, vg + tok * vS, vS, b2);
 }
 
-template <typename T, int D, bool kLast, int NK16>
+// kFirst = false (later steps): the queries aR[a,f,k,j] and temperatures 1/cR[a,f,k,j] depend on f, so a
+// CTA serves one (b, h, a, f, k, column block) problem: one f-block, queries from aR, per-row invT.
+// The R temperature of query column j (ALGORITHMS.md §A.5): 1 on the first step, else min(1/cR, max).
+template <bool kFirst>
+__device__ __forceinline__ float row_inv_temp(const MonarchParams& p, int64_t rowJ0, int j) {
+  if constexpr (kFirst) {
+    return 1.f;
+  } else {
+    if (j >= p.b2) return 1.f;
+    const float c = p.cR[rowJ0 + j];
+    return c > 0.f ? fminf(1.f / c, p.maxInvTemp) : p.maxInvTemp;
+  }
+}
+
+template <typename T, int D, bool kFirst, bool kLast, int NK16>
 __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>::kMinBlocks))
     r_step_rowwise_kernel(MonarchParams p, int twoBlocks) {
   constexpr int LD = Smem<D>::kLd;
@@ -380,10 +396,17 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
 
   int64_t pid = blockIdx.x;
   const int kr = int(pid % p.b1);  pid /= p.b1;
+  int fBeg = 0;
+  if constexpr (!kFirst) {
+    fBeg = int(pid % p.Fk);
+    pid /= p.Fk;
+  }
   const int a = int(pid % p.Aq);   pid /= p.Aq;
   const int h = int(pid % p.H);
   const int b = int(pid / p.H);
-  const int fLim = allowed_key_tiles(p, a);  // allowed prefix of key tiles, >= 1
+  // First step: the allowed prefix of key tiles (>= 1); later steps: the CTA's one tile, if allowed.
+  const int fEnd = kFirst ? allowed_key_tiles(p, a) : fBeg + 1;
+  if (!kFirst && !pair_allowed(p, a, fBeg)) return;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
@@ -392,18 +415,24 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
   const int64_t pair0 = ((int64_t(b) * p.H + h) * p.Aq + a) * p.Fk;  // pair index of (b, h, a, f = 0)
   const int64_t tileToks = int64_t(p.b1) * b2;                         // tokens per key tile f
   const int64_t kTok0 = int64_t(kr) * b2;                              // token of (f = 0, k, l = 0)
+  const int64_t rowJ0 = ((pair0 + fBeg) * p.b1 + kr) * b2;             // later steps: aR / cR row (k, j = 0)
 
-  const T* qrow0 = static_cast<const T*>(p.q.data) + b * p.q.sB + h * p.q.sH +
-                   (int64_t(a) * p.b1 + kr) * b2 * p.q.sS;
+  const T* qrow0 = kFirst ? static_cast<const T*>(p.q.data) + b * p.q.sB + h * p.q.sH +
+                                (int64_t(a) * p.b1 + kr) * b2 * p.q.sS
+                          : static_cast<const T*>(p.aR) + rowJ0 * D;
+  const int64_t qStride = kFirst ? p.q.sS : D;
   const T* kg = static_cast<const T*>(p.k.data) + b * p.k.sB + h * p.k.sH;
   const T* vg = static_cast<const T*>(p.v.data) + b * p.v.sB + h * p.v.sH;
   const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(b) * p.Fk * tileToks + kTok0 : nullptr;
 
-  load_rows_async<BM, D, NT>(sQ, qrow0 + int64_t(j0) * p.q.sS, p.q.sS, b2 - j0);
-  r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing, kg, vg, p.k.sS, p.v.sS, kTok0, b2);
+  load_rows_async<BM, D, NT>(sQ, qrow0 + int64_t(j0) * qStride, qStride, b2 - j0);
+  r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing, kg, vg, p.k.sS, p.v.sS, fBeg * tileToks + kTok0, b2);
   cp_async_commit();
 
-  const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};  // first step: invT = 1 for both rows
+  // Per-row logit scale in base 2, s·invT·log2(e): invT = 1 on the first step (L = I), else
+  // min(1/cR, maxInvTemp) of the row's column j (rows g and g + 8 of this warp's 16).
+  const float scale2[2] = {p.scale * kLog2e * row_inv_temp<kFirst>(p, rowJ0, blockIdx.y * BM + warp * 16 + g),
+                           p.scale * kLog2e * row_inv_temp<kFirst>(p, rowJ0, blockIdx.y * BM + warp * 16 + g + 8)};
   const int wj0 = j0 + warp * 16;
   const int nRows = b2 - wj0;  // rows r < nRows of this warp are real columns j (warp-uniform)
   T* sStage = sQ + warp * 16 * LD;
@@ -412,14 +441,14 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
 
   // twoBlocks (uniform): key tile f + 1 is loaded into the other block while f is computed; else
   // into the one block after every warp is done with f.
-  for (int f = 0; f < fLim; ++f) {
-    cp_async_wait<0>();  // key tile f (and, for f = 0, the queries) landed
+  for (int f = fBeg; f < fEnd; ++f) {
+    cp_async_wait<0>();  // key tile f (and, for the first f, the queries) landed
     __syncthreads();     // ... for every thread; and every warp is done with key tile f - 1's block
-    if (twoBlocks && f + 1 < fLim)
+    if (twoBlocks && f + 1 < fEnd)
       r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing + ((f + 1) & 1) * kBlockElems, kg, vg, p.k.sS, p.v.sS,
                                               (f + 1) * tileToks + kTok0, b2);
     cp_async_commit();
-    if (f == 0) load_a_frags<D>(qa, sStage, lane);
+    if (f == fBeg) load_a_frags<D>(qa, sStage, lane);
 
     const T* sK = sRing + (twoBlocks ? (f & 1) : 0) * kBlockElems;
     float S[NKEY / 8][4];
@@ -465,7 +494,7 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
         if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] > 0.f ? sm.neg_entropy(hh) : INFINITY;
       }
     }
-    if (!twoBlocks && f + 1 < fLim) {
+    if (!twoBlocks && f + 1 < fEnd) {
       __syncthreads();  // every warp is done with the block
       r_rowwise_issue<T, D, NKEY, NT, kLast>(sRing, kg, vg, p.k.sS, p.v.sS, (f + 1) * tileToks + kTok0, b2);
       cp_async_commit();
@@ -474,15 +503,15 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
   cp_async_wait<0>();  // only an empty group can be pending here
 }
 
-template <typename T, int D, bool kLast, int NK16>
+template <typename T, int D, bool kFirst, bool kLast, int NK16>
 Status launch_r_step_rowwise(const MonarchParams& p, cudaStream_t s) {
-  auto kernel = r_step_rowwise_kernel<T, D, kLast, NK16>;
-  const int twoBlocks = p.Fk > 1 && !RwCfg<D, kLast, NK16>::kSingle;
+  auto kernel = r_step_rowwise_kernel<T, D, kFirst, kLast, NK16>;
+  const int twoBlocks = kFirst && p.Fk > 1 && !RwCfg<D, kLast, NK16>::kSingle;
   const size_t smem = r_rowwise_smem_bytes<D, T, kLast, NK16>(twoBlocks ? 2 : 1);
   Status st = prepare_smem(kernel, smem, "r_step_rowwise_kernel");
   if (!st.ok) return st;
   constexpr int BM = 16 * rw_warps<NK16>();
-  const int64_t problems = int64_t(p.B) * p.H * p.Aq * p.b1;
+  const int64_t problems = int64_t(p.B) * p.H * p.Aq * p.b1 * (kFirst ? 1 : p.Fk);
   const int64_t qBlocks = (p.b2 + BM - 1) / BM;
   if (problems > 0x7fffffff)
     return Status::Error("r_step_rowwise_kernel: problem too large for one launch (B·H·Aq·b1 = " +
@@ -490,26 +519,6 @@ Status launch_r_step_rowwise(const MonarchParams& p, cudaStream_t s) {
   dim3 grid(static_cast<unsigned>(problems), static_cast<unsigned>(qBlocks));
   kernel<<<grid, 32 * rw_warps<NK16>(), smem, s>>>(p, twoBlocks);
   return launch_status("r_step_rowwise_kernel");
-}
-
-// First R-step: the row-wise kernel where the key row fits (b2 <= 128, or <= 80 for D = 128 with y,
-// whose two f-blocks of K and V must leave room for two CTAs per SM), else the persistent ring kernel.
-template <typename T, int D, bool kLast>
-Status launch_r_step_first(const MonarchParams& p, cudaStream_t s) {
-  const int nk = (p.b2 + 15) / 16;
-  switch (nk) {
-    case 1: return launch_r_step_rowwise<T, D, kLast, 1>(p, s);
-    case 2: return launch_r_step_rowwise<T, D, kLast, 2>(p, s);
-    case 3: return launch_r_step_rowwise<T, D, kLast, 3>(p, s);
-    case 4: return launch_r_step_rowwise<T, D, kLast, 4>(p, s);
-    case 5: return launch_r_step_rowwise<T, D, kLast, 5>(p, s);
-    default: break;
-  }
-  if constexpr (!(D == 128 && kLast)) {
-    if (nk == 6) return launch_r_step_rowwise<T, D, kLast, 6>(p, s);
-    if (nk <= 8) return launch_r_step_rowwise<T, D, kLast, 8>(p, s);
-  }
-  return launch_r_step_persist<T, D, kLast>(p, s);
 }
 
 template <typename T, int D, bool kFirst, bool kLast>
@@ -528,6 +537,28 @@ Status launch_r_step(const MonarchParams& p, cudaStream_t s) {
   return launch_status("r_step_kernel");
 }
 
+// Every R-step: the row-wise kernel where the key row fits (b2 <= 128, or <= 80 for D = 128 with y,
+// whose f-blocks of K and V must leave room for two CTAs per SM); else the first step takes the
+// persistent ring kernel and later steps r_step_kernel.
+template <typename T, int D, bool kFirst, bool kLast>
+Status launch_r_step_any(const MonarchParams& p, cudaStream_t s) {
+  const int nk = (p.b2 + 15) / 16;
+  switch (nk) {
+    case 1: return launch_r_step_rowwise<T, D, kFirst, kLast, 1>(p, s);
+    case 2: return launch_r_step_rowwise<T, D, kFirst, kLast, 2>(p, s);
+    case 3: return launch_r_step_rowwise<T, D, kFirst, kLast, 3>(p, s);
+    case 4: return launch_r_step_rowwise<T, D, kFirst, kLast, 4>(p, s);
+    case 5: return launch_r_step_rowwise<T, D, kFirst, kLast, 5>(p, s);
+    default: break;
+  }
+  if constexpr (!(D == 128 && kLast)) {
+    if (nk == 6) return launch_r_step_rowwise<T, D, kFirst, kLast, 6>(p, s);
+    if (nk <= 8) return launch_r_step_rowwise<T, D, kFirst, kLast, 8>(p, s);
+  }
+  if constexpr (kFirst) return launch_r_step_persist<T, D, kLast>(p, s);
+  else return launch_r_step<T, D, false, kLast>(p, s);
+}
+
 }  // namespace
 
 Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
@@ -541,8 +572,8 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;
-    if (first) return last ? launch_r_step_first<T, D, true>(p, s) : launch_r_step_first<T, D, false>(p, s);
-    return last ? launch_r_step<T, D, false, true>(p, s) : launch_r_step<T, D, false, false>(p, s);
+    if (first) return last ? launch_r_step_any<T, D, true, true>(p, s) : launch_r_step_any<T, D, true, false>(p, s);
+    return last ? launch_r_step_any<T, D, false, true>(p, s) : launch_r_step_any<T, D, false, false>(p, s);
   });
 }
 
