@@ -18,7 +18,7 @@
 //    query-key pair a small random logit (std ≈ σ·√(2·positional·s) + s·σ²·√d).
 import { tensor } from '../lib/index';
 import type { HostTensor } from '../lib/types';
-import { Rng } from '../lib/cli/random';
+import { Rng } from './random';
 
 export interface SyntheticVideoOptions {
   frames: number; height: number; width: number;

@@ -95,7 +95,7 @@ export class MonarchAttention {
     const ops: Op[] = [];
     let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
     if (g.needsGather) {
-      // Tile-order copies [B][paddedTokens][H][D] (pads zero), csrc/monarch.h "Tile order".
+      // Tile-order copies [B][paddedTokens][H][D] (pads zero), include/monarch/monarch.h "Tile order".
       const n = B * g.paddedTokens * H * D, st = bshd(g.paddedTokens, H, D);
       const tile = (key: string): NativeAct => act(this.scratch.get(key, cfg.dtype, n), st);
       const [tq, tk, tv] = [tile('tile.q'), tile('tile.k'), tile('tile.v')];
