@@ -1,4 +1,4 @@
-// FLOP formulas (2 FLOPs per multiply-add), ALGORITHMS.md §0, §A.7, §B.7, §C.5. The library's
+// FLOP formulas (2 FLOPs per multiply-add), docs/ALGORITHMS.md §0, §A.7, §B.7, §C.5. The library's
 // attn.flops() is the authority for full forwards; these are used for the KV-cache step (which
 // attn.flops() does not describe), for torch/dense rows, and to cross-check attn.flops().
 

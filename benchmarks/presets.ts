@@ -1,4 +1,4 @@
-// Benchmark shapes: the named presets (ALGORITHMS.md §F, TARGETS.md) and custom shapes from options.
+// Benchmark shapes: the named presets (docs/ALGORITHMS.md §F, TARGETS.md) and custom shapes from options.
 import type { DType } from '../lib/types';
 
 export interface VideoShape {

@@ -1,7 +1,7 @@
 // Tolerances on the relative L2 error ‖out − ref‖/‖ref‖ against a float32 reference on the same
 // (dtype-rounded) inputs. Half-precision outputs alone carry ~2^-9 (fp16) / 2^-8 (bf16) relative
 // rounding, and Monarch keeps its intermediates (aL, y) in the input dtype, adding a few such roundings;
-// the starting points are ALGORITHMS.md §E's (MA fp16 1e-2, bf16 5e-2 vs an fp32 reference). float32
+// the starting points are docs/ALGORITHMS.md §E's (MA fp16 1e-2, bf16 5e-2 vs an fp32 reference). float32
 // differs from the reference only by summation order (~1e-6), so 1e-4 leaves room for long sums.
 import type { DType } from '../lib/types';
 

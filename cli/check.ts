@@ -1,4 +1,4 @@
-// `monarch-attn check`: exactness oracles (ALGORITHMS.md §E) and consistency checks of the chosen
+// `monarch-attn check`: exactness oracles (docs/ALGORITHMS.md §E) and consistency checks of the chosen
 // backend at small shapes. Each case compares two outputs by relative L2 error against a tolerance
 // (tolerance.ts); the reference is float32 on the CPU, on the same dtype-rounded inputs.
 import { Command } from 'commander';
@@ -258,7 +258,7 @@ export async function runChecks(backend: 'cpu' | 'cuda', dtype: DType, seed: num
 
 export function checkCommand(): Command {
   return new Command('check')
-    .description('exactness oracles (ALGORITHMS.md §E) and consistency checks on the chosen backend; exits 1 on any failure')
+    .description('exactness oracles (docs/ALGORITHMS.md §E) and consistency checks on the chosen backend; exits 1 on any failure')
     .option('-b, --backend <b>', 'auto | cpu | cuda', backendOption, 'auto')
     .option('--dtype <t>', 'dtype of the checked runs (default float32 on the CPU, float16 on CUDA)', dtypeOption)
     .option('--seed <n>', 'random seed', intOption('--seed', 0), 1)

@@ -8,7 +8,7 @@ import { checkEnum, checkInt, checkObject, checkPositive, optInt } from './valid
 
 export const MAX_NUM_ITERS = 16;
 export const CPU_MAX_HEAD_DIM = 512;
-/** Clamp of the R temperature 1/cR for T ≥ 2 (ALGORITHMS.md §A.5, MonarchRT's 1e4). */
+/** Clamp of the R temperature 1/cR for T ≥ 2 (docs/ALGORITHMS.md §A.5, MonarchRT's 1e4). */
 export const MAX_INV_TEMP = 1e4;
 
 export interface ResolvedOptions {

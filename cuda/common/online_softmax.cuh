@@ -1,6 +1,6 @@
 // online_softmax.cuh — the streaming softmax state of one thread's two rows (g and g+8 of its warp's
 // 16-row tile; see mma_utils.cuh for the fragment layout), with the optional online-entropy
-// accumulator of ALGORITHMS.md §C.3 in its shifted, base-2 form:
+// accumulator of docs/ALGORITHMS.md §C.3 in its shifted, base-2 form:
 //   logits t = x·log2(e) (masked: −INF), running max m, ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m)
 //   per tile: m' = max(m, max t_B), α = 2^(m−m'), p = 2^(t_B−m'),
 //             ũ ← α·(ũ + (m−m')·ℓ) + Σ p·(t_B−m'),  ℓ ← α·ℓ + Σ p

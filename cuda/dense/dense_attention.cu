@@ -1,4 +1,4 @@
-// dense_attention.cu — dense softmax attention forward, FlashAttention-2 style (ALGORITHMS.md §0),
+// dense_attention.cu — dense softmax attention forward, FlashAttention-2 style (docs/ALGORITHMS.md §0),
 // with the online-entropy accumulator of §C.3 and optional per-row LSE / entropy outputs.
 //
 // Tiling: one CTA of 4 warps per (query block of kBM = 128 rows, head, batch); warp w owns query rows

@@ -1,6 +1,6 @@
 // dense_softmax.cuh — the dense kernel's streaming softmax state (one thread's two rows g, g+8 of a
 // 16-row m-tile; fragment layout in mma_utils.cuh) with lazy rescaling and the scale folded into exp2.
-// Same base-2 recurrence and outputs as OnlineSoftmax (online_softmax.cuh, ALGORITHMS.md §C.3):
+// Same base-2 recurrence and outputs as OnlineSoftmax (online_softmax.cuh, docs/ALGORITHMS.md §C.3):
 //   ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m), finalise log2 Z = m + log2 ℓ, Σ p log p = (ũ/ℓ − log2 ℓ)·ln 2,
 // which hold for ANY reference m, not only the running max. So m is moved (and the accumulators
 // rescaled by α = 2^(m−m')) only when some row of the warp sees a tile max above m + kLazyThreshold;

@@ -1,4 +1,4 @@
-// l_step.cu — the Monarch L-step (ALGORITHMS.md §A.2, §A.6, §B.3).
+// l_step.cu — the Monarch L-step (docs/ALGORITHMS.md §A.2, §A.6, §B.3).
 //
 // Per (b, h, query tile a, column j) the L-step is attention over the candidates c = (f, k), f in the
 // allowed prefix [0, fLim) of key tiles (block-causal allows a prefix), k ∈ [b1]:

@@ -1,4 +1,4 @@
-// r_step.cu — the Monarch R-step (ALGORITHMS.md §A.2, §B.3) with the online entropy of §C.3.
+// r_step.cu — the Monarch R-step (docs/ALGORITHMS.md §A.2, §B.3) with the online entropy of §C.3.
 //
 // For every (b, h, allowed pair (a, f), key row k) the R-step is one small attention:
 //   queries  aR[a,f,k,j], j ∈ [b2]   (first step: q[a,k,j] with cR = 1, i.e. L = I)

@@ -1,7 +1,7 @@
 // monarch.h — the framework-free contract shared by the CPU backend (cpu/*.cc), the CUDA
 // backend (cuda/*/*.cu) and the Node binding (csrc/addon*.cc). No napi.h and no CUDA headers here.
 //
-// Math: ../shared/docs/ALGORITHMS.md (cited as §A.2, §B.3, §C.3 ...).
+// Math: docs/ALGORITHMS.md (cited as §A.2, §B.3, §C.3 ...).
 //
 // ---------------------------------------------------------------------------------------------
 // Tile order. Every Monarch variant is computed as *tiled Monarch* (§B.3):
