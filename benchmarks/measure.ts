@@ -3,7 +3,7 @@
 // events on the stream / monotonic clock on the CPU); the KV-cache step is timed the same way by
 // KVCache.time() once the cache holds every earlier chunk of input set 0.
 import { denseAttentionSync, denseTime, MonarchAttention } from '../lib/index';
-import { denseFlops, monarchFlops } from './flops';
+import { denseFlops, pairFlops } from '../lib/flops';
 import { tokenCounts } from './presets';
 import { AnyTensor, disposeAll, QKV, toHostF32 } from './tensors';
 import { makeAttention, MonarchVariant, Workload } from './workload';
@@ -38,10 +38,10 @@ function monarchStepFlops(attn: MonarchAttention, w: Workload, T: number, notes:
   const { b1, b2 } = attn.geometry;
   const { nq, nk } = tokenCounts(s);
   const tile = b1 * b2;
-  if (isKv(w)) return monarchFlops(s.batch, s.heads, Math.ceil(nq / tile) * Math.ceil(nk / tile), b1, b2, s.headDim, T);
+  if (isKv(w)) return s.batch * s.heads * Math.ceil(nq / tile) * Math.ceil(nk / tile) * pairFlops(b1, b2, s.headDim, T);
   const lib = attn.flops();
   const tiles = Math.ceil(nk / tile);
-  const mine = monarchFlops(s.batch, s.heads, tiles * tiles, b1, b2, s.headDim, T);
+  const mine = s.batch * s.heads * tiles * tiles * pairFlops(b1, b2, s.headDim, T);
   if (Math.abs(lib - mine) > 0.01 * mine) notes.push(`attn.flops()=${lib.toExponential(3)} differs from the §B.7 formula ${mine.toExponential(3)}`);
   return lib;
 }
@@ -90,7 +90,7 @@ export function measureDense(w: Workload, timing: Timing, stats = false): Measur
   // The KV case's last chunk sees every cached key (block-causal, last chunk), so no mask is needed.
   const times = denseTime(w.sets.map((x) => [x.q, x.k, x.v] as QKV), { backend: w.backend, warmup: timing.warmup, iters: timing.repeats, ...extra });
   return {
-    times, out, flops: denseFlops(s.batch, s.heads, nq, nk, s.headDim),
+    times, out, flops: denseFlops(nq, nk, s.headDim, s.batch, s.heads),
     timer: w.backend === 'cuda' ? 'CUDA events' : 'monotonic clock', notes: [],
   };
 }

@@ -6,7 +6,7 @@ import type { DType } from '../lib/types';
 import { runBenchChecks, CheckResult } from '../benchmarks/bench_check';
 import { addSpeedups, failedRow, rowFrom, rowFromMeasured } from '../benchmarks/bench_rows';
 import { headerLines, runHeader } from '../benchmarks/env';
-import { denseFlops } from '../benchmarks/flops';
+import { denseFlops } from '../lib/flops';
 import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
 import { backendOption, dtypeOption, intList, intOption, rangeList, resolveBackend } from './options';
 import { peakFor } from '../benchmarks/peak';
@@ -86,7 +86,7 @@ async function runBench(o: BenchOpts): Promise<number> {
   const header = runHeader(backend, info());
   const peak = peakFor(backend === 'cuda' ? header.device : null, shape.dtype);
   const { nq, nk } = tokenCounts(shape);
-  const dense = denseFlops(shape.batch, shape.heads, nq, nk, shape.headDim);
+  const dense = denseFlops(nq, nk, shape.headDim, shape.batch, shape.heads);
   const notes: string[] = [];
   const torch: TorchEnv = backend === 'cuda' ? findTorch(o.python) : { python: null, torch: null, device: null, note: 'torch rows skipped: CPU backend' };
   if (backend === 'cpu' && dense > 5e10) notes.push(`dense work is ${(dense / 1e12).toFixed(2)} TFLOP per call: slow on the CPU, and CPU TFLOP/s say nothing about the GPU kernels`);

@@ -1,7 +1,7 @@
 // `bench --plot FILE`: time vs number of latent frames (1..41 by default) at the shape's resolution
 // (480p for non-video presets) for Monarch T = 1 (monarchrt), our dense kernel and torch FA2 / cuDNN.
 import * as fs from 'node:fs';
-import { denseFlops } from '../benchmarks/flops';
+import { denseFlops } from '../lib/flops';
 import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
 import { BenchShape, PRESETS } from '../benchmarks/presets';
 import type { Progress } from './progress';
@@ -79,7 +79,7 @@ export async function runPlot(file: string, o: PlotOptions): Promise<void> {
     const n41 = 41 * g.height * g.width;
     fs.writeFileSync(file, lineChartSvg({
       title: `Attention time vs latent frames, ${g.height}×${g.width} tokens/frame (${o.backend})`,
-      subtitle: `${base.heads} heads, d ${base.headDim}, ${base.dtype}, batch ${base.batch}; median of ${timing.repeats}; dense at 41 frames = ${flopText(denseFlops(base.batch, base.heads, n41, n41, base.headDim))}`,
+      subtitle: `${base.heads} heads, d ${base.headDim}, ${base.dtype}, batch ${base.batch}; median of ${timing.repeats}; dense at 41 frames = ${flopText(denseFlops(n41, n41, base.headDim, base.batch, base.heads))}`,
       xLabel: 'latent frames', yLabel: 'time per call (ms)', series,
     }));
     fs.writeFileSync(file.replace(/\.svg$/i, '') + '.json', `${JSON.stringify({ resolution: [g.height, g.width], heads: base.heads, headDim: base.headDim, dtype: base.dtype, rows }, null, 2)}\n`);
