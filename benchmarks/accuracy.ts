@@ -2,12 +2,12 @@
 // first-frame recompute) against dense softmax attention, beside oracle top-k attention at the same
 // density, on (a) random normal inputs and (b) structured synthetic video (synthetic_video.ts).
 // Reference and top-k are float64 in TypeScript (topk.ts); Monarch runs on the chosen backend.
-//   node dist/benchmarks/accuracy.js [options]   ≡   monarch-attn accuracy [options]
+//   run it as `monarch-attn accuracy [options]` (cli/accuracy.ts); this module never imports the CLI.
 import { castTensor, denseAttentionSync, MonarchAttention } from '../lib/index';
 import type { DType, HostTensor } from '../lib/types';
-import { randomTensor, Rng } from '../lib/cli/random';
-import { meanRowCosine, relL2 } from '../lib/cli/stats';
-import { disposeAll, place, toHostF32 } from '../lib/cli/tensors';
+import { randomTensor, Rng } from './random';
+import { meanRowCosine, relL2 } from './stats';
+import { disposeAll, place, toHostF32 } from './tensors';
 import { syntheticVideo } from './synthetic_video';
 import { referenceAttention } from './topk';
 
@@ -129,10 +129,4 @@ export function accuracyMarkdown(r: AccuracyReport): string {
     lines.push(`| ${row.input} | ${row.method}${row.note ? ` (${row.note})` : ''} | ${(100 * row.density).toFixed(1)}% | ${row.flopRatio === null ? '—' : row.flopRatio.toFixed(3)} | ${f3(row.relL2)} | ${f3(row.cosine)} |`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-if (require.main === module) {
-  // Run as a script: the same options as `monarch-attn accuracy`.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  void require('../lib/cli/main').main([process.argv[0], process.argv[1], 'accuracy', ...process.argv.slice(2)]);
 }

@@ -1,4 +1,4 @@
-// KVCache: block-causal video decoding one chunk at a time (ALGORITHMS.md §B.4). K/V of every frame
+// KVCache: block-causal video decoding one chunk at a time (docs/ALGORITHMS.md §B.4). K/V of every frame
 // seen so far are kept in tile order ([B][frames·h·w][H][D], contiguous BSHD; host arrays on the CPU,
 // device memory on CUDA). step() appends one chunk and runs the chunk's C query tiles against all cached
 // key tiles (qTile0 = first tile of the chunk, causalTiles = C): the output equals the chunk's rows of

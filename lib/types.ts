@@ -1,5 +1,5 @@
 // Public types of monarch-attention. Every option documents its default and range; the math is in
-// ALGORITHMS.md (§ references) and the README.
+// docs/ALGORITHMS.md (§ references) and the README.
 
 /** Storage dtype of tensors. Accumulation is always fp32. */
 export type DType = 'float32' | 'float16' | 'bfloat16';
