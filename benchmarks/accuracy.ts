@@ -40,7 +40,7 @@ export interface AccuracyReport {
   rows: AccuracyRow[];
 }
 
-/** (b1, b2) of a factorization at a bidirectional video (ALGORITHMS §B.2, §C.2). */
+/** (b1, b2) of a factorization at a bidirectional video (docs/ALGORITHMS.md §B.2, §C.2). */
 function blocks(f: 'monarchrt' | 'vmonarch', o: AccuracyOptions): [number, number] {
   return f === 'monarchrt' ? [o.height, o.width] : [o.frames, o.height * o.width];
 }
@@ -119,7 +119,7 @@ export function accuracyMarkdown(r: AccuracyReport): string {
     `# Monarch accuracy vs dense attention`, '',
     `Video ${s.frames}×${s.height}×${s.width} = ${s.tokens} tokens, ${s.heads} heads, d ${s.headDim}, ${s.dtype} on the ${s.backend} backend; seed ${r.seed}.`,
     `Reference: float64 dense softmax attention (TypeScript). rel L2 = ‖O − O_dense‖/‖O_dense‖; cosine = mean over (token, head) rows.`,
-    `Top-k keeps, per query row, the k largest scores, k = ⌈density·N⌉ with density (b1+b2)/(b1·b2) of the factorization (ALGORITHMS §B.3); it needs all N² scores (FLOP ratio 1).`,
+    `Top-k keeps, per query row, the k largest scores, k = ⌈density·N⌉ with density (b1+b2)/(b1·b2) of the factorization (docs/ALGORITHMS.md §B.3); it needs all N² scores (FLOP ratio 1).`,
     `Synthetic video: 3-D RoPE positional term + ${r.clusterTokens} tokens (head 0) in moving semantic clusters + dense mixing noise (benchmarks/synthetic_video.ts).`,
     `Random normal inputs give near-uniform attention; Monarch is far from dense there and that is expected (TARGETS.md, Accuracy).`,
     `Sanity: the library's float32 CPU dense vs the float64 reference: ${Object.entries(r.libraryDenseVsReference).map(([k, v]) => `${k} ${f3(v)}`).join(', ')} (rel L2).`, '',

@@ -371,7 +371,7 @@ __device__ __forceinline__ void r_rowwise_issue(T* block, const T* kg, const T* 
 
 // kFirst = false (later steps): the queries aR[a,f,k,j] and temperatures 1/cR[a,f,k,j] depend on f, so a
 // CTA serves one (b, h, a, f, k, column block) problem: one f-block, queries from aR, per-row invT.
-// The R temperature of query column j (ALGORITHMS.md §A.5): 1 on the first step, else min(1/cR, max).
+// The R temperature of query column j (docs/ALGORITHMS.md §A.5): 1 on the first step, else min(1/cR, max).
 template <bool kFirst>
 __device__ __forceinline__ float row_inv_temp(const MonarchParams& p, int64_t rowJ0, int j) {
   if constexpr (kFirst) {
