@@ -56,7 +56,7 @@ export interface MonarchOptions {
   layout: SequenceLayout | VideoLayout;
   /** Attention heads H (≥ 1). */
   heads: number;
-  /** Head dim D. CPU: 1..512. CUDA: 64 or 128. */
+  /** Head dim D. CPU: 1..512. CUDA: 64 or 128 for float16 / bfloat16, 1..128 for float32 (info().cuda lists the set). */
   headDim: number;
   /** Batch size B (≥ 1). Default 1. */
   batch?: number;
