@@ -13,7 +13,7 @@ import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, sta
 import { stageInput, stageOutput, type StagedOutput } from './kvstage';
 import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type CacheWindow, type WritePlan } from './kvwindow';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { MAX_INV_TEMP, type ResolvedOptions } from './options';
+import type { ResolvedOptions } from './options';
 import { dtypeCode, type ActDims } from './tensor';
 import { checkObject, isErrorLike, timeOptions, type TimeOptions } from './validate';
 
@@ -258,7 +258,7 @@ export class KVCache {
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
         q: at(q), k: act(this.k, st), v: act(this.v, st), o: at(o), Aq: G, Fk: keys * C, qTile0: (keys - 1) * C + a0,
-        causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
       };
       ops.push(...tLoop(args, cfg.numIters));
     }

@@ -8,7 +8,7 @@ import { validityMask } from './layout';
 import { DeviceTensor } from './device';
 import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
+import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
@@ -113,7 +113,7 @@ export class MonarchAttention {
       const Fk = C > 0 ? Math.min(A, (Math.floor((a0 + Aq - 1) / C) + 1) * C) : A;
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
-        q: at(q), k, v, o: at(o), Aq, Fk, qTile0: a0, causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        q: at(q), k, v, o: at(o), Aq, Fk, qTile0: a0, causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
         keyValid: valid && sliceMask(valid, B, g.paddedTokens, 0, Fk * tile),
         queryValid: valid && sliceMask(valid, B, g.paddedTokens, a0 * tile, Aq * tile),
       };
