@@ -1,4 +1,4 @@
-// KVCache: one layer's K/V for block-causal video decoding (ALGORITHMS.md §B.4) following the
+// KVCache: one layer's K/V for block-causal video decoding (docs/ALGORITHMS.md §B.4) following the
 // Self-Forcing protocol: write a chunk's K/V at an explicit frame position (overwriting that slice),
 // attend a chunk of queries over the cache up to its own end (optionally writing first), with an
 // optional rolling window whose first sinkFrames are never evicted (lib/kvwindow.ts). K/V are kept in

@@ -1,4 +1,4 @@
-// The position bookkeeping of a KVCache (ALGORITHMS.md §B.4 plus Self-Forcing's rolling window with an
+// The position bookkeeping of a KVCache (docs/ALGORITHMS.md §B.4 plus Self-Forcing's rolling window with an
 // attention sink), pure functions of (window, state, request) so that timing can plan a call without
 // taking it. Everything here counts in chunks (causal.chunkFrames frames, C key tiles each).
 //

@@ -1,5 +1,5 @@
 // MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
-// native R/L stage primitives → scatter back → optional first-frame recomputation (ALGORITHMS.md §A.3,
+// native R/L stage primitives → scatter back → optional first-frame recomputation (docs/ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
 import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
@@ -52,7 +52,7 @@ export class MonarchAttention {
     return this.plan;
   }
 
-  /** FLOPs of one forward, all batches and heads (ALGORITHMS.md §A.7 / §B.7; + 4·hw·Nk·d for recompute). */
+  /** FLOPs of one forward, all batches and heads (docs/ALGORITHMS.md §A.7 / §B.7; + 4·hw·Nk·d for recompute). */
   flops(): number {
     this.live();
     const c = this.config;
@@ -96,7 +96,7 @@ export class MonarchAttention {
     const ops: Op[] = [];
     let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
     if (g.needsGather) {
-      // Tile-order copies [B][paddedTokens][H][D] (pads zero), csrc/monarch.h "Tile order".
+      // Tile-order copies [B][paddedTokens][H][D] (pads zero), include/monarch/monarch.h "Tile order".
       const n = B * g.paddedTokens * H * D, st = bshd(g.paddedTokens, H, D);
       const tile = (key: string): NativeAct => act(this.scratch.get(key, cfg.dtype, n), st);
       const [tq, tk, tv] = [tile('tile.q'), tile('tile.k'), tile('tile.v')];

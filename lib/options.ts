@@ -9,8 +9,8 @@ import { checkEnum, checkInt, checkObject, checkPositive, checkRange, optInt } f
 export const MAX_NUM_ITERS = 16;
 export const CPU_MAX_HEAD_DIM = 512;
 /**
- * Default floor of the column mass c_R in the R temperature 1/c_R for T ≥ 2 (ALGORITHMS.md §A.5):
- * MonarchAttention / MonarchRT clamp 1/c_R at 1e4; VMonarch clamps c_R at 0.1.
+ * Default floor of the column mass c_R in the R temperature 1/c_R for T ≥ 2 (docs/ALGORITHMS.md §A.5):
+ * MonarchRT caps 1/c_R at 1e4 (our default for sequences too); VMonarch clamps c_R at 0.1.
  */
 export const DEFAULT_MIN_COLUMN_MASS = { sequence: 1e-4, monarchrt: 1e-4, vmonarch: 0.1 } as const;
 
