@@ -268,8 +268,9 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     }
     keep.push_back(Napi::Persistent(Value()));  // the plan (workspace) outlives the worker
     auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+    Napi::Promise promise = w->Promise();  // before Push: a worker Node refuses is deleted there
     queue_.Push(w);
-    return w->Promise();
+    return promise;
   } catch (const Napi::Error& e) {
     settled.Reject(e.Value());
   } catch (const std::exception& e) {
@@ -309,8 +310,9 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
     std::vector<Napi::ObjectReference> keep;
     keep.push_back(Napi::Persistent(Value()));
     auto* w = new PlanWorker(env, "monarch:synchronizeAsync", &queue_, std::move(job), std::move(keep));
+    Napi::Promise promise = w->Promise();
     queue_.Push(w);
-    return w->Promise();
+    return promise;
   } catch (const Napi::Error& e) {
     settled.Reject(e.Value());
   }
