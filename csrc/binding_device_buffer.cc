@@ -161,6 +161,11 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   bytes_ = t->bytes;
   owned_ = t->owned;
   t->taken = true;
+  if (owned_ && bytes_ > 0) {
+    // Device memory held by a JS object: reported so that dropped buffers put pressure on the GC.
+    int64_t ignored = 0;
+    if (napi_adjust_external_memory(env, int64_t(bytes_), &ignored) == napi_ok) externalBytes_ = int64_t(bytes_);
+  }
 }
 
 DeviceBuffer::~DeviceBuffer() {
@@ -173,6 +178,11 @@ void DeviceBuffer::FreeMemory() {
 #ifdef MONARCH_WITH_CUDA
   if (owned_ && ptr_) cuda::free_device(ptr_);
 #endif
+  if (externalBytes_ != 0) {
+    int64_t ignored = 0;
+    napi_adjust_external_memory(Env(), -externalBytes_, &ignored);
+    externalBytes_ = 0;
+  }
   ptr_ = nullptr;
 }
 

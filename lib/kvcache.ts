@@ -9,8 +9,8 @@ import type { DeviceTensor } from './device';
 import { chunkMaps } from './layout';
 import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
-import { dtypeCode } from './tensor';
+import { checkBudget, createPlan, defaultMemoryBudget, MAX_INV_TEMP, videoLayout, workspaceBytes, type ResolvedOptions } from './options';
+import { dtypeCode, dtypeSize } from './tensor';
 import { timeOptions, type TimeOptions } from './validate';
 
 export class KVCache {
@@ -40,7 +40,16 @@ export class KVCache {
     this.needsGather = maps.gather !== null;
     this.gatherMap = maps.gather ?? Int32Array.from({ length: this.chunkTokens }, (_, i) => i);
     this.scatterMap = maps.scatter;
-    this.plan = createPlan(cfg, Math.min(cfg.queryTilesPerCall, g.chunkTiles), g.tilesPerSequence);
+    // Budget (MonarchOptions.maxWorkspaceBytes) before allocating: the cached K/V of every frame, the
+    // plan's workspace and the chunk's tile-order copies.
+    const maxAq = Math.min(cfg.queryTilesPerCall, g.chunkTiles);
+    const es = dtypeSize(cfg.dtype), perToken = cfg.batch * cfg.heads * cfg.headDim * es;
+    const bytes = 2 * g.paddedTokens * perToken + workspaceBytes(cfg, g, maxAq, g.tilesPerSequence) +
+      (this.needsGather ? 2 * this.chunkTokens * perToken : 0);
+    const dflt = defaultMemoryBudget(cfg.backend);
+    checkBudget(`KVCache (K/V of ${lay.frames} frames × ${g.frameTokens} tokens, plus a workspace for ${maxAq} query tiles × ${g.tilesPerSequence} key tiles)`,
+      bytes, cfg.maxWorkspaceBytes, cfg.maxWorkspaceBytes !== dflt.bytes, dflt.source, 'lower layout.frames, queryTilesPerCall, batch or heads, or raise maxWorkspaceBytes');
+    this.plan = createPlan(cfg, maxAq, g.tilesPerSequence);
     this.scratch = new Scratch(cfg.backend === 'cuda');
   }
 

@@ -12,7 +12,7 @@ import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from '
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import { KVCache } from './kvcache';
-import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
+import { checkMask, show, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
 function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
@@ -78,7 +78,7 @@ export class MonarchAttention {
     }
     let keyMask: Uint8Array | undefined;
     if (opts !== undefined) {
-      const o = checkObject('forward options', opts);
+      const o = snapshot('forward options', opts, ['keyMask']);
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
