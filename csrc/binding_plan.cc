@@ -1,14 +1,12 @@
 // binding_plan.cc — Plan (see binding_plan.h for the execution model).
 #include "binding_plan.h"
 
-#include "cpu_threads.h"
-
 #include <algorithm>
 #include <utility>
 #include <vector>
 
 #ifdef MONARCH_WITH_CUDA
-#include "monarch_cuda.h"
+#include <monarch/monarch_cuda.h>
 #endif
 
 namespace monarch {

@@ -1,4 +1,4 @@
-// Token layouts → tiled-Monarch geometry (csrc/monarch.h "Tile order"; ALGORITHMS.md §A.4, §B.2, §B.4,
+// Token layouts → tiled-Monarch geometry (include/monarch/monarch.h "Tile order"; docs/ALGORITHMS.md §A.4, §B.2, §B.4,
 // §C.2). Validates the layout options and builds the gather/scatter maps when tile order ≠ token order.
 import type { SequenceLayout, VideoLayout } from './types';
 import { checkDivides, checkEnum, checkInt, show, snapshot } from './validate';
@@ -17,8 +17,6 @@ export interface Geometry {
   tokensPerTile: number;
   /** Tiles per sequence A (query tiles = key tiles in a one-shot forward). */
   tilesPerSequence: number;
-  /** Same as tilesPerSequence (the name docs/API.md first used). */
-  tiles: number;
   /** A·b1·b2 ≥ N (> N only with sequence padding). */
   paddedTokens: number;
   /** Block-causal chunk length in tiles C (0 = bidirectional). */
@@ -66,9 +64,7 @@ function invert(order: Int32Array, size: number): Int32Array {
   return g;
 }
 
-type Shape = Omit<Geometry, 'tiles'>;
-
-function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Shape {
+function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   const N = checkInt('layout.length', l.length, 1, 2 ** 31 - 1);
   const b = checkInt('layout.blockSize', l.blockSize, 1);
   if (b > N) throw new RangeError(`layout.blockSize ${b} is out of range 1..${N} (layout.length)`);
@@ -97,7 +93,7 @@ function sequenceMaps(g: Geometry, padding: 'pre' | 'post'): Pick<Geometry, 'gat
   return { gatherMap, scatterMap, tileValid };
 }
 
-function videoGeometry(l: Record<string, unknown>, causal: unknown): Shape {
+function videoGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   const F = checkInt('layout.frames', l.frames, 1);
   const h = checkInt('layout.height', l.height, 1);
   const w = checkInt('layout.width', l.width, 1);
@@ -164,7 +160,7 @@ export function geometryShape(layout: unknown, causal: unknown): { geometry: Geo
     if (all[key] !== undefined) throw new TypeError(`layout.${key} is not an option of a ${kind} layout (known: ${mine.join(', ')})`);
   }
   const g = kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
-  return { geometry: { ...g, tiles: g.tilesPerSequence }, layout: Object.freeze(l) as unknown as SequenceLayout | VideoLayout };
+  return { geometry: g, layout: Object.freeze(l) as unknown as SequenceLayout | VideoLayout };
 }
 
 /** The geometry with its per-token maps (gather/scatter/tileValid) built: O(paddedTokens) memory. */

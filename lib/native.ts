@@ -2,15 +2,16 @@
 // Only lib/ talks to it; users see lib/index.ts.
 import * as path from 'node:path';
 
-/** dtype codes shared with csrc/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
+/** dtype codes shared with include/monarch/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
 export type DTypeCode = 0 | 1 | 2;
 /** Element strides [batch, token, head] of a [B][S][H][D] activation (D contiguous). */
 export type Strides = [number, number, number];
 
 /**
  * Device memory owned by the addon (ObjectWrap). upload / download / fill first wait for all GPU work
- * (cudaDeviceSynchronize), so they are ordered after anything a plan enqueued. After dispose() (which
- * is idempotent) every method and `pointer` throw "DeviceBuffer was disposed".
+ * (cudaDeviceSynchronize), so they are ordered after anything a plan enqueued. After dispose() every
+ * method and `pointer` throw "DeviceBuffer was disposed", a second dispose() included (DeviceTensor.dispose()
+ * is the idempotent wrapper).
  */
 export interface NativeDeviceBuffer {
   readonly byteLength: number;

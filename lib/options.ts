@@ -5,12 +5,15 @@ import { dtypeCode, dtypeSize } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { geometryShape, withMaps, type Geometry } from './layout';
 import { cudaShapeProblem, cudaUnavailableReason, info } from './info';
-import { checkEnum, checkInt, checkScale, optInt, showBytes, snapshot } from './validate';
+import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
 export const CPU_MAX_HEAD_DIM = 512;
-/** Clamp of the R temperature 1/cR for T ≥ 2 (ALGORITHMS.md §A.5, MonarchRT's 1e4). */
-export const MAX_INV_TEMP = 1e4;
+/**
+ * Default floor of the column mass c_R in the R temperature 1/c_R for T ≥ 2 (docs/ALGORITHMS.md §A.5):
+ * MonarchRT caps 1/c_R at 1e4 (our default for sequences too); VMonarch clamps c_R at 0.1.
+ */
+export const DEFAULT_MIN_COLUMN_MASS = { sequence: 1e-4, monarchrt: 1e-4, vmonarch: 0.1 } as const;
 
 export interface ResolvedOptions {
   geometry: Geometry;
@@ -25,6 +28,8 @@ export interface ResolvedOptions {
   backend: 'cpu' | 'cuda';
   tensorLayout: TensorLayout;
   scale: number;
+  /** 1 / minColumnMass: the cap of the R-step temperature handed to the native stages. */
+  maxInvTemp: number;
   threads: number;
   /** Query tiles per native call (see MonarchOptions.queryTilesPerCall). */
   queryTilesPerCall: number;
@@ -37,7 +42,7 @@ export interface ResolvedOptions {
 /** The keys of MonarchOptions (anything else is a typo: TypeError with a suggestion). */
 export const MONARCH_OPTION_KEYS = [
   'layout', 'heads', 'headDim', 'batch', 'numIters', 'causal', 'recompute', 'dtype', 'backend', 'tensorLayout',
-  'scale', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes',
+  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes',
 ] as const;
 
 /**
@@ -116,6 +121,10 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const budgetIn = o.maxWorkspaceBytes === undefined ? undefined : checkInt('maxWorkspaceBytes', o.maxWorkspaceBytes, 1);
   const shape = geometryShape(o.layout, o.causal);
   const g0 = shape.geometry;
+  const minColumnMass = o.minColumnMass === undefined
+    ? DEFAULT_MIN_COLUMN_MASS[g0.factorization]
+    : checkRange('minColumnMass', o.minColumnMass, 1e-30, 1);
+  const maxInvTemp = 1 / minColumnMass;
   if (recompute === 'first-frame' && g0.kind !== 'video') {
     throw new RangeError("recompute 'first-frame' needs a video layout, received layout.kind 'sequence'");
   }
@@ -136,7 +145,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const chunkFrames = o.causal === undefined ? 0 : g0.chunkTokens / g0.frameTokens;
   return {
     geometry, layout: shape.layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout,
-    scale, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
+    scale, maxInvTemp, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
   };
 }
 
