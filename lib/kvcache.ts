@@ -123,7 +123,7 @@ export class KVCache {
    */
   step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
   step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor>;
+  step<T extends AnyTensor>(q: T, k: T, v: T): Promise<AnyTensor>;
   async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
     const plan = this.live();
     const c = this.check(q, k, v);
@@ -141,7 +141,7 @@ export class KVCache {
   /** Synchronous twin of step(). */
   stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
   stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor;
+  stepSync<T extends AnyTensor>(q: T, k: T, v: T): AnyTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling stepSync()');
