@@ -90,10 +90,20 @@ export const d: typeof denseAttention = denseAttention;
   expect(r.status).toBe(0);
 });
 
-test('the CLI runs from the installed package', () => {
-  const r = runBare(bin, app, path.join(app, 'node_modules', '.bin', 'monarch-attn'), ['info']);
+test('the CLI runs from the installed package (info; a small CPU bench with a PNG plot when the renderer is installed)', () => {
+  const cli = path.join(app, 'node_modules', '.bin', 'monarch-attn');
+  const r = runBare(bin, app, cli, ['info']);
   expect(r.status).toBe(0);
   expect(r.stdout).toMatch(/monarch-attention 0\.|version/i);
+  const png = fs.existsSync(path.join(app, 'node_modules', '@resvg', 'resvg-js'));
+  const plot = png ? 'p.png' : 'p.svg';
+  const b = runBare(bin, app, cli, ['bench', '--backend', 'cpu', '--frames', '2', '--height', '4', '--width', '4', '--heads', '1',
+    '--head-dim', '8', '-T', '1', '--json', 'r.json', '--plot', plot, '--plot-frames', '1,2', '--no-progress']);
+  expect(out(b)).not.toMatch(/Error/);
+  expect(b.status).toBe(0);
+  expect(JSON.parse(fs.readFileSync(path.join(app, 'r.json'), 'utf8')).tool).toBe('monarch-attn bench');
+  const head = fs.readFileSync(path.join(app, plot)).subarray(0, 4);
+  expect(head.toString('latin1')).toBe(png ? '\x89PNG' : '<svg');
 });
 
 test('without a prebuild the same offline, compiler-less install fails (it would have to compile)', () => {

@@ -66,8 +66,9 @@ export function bareBin(tmp: string): string {
 }
 
 /**
- * An empty project in `tmp`/app whose node_modules already holds the package's runtime dependencies
- * (copied from this checkout's node_modules), so that `npm install --offline <tarball>` needs no registry.
+ * An empty project in `tmp`/app whose node_modules already holds the package's runtime dependencies and
+ * the optional ones this checkout has (copied from its node_modules), so that `npm install --offline
+ * <tarball>` needs no registry.
  */
 export function consumerProject(tmp: string, name = 'app'): string {
   const app = path.join(tmp, name);
@@ -75,13 +76,16 @@ export function consumerProject(tmp: string, name = 'app'): string {
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }));
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const seen = new Set<string>();
-  const add = (n: string): void => {
-    if (seen.has(n)) return;
+  const add = (n: string, optional = false): void => {
+    const file = path.join(ROOT, 'node_modules', n, 'package.json');
+    if (seen.has(n) || (optional && !fs.existsSync(file))) return;
     seen.add(n);
-    const dep = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', n, 'package.json'), 'utf8'));
-    Object.keys(dep.dependencies ?? {}).forEach(add);
+    const dep = JSON.parse(fs.readFileSync(file, 'utf8'));
+    Object.keys(dep.dependencies ?? {}).forEach((d) => add(d));
+    Object.keys(dep.optionalDependencies ?? {}).forEach((d) => add(d, true));
   };
-  Object.keys(pkg.dependencies).forEach(add);
+  Object.keys(pkg.dependencies).forEach((d) => add(d));
+  Object.keys(pkg.optionalDependencies ?? {}).forEach((d) => add(d, true));
   for (const n of seen) fs.cpSync(path.join(ROOT, 'node_modules', n), path.join(app, 'node_modules', n), { recursive: true, dereference: true });
   return app;
 }
