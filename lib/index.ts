@@ -1,6 +1,6 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
-  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, MonarchOptions,
+  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, MonarchOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';

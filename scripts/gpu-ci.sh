@@ -15,6 +15,9 @@ export MONARCH_TEST_CUDA=1 CI=${CI:-true}
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=/usr/local/cuda/bin/nvcc PATH=/usr/local/cuda/bin:$PATH
 fi
+# node_modules' own entry points: the GPU machine may have node without npm/npx.
+jest="node node_modules/jest/bin/jest.js"
+tsc="node node_modules/typescript/bin/tsc"
 status=0
 fail() { echo "FAILED: $*" | tee -a "$out/failures.txt"; status=1; }
 
@@ -39,17 +42,17 @@ for s in $steps; do
       # The documented rebuild path of an installed package (monarch-attn build --cuda-arch ...).
       node scripts/build-cuda.js --cuda-arch "$arch" > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; fail "build ($arch)"; }
       tail -1 "$out/build.log"
-      npx --no-install tsc -p tsconfig.build.json || fail "tsc" ;;
+      $tsc -p tsconfig.build.json || fail "tsc" ;;
     tests)
-      echo "== GPU jest suite (CUDA cases required)"
-      npm run test:gpu -- --ci --json --outputFile="$out/jest.json" > "$out/jest.log" 2>&1 || fail "GPU jest suite"
+      echo "== GPU jest suite (CUDA cases required: npm run test:gpu)"
+      MONARCH_TEST_CUDA=1 $jest --ci --runInBand --json --outputFile="$out/jest.json" > "$out/jest.log" 2>&1 || fail "GPU jest suite"
       grep -E '^Tests:' "$out/jest.log" | tail -1 ;;
     sanitize)
       echo "== compute-sanitizer memcheck + racecheck over the CUDA jest suites"
       # API errors are not reported: test/cuda-errors-recovery.test.ts provokes cudaMalloc out-of-memory on purpose.
       for tool in memcheck racecheck; do
         compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 99 --target-processes all \
-          npx --no-install jest --ci --runInBand ${SANITIZE_TESTS:-test/cuda-} > "$out/sanitize-$tool.log" 2>&1 || fail "sanitizer $tool"
+          $jest --ci --runInBand ${SANITIZE_TESTS:-test/cuda-} > "$out/sanitize-$tool.log" 2>&1 || fail "sanitizer $tool"
         echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-$tool.log" | tail -1); $(grep -E '^Tests:' "$out/sanitize-$tool.log" | tail -1)"
       done ;;
     check)

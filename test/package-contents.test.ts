@@ -25,7 +25,9 @@ test('ships the license, changelog, docs, the README and what it links to', () =
 });
 
 test('ships the entry points and every native source of both builds', () => {
-  for (const f of ['esm/index.mjs', 'esm/index.d.mts', 'bin/monarch-attn.js', 'scripts/build-cuda.js', 'CMakeLists.txt', 'binding.gyp']) {
+  // benchmarks/torch_sdpa.py: the CLI's torch baseline rows run it from the package root.
+  for (const f of ['esm/index.mjs', 'esm/index.d.mts', 'bin/monarch-attn.js', 'scripts/build-cuda.js', 'CMakeLists.txt', 'binding.gyp',
+    'benchmarks/torch_sdpa.py']) {
     expect(files).toContain(f);
   }
   const sources = trackedFiles(/\.(cc|h|hpp|cu|cuh)$/).filter((f) => !f.startsWith('test/'));

@@ -27,15 +27,18 @@ beforeAll(() => {
   expect(r.stdout).toMatch(/node-gyp-build/);   // the install script ran (and found the prebuild)
 }, 180_000);
 
-test('require: loads the prebuild and runs a forward on the CPU backend', () => {
+test('require: loads the prebuild; backend auto runs (the CPU backend where no GPU is usable, also for a CUDA build)', () => {
   const r = node(['-e', `
     const m = require('monarch-attention');
-    const a = new m.MonarchAttention({ layout: { kind: 'sequence', length: 8, blockSize: 4 }, heads: 1, headDim: 4, backend: 'cpu' });
+    const a = new m.MonarchAttention({ layout: { kind: 'sequence', length: 8, blockSize: 4 }, heads: 1, headDim: 4, backend: 'auto' });
     const x = m.tensor(new Float32Array(32).fill(0.5), [1, 8, 1, 4]);
     const o = a.forwardSync(x, x, x);
-    console.log(JSON.stringify({ v: m.version, shape: o.shape, o0: o.data[0], file: require.resolve('monarch-attention') }));`]);
+    const i = m.info();
+    console.log(JSON.stringify({ v: m.version, shape: o.shape, o0: o.data[0], file: require.resolve('monarch-attention'),
+      backend: a.backend, gpus: i.deviceCount }));`]);
   expect(out(r)).not.toMatch(/Error/);
   const j = JSON.parse(r.stdout);
+  expect(j.backend).toBe(j.gpus > 0 ? 'cuda' : 'cpu');
   expect(j.v).toBe(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
   expect(j.shape).toEqual([1, 8, 1, 4]);
   expect(j.o0).toBeCloseTo(0.5, 6);

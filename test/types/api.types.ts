@@ -3,7 +3,7 @@
 // "Unused '@ts-expect-error' directive", and the test fails.
 import {
   castTensor, DeviceTensor, denseAttention, denseAttentionSync, KVCache, MonarchAttention, tensor,
-  type AnyTensor, type DType, type HostTensor,
+  type AnyTensor, type DType, type HostData, type HostTensor,
 } from '../../lib';
 
 declare const f32: Float32Array;
@@ -20,6 +20,9 @@ const a2: HostTensor<'float32'> = tensor(f32, [2], 'float32');
 const b: HostTensor<'bfloat16'> = tensor(u16, [2], 'bfloat16');
 const h: HostTensor<'float16'> = tensor(u16, [2], 'float16');
 const g: HostTensor = tensor(someDtype === 'float32' ? f32 : u16, [2], someDtype);
+const hd: HostData<'float16'> = u16;
+// @ts-expect-error: float32 host data is a Float32Array
+const hd2: HostData<'float32'> = u16;
 // @ts-expect-error: a Uint16Array without dtype
 tensor(u16, [2]);
 // @ts-expect-error: a Float32Array with a 16-bit dtype
@@ -71,4 +74,4 @@ cache.step(a, dev, a);
 // @ts-expect-error: mixed
 cache.stepSync(a, a, dev);
 
-export { a2, h, g, fa, ba, wrong, narrow, c16, c32, p1, p2, p3, p4, d1, s1 };
+export { a2, h, g, hd, hd2, fa, ba, wrong, narrow, c16, c32, p1, p2, p3, p4, d1, s1 };
