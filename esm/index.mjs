@@ -6,6 +6,6 @@ import cjs from '../dist/lib/index.js';
 
 export const {
   castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32,
-  DeviceTensor, MonarchAttention, KVCache, denseAttention, denseAttentionSync, denseTime, info, version,
+  DeviceTensor, MonarchAttention, KVCache, KVCachePool, denseAttention, denseAttentionSync, denseTime, info, version,
 } = cjs;
 export default cjs;

@@ -1,12 +1,15 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
-  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, MonarchOptions,
+  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
+  KVCachePoolOptions, MonarchOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
 export { DeviceTensor } from './device';
 export { MonarchAttention } from './monarch';
 export { KVCache } from './kvcache';
+export type { AttendOptions, WriteOptions } from './kvcache';
+export { KVCachePool } from './kvpool';
 export { denseAttention, denseAttentionSync, denseTime } from './dense';
 export { info, version } from './info';
 export type { Geometry } from './layout';

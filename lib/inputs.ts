@@ -12,7 +12,7 @@ export type AnyTensor = HostTensor | DeviceTensor;
 /** Expected value of a dim and how to name it in a message (e.g. "heads 12" or "q.shape[2]=12"). */
 type Want = { value: number; label: string } | undefined;
 
-function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,
+export function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,
   want: Partial<Record<keyof ActDims, Want>>): { dims: ActDims; device: boolean } {
   const device = t instanceof DeviceTensor;
   if (!device) checkHostTensor(name, t);

@@ -2,7 +2,7 @@
 // native R/L stage primitives → scatter back → optional first-frame recomputation (docs/ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
 import type { NativeAct, NativePlan, StageArgs } from './native';
-import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
+import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
@@ -11,8 +11,9 @@ import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
-import { KVCache } from './kvcache';
-import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
+import type { KVCache } from './kvcache';
+import { checkCacheConfig, KVCachePool } from './kvpool';
+import { checkMask, checkObject, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
 function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
@@ -179,13 +180,21 @@ export class MonarchAttention {
     });
   }
 
-  /** A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. */
-  createKVCache(): KVCache {
+  /**
+   * A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. Its own plan
+   * and memory (a one-layer KVCachePool); dispose it separately. Options: a rolling window (docs/API.md).
+   */
+  createKVCache(opts?: KVCacheOptions): KVCache {
     this.live();
-    if (this.geometry.kind !== 'video' || this.config.chunkFrames === 0) {
-      throw new Error(`createKVCache needs a video layout with causal: { chunkFrames }, received layout.kind ${show(this.geometry.kind)}${this.config.chunkFrames === 0 ? ' without causal' : ''}`);
-    }
-    return new KVCache(this.config);
+    checkCacheConfig(this.config, 'createKVCache');
+    return new KVCachePool(this.config, opts, true).layers[0];
+  }
+
+  /** The KV caches of `layers` layers of one session in one allocation sharing one plan (docs/API.md). */
+  createKVCachePool(opts: KVCachePoolOptions): KVCachePool {
+    this.live();
+    checkCacheConfig(this.config, 'createKVCachePool');
+    return new KVCachePool(this.config, opts, false);
   }
 
   /** Frees the plan (workspace, stream) and scratch buffers; later calls throw. Idempotent. */

@@ -73,5 +73,10 @@ const s1: Promise<HostTensor> = cache.step(a, a, a);
 cache.step(a, dev, a);
 // @ts-expect-error: mixed
 cache.stepSync(a, a, dev);
+cache.writeSync(a, a, { frame: 0 });
+// @ts-expect-error: mixed k (host) and v (device)
+cache.writeSync(a, dev, { frame: 0 });
+// @ts-expect-error: mixed
+void cache.write(dev, a, { frame: 0 });
 
 export { a2, h, g, hd, hd2, fa, ba, wrong, narrow, c16, c32, p1, p2, p3, p4, d1, s1 };
