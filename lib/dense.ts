@@ -99,7 +99,7 @@ function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefi
  */
 export function denseAttention(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): Promise<DenseResult<HostTensor>>;
 export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): Promise<DenseResult<DeviceTensor>>;
-export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
+export function denseAttention<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
@@ -122,7 +122,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
 /** Synchronous twin of denseAttention(). */
 export function denseAttentionSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): DenseResult<HostTensor>;
 export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): DenseResult<DeviceTensor>;
-export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor>;
+export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): DenseResult<AnyTensor>;
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';

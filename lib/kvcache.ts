@@ -331,11 +331,13 @@ export class KVCache {
    * Writes one chunk's k, v ([B][chunkTokens][H][D] or BHSD) at `frame`, overwriting that slice. frame ≤
    * nextFrame (no gaps) and not evicted; a new chunk past the window first evicts the oldest non-sink chunk.
    */
+  write<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): Promise<void>;  // both host or both device
   async write(k: AnyTensor, v: AnyTensor, opts: WriteOptions): Promise<void> {
     await this.runQueued(this.writeRequest(k, v, opts));
   }
 
   /** Synchronous twin of write(). */
+  writeSync<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): void;
   writeSync(k: AnyTensor, v: AnyTensor, opts: WriteOptions): void {
     this.runNow(this.writeRequest(k, v, opts), 'writeSync');
   }
@@ -368,7 +370,7 @@ export class KVCache {
    */
   step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
   step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor>;
+  step<T extends AnyTensor>(q: T, k: T, v: T): Promise<AnyTensor>;
   async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
     return (await this.runQueued({ frame: 'next', name: 'frame', q, k, v }))!;
   }
@@ -376,7 +378,7 @@ export class KVCache {
   /** Synchronous twin of step(). */
   stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
   stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor;
+  stepSync<T extends AnyTensor>(q: T, k: T, v: T): AnyTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
     return this.runNow({ frame: 'next', name: 'frame', q, k, v }, 'stepSync')!;
   }

@@ -138,7 +138,7 @@ export class MonarchAttention {
    */
   forward(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): Promise<HostTensor>;
   forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
-  forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
+  forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
     const { c, keyMask } = this.check(q, k, v, opts);
@@ -153,7 +153,7 @@ export class MonarchAttention {
   /** Synchronous twin of forward() (blocks the event loop). */
   forwardSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): HostTensor;
   forwardSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): DeviceTensor;
-  forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor;
+  forwardSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): AnyTensor;
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');

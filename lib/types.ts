@@ -8,15 +8,20 @@ export type Backend = 'auto' | 'cpu' | 'cuda';
 /** Memory layout of q/k/v/output: [batch, seq, heads, headDim] (default) or [batch, heads, seq, headDim]. */
 export type TensorLayout = 'BSHD' | 'BHSD';
 
+/** The host array of a dtype: a Float32Array for `float32`, a Uint16Array of bit patterns otherwise. */
+export type HostData<D extends DType = DType> = D extends 'float32' ? Float32Array : Uint16Array;
+
 /**
  * A tensor in host memory. `data` holds `shape.reduce(*)` elements: a Float32Array for `float32`, a
  * Uint16Array of bit patterns for `float16` / `bfloat16`. Contiguous, row-major in `shape` order.
+ * `HostTensor` (any dtype) is a union discriminated by `dtype`, so checking `t.dtype === 'float32'`
+ * narrows `t.data` to a Float32Array; `HostTensor<'bfloat16'>` is one dtype.
  */
-export interface HostTensor {
-  readonly data: Float32Array | Uint16Array;
+export type HostTensor<D extends DType = DType> = D extends DType ? {
+  readonly data: HostData<D>;
   readonly shape: readonly number[];
-  readonly dtype: DType;
-}
+  readonly dtype: D;
+} : never;
 
 /** 1-D token sequence split into blocks of `blockSize` contiguous tokens (MonarchAttention, §A). */
 export interface SequenceLayout {
