@@ -130,7 +130,7 @@ describe('CPU backend: masks, extreme finite inputs, scale', () => {
     const rng = mulberry32(506);
     const [qa, ka, va] = [0, 1, 2].map(() => randAct(rng, 1, N, H, D));
     const q1 = act(Float64Array.from(qa.x, (x) => Math.fround(x * 1e30)), 1, N, H, D);
-    const [q, k, v] = [q1, ka, va].map((a) => tensor(encode(a.x, 'float32'), [1, N, H, D]));
+    const [q, k, v] = [q1, ka, va].map((a) => tensor(encode(a.x, 'float32') as Float32Array, [1, N, H, D]));
     const ref = denseRef(q1, ka, va).out;
     const out = toF32(denseAttentionSync(q, k, v, { backend: 'cpu' }).out);
     let worst = 0;
