@@ -155,11 +155,9 @@ describe('CPU backend: masks, extreme finite inputs, scale', () => {
   });
 });
 
-// The CUDA kernels' row softmaxes have not been given the CPU's non-finite rule yet (their fmaxf row
-// maxima skip NaNs and an all-NaN row is treated as empty, i.e. zeros): these cases are expected to fail
-// on a GPU until they are, so they run only when asked for (MONARCH_TEST_CUDA_NONFINITE=1).
-const describeNonfiniteCuda = process.env.MONARCH_TEST_CUDA_NONFINITE === '1' ? describeCuda : describe.skip;
-describeNonfiniteCuda('non-finite inputs', () => {
+// The CUDA kernels follow the CPU's non-finite rule: a NaN logit makes the row's softmax sum NaN, and the
+// kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL, lse, aR and the output.
+describeCuda('non-finite inputs', () => {
   const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
     const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
     try {

@@ -110,10 +110,9 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
       for (int c = 0; c < 2; ++c) {
         const float x0 = S[n][c], x1 = S[n][c + 2];
         const float mn = fmaxf(m[n][c], fmaxf(x0, x1));
-        if (mn != -INFINITY) {
-          l[n][c] = l[n][c] * fast_exp2(m[n][c] - mn) + fast_exp2(x0 - mn) + fast_exp2(x1 - mn);
-          m[n][c] = mn;
-        }
+        const float mu = mn == -INFINITY ? 0.f : mn;  // 2^(−INF − mu) = 0; a NaN logit makes ℓ NaN
+        l[n][c] = l[n][c] * fast_exp2(m[n][c] - mu) + fast_exp2(x0 - mu) + fast_exp2(x1 - mu);
+        m[n][c] = mn;
       }
   }
   // Combine the 8 lanes (g) of each query column, then the warps.
@@ -126,10 +125,9 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
         const float mo = __shfl_xor_sync(0xffffffffu, m[n][c], off);
         const float lo = __shfl_xor_sync(0xffffffffu, l[n][c], off);
         const float mn = fmaxf(m[n][c], mo);
-        if (mn != -INFINITY) {
-          l[n][c] = l[n][c] * fast_exp2(m[n][c] - mn) + lo * fast_exp2(mo - mn);
-          m[n][c] = mn;
-        }
+        const float mu = mn == -INFINITY ? 0.f : mn;
+        l[n][c] = l[n][c] * fast_exp2(m[n][c] - mu) + lo * fast_exp2(mo - mu);
+        m[n][c] = mn;
       }
   if (g == 0) {
 #pragma unroll
@@ -147,12 +145,12 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     float mm = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kCandWarps; ++w) mm = fmaxf(mm, sM[w * NQ + i]);
+    const float mu = mm == -INFINITY ? 0.f : mm;
     float ll = 0.f;
-    if (mm != -INFINITY) {
 #pragma unroll
-      for (int w = 0; w < kCandWarps; ++w) ll += sL[w * NQ + i] * fast_exp2(sM[w * NQ + i] - mm);
-    }
-    const bool valid = i < p.b1 && ll > 0.f && (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
+    for (int w = 0; w < kCandWarps; ++w) ll += sL[w * NQ + i] * fast_exp2(sM[w * NQ + i] - mu);
+    // (a NaN ℓ passes: lse is NaN then, and so are the aR, cR it feeds, as on the CPU)
+    const bool valid = i < p.b1 && !(ll <= 0.f) && (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
     sLse[i] = valid ? mm + log2f(ll) : INFINITY;
   }
   // sLse is read after the pass-2 loop's first barrier.
