@@ -88,8 +88,19 @@ export interface MonarchOptions {
   tensorLayout?: TensorLayout;
   /** Softmax scale s. Default 1/√headDim. */
   scale?: number;
-  /** CPU threads (0 = all cores). Default 0. */
+  /**
+   * CPU threads of this instance's work (0 = all cores). Default 0. Per instance: it never changes the
+   * speed of other instances (0..4096).
+   */
   threads?: number;
+  /**
+   * Memory budget in bytes of what the instance allocates: the plan's workspace (aR, cR, aL, cL, y) plus,
+   * when tile order differs from the input order, the tile-order copies of q, k, v, o and the maps
+   * (a KV cache adds its K/V memory). A configuration that needs more is refused at construction with a
+   * RangeError naming both sizes, before anything is allocated. Default: `os.totalmem()` on the CPU
+   * backend, the GPU's memory on CUDA. Integer ≥ 1.
+   */
+  maxWorkspaceBytes?: number;
   /**
    * Query tiles per native call (1..tilesPerSequence; causal: a multiple of the chunk's tiles C, or a
    * divisor of C). Query tiles are independent (§B.3), so the forward loops over groups of this many
