@@ -7,6 +7,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
+
+/**
+ * npm and git are on PATH (always in CI and on a developer machine; a GPU machine with only a packed
+ * node may lack them, and the package tests skip there, saying why).
+ */
+export const PACK_TOOLS: boolean = ['npm', 'git'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+export const describePack = PACK_TOOLS ? describe : (name: string, fn: () => void) => {
+  // eslint-disable-next-line no-console
+  console.warn(`skipping "${name}": npm or git is not on PATH`);
+  describe.skip(name, fn);
+};
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 /** Paths (relative, '/'-separated) that `npm pack` ships from `dir`, without running prepack. */
