@@ -1,5 +1,5 @@
 // cpu_dense.cc — monarch::cpu::dense: dense softmax attention streamed over key tiles of kTile
-// with the §C.3 recurrence (running max m, ℓ = Σ e^{x−m}, ũ = Σ e^{x−m}(x−m), acc = Σ e^{x−m} v).
+// with the §C.3 recurrence of softmax.h (running max m, ℓ, ũ for the entropy; acc = Σ e^{x−m} v here).
 // Per row: lse = m + log ℓ (natural log of the scaled logits), entropy = log ℓ − ũ/ℓ (= −Σ p log p).
 // Masks: keyValid [B][Nk]; block-causal: query p = q0 + n sees keys [0, (p / C + 1)·C).
 // A row with no visible key outputs 0, lse = −INF, entropy = 0. A row with a non-finite scaled logit
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.h"
+#include "softmax.h"
 #include "threads.h"
 
 namespace monarch {
@@ -42,8 +43,8 @@ Status dense(const DenseParams& p) {
     std::vector<float> Kt(size_t(kTile) * D);   // [valid keys][D] (compacted)
     std::vector<float> Vt(size_t(kTile) * D);   // [valid keys][D]
     std::vector<float> acc(size_t(kTile) * D);  // [query rows][D]
-    std::vector<float> m(kTile), l(kTile), u(kTile), x(kTile);
-    std::vector<char> bad(kTile);  // the row met a non-finite logit
+    std::vector<float> x(kTile);                // logits of one row against the tile
+    std::vector<SoftmaxRow> st(kTile);          // online-softmax state per query row (softmax.h)
     std::vector<int64_t> lim(kTile), key(kTile);
 
     for (int64_t it = begin; it < end; ++it) {
@@ -58,7 +59,7 @@ Status dense(const DenseParams& p) {
         const int64_t pos = int64_t(p.q0) + n0 + r;
         lim[r] = C > 0 ? std::min<int64_t>(p.Nk, (pos / C + 1) * C) : p.Nk;  // visible keys [0, lim)
         limMax = std::max(limMax, lim[r]);
-        m[r] = -kInf; l[r] = 0.f; u[r] = 0.f; bad[r] = 0;
+        st[r].reset();
       }
       std::fill(acc.begin(), acc.begin() + size_t(nq) * D, 0.f);
 
@@ -76,51 +77,36 @@ Status dense(const DenseParams& p) {
           // Valid keys are in increasing order: the row sees the prefix key[c] < lim[r].
           int nr = 0;
           while (nr < nv && key[nr] < lim[r]) ++nr;
-          if (nr == 0 || bad[r]) continue;
+          if (nr == 0 || st[r].bad) continue;
           const float* qr = &Q[size_t(r) * D];
-          float mx = -kInf;
-          for (int c = 0; c < nr; ++c) {
-            x[c] = s * dot(qr, &Kt[size_t(c) * D], D);
-            if (!std::isfinite(x[c])) bad[r] = 1;
-            mx = std::max(mx, x[c]);
-          }
-          if (bad[r]) continue;
+          for (int c = 0; c < nr; ++c) x[c] = s * dot(qr, &Kt[size_t(c) * D], D);
           float* ar = &acc[size_t(r) * D];
-          const float mNew = std::max(m[r], mx);
-          if (m[r] != -kInf && mNew != m[r]) {
-            const float alpha = std::exp(m[r] - mNew);
-            u[r] = alpha * (u[r] + (m[r] - mNew) * l[r]);
-            l[r] *= alpha;
-            scal(alpha, ar, D);
-          }
-          float lr = l[r], ur = u[r];
-          for (int c = 0; c < nr; ++c) {
-            const float xm = x[c] - mNew;
-            const float pc = std::exp(xm);
-            lr += pc;
-            ur += pc * xm;
-            axpy(pc, &Vt[size_t(c) * D], ar, D);
-          }
-          l[r] = lr; u[r] = ur; m[r] = mNew;
+          st[r].fold<true>(x.data(), nr, st[r].scan(x.data(), nr), [&](float alpha) { scal(alpha, ar, D); },
+                           [&](int c, float pc) { axpy(pc, &Vt[size_t(c) * D], ar, D); });
         }
       }
 
       for (int r = 0; r < nq; ++r) {
         const int64_t row = (int64_t(b) * p.H + h) * p.Nq + n0 + r;  // lse / entropy [B][H][Nq]
         float* ar = &acc[size_t(r) * D];
-        if (bad[r]) {
-          std::fill(ar, ar + D, kNaN);
-          store_row(p.dtype, p.o.data, act_off(p.o, b, n0 + r, h), D, ar);
-          if (p.lse) p.lse[row] = kNaN;
-          if (p.entropy) p.entropy[row] = kNaN;
-          continue;
+        switch (st[r].end()) {
+          case RowEnd::kNaN:
+            std::fill(ar, ar + D, kNaN);
+            if (p.lse) p.lse[row] = kNaN;
+            if (p.entropy) p.entropy[row] = kNaN;
+            break;
+          case RowEnd::kEmpty:
+            std::fill(ar, ar + D, 0.f);
+            if (p.lse) p.lse[row] = -kInf;
+            if (p.entropy) p.entropy[row] = 0.f;
+            break;
+          case RowEnd::kValue:
+            scal(1.f / st[r].l, ar, D);
+            if (p.lse) p.lse[row] = st[r].lse();
+            if (p.entropy) p.entropy[row] = st[r].entropy();
+            break;
         }
-        const bool empty = m[r] == -kInf || !(l[r] > 0.f);
-        if (empty) std::fill(ar, ar + D, 0.f);
-        else scal(1.f / l[r], ar, D);
         store_row(p.dtype, p.o.data, act_off(p.o, b, n0 + r, h), D, ar);
-        if (p.lse) p.lse[row] = empty ? -kInf : m[r] + std::log(l[r]);
-        if (p.entropy) p.entropy[row] = empty ? 0.f : std::max(0.f, std::log(l[r]) - u[r] / l[r]);
       }
     }
   });

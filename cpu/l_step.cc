@@ -1,7 +1,7 @@
 // cpu_l_step.cc — monarch::cpu::l_step: the tiled-Monarch L-step (§A.2 L-step, §B.3).
 // One work item per (b, h, query tile a, column j): the b1 queries q[a,:,j] against the candidates
 // (f, k) of every allowed key tile f, logits u = s·⟨q, aL[a,f,j,k]⟩ − cL[a,f,j,k] (cL = +INF ⇒ −∞).
-//   final    : online softmax over candidate tiles (§C.3 without entropy), o = Σ L·y[a,f,j,k].
+//   final    : online softmax over candidate tiles (§C.3 without entropy, softmax.h), o = Σ L·y[a,f,j,k].
 //   non-final: pass 1 gives each query's LSE over all candidates; pass 2 recomputes the logits per
 //              candidate tile and reduces the normalised L over the valid queries (like a
 //              FlashAttention dK/dV pass): aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L.
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.h"
+#include "softmax.h"
 #include "threads.h"
 
 namespace monarch {
@@ -57,11 +58,11 @@ Status l_step(const MonarchParams& p, bool final) {
     std::vector<float> Y(size_t(ct) * D);    // [ct (k)][D]  y candidate tile (final)
     std::vector<float> cLt(ct);              // [ct (k)]     cL candidate tile
     std::vector<float> X(size_t(b1) * ct);   // [b1 (i)][ct] logits
-    std::vector<float> m(b1), l(b1);         // running max / ℓ, then LSE (non-final)
+    std::vector<SoftmaxRow> st(b1);          // online-softmax state per query (softmax.h)
+    std::vector<float> lse(b1);              // LSE per query (non-final)
     std::vector<float> acc(final ? size_t(b1) * D : size_t(ct) * D);  // o rows, or aR rows
     std::vector<float> cRt(ct);
     std::vector<char> qok(b1);
-    std::vector<char> bad(b1);  // the query met a non-finite logit (not an empty R row's −∞) → NaN
 
     for (int64_t it = begin; it < end; ++it) {
       int64_t r = it;
@@ -74,7 +75,7 @@ Status l_step(const MonarchParams& p, bool final) {
         const int64_t tok = (int64_t(a) * b1 + i) * b2 + j;
         load_row(p.dtype, p.q.data, act_off(p.q, b, tok, h), D, &Q[size_t(i) * D]);
         qok[i] = !p.queryValid || p.queryValid[int64_t(b) * nTokQ + tok];
-        m[i] = -kInf; l[i] = 0.f; bad[i] = 0;
+        st[i].reset();
       }
       if (final) std::fill(acc.begin(), acc.end(), 0.f);
 
@@ -89,30 +90,14 @@ Status l_step(const MonarchParams& p, bool final) {
           std::copy(p.cL + rowBase + k0, p.cL + rowBase + k0 + nc, cLt.begin());
           candidate_logits(Q.data(), b1, A.data(), cLt.data(), nc, D, s, X.data());
           for (int i = 0; i < b1; ++i) {
-            if (bad[i]) continue;
+            if (st[i].bad) continue;
             const float* xi = &X[size_t(i) * nc];
-            float mx = -kInf;
-            for (int c = 0; c < nc; ++c) {
-              // −∞ is legitimate only for an R row with no valid key (cL = +INF, §A.4 fix).
-              const float xc = xi[c];
-              if (std::isnan(xc) || xc == kInf || (xc == -kInf && cLt[c] != kInf)) bad[i] = 1;
-              mx = std::max(mx, xc);
-            }
-            if (bad[i] || mx == -kInf) continue;
-            const float mNew = std::max(m[i], mx);
-            if (m[i] != -kInf && mNew != m[i]) {
-              const float alpha = std::exp(m[i] - mNew);
-              l[i] *= alpha;
-              if (final) scal(alpha, &acc[size_t(i) * D], D);
-            }
-            float li = l[i];
-            for (int c = 0; c < nc; ++c) {
-              if (xi[c] == -kInf) continue;
-              const float pc = std::exp(xi[c] - mNew);
-              li += pc;
-              if (final) axpy(pc, &Y[size_t(c) * D], &acc[size_t(i) * D], D);
-            }
-            l[i] = li; m[i] = mNew;
+            // −∞ is legitimate only for an R row with no valid key (cL = +INF, §A.4 fix).
+            const float mx = st[i].scan(xi, nc, [&](int c) { return cLt[c] == kInf; });
+            float* oi = final ? &acc[size_t(i) * D] : nullptr;
+            st[i].fold<false>(
+                xi, nc, mx, [&](float alpha) { if (final) scal(alpha, oi, D); },
+                [&](int c, float pc) { if (final) axpy(pc, &Y[size_t(c) * D], oi, D); });
           }
         }
       }
@@ -120,20 +105,22 @@ Status l_step(const MonarchParams& p, bool final) {
       if (final) {
         for (int i = 0; i < b1; ++i) {
           float* oi = &acc[size_t(i) * D];
-          if (bad[i]) std::fill(oi, oi + D, kNaN);
-          else if (m[i] == -kInf || !(l[i] > 0.f)) std::fill(oi, oi + D, 0.f);
-          else scal(1.f / l[i], oi, D);
+          const RowEnd end = st[i].end();
+          if (end == RowEnd::kNaN) std::fill(oi, oi + D, kNaN);
+          else if (end == RowEnd::kEmpty) std::fill(oi, oi + D, 0.f);
+          else scal(1.f / st[i].l, oi, D);
           const int64_t tok = (int64_t(a) * b1 + i) * b2 + j;
           store_row(p.dtype, p.o.data, act_off(p.o, b, tok, h), D, oi);
         }
         continue;
       }
 
-      // Non-final: m[i] ← LSE_i; queries with no finite candidate or masked out take no part.
+      // Non-final: lse[i] ← LSE_i; queries with no finite candidate or masked out take no part.
       for (int i = 0; i < b1; ++i) {
-        if (bad[i]) m[i] = kNaN;  // L = NaN for every candidate: NaN spreads to the aR/cR it feeds
-        else if (m[i] == -kInf || !(l[i] > 0.f)) qok[i] = 0;
-        else m[i] += std::log(l[i]);
+        const RowEnd end = st[i].end();
+        if (end == RowEnd::kNaN) lse[i] = kNaN;  // L = NaN for every candidate: NaN spreads to aR/cR
+        else if (end == RowEnd::kEmpty) qok[i] = 0;
+        else lse[i] = st[i].lse();
       }
       for (int f = 0; f < p.Fk; ++f) {
         if (!pair_allowed(p, a, f)) continue;
@@ -152,7 +139,7 @@ Status l_step(const MonarchParams& p, bool final) {
             for (int c = 0; c < nc; ++c) {
               const float x = X[size_t(i) * nc + c];
               if (x == -kInf) continue;
-              const float L = std::exp(x - m[i]);  // normalised L[a,f,j,k,i]
+              const float L = std::exp(x - lse[i]);  // normalised L[a,f,j,k,i]
               cRt[c] += L;
               axpy(L, qi, &acc[size_t(c) * D], D);
             }

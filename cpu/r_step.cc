@@ -1,14 +1,15 @@
 // cpu_r_step.cc — monarch::cpu::r_step: the tiled-Monarch R-step with fused online entropy
 // (§A.2 R-step, §B.3, §C.3). For every allowed pair (a, f) and key row k it is a small attention:
 // queries aR[a,f,k,:] (b2 rows, temperature invT), keys = values = row k of key tile f (b2 keys),
-// plus V on the last step. Keys are streamed in tiles of kTile with the §C.3 recurrence in its
-// shifted form (running max m, ℓ = Σ e^{x−m}, ũ = Σ e^{x−m}(x−m), accK, accV), exactly as the GPU
-// kernel does — never a two-pass softmax.
+// plus V on the last step. Keys are streamed in tiles of kTile with the §C.3 recurrence of
+// softmax.h (running max m, ℓ, ũ; accK, accV here), exactly as the GPU kernel does — never a
+// two-pass softmax.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "common.h"
+#include "softmax.h"
 #include "threads.h"
 
 namespace monarch {
@@ -44,9 +45,9 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
     std::vector<float> Vt(size_t(kTile) * D);    // [valid keys][D] value tile (last step)
     std::vector<float> accK(size_t(kTile) * D);  // [jb rows][D]   Σ e^{x−m} k
     std::vector<float> accV(size_t(kTile) * D);  // [jb rows][D]   Σ e^{x−m} v
-    std::vector<float> invT(kTile), m(kTile), l(kTile), u(kTile), x(kTile);
+    std::vector<float> invT(kTile), x(kTile);
     std::vector<int> key(kTile);                 // token columns l of the valid keys in the tile
-    std::vector<char> bad(kTile);                // the R row met a non-finite logit → NaN outputs
+    std::vector<SoftmaxRow> st(kTile);           // online-softmax state per R row (softmax.h)
 
     for (int64_t it = begin; it < end; ++it) {
       int64_t r = it;
@@ -73,7 +74,7 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
           const float c = p.cR[row];
           invT[jj] = std::isnan(c) ? c : c > 0.f ? std::min(1.f / c, p.maxInvTemp) : p.maxInvTemp;
         }
-        m[jj] = -kInf; l[jj] = 0.f; u[jj] = 0.f; bad[jj] = 0;
+        st[jj].reset();
       }
       std::fill(accK.begin(), accK.begin() + size_t(nj) * D, 0.f);
       if (last) std::fill(accV.begin(), accV.begin() + size_t(nj) * D, 0.f);
@@ -92,37 +93,22 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
         if (nv == 0) continue;
 
         for (int jj = 0; jj < nj; ++jj) {
-          if (bad[jj]) continue;
+          if (st[jj].bad) continue;
           const float* qj = &Q[size_t(jj) * D];
           const float sx = s * invT[jj];
-          float mx = -kInf;
-          for (int c = 0; c < nv; ++c) {
-            x[c] = sx * dot(qj, &Kt[size_t(c) * D], D);
-            if (!std::isfinite(x[c])) bad[jj] = 1;
-            mx = std::max(mx, x[c]);
-          }
-          if (bad[jj]) continue;
+          for (int c = 0; c < nv; ++c) x[c] = sx * dot(qj, &Kt[size_t(c) * D], D);
           float* aK = &accK[size_t(jj) * D];
           float* aV = &accV[size_t(jj) * D];
-          const float mOld = m[jj], mNew = std::max(mOld, mx);
-          if (mOld != -kInf && mNew != mOld) {
-            // Rescale to the new max: ũ ← α(ũ + (m − m')ℓ), ℓ ← αℓ, acc ← α·acc (§C.3 shifted form).
-            const float alpha = std::exp(mOld - mNew);
-            u[jj] = alpha * (u[jj] + (mOld - mNew) * l[jj]);
-            l[jj] *= alpha;
-            scal(alpha, aK, D);
-            if (last) scal(alpha, aV, D);
-          }
-          float lj = l[jj], uj = u[jj];
-          for (int c = 0; c < nv; ++c) {
-            const float xm = x[c] - mNew;
-            const float pc = std::exp(xm);
-            lj += pc;
-            uj += pc * xm;
-            axpy(pc, &Kt[size_t(c) * D], aK, D);
-            if (last) axpy(pc, &Vt[size_t(c) * D], aV, D);
-          }
-          l[jj] = lj; u[jj] = uj; m[jj] = mNew;
+          st[jj].fold<true>(
+              x.data(), nv, st[jj].scan(x.data(), nv),
+              [&](float alpha) {
+                scal(alpha, aK, D);
+                if (last) scal(alpha, aV, D);
+              },
+              [&](int c, float pc) {
+                axpy(pc, &Kt[size_t(c) * D], aK, D);
+                if (last) axpy(pc, &Vt[size_t(c) * D], aV, D);
+              });
         }
       }
 
@@ -132,27 +118,28 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
         const int64_t row = (pr * b2 + j0 + jj) * b1 + k;
         float* aK = &accK[size_t(jj) * D];
         float* aV = &accV[size_t(jj) * D];
-        if (bad[jj]) {
+        const RowEnd end = st[jj].end();
+        if (end == RowEnd::kNaN) {
           std::fill(aK, aK + D, kNaN);
           store_row(p.dtype, p.aL, row * D, D, aK);
           if (last) store_row(p.dtype, p.y, row * D, D, aK);
           p.cL[row] = kNaN;
           continue;
         }
-        if (m[jj] == -kInf || !(l[jj] > 0.f)) {
+        if (end == RowEnd::kEmpty) {
           zero_row(p.dtype, p.aL, row * D, D);
           if (last) zero_row(p.dtype, p.y, row * D, D);
           p.cL[row] = kInf;
           continue;
         }
-        const float inv = 1.f / l[jj];
+        const float inv = 1.f / st[jj].l;
         scal(inv, aK, D);
         store_row(p.dtype, p.aL, row * D, D, aK);
         if (last) {
           scal(inv, aV, D);
           store_row(p.dtype, p.y, row * D, D, aV);
         }
-        p.cL[row] = u[jj] * inv - std::log(l[jj]);
+        p.cL[row] = st[jj].sum_p_log_p(inv);
       }
     }
   });
