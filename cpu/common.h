@@ -10,6 +10,7 @@
 #include <string>
 
 #include <monarch/monarch.h>
+#include <monarch/support.h>
 
 namespace monarch {
 namespace cpu {
@@ -140,6 +141,13 @@ inline std::string dims_error(const char* stage, int B, int H, int D) {
   return {};
 }
 
+// The attention stages' head dim against the support table (monarch/support.h); after valid_dtype.
+inline std::string head_dim_error(const char* stage, DType t, int D) {
+  if (supports(BackendId::kCpu, t, D)) return {};
+  return std::string(stage) + ": unsupported head dim D = " + std::to_string(D) + "; the CPU backend supports " +
+         find_support(BackendId::kCpu, t)->headDims.text() + ".";
+}
+
 inline std::string null_error(const char* stage, const char* what) {
   return std::string(stage) + ": " + what + " is a null pointer.";
 }
@@ -157,6 +165,7 @@ inline std::string monarch_geometry_error(const MonarchParams& p, const char* st
   const std::string s(stage);
   if (!valid_dtype(p.dtype)) return s + ": unsupported dtype code " + std::to_string(int(p.dtype)) + ".";
   std::string e = dims_error(stage, p.B, p.H, p.D);
+  if (e.empty()) e = head_dim_error(stage, p.dtype, p.D);
   if (!e.empty()) return e;
   if (p.b1 <= 0 || p.b2 <= 0)
     return s + ": tile sizes b1, b2 must be positive, got b1 = " + std::to_string(p.b1) +

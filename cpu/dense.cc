@@ -22,6 +22,7 @@ Status dense(const DenseParams& p) {
   if (!valid_dtype(p.dtype))
     return Status::Error("dense: unsupported dtype code " + std::to_string(int(p.dtype)) + ".");
   std::string e = dims_error(stage, p.B, p.H, p.D);
+  if (e.empty()) e = head_dim_error(stage, p.dtype, p.D);
   if (!e.empty()) return Status::Error(e);
   if (p.Nq < 0 || p.Nk < 0)
     return Status::Error("dense: Nq and Nk must be >= 0, got Nq = " + std::to_string(p.Nq) +

@@ -1,6 +1,8 @@
 // binding_info.cc — info(), setCpuThreads() and the CUDA availability probe (see binding_info.h).
 #include "binding_info.h"
 
+#include <monarch/support.h>
+
 #ifdef MONARCH_WITH_CUDA
 #include <monarch/monarch_cuda.h>
 #endif
@@ -24,6 +26,32 @@ const std::string& CudaUnavailableReason() {
 #endif
   }();
   return reason;
+}
+
+// The support table (monarch/support.h) as [{ backend, dtype, headDims: [..] | { min, max }, minSm, engine }];
+// listed whether or not this build has the CUDA kernels (compiledWithCuda says that).
+static Napi::Array SupportTable(Napi::Env env) {
+  Napi::Array a = Napi::Array::New(env, kSupportCount);
+  for (int i = 0; i < kSupportCount; ++i) {
+    const SupportEntry& e = kSupport[i];
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("backend", backend_name(e.backend));
+    r.Set("dtype", dtype_name(e.dtype));
+    if (e.headDims.count > 0) {
+      Napi::Array dims = Napi::Array::New(env, e.headDims.count);
+      for (int d = 0; d < e.headDims.count; ++d) dims.Set(uint32_t(d), e.headDims.dims[d]);
+      r.Set("headDims", dims);
+    } else {
+      Napi::Object range = Napi::Object::New(env);
+      range.Set("min", e.headDims.min);
+      range.Set("max", e.headDims.max);
+      r.Set("headDims", range);
+    }
+    r.Set("minSm", e.minSm);
+    r.Set("engine", e.engine);
+    a.Set(uint32_t(i), r);
+  }
+  return a;
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -58,6 +86,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("deviceCount", 0);
   o.Set("device", env.Null());
 #endif
+  o.Set("support", SupportTable(env));
   o.Set("cpuThreads", cpu::num_threads());
   o.Set("napiVersion", NAPI_VERSION);
   return o;

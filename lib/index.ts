@@ -1,7 +1,7 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
   Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
-  KVCachePoolOptions, MonarchOptions,
+  KVCachePoolOptions, MonarchOptions, SupportEntry,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';

@@ -1,6 +1,7 @@
 // The native surface of build/Release/monarch.node, typed once here (csrc/addon.cc registers it).
 // Only lib/ talks to it; users see lib/index.ts.
 import * as path from 'node:path';
+import type { SupportEntry } from './types';
 
 /** dtype codes shared with include/monarch/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
 export type DTypeCode = 0 | 1 | 2;
@@ -118,6 +119,7 @@ export interface NativeBinding {
     deviceCount: number;
     device: null | { name: string; major: number; minor: number; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
     cpuThreads: number; napiVersion: number;
+    support: SupportEntry[];
   };
   Plan: new (o: PlanOptions) => NativePlan;
   DeviceBuffer: {

@@ -4,11 +4,10 @@ import { native, type NativePlan } from './native';
 import { dtypeCode, dtypeSize } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { geometryShape, withMaps, type Geometry } from './layout';
-import { cudaShapeProblem, cudaUnavailableReason, info } from './info';
+import { cpuMaxHeadDim, cpuShapeProblem, cudaShapeProblem, cudaUnavailableReason, info } from './info';
 import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
-export const CPU_MAX_HEAD_DIM = 512;
 /**
  * Default floor of the column mass c_R in the R temperature 1/c_R for T ≥ 2 (docs/ALGORITHMS.md §A.5):
  * MonarchRT caps 1/c_R at 1e4 (our default for sequences too); VMonarch clamps c_R at 0.1.
@@ -81,12 +80,13 @@ export function checkBudget(what: string, bytes: number, budget: number, explici
 
 /**
  * 'auto' → 'cuda' when the addon has CUDA, a GPU is visible and the CUDA kernels take the dtype and
- * head dim (float16/bfloat16: 64, 128; float32: 1..128); else 'cpu'. 'cuda' checks dtype and head dim
+ * head dim (info().support, include/monarch/support.h); else 'cpu'. 'cuda' checks dtype and head dim
  * (RangeError), then availability (Error "CUDA backend unavailable: <reason>").
  */
 export function resolveBackend(requested: Backend, dtype: DType, headDim: number): 'cpu' | 'cuda' {
   if (requested === 'cpu') {
-    if (headDim > CPU_MAX_HEAD_DIM) throw new RangeError(`headDim ${headDim} is out of range 1..${CPU_MAX_HEAD_DIM} (CPU backend)`);
+    const problem = cpuShapeProblem(dtype, headDim);
+    if (problem !== null) throw new RangeError(problem);
     return 'cpu';
   }
   const problem = cudaShapeProblem(dtype, headDim);
@@ -109,7 +109,7 @@ export function resolveBackend(requested: Backend, dtype: DType, headDim: number
 export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const o = snapshot('options', options, MONARCH_OPTION_KEYS);
   const heads = checkInt('heads', o.heads, 1, 65535);
-  const headDim = checkInt('headDim', o.headDim, 1, CPU_MAX_HEAD_DIM);
+  const headDim = checkInt('headDim', o.headDim, 1, cpuMaxHeadDim());
   const batch = optInt('batch', o.batch, 1, 1, 65535);
   const numIters = optInt('numIters', o.numIters, 1, 1, MAX_NUM_ITERS);
   const recompute = checkEnum('recompute', o.recompute, ['none', 'first-frame'] as const, 'none');

@@ -61,7 +61,7 @@ export interface MonarchOptions {
   layout: SequenceLayout | VideoLayout;
   /** Attention heads H (≥ 1). */
   heads: number;
-  /** Head dim D. CPU: 1..512. CUDA: 64 or 128 for float16 / bfloat16, 1..128 for float32 (info().cuda lists the set). */
+  /** Head dim D: the set info().support lists for the backend and dtype (today CPU 1..512; CUDA 64 or 128 for float16 / bfloat16, 1..128 for float32). */
   headDim: number;
   /** Batch size B (≥ 1). Default 1. */
   batch?: number;
@@ -141,6 +141,21 @@ export interface DenseResult<T> {
   entropy?: HostTensor;  // float32 [B][H][Nq]
 }
 
+/**
+ * One row of the support table (include/monarch/support.h, read by every check in C++ and TypeScript):
+ * `backend` takes `dtype` with these head dims.
+ */
+export interface SupportEntry {
+  backend: 'cpu' | 'cuda';
+  dtype: DType;
+  /** An explicit list (the tensor-core kernels: [64, 128]) or every head dim in min..max. */
+  headDims: readonly number[] | { min: number; max: number };
+  /** Lowest compute capability × 10 (80 = sm_80); 0 on the CPU. */
+  minSm: number;
+  /** What runs it, e.g. "tensor cores (fp32 accumulation)". */
+  engine: string;
+}
+
 export interface InfoResult {
   version: string;
   napiVersion: number;
@@ -153,6 +168,8 @@ export interface InfoResult {
   deviceCount: number;
   device: null | { name: string; computeCapability: string; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
   cpuThreads: number;
+  /** The supported (backend, dtype, head dims, arch) set; listed in every build (compiledWithCuda says whether CUDA is in this one). */
+  support: SupportEntry[];
 }
 
 /** Rolling-window options of a KV cache (Self-Forcing's local_attn_size / sink_size, in frames). */

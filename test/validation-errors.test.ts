@@ -1,7 +1,7 @@
 // Every user-caused error is a thrown JS error of the documented class whose message names the option or
 // tensor (and dimension) and the value received (docs/API.md "Errors", STYLE.md habit 5).
 import { cudaGate } from './helpers/backend';
-import { DeviceTensor, MonarchAttention, denseAttentionSync, tensor } from './helpers/pkg';
+import { DeviceTensor, MonarchAttention, denseAttentionSync, info, tensor } from './helpers/pkg';
 import type { MonarchOptions } from './helpers/pkg';
 import { mulberry32 } from './helpers/rng';
 import { randAct, toHost } from './helpers/tensors';
@@ -185,6 +185,27 @@ describe('CUDA backend options', () => {
   test("float32 with backend 'cuda' takes head dims up to 128 and names the limit beyond", () => {
     expectError(() => make({ backend: 'cuda', headDim: 160, dtype: 'float32' }), RangeError,
       'headDim 160 is not supported by the CUDA backend for float32 (supported: 1..128)');
+  });
+  test('the option checks follow info().support (include/monarch/support.h), entry by entry', () => {
+    const support = info().support;
+    for (const backend of ['cpu', 'cuda'] as const) {
+      for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+        expect(support.filter((e) => e.backend === backend && e.dtype === dtype)).toHaveLength(1);
+      }
+    }
+    for (const e of support) {
+      const h = e.headDims;
+      const inside = Array.isArray(h) ? [...h] : [(h as { min: number }).min, (h as { max: number }).max];
+      const outside = Array.isArray(h) ? [Math.max(...h) - 1, Math.max(...h) + 1] : [(h as { max: number }).max + 1];
+      const opts = (headDim: number) => ({ backend: e.backend, dtype: e.dtype, headDim });
+      for (const d of outside) expectError(() => make(opts(d)), RangeError, /headDim/, String(d));
+      for (const d of inside) {
+        let err: unknown;
+        try { make(opts(d)).dispose(); } catch (x) { err = x; }
+        // In range: constructed, or (CUDA without a GPU) "CUDA backend unavailable" — never a RangeError.
+        expect(err instanceof RangeError).toBe(false);
+      }
+    }
   });
   const gate = cudaGate();
   if (gate.run) {

@@ -16,6 +16,7 @@
 
 #include "launch_utils.cuh"
 #include <monarch/monarch.h>
+#include <monarch/support.h>
 
 namespace monarch {
 namespace cuda {
@@ -24,7 +25,9 @@ namespace fp32 {
 constexpr int kWarps = 8;                 // query rows per block (one per warp)
 constexpr int kThreads = kWarps * 32;
 constexpr int kKeys = 32;                 // keys per shared-memory tile (one per lane)
-constexpr int kMaxD = 128;                // 4 value columns per lane
+constexpr int kMaxD = kCudaF32HeadDims.max;  // the support table's float32 bound (monarch/support.h)
+static_assert(kCudaF32HeadDims.count == 0 && kCudaF32HeadDims.min == 1 && kMaxD <= 4 * 32,
+              "fp32 row kernels: D in 1..kMaxD with at most 4 value columns per lane (dispatch_nc)");
 constexpr unsigned kFull = 0xffffffffu;
 
 __device__ __forceinline__ float warp_max(float x) {
@@ -148,9 +151,9 @@ struct NC {
 };
 template <typename Fn>
 Status dispatch_nc(int D, const char* kernel, Fn&& fn) {
-  if (D < 1 || D > kMaxD)
+  if (!supports(BackendId::kCuda, kF32, D))
     return Status::Error(std::string(kernel) + ": unsupported head dim D=" + std::to_string(D) +
-                         "; the CUDA float32 path supports 1 to " + std::to_string(kMaxD));
+                         "; the CUDA float32 path supports " + kCudaF32HeadDims.text());
   switch ((D + 31) / 32) {
     case 1: return fn(NC<1>{});
     case 2: return fn(NC<2>{});

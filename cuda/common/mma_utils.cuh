@@ -19,6 +19,7 @@
 
 #include "launch_utils.cuh"
 #include <monarch/monarch.h>
+#include <monarch/support.h>
 
 namespace monarch {
 namespace cuda {
@@ -311,8 +312,13 @@ Status dispatch_dtype_dim(DType dt, int D, Fn&& fn) {
   if (dt == kF32)
     return Status::Error("float32 takes the CUDA-core kernels (fp32_stages.h), not the tensor-core dispatch");
   if (dt != kF16 && dt != kBF16) return Status::Error("Unsupported dtype " + std::to_string(int(dt)));
-  if (D != 64 && D != 128)
-    return Status::Error("Unsupported head dim D=" + std::to_string(D) + "; the CUDA backend supports 64, 128");
+  // The instantiations below are the tensor-core head dims of the support table (monarch/support.h).
+  static_assert(kTensorCoreHeadDims.count == 2 && kTensorCoreHeadDims.dims[0] == 64 &&
+                    kTensorCoreHeadDims.dims[1] == 128,
+                "dispatch_dtype_dim instantiates D = 64 and 128: keep it in step with kTensorCoreHeadDims");
+  if (!supports(BackendId::kCuda, dt, D))
+    return Status::Error("Unsupported head dim D=" + std::to_string(D) + "; the CUDA backend supports " +
+                         find_support(BackendId::kCuda, dt)->headDims.text());
   if (dt == kF16) {
     return D == 64 ? fn(TypeTag<__half>{}, DimTag<64>{}) : fn(TypeTag<__half>{}, DimTag<128>{});
   }

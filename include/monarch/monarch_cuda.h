@@ -41,9 +41,9 @@ Status memset_device(void* dst, int byte, size_t bytes, Stream s);
 
 // Stages: same semantics as monarch::cpu (see monarch.h); all pointers in MonarchParams / DenseParams /
 // GatherParams are device pointers. Enqueued on s; no host synchronisation.
-// Supported on CUDA: f16 / bf16 on tensor cores (fp32 accumulation) with D ∈ {64, 128}, other head dims
-// return "Unsupported head dim D=<d>; the CUDA backend supports 64, 128" (cuda/common/mma_utils.cuh); f32 on
-// CUDA cores (fp32 FMA, cuda/*/fp32_*.cu) with any D from 1 to 128.
+// Supported on CUDA: the cuda entries of the support table (support.h): f16 / bf16 on tensor cores (fp32
+// accumulation), f32 on CUDA cores (fp32 FMA, cuda/*/fp32_*.cu); any other head dim returns a Status naming
+// D and the supported set ("Unsupported head dim D=<d>; the CUDA backend supports …").
 Status r_step(const MonarchParams& p, bool first, bool last, Stream s);
 Status l_step(const MonarchParams& p, bool final, Stream s);
 Status dense(const DenseParams& p, Stream s);

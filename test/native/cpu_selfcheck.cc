@@ -400,6 +400,7 @@ int main(int argc, char** argv) {
     auto expect_err = [&](const Status& s) { ++total; caught += !s.ok; };
     expect_err(cpu::r_step(p, true, true));
     p.D = 0; expect_err(cpu::l_step(p, true)); p.D = 8;
+    p.D = kCpuHeadDims.max + 1; expect_err(cpu::r_step(p, true, true)); p.D = 8;  // support table bound
     float dummy[64] = {};
     p.q.data = p.k.data = p.v.data = p.o.data = dummy; p.aL = p.aR = p.y = dummy; p.cL = p.cR = dummy;
     p.b1 = 0; expect_err(cpu::r_step(p, true, true)); p.b1 = 1;
@@ -409,7 +410,7 @@ int main(int argc, char** argv) {
     DenseParams dp; dp.D = -3; expect_err(cpu::dense(dp));
     dp.D = 8; expect_err(cpu::dense(dp));  // null q
     GatherParams gp; gp.nDst = 3; expect_err(cpu::gather_tokens(gp));
-    report("validation errors returned (missed of 9)", total - caught, 0);
+    report("validation errors returned (missed of 10)", total - caught, 0);
   }
 
   std::printf(g_fail ? "\n%d FAILED\n" : "\nall passed\n", g_fail);
