@@ -260,6 +260,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     ctx.op = name;
     ctx.cuda = cuda_;
     ctx.keep = cuda_ ? nullptr : &keep;
+    ctx.secure = !cuda_;  // CPU workers read host memory off the main thread
     std::function<Status()> job = BuildJob(info, op, ctx);
     if (cuda_) {  // enqueue now; the Promise only says "enqueued"
       ThrowIfFailed(env, job());
@@ -267,7 +268,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
       return settled.Promise();
     }
     keep.push_back(Napi::Persistent(Value()));  // the plan (workspace) outlives the worker
-    auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+    auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep), std::move(ctx.holds));
     queue_.Push(w);
     return w->Promise();
   } catch (const Napi::Error& e) {

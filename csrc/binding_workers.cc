@@ -7,12 +7,13 @@ namespace monarch {
 namespace binding {
 
 PlanWorker::PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
-                       std::vector<Napi::ObjectReference> keep)
+                       std::vector<Napi::ObjectReference> keep, HostHolds holds)
     : Napi::AsyncWorker(env, name),
       deferred_(Napi::Promise::Deferred::New(env)),
       queue_(queue),
       job_(std::move(job)),
-      keep_(std::move(keep)) {}
+      keep_(std::move(keep)),
+      holds_(std::move(holds)) {}
 
 void PlanWorker::Execute() {
   Status s = job_();
@@ -20,7 +21,12 @@ void PlanWorker::Execute() {
 }
 
 void PlanWorker::OnOK() {
-  deferred_.Resolve(Env().Undefined());
+  std::string err = holds_.CopyBack(Env());
+  if (err.empty()) {
+    deferred_.Resolve(Env().Undefined());
+  } else {
+    deferred_.Reject(Napi::Error::New(Env(), err).Value());
+  }
   queue_->Done();
 }
 

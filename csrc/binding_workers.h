@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "binding_common.h"
+#include "binding_host_memory.h"
 
 namespace monarch {
 namespace binding {
@@ -23,8 +24,10 @@ class SerialQueue;
 class PlanWorker : public Napi::AsyncWorker {
  public:
   // `job` runs on a libuv thread and must not touch JS; `keep` holds every object it reads or writes.
+  // `holds` keeps its host spans valid (binding_host_memory.h); written copies go back before the
+  // Promise resolves.
   PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
-             std::vector<Napi::ObjectReference> keep);
+             std::vector<Napi::ObjectReference> keep, HostHolds holds = HostHolds());
   Napi::Promise Promise() const { return deferred_.Promise(); }
   // Settles a worker that was never started (plan disposed while it waited) and deletes it.
   void RejectUnstarted(const std::string& message);
@@ -39,6 +42,7 @@ class PlanWorker : public Napi::AsyncWorker {
   SerialQueue* queue_;
   std::function<Status()> job_;
   std::vector<Napi::ObjectReference> keep_;
+  HostHolds holds_;
 };
 
 class SerialQueue {

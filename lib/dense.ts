@@ -5,6 +5,7 @@ import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './type
 import type { DeviceTensor } from './device';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
+import { addonArray, StagingPool } from './host';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
 import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
@@ -68,7 +69,7 @@ function denseOp(s: DenseSetup, st: Staged, dtype: HostTensor['dtype'], lse?: Si
 
 function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
   const n = s.q.B * s.q.H * s.q.S;
-  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : new Float32Array(n));
+  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : addonArray('float32', n) as Float32Array);
   return { lse: s.returnLse ? make() : undefined, entropy: s.returnEntropy ? make() : undefined };
 }
 
@@ -100,6 +101,10 @@ export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: 
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
+  // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
+  // detach them as soon as this returns (lib/host.ts).
+  const held = !cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[]) : null;
+  if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
   try {

@@ -3,6 +3,7 @@ export type {
   Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, MonarchOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
+export { allocTensor, hostMemoryKind, memoryStats } from './host';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
 export { DeviceTensor } from './device';
 export { MonarchAttention } from './monarch';

@@ -4,7 +4,8 @@ import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type 
 import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
-import { localArray, actDims, actStrides, allocHost, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
+import { addonArray } from './host';
+import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
 export type AnyTensor = HostTensor | DeviceTensor;
@@ -65,7 +66,7 @@ export class Scratch {
     const have = this.bufs.get(key);
     if (have && have.byteLength === bytes) return have;
     if (have && !(isTyped(have, 'Float32Array') || isTyped(have, 'Uint16Array'))) have.dispose();
-    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : allocHost(dtype, elems);
+    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : addonArray(dtype, elems);
     this.bufs.set(key, b);
     return b;
   }
@@ -127,11 +128,13 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   }
   const hq = q as HostTensor, hk = k as HostTensor, hv = v as HostTensor;
   if (!cuda) {
-    const out = allocHost(dtype, n);
-    const result = (): AnyTensor => tensor(out, shape, dtype);
+    // Async: CPU workers write addon memory in place (an ordinary array would be copied in and back);
+    // the caller gets an ordinary (transferable) copy made off the event loop. Sync: a fresh array.
+    const out = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
     return {
       q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
-      collect: result, collectAsync: async () => result(),
+      collect: () => tensor(out.slice(), shape, dtype),
+      collectAsync: async () => tensor(localArray(await native().cloneHostAsync(out)), shape, dtype),
     };
   }
   const put = (key: string, t: HostTensor): NativeDeviceBuffer => {

@@ -11,6 +11,7 @@ import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageF
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
+import { StagingPool } from './host';
 import { timeOptions, type TimeOptions } from './validate';
 
 export class KVCache {
@@ -18,6 +19,7 @@ export class KVCache {
   private readonly cfg: ResolvedOptions;
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
+  private readonly staging = new StagingPool();
   private readonly gatherMap: Int32Array;   // chunk-local tile-order token → chunk token (identity when none)
   private readonly scatterMap: Int32Array | null;
   private readonly needsGather: boolean;
@@ -127,14 +129,21 @@ export class KVCache {
   async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
     const plan = this.live();
     const c = this.check(q, k, v);
+    const cuda = this.cfg.backend === 'cuda';
+    // As in MonarchAttention.forward: host inputs are secured at call time (lib/host.ts).
+    const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    if (held) [q, k, v] = held.tensors;
     return this.queue.run(async () => {
-      if (this.plan === null) throw new Error('KVCache was disposed');
-      this.ensureRoom();  // again: steps queued before this one may have filled the cache
-      const cuda = this.cfg.backend === 'cuda';
-      const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
-      await runAsync(plan, this.ops(s), cuda);
-      this.frames += this.chunkFrames;
-      return s.collectAsync();
+      try {
+        if (this.plan === null) throw new Error('KVCache was disposed');
+        this.ensureRoom();  // again: steps queued before this one may have filled the cache
+        const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
+        await runAsync(plan, this.ops(s), cuda);
+        this.frames += this.chunkFrames;
+        return await s.collectAsync();
+      } finally {
+        held?.release();
+      }
     });
   }
 
@@ -186,5 +195,6 @@ export class KVCache {
     this.plan.dispose();
     this.plan = null;
     this.scratch.dispose();
+    this.staging.clear();
   }
 }

@@ -12,6 +12,7 @@ import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from '
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import { KVCache } from './kvcache';
+import { StagingPool } from './host';
 import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -35,6 +36,7 @@ export class MonarchAttention {
   private plan: NativePlan | null;
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
+  private readonly staging = new StagingPool();
 
   constructor(options: MonarchOptions) {
     const cfg = resolveOptions(options);
@@ -141,11 +143,20 @@ export class MonarchAttention {
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
     const { c, keyMask } = this.check(q, k, v, opts);
+    // CPU workers read host inputs off the main thread: secure them now (lib/host.ts), so the caller
+    // may transfer, detach or overwrite its arrays as soon as forward() returns.
+    const held = this.backend === 'cpu' && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    if (held) [q, k, v] = held.tensors;
+    const mask = keyMask && keyMask.slice();
     return this.queue.run(async () => {
-      if (this.plan === null) throw new Error('MonarchAttention was disposed');
-      const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
-      await runAsync(plan, this.ops(s, keyMask), this.backend === 'cuda');
-      return s.collectAsync();
+      try {
+        if (this.plan === null) throw new Error('MonarchAttention was disposed');
+        const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
+        await runAsync(plan, this.ops(s, mask), this.backend === 'cuda');
+        return await s.collectAsync();
+      } finally {
+        held?.release();
+      }
     });
   }
 
@@ -195,5 +206,6 @@ export class MonarchAttention {
     this.plan.dispose();
     this.plan = null;
     this.scratch.dispose();
+    this.staging.clear();
   }
 }

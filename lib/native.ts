@@ -127,6 +127,22 @@ export interface NativeBinding {
   f32ToF16(x: Float32Array): Uint16Array;
   f16ToF32(x: Uint16Array): Float32Array;
   setCpuThreads(n: number): void;
+  /** Zeroed addon-owned host memory (pinned where a GPU is usable) as an external ArrayBuffer. */
+  allocHost(bytes: number, pinned: boolean): ArrayBuffer;
+  /** 0 = ordinary ArrayBuffer, 1 = SharedArrayBuffer, 2 = addon memory (allocHost). */
+  hostMemoryKind(a: ArrayBufferView): 0 | 1 | 2;
+  /** dst.set(src) for typed arrays of equal byteLength, split over the CPU threads. */
+  copyHost(dst: ArrayBufferView, src: ArrayBufferView): void;
+  memoryStats(): NativeMemoryStats;
+  /** A new ordinary typed array (same kind) with src's bytes, copied off the event loop. */
+  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T): Promise<T>;
+}
+
+/** Process-wide native memory counters (csrc/binding_host_memory.h). */
+export interface NativeMemoryStats {
+  deviceAllocations: number; deviceFrees: number; deviceBytes: number;
+  hostAllocations: number; hostBlocks: number; hostBytes: number; pinnedBytes: number;
+  stagingCopies: number; stagingBytes: number;
 }
 
 function packageRoot(): string {
