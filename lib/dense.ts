@@ -6,6 +6,7 @@ import type { DeviceTensor } from './device';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { addonArray, StagingPool } from './host';
+import { checkSignal, publishStart, throwIfAborted } from './serving';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
 import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
@@ -76,7 +77,7 @@ function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
 async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTensor | undefined> {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  if (isTyped(x, 'Float32Array')) return tensor(localF32(await native().cloneHostAsync(x)), shape, 'float32');  // ordinary, transferable
   const data = localF32((await x.download('f32')) as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
@@ -85,7 +86,7 @@ async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTenso
 function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefined {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  if (isTyped(x, 'Float32Array')) return tensor(x.slice(), shape, 'float32');
   const data = localF32(x.downloadSync('f32') as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
@@ -100,21 +101,28 @@ export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor
 export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
+  const signal = checkSignal((opts as { signal?: unknown } | undefined)?.signal);
+  throwIfAborted(signal);
   const cuda = s.backend === 'cuda';
   // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
   // detach them as soon as this returns (lib/host.ts).
   const held = !cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[]) : null;
+  const end = publishStart('dense', s.backend, q, k, v, held?.copiedBytes ?? 0);
   if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
-    await runAsync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    await runAsync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda, signal);
     const out = await st.collectAsync();
     const lse = await sideTensor(s, side.lse);
     const entropy = await sideTensor(s, side.entropy);
+    end();
     return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+  } catch (e) {
+    end(e);
+    throw e;
   } finally {
     plan.dispose();
     scratch.dispose();

@@ -60,6 +60,13 @@ export class Scratch {
   private readonly bufs = new Map<string, NativeData>();
   constructor(private readonly cuda: boolean) {}
 
+  /** Bytes held. */
+  get bytes(): number {
+    let b = 0;
+    for (const x of this.bufs.values()) b += x.byteLength;
+    return b;
+  }
+
   /** A buffer of `elems` elements of `dtype` ('float32' also for f32 side outputs). */
   get(key: string, dtype: DType, elems: number): NativeData {
     const bytes = elems * dtypeSize(dtype);
@@ -111,7 +118,7 @@ export interface Staged {
  * DeviceTensor. The output has q's shape, dtype and layout.
  */
 export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: CheckedQKV,
-  q: AnyTensor, k: AnyTensor, v: AnyTensor, outBuffer?: NativeDeviceBuffer): Staged {
+  q: AnyTensor, k: AnyTensor, v: AnyTensor, outBuffer?: NativeDeviceBuffer, outHost?: HostTensor): Staged {
   const dtype = q.dtype;
   const qs = actStrides(c.q, layout), ks = actStrides(c.k, layout);
   const shape = q.shape.slice();
@@ -130,7 +137,22 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   if (!cuda) {
     // Async: CPU workers write addon memory in place (an ordinary array would be copied in and back);
     // the caller gets an ordinary (transferable) copy made off the event loop. Sync: a fresh array.
+    if (outHost && native().hostMemoryKind(outHost.data) !== 0) {
+      // A caller's addon / shared array: written in place, handed back as is.
+      return {
+        q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(outHost.data, qs),
+        collect: () => outHost, collectAsync: async () => outHost,
+      };
+    }
     const out = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
+    if (outHost) {
+      // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
+      const fill = (): HostTensor => { native().copyHost(outHost.data, out); return outHost; };
+      return {
+        q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
+        collect: fill, collectAsync: async () => fill(),
+      };
+    }
     return {
       q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
       collect: () => tensor(out.slice(), shape, dtype),
@@ -144,6 +166,14 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   };
   const out = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
   const kind = dtype === 'float32' ? 'f32' : 'u16';
+  if (outHost) {
+    const fill = (data: Float32Array | Uint16Array): HostTensor => { native().copyHost(outHost.data, data); return outHost; };
+    return {
+      q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
+      collect: () => fill(out.downloadSync(kind)),
+      collectAsync: async () => fill(await out.download(kind)),
+    };
+  }
   return {
     q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
     collect: () => tensor(localArray(out.downloadSync(kind)), shape, dtype),

@@ -12,6 +12,10 @@ import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
 import { StagingPool } from './host';
+import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
+import { DeviceTensor as DeviceTensorClass, deviceBuffer } from './device';
+import { checkObject } from './validate';
+import type { StepOptions } from './types';
 import { timeOptions, type TimeOptions } from './validate';
 
 export class KVCache {
@@ -20,6 +24,8 @@ export class KVCache {
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
   private readonly staging = new StagingPool();
+  private closing = false;
+  private closed: Promise<void> | null = null;
   private readonly gatherMap: Int32Array;   // chunk-local tile-order token → chunk token (identity when none)
   private readonly scatterMap: Int32Array | null;
   private readonly needsGather: boolean;
@@ -52,7 +58,7 @@ export class KVCache {
   }
 
   private live(): NativePlan {
-    if (this.plan === null) throw new Error('KVCache was disposed');
+    if (this.plan === null || this.closing) throw new Error('KVCache was disposed');
     return this.plan;
   }
 
@@ -123,24 +129,32 @@ export class KVCache {
    * Appends one chunk (chunkFrames frames: q, k, v [B][chunkFrames·h·w][H][D] or BHSD) and returns the
    * chunk's output: the matching rows of a block-causal forward over all frames so far.
    */
-  step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
-  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor>;
-  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
+  step(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): Promise<HostTensor>;
+  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): Promise<DeviceTensor>;
+  step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor>;
+  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor> {
     const plan = this.live();
     const c = this.check(q, k, v);
+    const { out, signal } = stepOptions(opts, q, c.device);
+    throwIfAborted(signal);
     const cuda = this.cfg.backend === 'cuda';
     // As in MonarchAttention.forward: host inputs are secured at call time (lib/host.ts).
     const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    const end = publishStart('step', this.cfg.backend, q, k, v, held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     return this.queue.run(async () => {
       try {
-        if (this.plan === null) throw new Error('KVCache was disposed');
+        throwIfAborted(signal);
         this.ensureRoom();  // again: steps queued before this one may have filled the cache
-        const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
-        await runAsync(plan, this.ops(s), cuda);
+        const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
+        await runAsync(plan, this.ops(s), cuda, signal);
         this.frames += this.chunkFrames;
-        return await s.collectAsync();
+        const result = await s.collectAsync();
+        end();
+        return result;
+      } catch (e) {
+        end(e);
+        throw e;
       } finally {
         held?.release();
       }
@@ -148,15 +162,16 @@ export class KVCache {
   }
 
   /** Synchronous twin of step(). */
-  stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
-  stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
+  stepSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): HostTensor;
+  stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): DeviceTensor;
+  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor;
+  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling stepSync()');
     const c = this.check(q, k, v);
+    const { out } = stepOptions(opts, q, c.device);
     const cuda = this.cfg.backend === 'cuda';
-    const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v);
+    const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
     runSync(plan, this.ops(s), cuda);
     this.frames += this.chunkFrames;
     return s.collect();
@@ -188,13 +203,56 @@ export class KVCache {
     this.frames = 0;
   }
 
-  /** Frees the cache memory and plan; later calls throw "KVCache was disposed". Idempotent. */
-  dispose(): void {
-    if (this.plan === null) return;
-    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling dispose()');
-    this.plan.dispose();
-    this.plan = null;
-    this.scratch.dispose();
-    this.staging.clear();
+  /** Bytes held by this cache (workspace, staging, scratch incl. cached keys/values; device bytes on CUDA). */
+  get memory(): MemoryFigures {
+    const c = this.cfg, g = c.geometry;
+    const workspace = this.plan === null || this.closing ? 0 : workspaceBytes({
+      batch: c.batch, heads: c.heads, headDim: c.headDim, b1: g.b1, b2: g.b2, maxAq: Math.min(c.queryTilesPerCall, g.chunkTiles),
+      maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
+    });
+    const scratch = this.scratch.bytes;
+    return { workspace, staging: this.staging.bytes, scratch, device: c.backend === 'cuda' ? workspace + scratch : 0 };
   }
+
+  /**
+   * Frees the cache memory and plan; later calls throw "KVCache was disposed". Idempotent. Steps made
+   * before it still run to completion; the memory is freed after the last one (see close()).
+   */
+  dispose(): void {
+    void this.close();
+  }
+
+  /** dispose(), resolving once in-flight work has finished and the memory is freed. */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    this.closing = true;
+    const free = (): void => {
+      this.plan?.dispose();
+      this.plan = null;
+      this.scratch.dispose();
+      this.staging.clear();
+    };
+    if (!this.queue.busy) {
+      free();
+      this.closed = Promise.resolve();
+    } else {
+      this.closed = this.queue.run(async () => free());
+    }
+    return this.closed;
+  }
+
+  [Symbol.dispose](): void { this.dispose(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
+}
+
+function stepOptions(opts: unknown, q: AnyTensor, device: boolean): { out?: AnyTensor; signal?: AbortSignal } {
+  if (opts === undefined) return {};
+  const o = checkObject('step options', opts);
+  return { out: checkOut(o.out, q, device), signal: checkSignal(o.signal) };
+}
+function outDevice(out: AnyTensor | undefined) {
+  return out instanceof DeviceTensorClass ? deviceBuffer(out) : undefined;
+}
+function outHost(out: AnyTensor | undefined): HostTensor | undefined {
+  return out === undefined || out instanceof DeviceTensorClass ? undefined : out;
 }

@@ -13,6 +13,8 @@ import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import { KVCache } from './kvcache';
 import { StagingPool } from './host';
+import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
+import { deviceBuffer } from './device';
 import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -37,6 +39,8 @@ export class MonarchAttention {
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
   private readonly staging = new StagingPool();
+  private closing = false;
+  private closed: Promise<void> | null = null;
 
   constructor(options: MonarchOptions) {
     const cfg = resolveOptions(options);
@@ -49,7 +53,7 @@ export class MonarchAttention {
   }
 
   private live(): NativePlan {
-    if (this.plan === null) throw new Error('MonarchAttention was disposed');
+    if (this.plan === null || this.closing) throw new Error('MonarchAttention was disposed');
     return this.plan;
   }
 
@@ -67,7 +71,7 @@ export class MonarchAttention {
     return denseEquivalentFlops(c.geometry, c.headDim, c.batch, c.heads);
   }
 
-  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array } {
+  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array; out?: AnyTensor; signal?: AbortSignal } {
     const cfg = this.config;
     const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
       B: { value: cfg.batch, label: `batch ${cfg.batch}` },
@@ -78,15 +82,17 @@ export class MonarchAttention {
     if (c.device && this.backend !== 'cuda') {
       throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     }
-    let keyMask: Uint8Array | undefined;
+    let keyMask: Uint8Array | undefined, out: AnyTensor | undefined, signal: AbortSignal | undefined;
     if (opts !== undefined) {
       const o = checkObject('forward options', opts);
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
       }
+      out = checkOut(o.out, q as AnyTensor, c.device);
+      signal = checkSignal(o.signal);
     }
-    return { c, keyMask };
+    return { c, keyMask, out, signal };
   }
 
   /** The op list of one forward on staged inputs. */
@@ -142,18 +148,26 @@ export class MonarchAttention {
   forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
-    const { c, keyMask } = this.check(q, k, v, opts);
+    const { c, keyMask, out, signal } = this.check(q, k, v, opts);
+    throwIfAborted(signal);
+    const cuda = this.backend === 'cuda';
     // CPU workers read host inputs off the main thread: secure them now (lib/host.ts), so the caller
     // may transfer, detach or overwrite its arrays as soon as forward() returns.
-    const held = this.backend === 'cpu' && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    const end = publishStart('forward', this.backend, q, k, v, held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
     return this.queue.run(async () => {
       try {
-        if (this.plan === null) throw new Error('MonarchAttention was disposed');
-        const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
-        await runAsync(plan, this.ops(s, mask), this.backend === 'cuda');
-        return await s.collectAsync();
+        throwIfAborted(signal);
+        const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
+        await runAsync(plan, this.ops(s, mask), cuda, signal);
+        const result = await s.collectAsync();
+        end();
+        return result;
+      } catch (e) {
+        end(e);
+        throw e;
       } finally {
         held?.release();
       }
@@ -167,8 +181,8 @@ export class MonarchAttention {
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
-    const { c, keyMask } = this.check(q, k, v, opts);
-    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
+    const { c, keyMask, out } = this.check(q, k, v, opts);
+    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
     runSync(plan, this.ops(s, keyMask), this.backend === 'cuda');
     return s.collect();
   }
@@ -199,13 +213,52 @@ export class MonarchAttention {
     return new KVCache(this.config);
   }
 
-  /** Frees the plan (workspace, stream) and scratch buffers; later calls throw. Idempotent. */
-  dispose(): void {
-    if (this.plan === null) return;
-    if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling dispose()');
-    this.plan.dispose();
-    this.plan = null;
-    this.scratch.dispose();
-    this.staging.clear();
+  /** Bytes held by this instance (workspace, staging, scratch; device bytes on CUDA). */
+  get memory(): MemoryFigures {
+    const c = this.config, g = c.geometry;
+    const workspace = this.plan === null || this.closing ? 0 : workspaceBytes({
+      batch: c.batch, heads: c.heads, headDim: c.headDim, b1: g.b1, b2: g.b2, maxAq: c.queryTilesPerCall,
+      maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
+    });
+    const scratch = this.scratch.bytes;
+    return { workspace, staging: this.staging.bytes, scratch, device: this.backend === 'cuda' ? workspace + scratch : 0 };
   }
+
+  /**
+   * Frees the plan (workspace, stream) and scratch buffers; later calls throw "MonarchAttention was
+   * disposed". Idempotent. Calls made before it still run to completion (in order); the memory is
+   * freed after the last one (close() returns a Promise of that moment).
+   */
+  dispose(): void {
+    void this.close();
+  }
+
+  /** dispose(), resolving once in-flight work has finished and the memory is freed. */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    this.closing = true;
+    const free = (): void => {
+      this.plan?.dispose();
+      this.plan = null;
+      this.scratch.dispose();
+      this.staging.clear();
+    };
+    if (!this.queue.busy) {
+      free();
+      this.closed = Promise.resolve();
+    } else {
+      this.closed = this.queue.run(async () => free());
+    }
+    return this.closed;
+  }
+
+  [Symbol.dispose](): void { this.dispose(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
+}
+
+function outDevice(out: AnyTensor | undefined) {
+  return out instanceof DeviceTensor ? deviceBuffer(out) : undefined;
+}
+function outHost(out: AnyTensor | undefined): HostTensor | undefined {
+  return out === undefined || out instanceof DeviceTensor ? undefined : out;
 }

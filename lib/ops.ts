@@ -5,6 +5,7 @@
 //     synchronizeAsync (no host sync inside the T loop, STYLE.md §6);
 //   - enqueue only (CUDA timing between events).
 import type { DenseArgs, DTypeCode, GatherArgs, NativePlan, StageArgs } from './native';
+import { throwIfAborted } from './serving';
 
 export type Op =
   | { op: 'r'; args: StageArgs; first: boolean; last: boolean }
@@ -59,13 +60,20 @@ export function runSync(plan: NativePlan, ops: readonly Op[], cuda: boolean): vo
 }
 
 /** Runs the ops off the event loop; resolves when they have finished. */
-export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean): Promise<void> {
+export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean, signal?: AbortSignal): Promise<void> {
+  throwIfAborted(signal);
   if (cuda) {
+    // Enqueued GPU work cannot be recalled: an abort while it runs rejects once it has completed.
     enqueue(plan, ops);
     await plan.synchronizeAsync();
+    throwIfAborted(signal);
     return;
   }
-  for (const o of ops) await callAsync(plan, o);
+  for (const o of ops) {
+    throwIfAborted(signal);  // CPU: stop between stages; the running stage completes
+    await callAsync(plan, o);
+  }
+  throwIfAborted(signal);
 }
 
 /** Serialises async work on one object (one plan workspace, one set of scratch buffers). */
