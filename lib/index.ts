@@ -1,9 +1,11 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
-  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, MonarchOptions,
+  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, MonarchOptions, StepOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
 export { allocTensor, hostMemoryKind, memoryStats } from './host';
+export { fromOrt, toOrt, type OrtTensorLike } from './ort';
+export type { CallEvent, MemoryFigures } from './serving';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
 export { DeviceTensor } from './device';
 export { MonarchAttention } from './monarch';
