@@ -3,8 +3,8 @@
 {
   "targets": [{
     "target_name": "monarch",
-    "sources": ["<!@(node -p \"require('fs').readdirSync('csrc').filter(f=>f.endsWith('.cc')).map(f=>'csrc/'+f).join(' ')\")"],
-    "include_dirs": ["csrc", "cuda"],
+    "sources": ["<!@(node -p \"['csrc','cpu'].flatMap(d=>require('fs').readdirSync(d).filter(f=>f.endsWith('.cc')).map(f=>d+'/'+f)).join(' ')\")"],
+    "include_dirs": ["include"],
     "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
     "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"],

@@ -2,12 +2,12 @@
 // first-frame recompute) against dense softmax attention, beside oracle top-k attention at the same
 // density, on (a) random normal inputs and (b) structured synthetic video (synthetic_video.ts).
 // Reference and top-k are float64 in TypeScript (topk.ts); Monarch runs on the chosen backend.
-//   node dist/benchmarks/accuracy.js [options]   ≡   monarch-attn accuracy [options]
+//   run it as `monarch-attn accuracy [options]` (cli/accuracy.ts); this module never imports the CLI.
 import { castTensor, denseAttentionSync, MonarchAttention } from '../lib/index';
 import type { DType, HostTensor } from '../lib/types';
-import { randomTensor, Rng } from '../lib/cli/random';
-import { meanRowCosine, relL2 } from '../lib/cli/stats';
-import { disposeAll, place, toHostF32 } from '../lib/cli/tensors';
+import { randomTensor, Rng } from './random';
+import { meanRowCosine, relL2 } from './stats';
+import { disposeAll, place, toHostF32 } from './tensors';
 import { syntheticVideo } from './synthetic_video';
 import { referenceAttention } from './topk';
 
@@ -40,7 +40,7 @@ export interface AccuracyReport {
   rows: AccuracyRow[];
 }
 
-/** (b1, b2) of a factorization at a bidirectional video (ALGORITHMS §B.2, §C.2). */
+/** (b1, b2) of a factorization at a bidirectional video (docs/ALGORITHMS.md §B.2, §C.2). */
 function blocks(f: 'monarchrt' | 'vmonarch', o: AccuracyOptions): [number, number] {
   return f === 'monarchrt' ? [o.height, o.width] : [o.frames, o.height * o.width];
 }
@@ -119,7 +119,7 @@ export function accuracyMarkdown(r: AccuracyReport): string {
     `# Monarch accuracy vs dense attention`, '',
     `Video ${s.frames}×${s.height}×${s.width} = ${s.tokens} tokens, ${s.heads} heads, d ${s.headDim}, ${s.dtype} on the ${s.backend} backend; seed ${r.seed}.`,
     `Reference: float64 dense softmax attention (TypeScript). rel L2 = ‖O − O_dense‖/‖O_dense‖; cosine = mean over (token, head) rows.`,
-    `Top-k keeps, per query row, the k largest scores, k = ⌈density·N⌉ with density (b1+b2)/(b1·b2) of the factorization (ALGORITHMS §B.3); it needs all N² scores (FLOP ratio 1).`,
+    `Top-k keeps, per query row, the k largest scores, k = ⌈density·N⌉ with density (b1+b2)/(b1·b2) of the factorization (docs/ALGORITHMS.md §B.3); it needs all N² scores (FLOP ratio 1).`,
     `Synthetic video: 3-D RoPE positional term + ${r.clusterTokens} tokens (head 0) in moving semantic clusters + dense mixing noise (benchmarks/synthetic_video.ts).`,
     `Random normal inputs give near-uniform attention; Monarch is far from dense there and that is expected (TARGETS.md, Accuracy).`,
     `Sanity: the library's float32 CPU dense vs the float64 reference: ${Object.entries(r.libraryDenseVsReference).map(([k, v]) => `${k} ${f3(v)}`).join(', ')} (rel L2).`, '',
@@ -129,10 +129,4 @@ export function accuracyMarkdown(r: AccuracyReport): string {
     lines.push(`| ${row.input} | ${row.method}${row.note ? ` (${row.note})` : ''} | ${(100 * row.density).toFixed(1)}% | ${row.flopRatio === null ? '—' : row.flopRatio.toFixed(3)} | ${f3(row.relL2)} | ${f3(row.cosine)} |`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-if (require.main === module) {
-  // Run as a script: the same options as `monarch-attn accuracy`.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  void require('../lib/cli/main').main([process.argv[0], process.argv[1], 'accuracy', ...process.argv.slice(2)]);
 }

@@ -1,5 +1,5 @@
 // Seeded generator of structured, video-like attention inputs (MonarchRT's model of video attention,
-// ALGORITHMS.md §B.1: A ≈ D + S + ε — a separable positional part, sparse semantic matches, and a dense
+// docs/ALGORITHMS.md §B.1: A ≈ D + S + ε — a separable positional part, sparse semantic matches, and a dense
 // low-amplitude remainder). Per (batch, head), for the token at (frame t, row y, column x):
 //
 //   q = RoPE3(t, y, x; c + σ·ε_q) + Σ_clusters ∋ (t,y,x) a·u_cluster,   k likewise with its own ε_k,
@@ -18,7 +18,7 @@
 //    query-key pair a small random logit (std ≈ σ·√(2·positional·s) + s·σ²·√d).
 import { tensor } from '../lib/index';
 import type { HostTensor } from '../lib/types';
-import { Rng } from '../lib/cli/random';
+import { Rng } from './random';
 
 export interface SyntheticVideoOptions {
   frames: number; height: number; width: number;

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Launcher of the monarch-attn CLI: the TypeScript compiles to dist/lib/cli/main.js.
+// Launcher of the monarch-attn CLI: the TypeScript compiles to dist/cli/main.js.
 'use strict';
 const path = require('node:path');
 
-const entry = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+const entry = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 let cli;
 try {
   cli = require(entry);

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <string>
 
-#include "monarch.h"
+#include <monarch/monarch.h>
 
 namespace monarch {
 namespace binding {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "monarch.h"
-#include "monarch_cuda.h"
+#include <monarch/monarch.h>
+#include <monarch/monarch_cuda.h>
 
 namespace monarch {
 namespace binding {

@@ -14,7 +14,7 @@
 
 #ifdef MONARCH_WITH_CUDA
 #include "binding_cuda.h"
-#include "monarch_cuda.h"
+#include <monarch/monarch_cuda.h>
 #endif
 
 namespace monarch {

@@ -2,7 +2,7 @@
 #include "binding_info.h"
 
 #ifdef MONARCH_WITH_CUDA
-#include "monarch_cuda.h"
+#include <monarch/monarch_cuda.h>
 #endif
 
 namespace monarch {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #ifdef MONARCH_WITH_CUDA
-#include "monarch_cuda.h"
+#include <monarch/monarch_cuda.h>
 #endif
 
 namespace monarch {

@@ -1,5 +1,5 @@
 // Exact softmax attention through a native Plan (our FlashAttention kernel on CUDA, the C++ reference on
-// the CPU), with optional per-row LSE and entropy (ALGORITHMS.md §C.3). Also the dense baseline timer.
+// the CPU), with optional per-row LSE and entropy (docs/ALGORITHMS.md §C.3). Also the dense baseline timer.
 import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';

@@ -1,5 +1,6 @@
-// FLOP counts (2 FLOPs per multiply-add), one documented formula per method:
-//   tiled Monarch (ALGORITHMS.md §B.7, general T): per allowed (query tile, key tile) pair
+// FLOP counts (2 FLOPs per multiply-add, docs/ALGORITHMS.md §0), one documented formula per method; the
+// one FLOP module (attn.flops(), attn.denseFlops() and the benchmark harness all count with it):
+//   tiled Monarch (docs/ALGORITHMS.md §B.7, general T): per allowed (query tile, key tile) pair
 //     T·4·b1·b2·d·(b1 + b2) + 2·b1·b2²·d;
 //   a single tile is MonarchAttention (§A.7): 4·T·N·d·(b + m) + 2·N·b·d with N = m·b (padded);
 //   dense attention: 4·d per (query, visible key) pair (QKᵀ and PV);

@@ -37,8 +37,8 @@ export function info(): InfoResult {
 
 /**
  * What the CUDA backend supports (one place; kept in sync with cuda/): float16 / bfloat16 run on
- * tensor cores with these head dims (cuda/mma_utils.cuh); float32 runs on CUDA cores with any head dim
- * up to CUDA_F32_MAX_HEAD_DIM (cuda/fp32_rows.cuh).
+ * tensor cores with these head dims (cuda/common/mma_utils.cuh); float32 runs on CUDA cores with any head dim
+ * up to CUDA_F32_MAX_HEAD_DIM (cuda/common/fp32_rows.cuh).
  */
 export const CUDA_HEAD_DIMS: readonly number[] = [64, 128];
 export const CUDA_F32_MAX_HEAD_DIM = 128;

@@ -1,4 +1,4 @@
-// KVCache: block-causal video decoding one chunk at a time (ALGORITHMS.md §B.4). K/V of every frame
+// KVCache: block-causal video decoding one chunk at a time (docs/ALGORITHMS.md §B.4). K/V of every frame
 // seen so far are kept in tile order ([B][frames·h·w][H][D], contiguous BSHD; host arrays on the CPU,
 // device memory on CUDA). step() appends one chunk and runs the chunk's C query tiles against all cached
 // key tiles (qTile0 = first tile of the chunk, causalTiles = C): the output equals the chunk's rows of
@@ -9,7 +9,7 @@ import type { DeviceTensor } from './device';
 import { chunkMaps } from './layout';
 import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, MAX_INV_TEMP, videoLayout, type ResolvedOptions } from './options';
+import { createPlan, videoLayout, type ResolvedOptions } from './options';
 import { dtypeCode } from './tensor';
 import { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
@@ -110,7 +110,7 @@ export class KVCache {
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
         q: at(q), k: act(cacheK, st), v: act(cacheV, st), o: at(o), Aq: G, Fk: (chunk + 1) * C, qTile0: chunk * C + a0,
-        causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
       };
       ops.push(...tLoop(args, cfg.numIters));
     }

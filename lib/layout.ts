@@ -1,4 +1,4 @@
-// Token layouts → tiled-Monarch geometry (csrc/monarch.h "Tile order"; ALGORITHMS.md §A.4, §B.2, §B.4,
+// Token layouts → tiled-Monarch geometry (include/monarch/monarch.h "Tile order"; docs/ALGORITHMS.md §A.4, §B.2, §B.4,
 // §C.2). Validates the layout options and builds the gather/scatter maps when tile order ≠ token order.
 import type { SequenceLayout, VideoLayout } from './types';
 import { checkDivides, checkEnum, checkInt, checkObject, show } from './validate';

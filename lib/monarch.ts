@@ -1,5 +1,5 @@
 // MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
-// native R/L stage primitives → scatter back → optional first-frame recomputation (ALGORITHMS.md §A.3,
+// native R/L stage primitives → scatter back → optional first-frame recomputation (docs/ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
 import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
@@ -8,7 +8,7 @@ import { validityMask } from './layout';
 import { DeviceTensor } from './device';
 import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, MAX_INV_TEMP, resolveOptions, type ResolvedOptions } from './options';
+import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import { KVCache } from './kvcache';
@@ -57,7 +57,7 @@ export class MonarchAttention {
     return this.plan;
   }
 
-  /** FLOPs of one forward, all batches and heads (ALGORITHMS.md §A.7 / §B.7; + 4·hw·Nk·d for recompute). */
+  /** FLOPs of one forward, all batches and heads (docs/ALGORITHMS.md §A.7 / §B.7; + 4·hw·Nk·d for recompute). */
   flops(): number {
     this.live();
     const c = this.config;
@@ -103,7 +103,7 @@ export class MonarchAttention {
     const ops: Op[] = [];
     let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
     if (g.needsGather) {
-      // Tile-order copies [B][paddedTokens][H][D] (pads zero), csrc/monarch.h "Tile order".
+      // Tile-order copies [B][paddedTokens][H][D] (pads zero), include/monarch/monarch.h "Tile order".
       const n = B * g.paddedTokens * H * D, st = bshd(g.paddedTokens, H, D);
       const tile = (key: string): NativeAct => act(this.scratch.get(key, cfg.dtype, n), st);
       const [tq, tk, tv] = [tile('tile.q'), tile('tile.k'), tile('tile.v')];
@@ -120,7 +120,7 @@ export class MonarchAttention {
       const Fk = C > 0 ? Math.min(A, (Math.floor((a0 + Aq - 1) / C) + 1) * C) : A;
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
-        q: at(q), k, v, o: at(o), Aq, Fk, qTile0: a0, causalTiles: C, scale: cfg.scale, maxInvTemp: MAX_INV_TEMP,
+        q: at(q), k, v, o: at(o), Aq, Fk, qTile0: a0, causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
         keyValid: valid && sliceMask(valid, B, g.paddedTokens, 0, Fk * tile),
         queryValid: valid && sliceMask(valid, B, g.paddedTokens, a0 * tile, Aq * tile),
       };

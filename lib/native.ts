@@ -2,7 +2,7 @@
 // Only lib/ talks to it; users see lib/index.ts.
 import * as path from 'node:path';
 
-/** dtype codes shared with csrc/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
+/** dtype codes shared with include/monarch/monarch.h: 0 = float32, 1 = float16, 2 = bfloat16. */
 export type DTypeCode = 0 | 1 | 2;
 /** Element strides [batch, token, head] of a [B][S][H][D] activation (D contiguous). */
 export type Strides = [number, number, number];

@@ -14,7 +14,7 @@ export type Op =
   | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } };
 
 /**
- * THE T LOOP (ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
+ * THE T LOOP (docs/ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
  *   rStep(first, last = T == 1); for t in 1..T−1: lStep(final = false), rStep(first = false, last = t == T−1);
  *   lStep(final = true) writes the output `o`.
  */

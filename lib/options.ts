@@ -4,12 +4,15 @@ import { dtypeCode } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { computeGeometry, type Geometry } from './layout';
 import { cudaShapeProblem, cudaUnavailableReason } from './info';
-import { checkEnum, checkInt, checkObject, checkPositive, optInt } from './validate';
+import { checkEnum, checkInt, checkObject, checkPositive, checkRange, optInt } from './validate';
 
 export const MAX_NUM_ITERS = 16;
 export const CPU_MAX_HEAD_DIM = 512;
-/** Clamp of the R temperature 1/cR for T ≥ 2 (ALGORITHMS.md §A.5, MonarchRT's 1e4). */
-export const MAX_INV_TEMP = 1e4;
+/**
+ * Default floor of the column mass c_R in the R temperature 1/c_R for T ≥ 2 (docs/ALGORITHMS.md §A.5):
+ * MonarchRT caps 1/c_R at 1e4 (our default for sequences too); VMonarch clamps c_R at 0.1.
+ */
+export const DEFAULT_MIN_COLUMN_MASS = { sequence: 1e-4, monarchrt: 1e-4, vmonarch: 0.1 } as const;
 
 export interface ResolvedOptions {
   geometry: Geometry;
@@ -24,6 +27,8 @@ export interface ResolvedOptions {
   backend: 'cpu' | 'cuda';
   tensorLayout: TensorLayout;
   scale: number;
+  /** 1 / minColumnMass: the cap of the R-step temperature handed to the native stages. */
+  maxInvTemp: number;
   threads: number;
   /** Query tiles per native call (see MonarchOptions.queryTilesPerCall). */
   queryTilesPerCall: number;
@@ -66,6 +71,10 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const tensorLayout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkPositive('scale', o.scale);
+  const minColumnMass = o.minColumnMass === undefined
+    ? DEFAULT_MIN_COLUMN_MASS[geometry.factorization]
+    : checkRange('minColumnMass', o.minColumnMass, 1e-30, 1);
+  const maxInvTemp = 1 / minColumnMass;
   const threads = optInt('threads', o.threads, 0, 0, 4096);
   const A = geometry.tilesPerSequence, C = geometry.chunkTiles;
   const queryTilesPerCall = optInt('queryTilesPerCall', o.queryTilesPerCall, A, 1, A);
@@ -76,7 +85,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const chunkFrames = o.causal === undefined ? 0 : (o.causal as { chunkFrames: number }).chunkFrames;
   // Copy the layout so later mutation of the caller's object cannot change this instance.
   const layout = { ...(o.layout as MonarchOptions['layout']) } as MonarchOptions['layout'];
-  return { geometry, layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout, scale, threads, queryTilesPerCall };
+  return { geometry, layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout, scale, maxInvTemp, threads, queryTilesPerCall };
 }
 
 /** The video layout of a resolved config (callers check geometry.kind first). */

@@ -6,7 +6,7 @@ import { show, isTyped } from './validate';
 
 export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 
-/** dtype → code of csrc/monarch.h (0 = float32, 1 = float16, 2 = bfloat16). */
+/** dtype → code of include/monarch/monarch.h (0 = float32, 1 = float16, 2 = bfloat16). */
 export function dtypeCode(dtype: DType): DTypeCode {
   return dtype === 'float32' ? 0 : dtype === 'float16' ? 1 : 2;
 }

@@ -1,5 +1,5 @@
 // Public types of monarch-attention. Every option documents its default and range; the math is in
-// ALGORITHMS.md (§ references) and the README.
+// docs/ALGORITHMS.md (§ references) and the README.
 
 /** Storage dtype of tensors. Accumulation is always fp32. */
 export type DType = 'float32' | 'float16' | 'bfloat16';
@@ -69,6 +69,12 @@ export interface MonarchOptions {
    * the output rows of frame-0 queries by exact dense attention. Video only. Default `none`.
    */
   recompute?: 'none' | 'first-frame';
+  /**
+   * Floor of the column mass c_R in the R-step temperature (T ≥ 2 only): the R logits are scaled by
+   * 1 / max(c_R, minColumnMass). VMonarch publishes a floor of 0.1 (its default here); MonarchRT caps
+   * 1/c_R at 1e4 (default 1e-4 for sequence and monarchrt layouts). Range [1e-30, 1].
+   */
+  minColumnMass?: number;
   /** Default `float32`. */
   dtype?: DType;
   /** Default `auto`. */

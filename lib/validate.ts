@@ -36,6 +36,13 @@ export function checkPositive(name: string, value: unknown): number {
   return value;
 }
 
+/** A finite number in [min, max]. */
+export function checkRange(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, received ${show(value)}`);
+  if (!Number.isFinite(value) || value < min || value > max) throw new RangeError(`${name} ${value} is out of range ${min}..${max}`);
+  return value;
+}
+
 /** One of a set of strings (optional with a default). */
 export function checkEnum<T extends string>(name: string, value: unknown, allowed: readonly T[], dflt?: T): T {
   if (value === undefined && dflt !== undefined) return dflt;

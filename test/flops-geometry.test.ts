@@ -1,4 +1,4 @@
-// attn.geometry reports the tiled-Monarch parameters actually used (csrc/monarch.h tile order) and
+// attn.geometry reports the tiled-Monarch parameters actually used (include/monarch/monarch.h tile order) and
 // attn.flops() follows the documented formulas: §A.7 FLOPs = 4·T·N·d·(b + m) + 2·N·b·d per (batch, head)
 // and §B.7 per allowed tile pair T·4·b1·b2·d·(b1 + b2) + 2·b1·b2²·d.
 import { MonarchAttention } from './helpers/pkg';

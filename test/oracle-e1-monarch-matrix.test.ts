@@ -1,4 +1,4 @@
-// E1 (ALGORITHMS.md §E): M built from the factors is row-stochastic and z = M·V; running the package with
+// E1 (docs/ALGORITHMS.md §E): M built from the factors is row-stochastic and z = M·V; running the package with
 // V = I returns M itself (the "get_matrix" check), so the package's output is exactly M·V.
 import { act, Act } from './helpers/act';
 import { expectClose } from './helpers/compare';

@@ -1,4 +1,4 @@
-// E10 (ALGORITHMS.md §B.3, §B.4): a single tile is MonarchAttention with b = b2; query tiles are
+// E10 (docs/ALGORITHMS.md §B.3, §B.4): a single tile is MonarchAttention with b = b2; query tiles are
 // independent; block-causal ≡ running each chunk with keys truncated at the chunk end ≡ KV-cache decode.
 import { cloneAct, idx, sliceRows, sliceTokens } from './helpers/act';
 import { expectBitIdentical, expectClose } from './helpers/compare';

@@ -1,10 +1,10 @@
 // E2: when every query row is the same, MonarchAttention equals dense softmax attention — for any block
-// size b, any T, key masks without an empty block and, for T ≥ 2, pre or post padding (ALGORITHMS.md §E).
+// size b, any T, key masks without an empty block and, for T ≥ 2, pre or post padding (docs/ALGORITHMS.md §E).
 // The package must reach the float64 dense result within fp32 error.
 // Caveat (found while writing these tests, float64 reference and package agree): at T = 1 the first R-step
 // runs from L = I, so a pad token's zero query defines R_k[j,:] for its own block k and position j; unless
 // that block has a single valid key, the real queries at position j inherit that row and the result is
-// not dense (N = 13, b = 5: error 0.75). ALGORITHMS.md's "any T, pre/post pad" holds for T ≥ 2 only; the
+// not dense (N = 13, b = 5: error 0.75). docs/ALGORITHMS.md's "any T, pre/post pad" holds for T ≥ 2 only; the
 // T = 1 cases below therefore use N = 15, divisible by every b tried (reference-oracles.test.ts pins the caveat).
 import { concatTokens, zeroMaskedRows } from './helpers/act';
 import { expectClose } from './helpers/compare';

@@ -1,5 +1,5 @@
 // E3: queries periodic with period b (q_n depends on n mod b only) make MonarchAttention exact (T = 1, 3);
-// for tiled Monarch, queries constant along the in-tile row i make it exact (T = 1, 2). ALGORITHMS.md §E.
+// for tiled Monarch, queries constant along the in-tile row i make it exact (T = 1, 2). docs/ALGORITHMS.md §E.
 import { act, concatTokens } from './helpers/act';
 import { expectClose } from './helpers/compare';
 import { mulberry32 } from './helpers/rng';

@@ -1,5 +1,5 @@
 // E4: b = N (one block) or b = 1 is exact dense attention for any Q; tiled Monarch with b1 = 1 or b2 = 1
-// is exact too (ALGORITHMS.md §E). Random queries, so nothing else makes these exact.
+// is exact too (docs/ALGORITHMS.md §E). Random queries, so nothing else makes these exact.
 import { expectClose } from './helpers/compare';
 import { mulberry32 } from './helpers/rng';
 import { monarch } from './helpers/run';

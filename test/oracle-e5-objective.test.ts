@@ -1,5 +1,5 @@
 // E5: the variational objective F(M) = ⟨M, S⟩ + Σ_rows H(M_row) of the Monarch iterate is non-decreasing in
-// T and bounded by Σ_n LSE(S_n), which dense attention attains (ALGORITHMS.md §0, §A.3). Reference-level
+// T and bounded by Σ_n LSE(S_n), which dense attention attains (docs/ALGORITHMS.md §0, §A.3). Reference-level
 // checks live in reference-oracles.test.ts; here M is read back from the package (V = I) for T = 1..4.
 import { act } from './helpers/act';
 import { mulberry32 } from './helpers/rng';

@@ -1,4 +1,4 @@
-// E6: column locality (ALGORITHMS.md §A.8): every output z_(ℓ,j) depends only on the queries q_(ℓ',j) at the
+// E6: column locality (docs/ALGORITHMS.md §A.8): every output z_(ℓ,j) depends only on the queries q_(ℓ',j) at the
 // same in-block position j (plus all keys/values). Perturbing a query at position j' ≠ j must leave z_(ℓ,j)
 // bit-identical in the package output; perturbing q_(ℓ',j) with ℓ' ≠ ℓ must change it.
 import { cloneAct, idx } from './helpers/act';

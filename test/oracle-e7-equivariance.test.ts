@@ -1,5 +1,5 @@
 // E7: MonarchAttention is equivariant under permuting whole blocks and under one permutation applied inside
-// every block (ALGORITHMS.md §A.8): package(Pq, Pk, Pv) = P·package(q, k, v). Sums run in another order, so
+// every block (docs/ALGORITHMS.md §A.8): package(Pq, Pk, Pv) = P·package(q, k, v). Sums run in another order, so
 // the comparison uses FP32_REORDER rather than bit identity.
 import { act, permuteTokens } from './helpers/act';
 import { expectClose } from './helpers/compare';

@@ -1,5 +1,5 @@
 // E8: keys and values at masked positions do not affect any output (bit-identical), and pre-padding differs
-// from post-padding (each matching its own float64 reference). ALGORITHMS.md §A.4, §E.
+// from post-padding (each matching its own float64 reference). docs/ALGORITHMS.md §A.4, §E.
 import { cloneAct, idx } from './helpers/act';
 import { expectBitIdentical, expectClose, maxAbsDiff } from './helpers/compare';
 import { mulberry32 } from './helpers/rng';

@@ -1,6 +1,6 @@
 // E9: block-diagonal limit. Appending one-hot block features of magnitude c to q and k adds s·c² to every
 // within-block logit, so dense attention becomes block-diagonal — which MonarchAttention's first R-step
-// (L = I) computes exactly. The T = 1 error vs dense must fall as c = 2, 4, 8 grows (ALGORITHMS.md §E).
+// (L = I) computes exactly. The T = 1 error vs dense must fall as c = 2, 4, 8 grows (docs/ALGORITHMS.md §E).
 import { act, Act } from './helpers/act';
 import { maxAbsDiff } from './helpers/compare';
 import { mulberry32 } from './helpers/rng';

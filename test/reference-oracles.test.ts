@@ -1,5 +1,5 @@
 // Self-checks of the float64 references (test/reference/) against the exactness oracles of
-// ALGORITHMS.md §E, at float64 precision and without the package. If the reference were wrong, the
+// docs/ALGORITHMS.md §E, at float64 precision and without the package. If the reference were wrong, the
 // package tests built on it would be meaningless; these pin it to the math first.
 // Tolerance 1e-12: the oracles are exact identities; float64 sums of ≤ 100 terms of size ≤ 10 err ≲ 1e-13.
 import { act, Act, cloneAct, zeroMaskedRows, concatTokens, headMatrix, permuteTokens, randAct64, sliceTokens } from './helpers/act';

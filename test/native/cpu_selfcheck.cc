@@ -1,7 +1,7 @@
-// cpu_selfcheck.cc — standalone checker of the CPU backend (csrc/cpu_*.cc) against an independent
+// cpu_selfcheck.cc — standalone checker of the CPU backend (cpu/*.cc) against an independent
 // float64 tiled Monarch that materialises L, R and M (§A.2, §B.3), and a two-pass float64 dense
 // attention. Build (no Node, no CMake):
-//   g++ -O2 -std=c++17 -Icsrc test/native/cpu_selfcheck.cc csrc/cpu_*.cc csrc/dtype_convert.cc
+//   g++ -O2 -std=c++17 -I. -Iinclude test/native/cpu_selfcheck.cc cpu/*.cc
 //   (continued) -lpthread -o /tmp/cpu_selfcheck && /tmp/cpu_selfcheck
 // Prints the max abs error of every case; exits 1 if any case exceeds its tolerance. argv[1]: seed.
 #include <algorithm>
@@ -13,7 +13,7 @@
 #include <random>
 #include <vector>
 
-#include "cpu_common.h"
+#include "cpu/common.h"
 
 using namespace monarch;
 using std::vector;

@@ -35,8 +35,8 @@
 #include <string>
 #include <vector>
 
-#include "monarch.h"
-#include "monarch_cuda.h"
+#include <monarch/monarch.h>
+#include <monarch/monarch_cuda.h>
 
 using namespace monarch;
 
@@ -488,6 +488,50 @@ void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed, DType dt =
                      ms, flop / (ms * 1e-3) / 1e12, finite});
 }
 
+// T = 2 at a video shape: the four stages (first R-step without y, non-final L-step, non-first R-step
+// with y, final L-step) timed one by one on the chain's own intermediates, and the chain.
+void time_monarch_t2(int F, int b1, int b2, int H, int D, uint64_t seed) {
+  Rng rng(seed);
+  const DType dt = kBF16;
+  MonarchParams p;
+  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.b1 = b1, p.b2 = b2, p.Aq = F, p.Fk = F;
+  p.scale = 1.f / std::sqrt(float(D));
+  p.maxInvTemp = 1e4f;
+  const int S = F * b1 * b2;
+  const size_t n = size_t(S) * H * D;
+  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2);
+  upload(dq, random_bits(rng, dt, n, 1.0)), upload(dk, random_bits(rng, dt, n, 1.0));
+  upload(dv, random_bits(rng, dt, n, 1.0));
+  const int64_t nA = ws_aR_elems(p), nC = ws_c_elems(p);
+  DevBuf daR(nA * 2), dcR(nC * 4), daL(nA * 2), dy(nA * 2), dcL(nC * 4);
+  p.q = make_act(dq.p, 1, S, H, D, false), p.k = make_act(dk.p, 1, S, H, D, false);
+  p.v = make_act(dv.p, 1, S, H, D, false), p.o = make_act(dout.p, 1, S, H, D, false);
+  p.aR = daR.p, p.cR = static_cast<float*>(dcR.p), p.aL = daL.p, p.y = dy.p, p.cL = static_cast<float*>(dcL.p);
+  auto chain = [&] {
+    OK(cuda::r_step(p, true, false, g_stream));
+    OK(cuda::l_step(p, false, g_stream));
+    OK(cuda::r_step(p, false, true, g_stream));
+    OK(cuda::l_step(p, true, g_stream));
+  };
+  poison(dout);
+  chain();
+  std::vector<uint16_t> out(n);
+  download(out, dout);
+  const bool finite = !any_nan(dt, out);
+  const std::string shape = std::to_string(F) + "x" + std::to_string(b1) + "x" + std::to_string(b2) + " H=" + std::to_string(H);
+  // Stage by stage, in chain order so each reads what the previous one wrote.
+  const float r1 = median_ms([&] { OK(cuda::r_step(p, true, false, g_stream)); }, 3, 50);
+  const float l1 = median_ms([&] { OK(cuda::l_step(p, false, g_stream)); }, 3, 50);
+  const float r2 = median_ms([&] { OK(cuda::r_step(p, false, true, g_stream)); }, 3, 50);
+  const float l2 = median_ms([&] { OK(cuda::l_step(p, true, g_stream)); }, 3, 50);
+  const float ms = median_ms(chain, 3, 50);
+  g_times.push_back({"monarch T=2 " + shape + " first R-step (no y)", r1, 0, finite});
+  g_times.push_back({"monarch T=2 " + shape + " non-final L-step (aR, cR)", l1, 0, finite});
+  g_times.push_back({"monarch T=2 " + shape + " non-first R-step (aR queries, y)", r2, 0, finite});
+  g_times.push_back({"monarch T=2 " + shape + " final L-step", l2, 0, finite});
+  g_times.push_back({"monarch T=2 " + shape + " total", ms, 0, finite});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -541,6 +585,10 @@ int main(int argc, char** argv) {
       {"b2=96 T=1 causal BHSD", 1, 1, 4, 96, 3, 3, 0, 1, 1, true, false, false, false, 1.5},
       {"b2=128 T=1", 1, 1, 3, 128, 1, 2, 0, 0, 1, false, true, false, false, 2.0},
       {"b2=112 T=2 qmask", 1, 1, 3, 112, 2, 2, 0, 0, 2, false, false, false, true, 1.5},
+      // later R-steps on the row-wise kernel: 480p's b2 = 52 (one f-block) and 720p's 80, causal + masks
+      {"wan-like 30x52 T=2 causal", 1, 2, 30, 52, 3, 3, 0, 1, 2, false, true, true, true, 1.5},
+      {"b2=80 T=3 causal q0>0", 1, 1, 6, 80, 2, 4, 2, 2, 3, true, true, false, false, 2.0},
+      {"b2=33 T=2 BHSD", 2, 1, 5, 33, 2, 2, 0, 0, 2, true, false, true, false, 1.5},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -555,7 +603,8 @@ int main(int argc, char** argv) {
     mcases = {{"small causal", 1, 1, 20, 20, 3, 4, 1, 2, 2, true, true, true, true, 1.5},
               {"small b2=70", 1, 1, 3, 70, 1, 2, 0, 0, 1, false, true, false, false, 1.5},
               {"small b2=130 T=3", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
-              {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5}};
+              {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5},
+              {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
@@ -574,6 +623,8 @@ int main(int argc, char** argv) {
     time_monarch(21, 30, 52, 12, 128, ++s);
     time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
     time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128
+    time_monarch_t2(21, 30, 52, 12, 128, ++s);      // 480p T = 2
+    time_monarch_t2(21, 45, 80, 12, 128, ++s);      // 720p T = 2
   }
   OK(cuda::stream_destroy(g_stream));
 

@@ -1,5 +1,5 @@
 // Float64 dense softmax attention, two passes per row (max, then sums), written from the definition
-// (ALGORITHMS.md §0): out = softmax(s·q·kᵀ)·v, lse = log Σ exp(s⟨q,k⟩), entropy = −Σ p log p.
+// (docs/ALGORITHMS.md §0): out = softmax(s·q·kᵀ)·v, lse = log Σ exp(s⟨q,k⟩), entropy = −Σ p log p.
 import { Act, idx } from '../helpers/act';
 
 export interface DenseRefOptions {

@@ -1,4 +1,4 @@
-// Float64 MonarchAttention on a 1-D sequence, written from ALGORITHMS.md §A in its own notation
+// Float64 MonarchAttention on a 1-D sequence, written from docs/ALGORITHMS.md §A in its own notation
 // (block size b, m = ⌈N/b⌉ blocks, token (ℓ, j) = ℓ·b + j; factors R_k[j,i], L_j[ℓ,k]); deliberately
 // independent of the tiled formulation in tiled.ts, so that "single tile ≡ MA" (E10) checks both.
 //

@@ -1,4 +1,4 @@
-// Float64 tiled Monarch (ALGORITHMS.md §B.3, §B.4), written from the formulas. Sequences are in tile
+// Float64 tiled Monarch (docs/ALGORITHMS.md §B.3, §B.4), written from the formulas. Sequences are in tile
 // order: token t of tile a, row i ∈ [b1], column j ∈ [b2] is (a·b1 + i)·b2 + j. Every (query tile a,
 // key tile f) pair has its own factors; L is normalised jointly over all allowed (f, k).
 //

@@ -70,6 +70,8 @@ export interface VideoRefOptions {
   /** Block-causal chunk length in frames (0 / undefined = bidirectional). */
   chunkFrames?: number;
   recompute?: 'none' | 'first-frame';
+  /** Floor of c_R in the R temperature; default as published: VMonarch 0.1, MonarchRT 1e-4 (1/c_R ≤ 1e4). */
+  minColumnMass?: number;
 }
 
 function gatherHead(a: Act, b: number, h: number, order: Int32Array): Float64Array {
@@ -83,13 +85,14 @@ function gatherHead(a: Act, b: number, h: number, order: Int32Array): Float64Arr
 export function videoRef(q: Act, k: Act, v: Act, g: VideoGeom, o: VideoRefOptions = {}): Float64Array {
   const { B, H, D } = q;
   const tm = tileMap(g, o.chunkFrames ?? 0);
+  const minColumnMass = o.minColumnMass ?? (g.factorization === 'vmonarch' ? 0.1 : 1e-4);
   const N = q.S;
   const out = new Float64Array(B * N * H * v.D);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {
       const Z = tiledHead(gatherHead(q, b, h, tm.order), gatherHead(k, b, h, tm.order), gatherHead(v, b, h, tm.order),
         { b1: tm.b1, b2: tm.b2, Aq: tm.A, Fk: tm.A }, D, v.D,
-        { numIters: o.numIters, scale: o.scale, causalTiles: tm.C });
+        { numIters: o.numIters, scale: o.scale, causalTiles: tm.C, maxInvTemp: 1 / minColumnMass });
       for (let t = 0; t < N; t++)
         for (let d = 0; d < v.D; d++) out[idx({ S: N, H, D: v.D }, b, tm.order[t], h, d)] = Z[t * v.D + d];
     }

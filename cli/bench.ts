@@ -1,0 +1,181 @@
+// `monarch-attn bench`: Monarch (T × factorization), our dense kernel and torch SDPA at one shape.
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { info } from '../lib/index';
+import type { DType } from '../lib/types';
+import { runBenchChecks, CheckResult } from '../benchmarks/bench_check';
+import { addSpeedups, failedRow, rowFrom, rowFromMeasured } from '../benchmarks/bench_rows';
+import { headerLines, runHeader } from '../benchmarks/env';
+import { denseFlops } from '../lib/flops';
+import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
+import { backendOption, dtypeOption, intList, intOption, rangeList, resolveBackend } from './options';
+import { peakFor } from '../benchmarks/peak';
+import { runPlot } from './plot';
+import { BenchShape, PRESETS, resolveShape, tokenCounts } from '../benchmarks/presets';
+import { makeProgress } from './progress';
+import { benchMarkdown, BenchReport, BenchRow, checksTable, rowsTable } from '../benchmarks/report';
+import { relL2 } from '../benchmarks/stats';
+import { benchSdpa, findTorch, TORCH_LABEL, TorchBackend, TorchEnv } from '../benchmarks/torch';
+import { defaultRotate, Factorization, makeWorkload, MonarchVariant, variantLabel } from '../benchmarks/workload';
+
+interface BenchOpts {
+  preset?: string; backend: 'auto' | 'cpu' | 'cuda';
+  frames?: number; height?: number; width?: number; chunkFrames?: number; seq?: number; block?: number;
+  heads?: number; headDim?: number; dtype?: DType; batch?: number;
+  iters: number[]; factorization: 'monarchrt' | 'vmonarch' | 'both';
+  warmup?: number; repeats?: number; rotate?: number; seed: number;
+  check: boolean; python?: string | false; dense: boolean;
+  json?: string; markdown?: string; plot?: string; plotFrames?: number[];
+  progress: boolean;
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('time Monarch attention, our dense kernel and torch SDPA at one shape')
+    .option('-p, --preset <name>', `shape preset: ${Object.keys(PRESETS).join(', ')} (default: wan-480p on CUDA, cpu-small on the CPU)`)
+    .option('-b, --backend <b>', 'auto | cpu | cuda', backendOption, 'auto')
+    .option('--frames <n>', 'custom video: latent frames', intOption('--frames'))
+    .option('--height <n>', 'custom video: token rows per frame', intOption('--height'))
+    .option('--width <n>', 'custom video: token columns per frame', intOption('--width'))
+    .option('--chunk-frames <n>', 'custom video: time the last KV-cache step of chunks of n frames', intOption('--chunk-frames'))
+    .option('--seq <n>', 'custom sequence length N', intOption('--seq'))
+    .option('--block <n>', 'sequence block size b (default √N)', intOption('--block'))
+    .option('--heads <n>', 'heads H', intOption('--heads'))
+    .option('--head-dim <n>', 'head dim d', intOption('--head-dim'))
+    .option('--dtype <t>', 'float32 | float16 | bfloat16', dtypeOption)
+    .option('--batch <n>', 'batch B', intOption('--batch'))
+    .option('-T, --iters <list>', 'Monarch alternating-minimisation steps T, comma-separated', intList('--iters'), [1, 2])
+    .option('-f, --factorization <f>', 'monarchrt | vmonarch | both (video shapes)', 'both')
+    .option('--warmup <n>', 'warm-up calls (default 10 on CUDA, 2 on the CPU)', intOption('--warmup', 0))
+    .option('--repeats <n>', 'timed calls, ≥ 50 on CUDA (default 50 on CUDA, 10 on the CPU)', intOption('--repeats'))
+    .option('--rotate <n>', 'input sets rotated through so L2 stays cold (default on CUDA: ≥ 3 and ≥ 256 MB in all; 2 on the CPU)', intOption('--rotate'))
+    .option('--seed <n>', 'random seed', intOption('--seed', 0), 1)
+    .option('--check', 'verify outputs (small twin shape vs the float32 CPU reference; dense vs torch) before timing', false)
+    .option('--python <path>', 'python with torch + CUDA for the SDPA rows (default: auto-detect python3)')
+    .option('--no-python', 'skip the torch rows')
+    .option('--no-dense', 'skip our dense kernel row')
+    .option('--json <file>', 'write the report as JSON')
+    .option('--markdown <file>', 'write the report as markdown')
+    .option('--plot <file>', 'also sweep latent frames at this resolution and write an SVG of time vs frames')
+    .option('--plot-frames <list>', 'frames of the --plot sweep, e.g. 1-41 or 1-41:4 (default 1-41 on CUDA, 1-41:8 on the CPU)', rangeList('--plot-frames'))
+    .option('--no-progress', 'no progress bar on stderr')
+    .action(async (o: BenchOpts) => { process.exitCode = await runBench(o); });
+}
+
+function variantsFor(shape: BenchShape, o: BenchOpts): MonarchVariant[] {
+  if (!['monarchrt', 'vmonarch', 'both'].includes(o.factorization)) {
+    throw new RangeError(`--factorization expects monarchrt|vmonarch|both, received "${o.factorization}"`);
+  }
+  const facts: Array<Factorization | null> = shape.geometry.kind === 'sequence' ? [null]
+    : o.factorization === 'both' ? ['monarchrt', 'vmonarch'] : [o.factorization];
+  return facts.flatMap((f) => o.iters.map((T) => ({ T, factorization: f })));
+}
+
+function timingFor(backend: 'cpu' | 'cuda', shape: BenchShape, o: BenchOpts): Timing & { rotate: number } {
+  const cuda = backend === 'cuda';
+  const t = { warmup: o.warmup ?? (cuda ? 10 : 2), repeats: o.repeats ?? (cuda ? 50 : 10), rotate: o.rotate ?? (cuda ? defaultRotate(shape) : 2) };
+  if (cuda && t.repeats < 50) throw new RangeError(`--repeats ${t.repeats} is below 50, the minimum on CUDA for a stable median`);
+  return t;
+}
+
+async function runBench(o: BenchOpts): Promise<number> {
+  const backend = resolveBackend(o.backend);
+  const shape = resolveShape(o, backend);
+  const timing = timingFor(backend, shape, o);
+  const variants = variantsFor(shape, o);
+  const header = runHeader(backend, info());
+  const peak = peakFor(backend === 'cuda' ? header.device : null, shape.dtype);
+  const { nq, nk } = tokenCounts(shape);
+  const dense = denseFlops(nq, nk, shape.headDim, shape.batch, shape.heads);
+  const notes: string[] = [];
+  const torch: TorchEnv = backend === 'cuda' ? findTorch(o.python) : { python: null, torch: null, device: null, note: 'torch rows skipped: CPU backend' };
+  if (backend === 'cpu' && dense > 5e10) notes.push(`dense work is ${(dense / 1e12).toFixed(2)} TFLOP per call: slow on the CPU, and CPU TFLOP/s say nothing about the GPU kernels`);
+
+  for (const l of headerLines(header)) process.stdout.write(`${l}\n`);
+  process.stdout.write(`shape ${shape.name}: ${shape.description}\n${torch.note}\n`);
+  for (const n of notes) process.stdout.write(`note: ${n}\n`);
+
+  const progress = makeProgress(o.progress);
+  const torchBackends: TorchBackend[] = torch.python && shape.dtype !== 'float32' ? ['flash', 'cudnn'] : [];
+  progress.start(2 + variants.length + (o.check ? 1 : 0) + (o.dense ? 2 : 0) + (torchBackends.length ? 1 : 0), 'starting');
+  let checks: CheckResult[] = [];
+  const rows: BenchRow[] = [];
+  try {
+    if (o.check) {
+      progress.tick('checking outputs on a twin shape');
+      checks = await runBenchChecks(shape, backend, variants, torch, o.seed + 1000);
+    }
+    progress.tick(`generating ${timing.rotate} input sets`);
+    const w = makeWorkload(shape, backend, timing.rotate, o.seed);
+    let denseOut: Float32Array | null = null;
+    try {
+      if (o.dense) {
+        progress.tick('our dense');
+        try {
+          const m = measureDense(w, timing);
+          denseOut = m.out;
+          rows.push(rowFromMeasured(`our dense (${backend})`, 'dense', m, dense, peak.tflops));
+        } catch (e) {
+          rows.push(failedRow(`our dense (${backend})`, 'dense', dense, (e as Error).message));
+        }
+        const statsLabel = `our dense + lse + entropy (${backend})`;
+        progress.tick(statsLabel);
+        try {
+          rows.push(rowFromMeasured(statsLabel, 'dense', measureDense(w, timing, true), dense, peak.tflops));
+        } catch (e) {
+          rows.push(failedRow(statsLabel, 'dense', dense, (e as Error).message));
+        }
+      }
+      for (const v of variants) {
+        progress.tick(variantLabel(v));
+        try {
+          const m = await measureMonarch(w, v, timing);
+          const row = rowFromMeasured(variantLabel(v), 'monarch', m, dense, peak.tflops);
+          row.T = v.T;
+          row.factorization = v.factorization;
+          row.relL2VsDense = denseOut ? relL2(m.out, denseOut) : null;
+          rows.push(row);
+        } catch (e) {
+          rows.push(failedRow(variantLabel(v), 'monarch', dense, (e as Error).message));
+        }
+      }
+    } finally {
+      w.dispose();
+    }
+    if (torchBackends.length) {
+      progress.tick('torch SDPA');
+      const r = benchSdpa(torch, [{ B: shape.batch, H: shape.heads, Nq: nq, Nk: nk, D: shape.headDim, dtype: shape.dtype }],
+        { ...timing, seed: o.seed, backends: torchBackends });
+      if (r.error) notes.push(`torch rows failed: ${r.error}`);
+      for (const t of r.results) {
+        rows.push(t.ok && t.ms ? rowFrom(TORCH_LABEL[t.backend], 'torch', t.ms, dense, dense, peak.tflops, 'CUDA events (torch)')
+          : failedRow(TORCH_LABEL[t.backend], 'torch', dense, t.error ?? 'unknown'));
+      }
+    } else if (backend === 'cuda' && shape.dtype === 'float32') {
+      notes.push('torch FA2/cuDNN rows skipped: float32 is not supported by those SDPA backends');
+    }
+    progress.tick('done');
+  } finally {
+    progress.stop();
+  }
+  addSpeedups(rows);
+
+  const report: BenchReport = {
+    tool: 'monarch-attn bench', header,
+    shape: { name: shape.name, description: shape.description, batch: shape.batch, heads: shape.heads, headDim: shape.headDim, dtype: shape.dtype, nq, nk, geometry: shape.geometry },
+    settings: { ...timing, seed: o.seed, iters: o.iters, factorizations: [...new Set(variants.map((v) => v.factorization ?? 'sequence'))] },
+    peak, torch: torch.note, checks, rows, notes,
+  };
+  if (checks.length) process.stdout.write(`checks before timing:\n${checksTable(checks)}\n`);
+  process.stdout.write(`${rowsTable(rows)}\n`);
+  process.stdout.write(`median of ${timing.repeats} after ${timing.warmup} warm-up, ${timing.rotate} input sets; peak: ${peak.label}\n`);
+  for (const n of [...notes, ...rows.flatMap((r) => r.notes.map((x) => `${r.method}: ${x}`))]) process.stdout.write(`note: ${n}\n`);
+  if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+  if (o.markdown) fs.writeFileSync(o.markdown, benchMarkdown(report));
+  if (o.plot) await runPlot(o.plot, { shape, backend, timing, torch, plotFrames: o.plotFrames, seed: o.seed, progress: makeProgress(o.progress) });
+
+  const failed = checks.filter((c) => !c.pass);
+  if (failed.length) process.stderr.write(`${failed.length} check(s) failed: ${failed.map((c) => c.name).join('; ')}\n`);
+  return failed.length || rows.some((r) => r.ms === null) ? 1 : 0;
+}
+

@@ -1,0 +1,99 @@
+// `bench --plot FILE`: time vs number of latent frames (1..41 by default) at the shape's resolution
+// (480p for non-video presets) for Monarch T = 1 (monarchrt), our dense kernel and torch FA2 / cuDNN.
+import * as fs from 'node:fs';
+import { denseFlops } from '../lib/flops';
+import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
+import { BenchShape, PRESETS } from '../benchmarks/presets';
+import type { Progress } from './progress';
+import { summarize } from '../benchmarks/stats';
+import { lineChartSvg, Series } from '../benchmarks/svg';
+import { benchSdpa, TORCH_LABEL, TorchEnv } from '../benchmarks/torch';
+import { defaultRotate, makeWorkload } from '../benchmarks/workload';
+
+export interface PlotOptions {
+  shape: BenchShape;
+  backend: 'cpu' | 'cuda';
+  timing: Timing & { rotate: number };
+  torch: TorchEnv;
+  plotFrames?: number[];
+  seed: number;
+  progress: Progress;
+}
+
+/** The video shape swept: the benchmark's own video resolution, else Wan 480p (CUDA) / cpu-small. */
+function sweepBase(o: PlotOptions): BenchShape {
+  const g = o.shape.geometry;
+  if (g.kind === 'video' && !g.chunkFrames) return o.shape;
+  const p = PRESETS[o.backend === 'cuda' ? 'wan-480p' : 'cpu-small'];
+  return g.kind === 'video' ? { ...o.shape, geometry: { kind: 'video', frames: g.frames, height: g.height, width: g.width } } : p;
+}
+
+export async function runPlot(file: string, o: PlotOptions): Promise<void> {
+  const base = sweepBase(o);
+  const g = base.geometry;
+  if (g.kind !== 'video') throw new Error('internal: plot base is not a video');
+  const frames = o.plotFrames ?? (o.backend === 'cuda' ? range(1, 41, 1) : range(1, 41, 8));
+  // The CPU sweep is a smoke test of the plot (CPU times say nothing about the GPU): 3 repeats suffice.
+  const timing = o.backend === 'cuda' ? o.timing : { ...o.timing, warmup: 1, repeats: Math.min(o.timing.repeats, 3) };
+  const monarch: Series = { label: 'Monarch T=1 (monarchrt)', points: [] };
+  const dense: Series = { label: `our dense (${o.backend})`, points: [] };
+  const rows: Array<{ frames: number; tokens: number; monarchMs: number | null; denseMs: number | null; flaMs?: number | null; cudnnMs?: number | null }> = [];
+  o.progress.start(frames.length + 1, 'plot sweep');
+  try {
+    for (const f of frames) {
+      o.progress.tick(`plot: ${f} frames`);
+      const shape: BenchShape = { ...base, geometry: { kind: 'video', frames: f, height: g.height, width: g.width } };
+      const w = makeWorkload(shape, o.backend, o.backend === 'cuda' ? defaultRotate(shape) : o.timing.rotate, o.seed);
+      const row = { frames: f, tokens: f * g.height * g.width, monarchMs: null as number | null, denseMs: null as number | null };
+      try {
+        row.monarchMs = summarize((await measureMonarch(w, { T: 1, factorization: 'monarchrt' }, timing)).times).median;
+        row.denseMs = summarize(measureDense(w, timing).times).median;
+      } catch (e) {
+        o.progress.log(`plot: ${f} frames failed: ${(e as Error).message}`);
+      } finally {
+        w.dispose();
+      }
+      if (row.monarchMs !== null) monarch.points.push([f, row.monarchMs]);
+      if (row.denseMs !== null) dense.points.push([f, row.denseMs]);
+      rows.push(row);
+    }
+    const series = [monarch, dense];
+    if (o.torch.python && base.dtype !== 'float32') {
+      o.progress.tick('plot: torch SDPA');
+      const shapes = frames.map((f) => {
+        const n = f * g.height * g.width;
+        const rotate = defaultRotate({ ...base, geometry: { kind: 'video', frames: f, height: g.height, width: g.width } });
+        return { B: base.batch, H: base.heads, Nq: n, Nk: n, D: base.headDim, dtype: base.dtype, rotate };
+      });
+      const r = benchSdpa(o.torch, shapes, { ...timing, seed: o.seed, backends: ['flash', 'cudnn'] });
+      for (const b of ['flash', 'cudnn'] as const) {
+        const s: Series = { label: TORCH_LABEL[b], points: [] };
+        r.results.filter((t) => t.backend === b && t.ok && t.ms).forEach((t) => s.points.push([t.shape.Nq / (g.height * g.width), t.ms!.median]));
+        if (s.points.length) series.push(s);
+        for (const row of rows) {
+          const hit = r.results.find((t) => t.backend === b && t.shape.Nq === row.tokens);
+          (row as Record<string, unknown>)[b === 'flash' ? 'flaMs' : 'cudnnMs'] = hit?.ok ? hit.ms!.median : null;
+        }
+      }
+    }
+    const n41 = 41 * g.height * g.width;
+    fs.writeFileSync(file, lineChartSvg({
+      title: `Attention time vs latent frames, ${g.height}×${g.width} tokens/frame (${o.backend})`,
+      subtitle: `${base.heads} heads, d ${base.headDim}, ${base.dtype}, batch ${base.batch}; median of ${timing.repeats}; dense at 41 frames = ${flopText(denseFlops(n41, n41, base.headDim, base.batch, base.heads))}`,
+      xLabel: 'latent frames', yLabel: 'time per call (ms)', series,
+    }));
+    fs.writeFileSync(file.replace(/\.svg$/i, '') + '.json', `${JSON.stringify({ resolution: [g.height, g.width], heads: base.heads, headDim: base.headDim, dtype: base.dtype, rows }, null, 2)}\n`);
+  } finally {
+    o.progress.stop();
+  }
+}
+
+function flopText(f: number): string {
+  return f >= 1e11 ? `${(f / 1e12).toFixed(2)} TFLOP` : `${(f / 1e9).toFixed(1)} GFLOP`;
+}
+
+function range(a: number, b: number, step: number): number[] {
+  const out: number[] = [];
+  for (let x = a; x <= b; x += step) out.push(x);
+  return out;
+}

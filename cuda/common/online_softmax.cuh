@@ -1,0 +1,109 @@
+// online_softmax.cuh — the streaming softmax state of one thread's two rows (g and g+8 of its warp's
+// 16-row tile; see mma_utils.cuh for the fragment layout), with the optional online-entropy
+// accumulator of docs/ALGORITHMS.md §C.3 in its shifted, base-2 form:
+//   logits t = x·log2(e) (masked: −INF), running max m, ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m)
+//   per tile: m' = max(m, max t_B), α = 2^(m−m'), p = 2^(t_B−m'),
+//             ũ ← α·(ũ + (m−m')·ℓ) + Σ p·(t_B−m'),  ℓ ← α·ℓ + Σ p
+//   finalise: log2 Z = m + log2 ℓ,  Σ p log p = (ũ/ℓ − log2 ℓ)·ln 2   (natural units)
+// ℓ and ũ are per-thread partial sums over this thread's columns (the max is shared by the quad);
+// finalize() adds them over the quad. A row that has seen no finite logit keeps m = −INF, ℓ = ũ = 0.
+#pragma once
+
+#include "mma_utils.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace detail {
+
+// The state both streaming softmaxes share (this one and LazySoftmax in dense_softmax.cuh): per row
+// h ∈ {g, g+8} the reference max m (base 2), ℓ and ũ as per-thread partial sums over this thread's
+// columns until finalize() adds them over the quad; then the LSE and Σ p log p in natural units.
+template <bool kEntropy>
+struct SoftmaxRows {
+  float m[2], l[2], u[2];
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      m[h] = -INFINITY;
+      l[h] = 0.f;
+      u[h] = 0.f;
+    }
+  }
+
+  __device__ __forceinline__ void finalize() {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      l[h] = quad_sum(l[h]);
+      if (kEntropy) u[h] = quad_sum(u[h]);
+    }
+  }
+
+  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row).
+  __device__ __forceinline__ float lse(int h) const {
+    return l[h] > 0.f ? (m[h] + log2f(l[h])) * kLn2 : -INFINITY;
+  }
+  __device__ __forceinline__ float neg_entropy(int h) const {
+    return l[h] > 0.f ? (u[h] / l[h] - log2f(l[h])) * kLn2 : 0.f;
+  }
+};
+
+template <int NK, bool kEntropy>
+struct OnlineSoftmax : SoftmaxRows<kEntropy> {
+  using SoftmaxRows<kEntropy>::m;
+  using SoftmaxRows<kEntropy>::l;
+  using SoftmaxRows<kEntropy>::u;
+
+  // t: this tile's base-2 logits (C-fragment layout, 16 × NK per warp), replaced by p = 2^(t − m').
+  // alpha: the factor by which accumulators of earlier tiles must be rescaled.
+  __device__ __forceinline__ void update(float (&t)[NK / 8][4], float (&alpha)[2]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < NK / 8; ++n) mx = fmaxf(mx, fmaxf(t[n][2 * h], t[n][2 * h + 1]));
+      mx = quad_max(mx);
+      const float mNew = fmaxf(m[h], mx);
+      const float mUse = mNew == -INFINITY ? 0.f : mNew;  // keeps 2^(−INF − mUse) = 0, never NaN
+      const float a = fast_exp2(m[h] - mUse);
+      float rs = 0.f, ru = 0.f;
+#pragma unroll
+      for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = t[n][2 * h + e];
+          const float p = fast_exp2(x - mUse);
+          rs += p;
+          if (kEntropy) ru += p * fmaxf(x - mUse, -1e30f);  // masked: p = 0 times a finite value
+          t[n][2 * h + e] = p;
+        }
+      }
+      if (kEntropy) u[h] = a * (u[h] + (m[h] == -INFINITY ? 0.f : (m[h] - mUse) * l[h])) + ru;
+      l[h] = a * l[h] + rs;
+      m[h] = mNew;
+      alpha[h] = a;
+    }
+  }
+
+};
+
+template <int D>
+__device__ __forceinline__ void rescale_rows(float (&O)[D / 8][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    O[n][0] *= alpha[0];
+    O[n][1] *= alpha[0];
+    O[n][2] *= alpha[1];
+    O[n][3] *= alpha[1];
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void zero_acc(float (&O)[D / 8][4]) {
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) O[n][0] = O[n][1] = O[n][2] = O[n][3] = 0.f;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace monarch

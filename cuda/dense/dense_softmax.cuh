@@ -1,0 +1,83 @@
+// dense_softmax.cuh — the dense kernel's streaming softmax state (one thread's two rows g, g+8 of a
+// 16-row m-tile; fragment layout in mma_utils.cuh) with lazy rescaling and the scale folded into exp2.
+// Same base-2 recurrence and outputs as OnlineSoftmax (online_softmax.cuh, docs/ALGORITHMS.md §C.3):
+//   ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m), finalise log2 Z = m + log2 ℓ, Σ p log p = (ũ/ℓ − log2 ℓ)·ln 2,
+// which hold for ANY reference m, not only the running max. So m is moved (and the accumulators
+// rescaled by α = 2^(m−m')) only when some row of the warp sees a tile max above m + kLazyThreshold;
+// otherwise p = 2^(t−m) ≤ 2^kLazyThreshold = 256 (safe in fp16/bf16 and fp32 sums) and the O
+// rescale (D/2 FMUL per thread per m-tile) is skipped — after the first few key tiles that is almost
+// always (FlashAttention-4's conditional rescaling). The decision is warp-uniform (__any_sync).
+// Fused path (unmasked tile, scale2 > 0): t = s·scale2 never materialises; max is taken on raw s and
+// p = 2^(fma(s, scale2, −m)), with ũ += p·(t−m) as one FMA on the exponent already in a register.
+#pragma once
+
+#include "../common/online_softmax.cuh"  // SoftmaxRows
+
+namespace monarch {
+namespace cuda {
+namespace detail {
+
+constexpr float kLazyThreshold = 8.f;  // log2 units: p ≤ 256 between rescales
+
+template <int NK, bool kEntropy>
+struct LazySoftmax : SoftmaxRows<kEntropy> {
+  using SoftmaxRows<kEntropy>::m;
+  using SoftmaxRows<kEntropy>::l;
+  using SoftmaxRows<kEntropy>::u;
+
+  // s: this tile's scores. kFused: raw S·(no scale), all finite, and scale2 > 0; otherwise base-2
+  // logits already scaled, masked ones −INF. Replaced by p = 2^(t − m). Returns true (warp-uniform)
+  // when m moved: then alpha holds the factor for the earlier accumulators (O must be rescaled).
+  template <bool kFused>
+  __device__ __forceinline__ bool update(float (&s)[NK / 8][4], float scale2, float (&alpha)[2]) {
+    float mx[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < NK / 8; ++n) v = fmaxf(v, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+      v = quad_max(v);
+      mx[h] = kFused ? v * scale2 : v;
+    }
+    const bool need = mx[0] > m[0] + kLazyThreshold || mx[1] > m[1] + kLazyThreshold;
+    const bool moved = __any_sync(0xffffffffu, need);
+    if (moved) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float mNew = fmaxf(m[h], mx[h]);
+        const float mUse = mNew == -INFINITY ? 0.f : mNew;  // keeps 2^(−INF − mUse) = 0, never NaN
+        const float a = fast_exp2(m[h] - mUse);
+        if (kEntropy) u[h] = a * (u[h] + (m[h] == -INFINITY ? 0.f : (m[h] - mUse) * l[h]));
+        l[h] *= a;
+        m[h] = mNew;
+        alpha[h] = a;
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float mUse = m[h] == -INFINITY ? 0.f : m[h];
+      float rs = 0.f, ru = 0.f;
+#pragma unroll
+      for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = s[n][2 * h + e];
+          float arg;
+          if (kFused) arg = fmaf(x, scale2, -mUse);
+          else arg = x - mUse;
+          const float p = fast_exp2(arg);
+          rs += p;
+          if (kEntropy) ru = fmaf(p, kFused ? arg : fmaxf(arg, -1e30f), ru);  // masked: p = 0 × finite
+          s[n][2 * h + e] = p;
+        }
+      }
+      l[h] += rs;
+      if (kEntropy) u[h] += ru;
+    }
+    return moved;
+  }
+};
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace monarch

@@ -1,0 +1,54 @@
+// monarch_cuda.h — the CUDA backend's C++ surface. Included by csrc/ (the binding) without any CUDA
+// header: streams are passed as opaque pointers (cudaStream_t is a pointer type), device memory as
+// void*. Every function returns a monarch::Status naming the kernel / runtime call and the CUDA error;
+// nothing here aborts. Compiled only when MONARCH_WITH_CUDA is defined (CMake, nvcc found).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <monarch/monarch.h>
+
+namespace monarch {
+namespace cuda {
+
+using Stream = void*;  // a cudaStream_t
+
+struct DeviceInfo {
+  int count = 0;             // devices visible (0 when no driver / no GPU)
+  int runtimeStatus = 0;     // cudaError_t of cudaGetDeviceCount
+  std::string message;       // cudaGetErrorString of that status
+  std::string name;          // device 0 name, when count > 0
+  int major = 0, minor = 0;  // compute capability of device 0
+  int smCount = 0;
+  size_t totalMem = 0;
+  int driverVersion = 0, runtimeVersion = 0;
+};
+DeviceInfo device_info();
+// Architectures compiled into the fatbin, e.g. "80-real;89-real;90a-real;..." (from CMake).
+const char* compiled_archs();
+
+// Memory and streams.
+Status malloc_device(void** ptr, size_t bytes);   // message says "out of GPU memory" on OOM
+Status free_device(void* ptr);
+Status stream_create(Stream* s);
+Status stream_destroy(Stream s);
+Status stream_sync(Stream s);
+Status memcpy_h2d(void* dst, const void* src, size_t bytes, Stream s);  // async on s
+Status memcpy_d2h(void* dst, const void* src, size_t bytes, Stream s);  // async on s
+Status memcpy_d2d(void* dst, const void* src, size_t bytes, Stream s);
+Status memset_device(void* dst, int byte, size_t bytes, Stream s);
+
+// Stages: same semantics as monarch::cpu (see monarch.h); all pointers in MonarchParams / DenseParams /
+// GatherParams are device pointers. Enqueued on s; no host synchronisation.
+// Supported on CUDA: f16 / bf16 on tensor cores (fp32 accumulation) with D ∈ {64, 128}, other head dims
+// return "Unsupported head dim D=<d>; the CUDA backend supports 64, 128" (cuda/common/mma_utils.cuh); f32 on
+// CUDA cores (fp32 FMA, cuda/*/fp32_*.cu) with any D from 1 to 128.
+Status r_step(const MonarchParams& p, bool first, bool last, Stream s);
+Status l_step(const MonarchParams& p, bool final, Stream s);
+Status dense(const DenseParams& p, Stream s);
+Status gather_tokens(const GatherParams& p, Stream s);
+
+}  // namespace cuda
+}  // namespace monarch
