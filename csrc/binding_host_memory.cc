@@ -9,7 +9,8 @@
 #include <map>
 #include <mutex>
 
-#include "cpu_threads.h"
+#include <thread>
+#include <vector>
 
 #ifdef MONARCH_WITH_CUDA
 #include "binding_cuda.h"
@@ -121,17 +122,26 @@ HostMemory ClassifySpan(const TypedSpan& s) {
 }
 
 void ParallelCopy(void* dst, const void* src, size_t bytes) {
-  constexpr size_t kChunk = size_t(4) << 20;  // below ~4 MB one memcpy beats spawning threads
-  if (bytes <= 2 * kChunk) {
+  constexpr size_t kChunk = size_t(4) << 20;  // below ~8 MB one memcpy beats starting threads
+  const int threads = int(std::min<size_t>(size_t(std::max(1, cpu::num_threads())), bytes / kChunk));
+  if (threads <= 1) {
     if (bytes) std::memcpy(dst, src, bytes);
     return;
   }
-  const int64_t chunks = int64_t((bytes + kChunk - 1) / kChunk);
-  Status s = cpu::parallel_for("copyHost", chunks, [&](int64_t c0, int64_t c1) {
-    const size_t a = size_t(c0) * kChunk, b = std::min(bytes, size_t(c1) * kChunk);
-    std::memcpy(static_cast<uint8_t*>(dst) + a, static_cast<const uint8_t*>(src) + a, b - a);
-  });
-  if (!s.ok) std::memcpy(dst, src, bytes);  // threads unavailable: one copy on this thread
+  // Contiguous slices, one per thread (the calling thread takes the last); memcpy cannot fail.
+  const size_t per = (bytes + size_t(threads) - 1) / size_t(threads);
+  auto part = [&](int t) {
+    const size_t a = size_t(t) * per, b = std::min(bytes, a + per);
+    if (a < b) std::memcpy(static_cast<uint8_t*>(dst) + a, static_cast<const uint8_t*>(src) + a, b - a);
+  };
+  std::vector<std::thread> pool;
+  int started = 0;
+  try {
+    for (; started < threads - 1; ++started) pool.emplace_back(part, started);
+  } catch (...) {  // no more threads: this thread copies the rest
+  }
+  for (int t = started; t < threads; ++t) part(t);
+  for (std::thread& th : pool) th.join();
 }
 
 void* HostHolds::Secure(Napi::Env env, const Napi::TypedArray& a, void* data, size_t bytes, bool writes,
