@@ -4,7 +4,7 @@
 // Reference and top-k are float64 in TypeScript (topk.ts); Monarch runs on the chosen backend.
 //   run it as `monarch-attn accuracy [options]` (cli/accuracy.ts); this module never imports the CLI.
 import { castTensor, denseAttentionSync, MonarchAttention } from '../lib/index';
-import type { DType, HostTensor } from '../lib/types';
+import type { DType, HostTensor, MonarchOptions } from '../lib/types';
 import { randomTensor, Rng } from './random';
 import { meanRowCosine, relL2 } from './stats';
 import { disposeAll, place, toHostF32 } from './tensors';
@@ -14,6 +14,24 @@ import { referenceAttention } from './topk';
 export interface AccuracyOptions {
   frames: number; height: number; width: number; heads: number; headDim: number;
   iters: number[]; backend: 'cpu' | 'cuda'; dtype: DType; seed: number;
+  /** Also MonarchRT tilings (hReduce 2, wReduce 2, fTied 3, where they divide the shape). */
+  tilings?: boolean;
+  /** Also T ≥ 2 with the other published c_R floor (MonarchRT at 0.1, VMonarch at 1e-4). */
+  floors?: boolean;
+  /** Keep only tilings that also divide this shape (the Pareto timing preset). */
+  alsoFits?: { frames: number; height: number; width: number };
+}
+
+export interface Tiling { fTied?: number; hReduce?: number; wReduce?: number }
+
+/** One Monarch configuration of the report: factorization, T, recompute, tiling, c_R floor. */
+export interface AccuracyConfig {
+  factorization: 'monarchrt' | 'vmonarch';
+  T: number;
+  recompute: 'none' | 'first-frame';
+  tiling?: Tiling;
+  /** undefined: the factorization's default (lib/options.ts DEFAULT_MIN_COLUMN_MASS). */
+  minColumnMass?: number;
 }
 
 export interface AccuracyRow {
@@ -22,6 +40,8 @@ export interface AccuracyRow {
   T: number | null;
   factorization: 'monarchrt' | 'vmonarch' | null;
   recompute: 'none' | 'first-frame' | null;
+  tiling?: Tiling;
+  minColumnMass?: number;
   /** Monarch: parameter density (b1+b2)/(b1·b2) (§B.3); top-k: k/Nk. */
   density: number;
   /** FLOPs of the method over dense FLOPs (top-k counted as dense: it needs every score). */
@@ -40,9 +60,59 @@ export interface AccuracyReport {
   rows: AccuracyRow[];
 }
 
-/** (b1, b2) of a factorization at a bidirectional video (docs/ALGORITHMS.md §B.2, §C.2). */
-function blocks(f: 'monarchrt' | 'vmonarch', o: AccuracyOptions): [number, number] {
-  return f === 'monarchrt' ? [o.height, o.width] : [o.frames, o.height * o.width];
+/** (b1, b2) of a configuration at a bidirectional video (docs/ALGORITHMS.md §B.2, §C.2). */
+function blocks(c: Pick<AccuracyConfig, 'factorization' | 'tiling'>, o: { frames: number; height: number; width: number }): [number, number] {
+  if (c.factorization === 'vmonarch') return [o.frames, o.height * o.width];
+  const t = c.tiling ?? {};
+  return [(t.fTied ?? 1) * o.height / (t.hReduce ?? 1), o.width / (t.wReduce ?? 1)];
+}
+
+const TILINGS: Tiling[] = [{ hReduce: 2 }, { wReduce: 2 }, { fTied: 3 }];
+
+/** Whether a tiling divides a video shape (frames by fTied, height by hReduce, width by wReduce). */
+export function tilingFits(t: Tiling, v: { frames: number; height: number; width: number }): boolean {
+  return v.frames % (t.fTied ?? 1) === 0 && v.height % (t.hReduce ?? 1) === 0 && v.width % (t.wReduce ?? 1) === 0;
+}
+
+export function tilingLabel(t?: Tiling): string {
+  if (!t) return '';
+  return Object.entries(t).map(([k, v]) => ` ${k} ${v}`).join('');
+}
+
+/** The configurations of a report: every (factorization, T, recompute), then tilings and floors if asked. */
+export function accuracyConfigs(o: AccuracyOptions): AccuracyConfig[] {
+  const alsoFits = o.alsoFits;
+  const out: AccuracyConfig[] = [];
+  for (const factorization of ['monarchrt', 'vmonarch'] as const)
+    for (const T of o.iters) for (const recompute of ['none', 'first-frame'] as const) out.push({ factorization, T, recompute });
+  if (o.tilings) {
+    for (const tiling of TILINGS) {
+      if (!tilingFits(tiling, o) || (alsoFits && !tilingFits(tiling, alsoFits))) continue;
+      for (const T of o.iters) out.push({ factorization: 'monarchrt', T, recompute: 'none', tiling });
+    }
+  }
+  if (o.floors) {
+    for (const T of o.iters.filter((t) => t >= 2)) {
+      out.push({ factorization: 'monarchrt', T, recompute: 'none', minColumnMass: 0.1 });
+      out.push({ factorization: 'vmonarch', T, recompute: 'none', minColumnMass: 1e-4 });
+    }
+  }
+  return out;
+}
+
+export function configLabel(c: AccuracyConfig): string {
+  return `Monarch ${c.factorization}${tilingLabel(c.tiling)} T=${c.T}${c.recompute === 'first-frame' ? ' +first-frame' : ''}` +
+    (c.minColumnMass !== undefined ? ` c_R≥${c.minColumnMass}` : '');
+}
+
+/** MonarchOptions of a configuration at a video shape. */
+export function configOptions(c: AccuracyConfig, v: { frames: number; height: number; width: number }, heads: number, headDim: number,
+  dtype: DType, backend: 'cpu' | 'cuda'): MonarchOptions {
+  return {
+    layout: { kind: 'video', frames: v.frames, height: v.height, width: v.width, factorization: c.factorization, ...(c.tiling ?? {}) },
+    heads, headDim, numIters: c.T, recompute: c.recompute, dtype, backend,
+    ...(c.minColumnMass !== undefined ? { minColumnMass: c.minColumnMass } : {}),
+  };
 }
 
 export function density(b1: number, b2: number): number {
@@ -66,7 +136,7 @@ export async function runAccuracy(o: AccuracyOptions, onStep?: (what: string) =>
     const qkv = qkvF32.map((t) => (o.dtype === 'float32' ? t : castTensor(t, o.dtype)));
     const f32 = qkv.map((t) => toHostF32(t));
     onStep?.(`${input}: dense and top-k references`);
-    const ks = facts.map((f) => Math.ceil(density(...blocks(f, o)) * N));
+    const ks = facts.map((f) => Math.ceil(density(...blocks({ factorization: f }, o)) * N));
     const ref = referenceAttention(f32[0], f32[1], f32[2], { B: 1, Nq: N, Nk: N, H: o.heads, D: o.headDim }, ks);
     const lib = denseAttentionSync(tensor32(f32[0], shape), tensor32(f32[1], shape), tensor32(f32[2], shape), { backend: 'cpu' }).out;
     libraryDenseVsReference[input] = relL2(toHostF32(lib), ref.dense);
@@ -77,15 +147,16 @@ export async function runAccuracy(o: AccuracyOptions, onStep?: (what: string) =>
     }
     const placed = qkv.map((t) => place(t, o.backend));
     try {
-      for (const f of facts) for (const T of o.iters) for (const recompute of ['none', 'first-frame'] as const) {
-        const method = `Monarch ${f} T=${T}${recompute === 'first-frame' ? ' +first-frame' : ''}`;
+      for (const c of accuracyConfigs(o)) {
+        const method = configLabel(c);
         onStep?.(`${input}: ${method}`);
-        const base: AccuracyRow = { input, method, T, factorization: f, recompute, density: density(...blocks(f, o)), flopRatio: null, relL2: null, cosine: null };
+        const base: AccuracyRow = {
+          input, method, T: c.T, factorization: c.factorization, recompute: c.recompute,
+          ...(c.tiling ? { tiling: c.tiling } : {}), ...(c.minColumnMass !== undefined ? { minColumnMass: c.minColumnMass } : {}),
+          density: density(...blocks(c, o)), flopRatio: null, relL2: null, cosine: null,
+        };
         try {
-          const attn = new MonarchAttention({
-            layout: { kind: 'video', frames: o.frames, height: o.height, width: o.width, factorization: f },
-            heads: o.heads, headDim: o.headDim, numIters: T, recompute, dtype: o.dtype, backend: o.backend,
-          });
+          const attn = new MonarchAttention(configOptions(c, o, o.heads, o.headDim, o.dtype, o.backend));
           try {
             const out = attn.forwardSync(placed[0], placed[1], placed[2]);
             rows.push({ ...base, flopRatio: attn.flops() / (4 * N * N * o.headDim * o.heads), ...metrics(toHostF32(out)) });

@@ -1,7 +1,9 @@
 // `monarch-attn accuracy`: the accuracy report of benchmarks/accuracy.ts from the command line.
 import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { accuracyMarkdown, runAccuracy } from '../benchmarks/accuracy';
+import { accuracyConfigs, accuracyMarkdown, runAccuracy } from '../benchmarks/accuracy';
+import { paretoMarkdown, paretoSvg, timeConfigs, type ParetoTiming } from '../benchmarks/pareto';
+import { PRESETS } from '../benchmarks/presets';
 import type { DType } from '../lib/types';
 import { backendOption, dtypeOption, intList, intOption, resolveBackend } from './options';
 import { makeProgress } from './progress';
@@ -9,6 +11,7 @@ import { makeProgress } from './progress';
 interface AccuracyCliOptions {
   frames: number; height: number; width: number; heads: number; headDim: number; iters: number[];
   backend: 'auto' | 'cpu' | 'cuda'; dtype?: DType; seed: number; json?: string; markdown?: string; progress: boolean;
+  tilings: boolean; floors: boolean; timePreset?: string; timeIters: number; pareto?: string;
 }
 
 export function accuracyCommand(): Command {
@@ -26,20 +29,36 @@ export function accuracyCommand(): Command {
     .option('--json <file>', 'write JSON')
     .option('--markdown <file>', 'write the markdown table to a file too')
     .option('--no-progress', 'no progress bar')
+    .option('--tilings', 'also MonarchRT tilings hReduce 2, wReduce 2, fTied 3 (where they divide the shape)', false)
+    .option('--floors', 'also T >= 2 with the other published c_R floor (MonarchRT at 0.1, VMonarch at 1e-4)', false)
+    .option('--time-preset <name>', 'also time every configuration at this bidirectional video preset (e.g. wan-480p) for the accuracy-vs-cost table')
+    .option('--time-iters <n>', 'timed forwards per configuration at the preset', intOption('--time-iters'), 20)
+    .option('--pareto <file.svg>', 'write the accuracy-vs-cost chart (needs --time-preset)')
     .action(async (o: AccuracyCliOptions) => {
       const backend = resolveBackend(o.backend);
+      if (o.pareto && !o.timePreset) throw new Error('--pareto needs --time-preset');
+      if (o.pareto && !o.pareto.toLowerCase().endsWith('.svg')) throw new Error(`--pareto writes SVG: give a .svg file name, received ${o.pareto}`);
+      const preset = o.timePreset === undefined ? undefined : PRESETS[o.timePreset];
+      if (o.timePreset !== undefined && (!preset || preset.geometry.kind !== 'video' || preset.geometry.chunkFrames))
+        throw new Error(`--time-preset must be a bidirectional video preset (${Object.values(PRESETS).filter((p) => p.geometry.kind === 'video' && !p.geometry.chunkFrames).map((p) => p.name).join(', ')}), received ${o.timePreset}`);
+      const ao = { ...o, backend, dtype: o.dtype ?? 'float32', ...(preset && preset.geometry.kind === 'video' ? { alsoFits: preset.geometry } : {}) };
+      const configs = accuracyConfigs(ao);
       const progress = makeProgress(o.progress);
-      progress.start(2 * (1 + 4 * o.iters.length), 'accuracy');
+      progress.start(2 * (1 + configs.length) + (preset ? 1 + configs.length : 0), 'accuracy');
       let report;
+      let timing: ParetoTiming | undefined;
       try {
-        report = await runAccuracy({ ...o, backend, dtype: o.dtype ?? 'float32' }, (w) => progress.tick(w));
+        report = await runAccuracy(ao, (w) => progress.tick(w));
+        if (preset) timing = timeConfigs(preset, configs, backend, { warmup: 3, iters: o.timeIters, seed: o.seed }, (w) => progress.tick(w));
       } finally {
         progress.stop();
       }
-      const md = accuracyMarkdown(report);
+      let md = accuracyMarkdown(report);
+      if (timing) md += `\n${paretoMarkdown(report, timing)}`;
+      if (timing && o.pareto) fs.writeFileSync(o.pareto, paretoSvg(report, timing));
       process.stdout.write(md);
       if (o.markdown) fs.writeFileSync(o.markdown, md);
-      if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+      if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(timing ? { ...report, timing } : report, null, 2)}\n`);
       process.exitCode = report.rows.some((r) => r.relL2 === null) ? 1 : 0;
     });
 }

@@ -107,7 +107,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
   // detach them as soon as this returns (lib/host.ts).
   const held = !cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[]) : null;
-  const end = publishStart('dense', s.backend, q, k, v, held?.copiedBytes ?? 0);
+  const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
   if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);

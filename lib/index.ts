@@ -1,6 +1,7 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
-  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, MonarchOptions, StepOptions,
+  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
+  KVCachePoolOptions, MonarchOptions, StepOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
 export { allocTensor, hostMemoryKind, memoryStats } from './host';
@@ -10,6 +11,8 @@ export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, t
 export { DeviceTensor } from './device';
 export { MonarchAttention } from './monarch';
 export { KVCache } from './kvcache';
+export type { AttendOptions, WriteOptions } from './kvcache';
+export { KVCachePool } from './kvpool';
 export { denseAttention, denseAttentionSync, denseTime } from './dense';
 export { info, version } from './info';
 export type { Geometry } from './layout';

@@ -13,7 +13,7 @@ export type AnyTensor = HostTensor | DeviceTensor;
 /** Expected value of a dim and how to name it in a message (e.g. "heads 12" or "q.shape[2]=12"). */
 type Want = { value: number; label: string } | undefined;
 
-function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,
+export function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,
   want: Partial<Record<keyof ActDims, Want>>): { dims: ActDims; device: boolean } {
   const device = t instanceof DeviceTensor;
   if (!device) checkHostTensor(name, t);
@@ -104,81 +104,86 @@ export function bshd(S: number, H: number, D: number): Strides {
   return [S * H * D, H * D, D];
 }
 
-/** Inputs on the backend's side plus an output buffer, and how to hand the output back. */
-export interface Staged {
-  q: NativeAct; k: NativeAct; v: NativeAct; o: NativeAct;
-  /** Output as the caller gets it (after the work has finished). */
+/** An output buffer on the backend's side and how to hand the output back (after the work has finished). */
+export interface StagedOutput {
+  o: NativeAct;
   collect(): AnyTensor;
   collectAsync(): Promise<AnyTensor>;
 }
 
+/** Inputs on the backend's side plus an output buffer, and how to hand the output back. */
+export interface Staged extends StagedOutput {
+  q: NativeAct; k: NativeAct; v: NativeAct;
+}
+
 /**
- * Stages checked q/k/v for a backend: CPU host tensors are used in place; CUDA host tensors are uploaded
- * into scratch and the output downloaded; CUDA DeviceTensors are used in place and the output is a new
- * DeviceTensor. The output has q's shape, dtype and layout.
+ * The output of a call with q's shape and dtype (strides `st`), and how the caller gets it:
+ *   device q: `out` (a checked DeviceTensor) or a new DeviceTensor, written in place;
+ *   CPU, host q: a caller's addon / shared `out` is written in place; otherwise the workers write the
+ *     scratch 'stage.o' (addon memory) and the caller gets it copied into an ordinary `out`, or a new
+ *     ordinary (transferable) array, copied off the event loop for async calls;
+ *   CUDA, host q: the scratch device buffer 'stage.o', downloaded into a new array or `out`.
+ */
+export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: Strides, out?: AnyTensor): StagedOutput {
+  const shape = q.shape.slice(), dtype = q.dtype, n = numel(shape);
+  if (q instanceof DeviceTensor) {
+    if (!cuda) throw new TypeError("q is a DeviceTensor but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+    const dev = out as DeviceTensor | undefined;
+    const buf = dev ? deviceBuffer(dev) : native().DeviceBuffer.alloc(n * dtypeSize(dtype));
+    const result = (): AnyTensor => dev ?? wrapBuffer(buf, shape, dtype);
+    return { o: act(buf, st), collect: result, collectAsync: async () => result() };
+  }
+  const host = out as HostTensor | undefined;
+  if (!cuda) {
+    if (host && native().hostMemoryKind(host.data) !== 0) {
+      return { o: act(host.data, st), collect: () => host, collectAsync: async () => host };
+    }
+    const buf = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
+    if (host) {
+      // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
+      const fill = (): HostTensor => { native().copyHost(host.data, buf); return host; };
+      return { o: act(buf, st), collect: fill, collectAsync: async () => fill() };
+    }
+    return {
+      o: act(buf, st),
+      collect: () => tensor(buf.slice(), shape, dtype),
+      collectAsync: async () => tensor(localArray(await native().cloneHostAsync(buf)), shape, dtype),
+    };
+  }
+  const buf = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
+  const kind = dtype === 'float32' ? 'f32' : 'u16';
+  if (host) {
+    const fill = (data: Float32Array | Uint16Array): HostTensor => { native().copyHost(host.data, data); return host; };
+    return { o: act(buf, st), collect: () => fill(buf.downloadSync(kind)), collectAsync: async () => fill(await buf.download(kind)) };
+  }
+  return {
+    o: act(buf, st),
+    collect: () => tensor(localArray(buf.downloadSync(kind)), shape, dtype),
+    collectAsync: async () => tensor(localArray(await buf.download(kind)), shape, dtype),
+  };
+}
+
+/**
+ * Stages checked q/k/v for a backend: CPU host tensors are used in place (callers of async work pass
+ * secured ones, lib/host.ts); CUDA host tensors are uploaded into scratch; CUDA DeviceTensors are used in
+ * place. The output (stageOutput) has q's shape, dtype and layout; `out` is a checked `out` option.
  */
 export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: CheckedQKV,
-  q: AnyTensor, k: AnyTensor, v: AnyTensor, outBuffer?: NativeDeviceBuffer, outHost?: HostTensor): Staged {
-  const dtype = q.dtype;
+  q: AnyTensor, k: AnyTensor, v: AnyTensor, out?: AnyTensor): Staged {
   const qs = actStrides(c.q, layout), ks = actStrides(c.k, layout);
-  const shape = q.shape.slice();
-  const n = numel(shape);
+  if (c.device && !cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+  const o = stageOutput(cuda, scratch, q, qs, out);
   if (c.device) {
-    if (!cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
-    const out = outBuffer ?? native().DeviceBuffer.alloc(n * dtypeSize(dtype));
-    const result = (): AnyTensor => wrapBuffer(out, shape, dtype);
-    return {
-      q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks),
-      v: act(deviceBuffer(v as DeviceTensor), ks), o: act(out, qs),
-      collect: result, collectAsync: async () => result(),
-    };
+    return { ...o, q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks), v: act(deviceBuffer(v as DeviceTensor), ks) };
   }
   const hq = q as HostTensor, hk = k as HostTensor, hv = v as HostTensor;
-  if (!cuda) {
-    // Async: CPU workers write addon memory in place (an ordinary array would be copied in and back);
-    // the caller gets an ordinary (transferable) copy made off the event loop. Sync: a fresh array.
-    if (outHost && native().hostMemoryKind(outHost.data) !== 0) {
-      // A caller's addon / shared array: written in place, handed back as is.
-      return {
-        q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(outHost.data, qs),
-        collect: () => outHost, collectAsync: async () => outHost,
-      };
-    }
-    const out = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
-    if (outHost) {
-      // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
-      const fill = (): HostTensor => { native().copyHost(outHost.data, out); return outHost; };
-      return {
-        q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
-        collect: fill, collectAsync: async () => fill(),
-      };
-    }
-    return {
-      q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
-      collect: () => tensor(out.slice(), shape, dtype),
-      collectAsync: async () => tensor(localArray(await native().cloneHostAsync(out)), shape, dtype),
-    };
-  }
+  if (!cuda) return { ...o, q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks) };
   const put = (key: string, t: HostTensor): NativeDeviceBuffer => {
-    const b = scratch.get(key, dtype, t.data.length) as NativeDeviceBuffer;
+    const b = scratch.get(key, t.dtype, t.data.length) as NativeDeviceBuffer;
     b.upload(t.data);
     return b;
   };
-  const out = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
-  const kind = dtype === 'float32' ? 'f32' : 'u16';
-  if (outHost) {
-    const fill = (data: Float32Array | Uint16Array): HostTensor => { native().copyHost(outHost.data, data); return outHost; };
-    return {
-      q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
-      collect: () => fill(out.downloadSync(kind)),
-      collectAsync: async () => fill(await out.download(kind)),
-    };
-  }
-  return {
-    q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
-    collect: () => tensor(localArray(out.downloadSync(kind)), shape, dtype),
-    collectAsync: async () => tensor(localArray(await out.download(kind)), shape, dtype),
-  };
+  return { ...o, q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks) };
 }
 
 /** Validates `inputs` of time()/denseTime(): a non-empty array of [q, k, v] triples. */
@@ -202,7 +207,7 @@ export function stageForTiming(cuda: boolean, scratch: Scratch, layout: TensorLa
     [q, k, v] = [q, k, v].map((t) => { const d = DeviceTensor.fromHost(t as HostTensor); owned.push(d); return d; });
     c = { ...c, device: true };
   }
-  const out = native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype));
+  const out = wrapBuffer(native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype)), q.shape.slice(), q.dtype);
   owned.push(out);
   return stage(true, scratch, layout, c, q, k, v, out);
 }

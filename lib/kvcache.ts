@@ -1,155 +1,355 @@
-// KVCache: block-causal video decoding one chunk at a time (docs/ALGORITHMS.md §B.4). K/V of every frame
-// seen so far are kept in tile order ([B][frames·h·w][H][D], contiguous BSHD; host arrays on the CPU,
-// device memory on CUDA). step() appends one chunk and runs the chunk's C query tiles against all cached
-// key tiles (qTile0 = first tile of the chunk, causalTiles = C): the output equals the chunk's rows of
-// the one-shot block-causal forward.
-import type { NativeAct, NativePlan, StageArgs } from './native';
-import type { HostTensor } from './types';
-import type { DeviceTensor } from './device';
-import { chunkMaps } from './layout';
-import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+// KVCache: one layer's K/V for block-causal video decoding (docs/ALGORITHMS.md §B.4) following the
+// Self-Forcing protocol: write a chunk's K/V at an explicit frame position (overwriting that slice),
+// attend a chunk of queries over the cache up to its own end (optionally writing first), with an
+// optional rolling window whose first sinkFrames are never evicted (lib/kvwindow.ts). K/V are kept in
+// tile order ([B][slots·chunkTokens][H][D], contiguous BSHD) in the pool's one allocation (host memory
+// on the CPU, device memory on CUDA). An attend runs the chunk's C query tiles against the key tiles of
+// its window — always the physical prefix of the slots — so its output equals the chunk's rows of the
+// one-shot block-causal forward over the frames it sees.
+import './dispose';
+import type { NativeAct, NativeData, NativePlan, StageArgs } from './native';
+import type { HostTensor, StepOptions } from './types';
+import { DeviceTensor } from './device';
+import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, stageForTiming, stageOutput, timeInputSets, type AnyTensor, type StagedOutput } from './inputs';
+import { stageInput } from './kvstage';
+import type { StagingPool } from './host';
+import { checkOut, checkSignal, publishStart, throwIfAborted, type CallEvent, type MemoryFigures } from './serving';
+import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type CacheWindow, type WritePlan } from './kvwindow';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
-import { createPlan, videoLayout, type ResolvedOptions } from './options';
-import { dtypeCode } from './tensor';
-import { StagingPool } from './host';
-import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
-import { DeviceTensor as DeviceTensorClass, deviceBuffer } from './device';
-import { checkObject } from './validate';
-import type { StepOptions } from './types';
-import { timeOptions, type TimeOptions } from './validate';
+import type { ResolvedOptions } from './options';
+import { actStrides, dtypeCode, type ActDims } from './tensor';
+import { checkObject, isErrorLike, timeOptions, type TimeOptions } from './validate';
+
+/** @internal What the caches of one pool share: options, window, one plan (workspace, stream), scratch, staging, queue. */
+export interface CacheCore {
+  cfg: ResolvedOptions;
+  win: CacheWindow;
+  plan: NativePlan | null;
+  /** Set by close()/dispose(): new calls throw while queued ones finish; the plan is freed after them. */
+  closing: boolean;
+  scratch: Scratch;
+  /** Copies of ordinary-ArrayBuffer host inputs, made at call time (lib/host.ts). */
+  staging: StagingPool;
+  queue: WorkQueue;
+  /** Chunk-local tile-order token → chunk token (identity when no reorder). */
+  gatherMap: Int32Array;
+  scatterMap: Int32Array | null;
+  needsGather: boolean;
+  /** Identity maps by length (slot copies). */
+  identity: Map<number, Int32Array>;
+  /** Error message once the plan is gone. */
+  disposedMessage: string;
+}
+
+export interface AttendOptions {
+  /** The query chunk's first frame (a multiple of chunkFrames). */
+  frame: number;
+  /** Write this chunk's k, v at `frame` first (overwriting), as step() and every Self-Forcing pass do. */
+  write?: { k: AnyTensor; v: AnyTensor };
+  /**
+   * Write the output here (q's shape and dtype; a DeviceTensor for device q, a HostTensor for host q; no
+   * memory shared with q, k, v) instead of a new tensor; returned by the call (as forward()'s `out`).
+   */
+  out?: AnyTensor;
+  /** Aborts the call (as ForwardOptions.signal; what an abort leaves in the cache: docs/API.md). */
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions {
+  /** The chunk's first frame (a multiple of chunkFrames, at most nextFrame). */
+  frame: number;
+  /** Aborts the call before it starts (a write that has started completes). */
+  signal?: AbortSignal;
+}
+
+/** The pool a cache belongs to, as the cache sees it. */
+export interface CacheOwner {
+  dispose(): void;
+  close(): Promise<void>;
+  readonly memory: MemoryFigures;
+}
+
+type Frame = number | 'next';
+interface Request {
+  frame: Frame; name: string; op: CallEvent['op'];
+  q?: AnyTensor; k?: AnyTensor; v?: AnyTensor; out?: AnyTensor; signal?: AbortSignal;
+}
+interface Built { writeOps: Op[]; attendOps: Op[]; state: CacheState; output: StagedOutput | null }
+
+const isAbort = (e: unknown): boolean => isErrorLike(e) && (e as Error).name === 'AbortError';
 
 export class KVCache {
-  private plan: NativePlan | null;
-  private readonly cfg: ResolvedOptions;
-  private readonly scratch: Scratch;
-  private readonly queue = new WorkQueue();
-  private readonly staging = new StagingPool();
-  private closing = false;
-  private closed: Promise<void> | null = null;
-  private readonly gatherMap: Int32Array;   // chunk-local tile-order token → chunk token (identity when none)
-  private readonly scatterMap: Int32Array | null;
-  private readonly needsGather: boolean;
-  private frames = 0;
-  /** Frames per step (causal.chunkFrames). */
+  private readonly core: CacheCore;
+  private readonly k: NativeData;
+  private readonly v: NativeData;
+  private readonly pool: CacheOwner;
+  private readonly owns: boolean;
+  private state: CacheState = { end: 0, evicted: 0 };
+  private failure: string | null = null;
+  /** Frames per chunk (causal.chunkFrames). */
   readonly chunkFrames: number;
-  /** Tokens per step (chunkFrames·height·width). */
+  /** Tokens per chunk (chunkFrames·height·width). */
   readonly chunkTokens: number;
-  /** Capacity in frames (layout.frames). */
+  /** Frames the cache holds at most: localAttnFrames when rolling, else layout.frames. */
   readonly maxFrames: number;
+  /** Never-evicted first frames (0 without a rolling window). */
+  readonly sinkFrames: number;
+  /** Frames a query chunk attends to (sink and itself included); null = every written frame. */
+  readonly localAttnFrames: number | null;
+  /** Index of this cache in its pool (0 for createKVCache()). */
+  readonly layer: number;
 
-  /** @internal Use MonarchAttention.createKVCache(). */
-  constructor(cfg: ResolvedOptions) {
-    this.cfg = cfg;
-    const g = cfg.geometry, lay = videoLayout(cfg);
-    this.chunkFrames = cfg.chunkFrames;
-    this.chunkTokens = g.chunkTokens;
-    this.maxFrames = lay.frames;
-    const maps = chunkMaps(lay, cfg.chunkFrames);
-    this.needsGather = maps.gather !== null;
-    this.gatherMap = maps.gather ?? Int32Array.from({ length: this.chunkTokens }, (_, i) => i);
-    this.scatterMap = maps.scatter;
-    this.plan = createPlan(cfg, Math.min(cfg.queryTilesPerCall, g.chunkTiles), g.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda');
+  /** @internal Use MonarchAttention.createKVCache() or createKVCachePool(). `owns`: createKVCache()'s cache (disposing it disposes its one-layer pool). */
+  constructor(core: CacheCore, k: NativeData, v: NativeData, layer: number, pool: CacheOwner, owns: boolean) {
+    this.core = core;
+    this.k = k;
+    this.v = v;
+    this.layer = layer;
+    this.pool = pool;
+    this.owns = owns;
+    const w = core.win;
+    this.chunkFrames = w.chunkFrames;
+    this.chunkTokens = core.cfg.geometry.chunkTokens;
+    this.maxFrames = w.slots * w.chunkFrames;
+    this.sinkFrames = w.sink * w.chunkFrames;
+    this.localAttnFrames = w.rolling ? w.window * w.chunkFrames : null;
   }
 
-  /** Frames held in the cache. */
+  /** Frames held now: the sink plus the window's frames (every written frame without a window). */
   get framesCached(): number {
-    return this.frames;
+    const s = this.state, w = this.core.win;
+    return (Math.min(w.sink, s.end) + Math.max(0, s.end - w.sink - s.evicted)) * w.chunkFrames;
+  }
+
+  /** The frame step() writes next: one past the last written frame. */
+  get nextFrame(): number {
+    return this.state.end * this.core.win.chunkFrames;
+  }
+
+  /** Non-sink frames evicted by the rolling window so far. */
+  get evictedFrames(): number {
+    return this.state.evicted * this.core.win.chunkFrames;
   }
 
   private live(): NativePlan {
-    if (this.plan === null || this.closing) throw new Error('KVCache was disposed');
-    return this.plan;
+    if (this.core.plan === null || this.core.closing) throw new Error(this.core.disposedMessage);
+    return this.core.plan;
   }
 
-  private check(q: unknown, k: unknown, v: unknown): CheckedQKV {
-    const cfg = this.cfg;
-    const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
+  private usable(): void {
+    if (this.failure !== null) throw new Error(`KVCache is unusable after a failed call (${this.failure}); call reset()`);
+  }
+
+  private guardIdle(what: string): void {
+    if (this.core.queue.busy) throw new Error(`KVCache is busy with an async call; await it before calling ${what}()`);
+  }
+
+  private chunkDims(name: 'q' | 'k' | 'v', t: unknown): ActDims {
+    const cfg = this.core.cfg;
+    const dims = checkOne(name, t, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
       B: { value: cfg.batch, label: `batch ${cfg.batch}` },
       S: { value: this.chunkTokens, label: `chunk tokens ${this.chunkTokens} (chunkFrames·height·width)` },
       H: { value: cfg.heads, label: `heads ${cfg.heads}` },
       D: { value: cfg.headDim, label: `headDim ${cfg.headDim}` },
-    }, true);
-    if (c.device && cfg.backend !== 'cuda') {
+    });
+    if (dims.device && cfg.backend !== 'cuda') {
+      throw new TypeError(`${name} is a DeviceTensor but the backend is 'cpu'; pass host tensors or use backend 'cuda'`);
+    }
+    return dims.dims;
+  }
+
+  /** Checks the tensors of a request (shapes, dtype, all host or all device, `out`); true for device tensors. */
+  private checkRequest(r: Request): boolean {
+    const cfg = this.core.cfg;
+    const chunk = {
+      B: { value: cfg.batch, label: `batch ${cfg.batch}` },
+      S: { value: this.chunkTokens, label: `chunk tokens ${this.chunkTokens} (chunkFrames·height·width)` },
+      H: { value: cfg.heads, label: `heads ${cfg.heads}` },
+      D: { value: cfg.headDim, label: `headDim ${cfg.headDim}` },
+    };
+    let device: boolean;
+    if (r.q && r.k) {
+      device = checkQKV(r.q, r.k, r.v, cfg.tensorLayout, cfg.dtype, 'options.dtype', chunk, true).device;
+    } else if (r.q) {
+      this.chunkDims('q', r.q);
+      device = r.q instanceof DeviceTensor;
+    } else {
+      this.chunkDims('k', r.k);
+      this.chunkDims('v', r.v);
+      device = r.k instanceof DeviceTensor;
+      if ((r.v instanceof DeviceTensor) !== device) throw new TypeError('k and v must both be host tensors or both DeviceTensors');
+    }
+    if (device && cfg.backend !== 'cuda') {
       throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     }
-    this.ensureRoom();
-    return c;
-  }
-
-  private ensureRoom(): void {
-    if (this.frames >= this.maxFrames) {
-      throw new Error(`KVCache is full: ${this.frames} of ${this.maxFrames} frames cached; call reset() to start a new video`);
+    if (r.out !== undefined) {
+      if (!r.q) throw new TypeError('out needs a query chunk q');
+      r.out = checkOut(r.out, r.q, device, [['q', r.q], ['k', r.k], ['v', r.v]]);
     }
+    return device;
   }
 
-  private ops(s: Staged): Op[] {
-    const cfg = this.cfg, g = cfg.geometry;
+  private parseFrame(name: string, frame: unknown): number {
+    return chunkOf(this.core.win, name, frame);
+  }
+
+  /** The op list of a request against `state` (throws RangeError for positions the cache cannot serve). */
+  private build(r: Request, state: CacheState, staged?: { q: NativeAct; k: NativeAct; v: NativeAct; o: NativeAct }): Built {
+    const core = this.core, cfg = core.cfg, w = core.win;
+    if (r.frame === 'next' && !w.rolling && state.end >= w.positions) {
+      throw new Error(`KVCache is full: ${state.end * w.chunkFrames} of ${w.positions * w.chunkFrames} frames cached; call reset() to start a new video`);
+    }
+    const c = r.frame === 'next' ? state.end : r.frame;
+    let writeOps: Op[] = [];
+    let next = state;
+    const dims = (): ActDims => ({ B: cfg.batch, S: this.chunkTokens, H: cfg.heads, D: cfg.headDim });
+    if (r.k && r.v) {
+      const wp = planWrite(w, state, c, r.name);
+      const kAct = staged ? staged.k : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.k', r.k, dims(), cfg.tensorLayout);
+      const vAct = staged ? staged.v : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.v', r.v, dims(), cfg.tensorLayout);
+      writeOps = this.writeOps(kAct, vAct, wp);
+      next = wp.state;
+    }
+    let output: StagedOutput | null = null;
+    let attendOps: Op[] = [];
+    if (r.q) {
+      const keys = planAttend(w, next, c, r.name);
+      const cuda = cfg.backend === 'cuda';
+      const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout);
+      const o = staged ? { o: staged.o, collect: () => r.q!, collectAsync: async () => r.q! }
+        : stageOutput(cuda, core.scratch, r.q, actStrides(dims(), cfg.tensorLayout), r.out);
+      attendOps = this.attendOps(q, o.o, c, keys);
+      output = o;
+    }
+    return { writeOps, attendOps, state: next, output };
+  }
+
+  /** Slot `s`'s view of a storage buffer (token offset s·chunkTokens). */
+  private slot(buf: NativeData, s: number): NativeAct {
+    const cfg = this.core.cfg;
+    return act(offsetView(buf, cfg.dtype, s * this.chunkTokens * cfg.heads * cfg.headDim), this.storageStrides());
+  }
+
+  private storageStrides(): [number, number, number] {
+    const cfg = this.core.cfg;
+    return bshd(this.core.win.slots * this.chunkTokens, cfg.heads, cfg.headDim);
+  }
+
+  private identity(n: number): Int32Array {
+    let m = this.core.identity.get(n);
+    if (!m) {
+      m = Int32Array.from({ length: n }, (_, i) => i);
+      this.core.identity.set(n, m);
+    }
+    return m;
+  }
+
+  /** Eviction shift (slot copies, front to back) and the chunk's k, v into its slot in tile order. */
+  private writeOps(k: NativeAct, v: NativeAct, wp: WritePlan): Op[] {
+    const cfg = this.core.cfg, dt = dtypeCode(cfg.dtype);
     const { batch: B, heads: H, headDim: D } = cfg;
-    const dt = dtypeCode(cfg.dtype);
-    const P = g.paddedTokens, Tc = this.chunkTokens, C = g.chunkTiles;
-    const chunk = this.frames / this.chunkFrames;
-    const st = bshd(P, H, D);
-    const cacheK = this.scratch.get('cache.k', cfg.dtype, B * P * H * D);
-    const cacheV = this.scratch.get('cache.v', cfg.dtype, B * P * H * D);
     const ops: Op[] = [];
-    // Append this chunk's k, v in tile order at token offset chunk·Tc (a strided copy when no reorder).
-    const at = chunk * Tc * H * D;
-    ops.push({ op: 'gather', args: { src: s.k, dst: act(offsetView(cacheK, cfg.dtype, at), st), B, H, D, map: this.gatherMap, dtype: dt } });
-    ops.push({ op: 'gather', args: { src: s.v, dst: act(offsetView(cacheV, cfg.dtype, at), st), B, H, D, map: this.gatherMap, dtype: dt } });
-    let q: NativeAct = s.q, o: NativeAct = s.o;
-    if (this.needsGather) {
+    if (wp.shift) {
+      for (const p of shiftPieces(wp.shift)) {
+        const map = this.identity(p.count * this.chunkTokens);
+        for (const buf of [this.k, this.v]) {
+          ops.push({ op: 'gather', args: { src: this.slot(buf, p.from), dst: this.slot(buf, p.to), B, H, D, map, dtype: dt } });
+        }
+      }
+    }
+    ops.push({ op: 'gather', args: { src: k, dst: this.slot(this.k, wp.slot), B, H, D, map: this.core.gatherMap, dtype: dt } });
+    ops.push({ op: 'gather', args: { src: v, dst: this.slot(this.v, wp.slot), B, H, D, map: this.core.gatherMap, dtype: dt } });
+    return ops;
+  }
+
+  /** Query chunk `c` (the last of the `keys` physical key chunks) against key chunks [0, keys). */
+  private attendOps(qIn: NativeAct, oOut: NativeAct, c: number, keys: number): Op[] {
+    const core = this.core, cfg = core.cfg, g = cfg.geometry;
+    const { batch: B, heads: H, headDim: D } = cfg;
+    const dt = dtypeCode(cfg.dtype), Tc = this.chunkTokens, C = g.chunkTiles;
+    const st = this.storageStrides();
+    const ops: Op[] = [];
+    let q = qIn, o = oOut;
+    if (core.needsGather) {
       const sc = bshd(Tc, H, D);
-      q = act(this.scratch.get('tile.q', cfg.dtype, B * Tc * H * D), sc);
-      o = act(this.scratch.get('tile.o', cfg.dtype, B * Tc * H * D), sc);
-      ops.push({ op: 'gather', args: { src: s.q, dst: q, B, H, D, map: this.gatherMap, dtype: dt } });
+      q = act(core.scratch.get('tile.q', cfg.dtype, B * Tc * H * D), sc);
+      o = act(core.scratch.get('tile.o', cfg.dtype, B * Tc * H * D), sc);
+      ops.push({ op: 'gather', args: { src: qIn, dst: q, B, H, D, map: core.gatherMap, dtype: dt } });
     }
     const G = Math.min(cfg.queryTilesPerCall, C), tile = g.tokensPerTile;
     for (let a0 = 0; a0 < C; a0 += G) {
-      // The chunk's query tiles [a0, a0 + G) against every cached key tile (all see the same keys).
+      // Query tiles [a0, a0 + G) of the chunk against every key tile of its window (all allowed).
       const at = (x: NativeAct): NativeAct => act(offsetView(x.data, cfg.dtype, a0 * tile * x.strides[1]), x.strides);
       const args: StageArgs = {
-        q: at(q), k: act(cacheK, st), v: act(cacheV, st), o: at(o), Aq: G, Fk: (chunk + 1) * C, qTile0: chunk * C + a0,
+        q: at(q), k: act(this.k, st), v: act(this.v, st), o: at(o), Aq: G, Fk: keys * C, qTile0: (keys - 1) * C + a0,
         causalTiles: C, scale: cfg.scale, maxInvTemp: cfg.maxInvTemp,
       };
       ops.push(...tLoop(args, cfg.numIters));
     }
-    if (this.needsGather) ops.push({ op: 'gather', args: { src: o, dst: s.o, B, H, D, map: this.scatterMap!, dtype: dt } });
-    if (chunk === 0 && cfg.recompute === 'first-frame') {
-      // Same rows as the one-shot forward: frame-0 queries against chunk 0's keys (any key order).
+    if (core.needsGather) ops.push({ op: 'gather', args: { src: o, dst: oOut, B, H, D, map: core.scatterMap!, dtype: dt } });
+    if (c === 0 && cfg.recompute === 'first-frame') {
+      // Same rows as the one-shot forward: frame-0 queries against chunk 0's keys (slot 0, any key order).
       ops.push({ op: 'dense', args: {
-        q: s.q, k: act(cacheK, st), v: act(cacheV, st), o: s.o, B, H, D, Nq: g.frameTokens, Nk: Tc,
+        q: qIn, k: act(this.k, st), v: act(this.v, st), o: oOut, B, H, D, Nq: g.frameTokens, Nk: Tc,
         q0: 0, causalChunk: 0, scale: cfg.scale, dtype: dt,
       } });
     }
     return ops;
   }
 
+  private fail(e: unknown): never {
+    this.failure = isErrorLike(e) ? e.message : String(e);
+    throw e;
+  }
+
   /**
-   * Appends one chunk (chunkFrames frames: q, k, v [B][chunkFrames·h·w][H][D] or BHSD) and returns the
-   * chunk's output: the matching rows of a block-causal forward over all frames so far.
+   * Checks the request and secures its host inputs now (CPU: ordinary ArrayBuffers are copied into the
+   * pool's staging, lib/host.ts), then queues it. Aborts: before it starts → nothing runs; once started,
+   * the write part (eviction shift, k, v) completes and is kept, the attend part stops between stages
+   * (CPU) or completes (CUDA), and the call rejects with the AbortError; the cache stays usable.
    */
-  step(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): Promise<HostTensor>;
-  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor>;
-  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor> {
-    const plan = this.live();
-    const c = this.check(q, k, v);
-    const { out, signal } = stepOptions(opts, q, c.device);
-    throwIfAborted(signal);
-    const cuda = this.cfg.backend === 'cuda';
-    // As in MonarchAttention.forward: host inputs are secured at call time (lib/host.ts).
-    const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
-    const end = publishStart('step', this.cfg.backend, q, k, v, held?.copiedBytes ?? 0);
-    if (held) [q, k, v] = held.tensors;
-    return this.queue.run(async () => {
+  private runQueued(r: Request): Promise<AnyTensor | undefined> {
+    let held: ReturnType<StagingPool['secure']> | null = null;
+    let end: (e?: unknown) => void = () => {};
+    try {
+      this.live();
+      const device = this.checkRequest(r);
+      throwIfAborted(r.signal);
+      const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
+      const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
+      if (!cuda && !device) {
+        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor));
+        names.forEach((n, i) => { r[n] = held!.tensors[i]; });
+      }
+      end = publishStart(r.op, cfg.backend, names.map((n) => r[n]!), held?.copiedBytes ?? 0);
+    } catch (e) {
+      held?.release();
+      return Promise.reject(e);
+    }
+    return this.core.queue.run(async () => {
       try {
-        throwIfAborted(signal);
-        this.ensureRoom();  // again: steps queued before this one may have filled the cache
-        const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
-        await runAsync(plan, this.ops(s), cuda, signal);
-        this.frames += this.chunkFrames;
-        const result = await s.collectAsync();
+        throwIfAborted(r.signal);
+        // Queued before a close(): the plan is freed only after this call (no `closing` check here).
+        const plan = this.core.plan;
+        if (plan === null) throw new Error(this.core.disposedMessage);
+        this.usable();
+        const cuda = this.core.cfg.backend === 'cuda';
+        const b = this.build(r, this.state);
+        try {
+          if (cuda) {
+            await runAsync(plan, [...b.writeOps, ...b.attendOps], true);  // one sync; enqueued work cannot be recalled
+            this.state = b.state;
+          } else {
+            await runAsync(plan, b.writeOps, false);
+            this.state = b.state;
+            await runAsync(plan, b.attendOps, false, r.signal);
+          }
+        } catch (e) {
+          if (!isAbort(e)) this.fail(e);
+          throw e;
+        }
+        throwIfAborted(r.signal);
+        const result = b.output ? await b.output.collectAsync() : undefined;
         end();
         return result;
       } catch (e) {
@@ -161,98 +361,168 @@ export class KVCache {
     });
   }
 
-  /** Synchronous twin of step(). */
+  private runNow(r: Request, what: string): AnyTensor | undefined {
+    const plan = this.live();
+    this.guardIdle(what);
+    this.usable();
+    this.checkRequest(r);
+    const b = this.build(r, this.state);
+    try {
+      runSync(plan, [...b.writeOps, ...b.attendOps], this.core.cfg.backend === 'cuda');
+    } catch (e) {
+      this.fail(e);
+    }
+    this.state = b.state;
+    return b.output ? b.output.collect() : undefined;
+  }
+
+  private attendRequest(q: unknown, opts: unknown): Request {
+    const o = checkObject('attend options', opts);
+    const frame = this.parseFrame('frame', o.frame);
+    const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
+    if (o.write !== undefined) {
+      const w = checkObject('write', o.write);
+      r.k = w.k as AnyTensor;
+      r.v = w.v as AnyTensor;
+    }
+    return r;
+  }
+
+  private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
+    const o = checkObject('write options', opts);
+    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal) };
+  }
+
+  private stepRequest(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: unknown): Request {
+    const r: Request = { frame: 'next', name: 'frame', op: 'step', q, k, v };
+    if (opts !== undefined) {
+      const o = checkObject('step options', opts);
+      r.out = o.out as AnyTensor | undefined;
+      r.signal = checkSignal(o.signal);
+    }
+    return r;
+  }
+
+  /**
+   * Writes one chunk's k, v ([B][chunkTokens][H][D] or BHSD) at `frame`, overwriting that slice. frame ≤
+   * nextFrame (no gaps) and not evicted; a new chunk past the window first evicts the oldest non-sink chunk.
+   */
+  async write(k: AnyTensor, v: AnyTensor, opts: WriteOptions): Promise<void> {
+    await this.runQueued(this.writeRequest(k, v, opts));
+  }
+
+  /** Synchronous twin of write(). */
+  writeSync(k: AnyTensor, v: AnyTensor, opts: WriteOptions): void {
+    this.runNow(this.writeRequest(k, v, opts), 'writeSync');
+  }
+
+  /**
+   * Attends the query chunk at `frame` (q: [B][chunkTokens][H][D] or BHSD) over the cached frames it may
+   * see: the sink and the window up to its own chunk's end (all written frames up to it without a window).
+   * With `write`, its k, v are written at `frame` first. Returns q's shape, dtype and layout: a HostTensor
+   * for host q, a DeviceTensor for device q (`out` when given).
+   */
+  attend(q: HostTensor, opts: AttendOptions): Promise<HostTensor>;
+  attend(q: DeviceTensor, opts: AttendOptions): Promise<DeviceTensor>;
+  attend(q: AnyTensor, opts: AttendOptions): Promise<AnyTensor>;
+  async attend(q: AnyTensor, opts: AttendOptions): Promise<AnyTensor> {
+    return (await this.runQueued(this.attendRequest(q, opts)))!;
+  }
+
+  /** Synchronous twin of attend(). */
+  attendSync(q: HostTensor, opts: AttendOptions): HostTensor;
+  attendSync(q: DeviceTensor, opts: AttendOptions): DeviceTensor;
+  attendSync(q: AnyTensor, opts: AttendOptions): AnyTensor;
+  attendSync(q: AnyTensor, opts: AttendOptions): AnyTensor {
+    return this.runNow(this.attendRequest(q, opts), 'attendSync')!;
+  }
+
+  /**
+   * Appends one chunk: attend(q, { frame: nextFrame, write: { k, v } }) with nextFrame taken when the
+   * step runs (queued steps append in call order). Without a window, a step past layout.frames throws
+   * "KVCache is full". Options: `out` and `signal` as for attend().
+   */
+  step(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): Promise<HostTensor>;
+  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): Promise<DeviceTensor>;
+  step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor>;
+  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor> {
+    return (await this.runQueued(this.stepRequest(q, k, v, opts)))!;
+  }
+
+  /** Synchronous twin of step() (`out` honoured; no signal: it runs to completion). */
   stepSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): HostTensor;
   stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): DeviceTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor {
-    const plan = this.live();
-    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling stepSync()');
-    const c = this.check(q, k, v);
-    const { out } = stepOptions(opts, q, c.device);
-    const cuda = this.cfg.backend === 'cuda';
-    const s = stage(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
-    runSync(plan, this.ops(s), cuda);
-    this.frames += this.chunkFrames;
-    return s.collect();
+    return this.runNow(this.stepRequest(q, k, v, opts), 'stepSync')!;
   }
 
   /**
-   * Times the next step without taking it: `iters` steps after `warmup`, each appending its chunk at
-   * the current position (framesCached stays where it is) and attending to every cached frame, rotating
-   * over the input sets; one time in ms per step. Fill the cache with stepSync()/step() first to time
-   * the step at a given depth. CUDA: events on the cache's stream around each step (host inputs are
-   * uploaded once first, so only GPU work is timed). CPU: the monotonic clock around each step.
+   * Times attend(q, { frame, write: { k, v } }) without taking it (default frame: nextFrame, i.e. the
+   * next step): `iters` calls after `warmup`, rotating over the input sets; one time in ms per call. The
+   * cache's positions do not move, so the next real call overwrites what timing wrote. A timed call may
+   * not evict (time a rewrite of the last chunk, frame = nextFrame − chunkFrames, instead). CUDA: events
+   * on the pool's stream around each call (host inputs are uploaded once first). CPU: the monotonic clock.
    */
-  time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions = {}): number[] {
+  time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions & { frame?: number } = {}): number[] {
     const plan = this.live();
-    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling time()');
-    const timing = timeOptions(opts);
+    this.guardIdle('time');
+    this.usable();
+    const o = opts === undefined ? {} : checkObject('options', opts);
+    const { frame, ...rest } = o;
+    const timing = timeOptions(rest);
+    const req: Frame = frame === undefined ? 'next' : this.parseFrame('frame', frame);
     const sets = checkInputSets(inputs);
-    const cuda = this.cfg.backend === 'cuda';
+    const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
     return timeInputSets(plan, cuda, sets, timing, ([q, k, v], owned) => {
-      const c = this.check(q, k, v);
-      return this.ops(stageForTiming(cuda, this.scratch, this.cfg.tensorLayout, c, q, k, v, owned));
+      const r: Request = { frame: req, name: 'frame', op: 'step', q, k, v };
+      this.checkRequest(r);
+      const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {}, true);
+      const s = stageForTiming(cuda, this.core.scratch, cfg.tensorLayout, c, q, k, v, owned);
+      const b = this.build(r, this.state, s);
+      if (b.state.evicted !== this.state.evicted) {
+        throw new RangeError(`time(): the call at frame ${this.nextFrame} would evict frames; time frame ${this.nextFrame - this.chunkFrames} (a rewrite of the last chunk) instead`);
+      }
+      return [...b.writeOps, ...b.attendOps];
     });
   }
 
-  /** Empties the cache (keeps its memory) to decode a new video. */
+  /** Empties the cache (keeps its memory) to decode a new video; clears a failure. */
   reset(): void {
     this.live();
-    if (this.queue.busy) throw new Error('KVCache is busy with an async step(); await it before calling reset()');
-    this.frames = 0;
-  }
-
-  /** Bytes held by this cache (workspace, staging, scratch incl. cached keys/values; device bytes on CUDA). */
-  get memory(): MemoryFigures {
-    const c = this.cfg, g = c.geometry;
-    const workspace = this.plan === null || this.closing ? 0 : workspaceBytes({
-      batch: c.batch, heads: c.heads, headDim: c.headDim, b1: g.b1, b2: g.b2, maxAq: Math.min(c.queryTilesPerCall, g.chunkTiles),
-      maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
-    });
-    const scratch = this.scratch.bytes;
-    return { workspace, staging: this.staging.bytes, scratch, device: c.backend === 'cuda' ? workspace + scratch : 0 };
+    this.guardIdle('reset');
+    this.state = { end: 0, evicted: 0 };
+    this.failure = null;
   }
 
   /**
-   * Frees the cache memory and plan; later calls throw "KVCache was disposed". Idempotent. Steps made
-   * before it still run to completion; the memory is freed after the last one (see close()).
+   * Bytes held by the pool this cache belongs to (its K/V allocation, workspace, staging, scratch; shared
+   * by every layer of a KVCachePool: do not add the layers' figures up).
    */
-  dispose(): void {
-    void this.close();
+  get memory(): MemoryFigures {
+    return this.pool.memory;
   }
 
-  /** dispose(), resolving once in-flight work has finished and the memory is freed. */
+  private notOwned(): Error {
+    return new Error(`KVCache ${this.layer} belongs to a KVCachePool; dispose the pool`);
+  }
+
+  /**
+   * createKVCache()'s cache: frees its memory and plan (its one-layer pool); later calls throw "KVCache
+   * was disposed". Idempotent. Calls made before it still run (in order); the memory is freed after the
+   * last one. A cache of a KVCachePool is freed with its pool: this throws.
+   */
+  dispose(): void {
+    if (!this.owns) throw this.notOwned();
+    this.pool.dispose();
+  }
+
+  /** dispose(), resolving once in-flight calls have finished and the memory is freed. */
   close(): Promise<void> {
-    if (this.closed) return this.closed;
-    this.closing = true;
-    const free = (): void => {
-      this.plan?.dispose();
-      this.plan = null;
-      this.scratch.dispose();
-      this.staging.clear();
-    };
-    if (!this.queue.busy) {
-      free();
-      this.closed = Promise.resolve();
-    } else {
-      this.closed = this.queue.run(async () => free());
-    }
-    return this.closed;
+    if (!this.owns) return Promise.reject(this.notOwned());
+    return this.pool.close();
   }
 
   [Symbol.dispose](): void { this.dispose(); }
   [Symbol.asyncDispose](): Promise<void> { return this.close(); }
-}
-
-function stepOptions(opts: unknown, q: AnyTensor, device: boolean): { out?: AnyTensor; signal?: AbortSignal } {
-  if (opts === undefined) return {};
-  const o = checkObject('step options', opts);
-  return { out: checkOut(o.out, q, device), signal: checkSignal(o.signal) };
-}
-function outDevice(out: AnyTensor | undefined) {
-  return out instanceof DeviceTensorClass ? deviceBuffer(out) : undefined;
-}
-function outHost(out: AnyTensor | undefined): HostTensor | undefined {
-  return out === undefined || out instanceof DeviceTensorClass ? undefined : out;
 }

@@ -17,8 +17,6 @@ export interface Geometry {
   tokensPerTile: number;
   /** Tiles per sequence A (query tiles = key tiles in a one-shot forward). */
   tilesPerSequence: number;
-  /** Same as tilesPerSequence (the name docs/API.md first used). */
-  tiles: number;
   /** A·b1·b2 ≥ N (> N only with sequence padding). */
   paddedTokens: number;
   /** Block-causal chunk length in tiles C (0 = bidirectional). */
@@ -66,7 +64,7 @@ function invert(order: Int32Array, size: number): Int32Array {
   return g;
 }
 
-function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Omit<Geometry, 'tiles'> & { tiles?: number } {
+function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   const N = checkInt('layout.length', l.length, 1, 2 ** 31 - 1);
   const b = checkInt('layout.blockSize', l.blockSize, 1);
   if (b > N) throw new RangeError(`layout.blockSize ${b} is out of range 1..${N} (layout.length)`);
@@ -94,7 +92,7 @@ function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Omit<Geo
   };
 }
 
-function videoGeometry(l: Record<string, unknown>, causal: unknown): Omit<Geometry, 'tiles'> & { tiles?: number } {
+function videoGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   const F = checkInt('layout.frames', l.frames, 1);
   const h = checkInt('layout.height', l.height, 1);
   const w = checkInt('layout.width', l.width, 1);
@@ -145,8 +143,7 @@ function videoGeometry(l: Record<string, unknown>, causal: unknown): Omit<Geomet
 export function computeGeometry(layout: SequenceLayout | VideoLayout, causal?: { chunkFrames: number }): Geometry {
   const l = checkObject('layout', layout);
   const kind = checkEnum('layout.kind', l.kind, ['sequence', 'video'] as const);
-  const g = kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
-  return { ...g, tiles: g.tilesPerSequence };
+  return kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
 }
 
 /**

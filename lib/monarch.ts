@@ -1,8 +1,9 @@
 // MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
 // native R/L stage primitives → scatter back → optional first-frame recomputation (docs/ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
+import './dispose';
 import type { NativeAct, NativePlan, StageArgs } from './native';
-import type { ForwardOptions, HostTensor, MonarchOptions } from './types';
+import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
@@ -11,11 +12,11 @@ import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
-import { KVCache } from './kvcache';
+import type { KVCache } from './kvcache';
+import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
-import { deviceBuffer } from './device';
-import { checkMask, checkObject, show, timeOptions, type TimeOptions } from './validate';
+import { checkMask, checkObject, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
 function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
@@ -89,7 +90,7 @@ export class MonarchAttention {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
       }
-      out = checkOut(o.out, q as AnyTensor, c.device);
+      out = checkOut(o.out, q as AnyTensor, c.device, [['q', q as AnyTensor], ['k', k as AnyTensor], ['v', v as AnyTensor]]);
       signal = checkSignal(o.signal);
     }
     return { c, keyMask, out, signal };
@@ -154,13 +155,13 @@ export class MonarchAttention {
     // CPU workers read host inputs off the main thread: secure them now (lib/host.ts), so the caller
     // may transfer, detach or overwrite its arrays as soon as forward() returns.
     const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
-    const end = publishStart('forward', this.backend, q, k, v, held?.copiedBytes ?? 0);
+    const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
     return this.queue.run(async () => {
       try {
         throwIfAborted(signal);
-        const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
+        const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
         await runAsync(plan, this.ops(s, mask), cuda, signal);
         const result = await s.collectAsync();
         end();
@@ -182,7 +183,7 @@ export class MonarchAttention {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
     const { c, keyMask, out } = this.check(q, k, v, opts);
-    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v, outDevice(out), outHost(out));
+    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v, out);
     runSync(plan, this.ops(s, keyMask), this.backend === 'cuda');
     return s.collect();
   }
@@ -204,13 +205,21 @@ export class MonarchAttention {
     });
   }
 
-  /** A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. */
-  createKVCache(): KVCache {
+  /**
+   * A KV cache for block-causal video decoding (§B.4); needs a video layout with `causal`. Its own plan
+   * and memory (a one-layer KVCachePool); dispose it separately. Options: a rolling window (docs/API.md).
+   */
+  createKVCache(opts?: KVCacheOptions): KVCache {
     this.live();
-    if (this.geometry.kind !== 'video' || this.config.chunkFrames === 0) {
-      throw new Error(`createKVCache needs a video layout with causal: { chunkFrames }, received layout.kind ${show(this.geometry.kind)}${this.config.chunkFrames === 0 ? ' without causal' : ''}`);
-    }
-    return new KVCache(this.config);
+    checkCacheConfig(this.config, 'createKVCache');
+    return new KVCachePool(this.config, opts, true).layers[0];
+  }
+
+  /** The KV caches of `layers` layers of one session in one allocation sharing one plan (docs/API.md). */
+  createKVCachePool(opts: KVCachePoolOptions): KVCachePool {
+    this.live();
+    checkCacheConfig(this.config, 'createKVCachePool');
+    return new KVCachePool(this.config, opts, false);
   }
 
   /** Bytes held by this instance (workspace, staging, scratch; device bytes on CUDA). */
@@ -221,7 +230,7 @@ export class MonarchAttention {
       maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
     });
     const scratch = this.scratch.bytes;
-    return { workspace, staging: this.staging.bytes, scratch, device: this.backend === 'cuda' ? workspace + scratch : 0 };
+    return { workspace, staging: this.staging.bytes, scratch, cache: 0, device: this.backend === 'cuda' ? workspace + scratch : 0 };
   }
 
   /**
@@ -254,11 +263,4 @@ export class MonarchAttention {
 
   [Symbol.dispose](): void { this.dispose(); }
   [Symbol.asyncDispose](): Promise<void> { return this.close(); }
-}
-
-function outDevice(out: AnyTensor | undefined) {
-  return out instanceof DeviceTensor ? deviceBuffer(out) : undefined;
-}
-function outHost(out: AnyTensor | undefined): HostTensor | undefined {
-  return out === undefined || out instanceof DeviceTensor ? undefined : out;
 }

@@ -9,8 +9,9 @@ export type Strides = [number, number, number];
 
 /**
  * Device memory owned by the addon (ObjectWrap). upload / download / fill first wait for all GPU work
- * (cudaDeviceSynchronize), so they are ordered after anything a plan enqueued. After dispose() (which
- * is idempotent) every method and `pointer` throw "DeviceBuffer was disposed".
+ * (cudaDeviceSynchronize), so they are ordered after anything a plan enqueued. After dispose() every
+ * method and `pointer` throw "DeviceBuffer was disposed", a second dispose() included (DeviceTensor.dispose()
+ * is the idempotent wrapper).
  */
 export interface NativeDeviceBuffer {
   readonly byteLength: number;

@@ -1,4 +1,4 @@
-// Server-side plumbing shared by MonarchAttention, KVCache and dense attention: AbortSignal handling,
+// Server-side plumbing shared by MonarchAttention, KVCache(Pool) and dense attention: AbortSignal handling,
 // node:diagnostics_channel events, workspace sizes (a static function of the options) and the `out`
 // option's checks.
 import * as diagnostics from 'node:diagnostics_channel';
@@ -13,11 +13,11 @@ export interface CallEvent {
   phase: 'start' | 'end';
   /** Increasing per process; pairs a start with its end. */
   id: number;
-  op: 'forward' | 'step' | 'dense';
+  op: 'forward' | 'dense' | 'step' | 'attend' | 'write';
   backend: 'cpu' | 'cuda';
   /** Host or device inputs. */
   device: boolean;
-  /** q's shape, and bytes of q + k + v. */
+  /** The first input's shape (q; k for write), and bytes of every tensor input (q, k, v as given). */
   shape: readonly number[];
   inputBytes: number;
   /** Host input bytes copied into staging at call time (0 for addon / shared / device inputs). */
@@ -30,14 +30,14 @@ export interface CallEvent {
 export const callChannel = diagnostics.channel('monarch-attention:call');
 let nextId = 1;
 
-/** Starts a call's event pair; returns the function that publishes its end. */
-export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'], q: AnyTensor, k: AnyTensor, v: AnyTensor,
+/** Starts a call's event pair (inputs: its tensor inputs, the first one's shape reported); returns the function that publishes its end. */
+export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'], inputs: readonly AnyTensor[],
   stagedBytes: number): (error?: unknown) => void {
   if (!callChannel.hasSubscribers) return () => {};
   const t0 = performance.now();
   const base = {
-    id: nextId++, op, backend, device: q instanceof DeviceTensor, shape: q.shape,
-    inputBytes: [q, k, v].reduce((s, t) => s + byteLength(t), 0), stagedBytes,
+    id: nextId++, op, backend, device: inputs[0] instanceof DeviceTensor, shape: inputs[0].shape,
+    inputBytes: inputs.reduce((s, t) => s + byteLength(t), 0), stagedBytes,
   };
   callChannel.publish({ phase: 'start', ...base } satisfies CallEvent);
   return (error?: unknown) => {
@@ -78,9 +78,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /**
  * Checks an `out` option against the output it replaces (q's shape and dtype; host vs device like the
- * inputs). Messages name `out`.
+ * inputs; no memory shared with any of `inputs`). Messages name `out`. The one check of every call's `out`.
  */
-export function checkOut(value: unknown, q: AnyTensor, device: boolean): AnyTensor | undefined {
+export function checkOut(value: unknown, q: AnyTensor, device: boolean, inputs: ReadonlyArray<[string, AnyTensor | undefined]> = []): AnyTensor | undefined {
   if (value === undefined) return undefined;
   const isDev = value instanceof DeviceTensor;
   if (device !== isDev) {
@@ -93,7 +93,22 @@ export function checkOut(value: unknown, q: AnyTensor, device: boolean): AnyTens
   if (o.shape.length !== q.shape.length || o.shape.some((d, i) => d !== q.shape[i])) {
     throw new RangeError(`out.shape [${o.shape.join(', ')}] must equal q.shape [${q.shape.join(', ')}]`);
   }
+  for (const [name, t] of inputs) {
+    if (t !== undefined && overlaps(o, t)) throw new RangeError(`out must not share memory with ${name}`);
+  }
   return o;
+}
+
+/** True when two tensors' memory ranges overlap (device: pointer ranges; host: the same buffer). */
+function overlaps(a: AnyTensor, b: AnyTensor): boolean {
+  if (a instanceof DeviceTensor || b instanceof DeviceTensor) {
+    if (!(a instanceof DeviceTensor && b instanceof DeviceTensor) || b.disposed) return false;
+    const a0 = a.pointer, b0 = b.pointer;
+    return a0 < b0 + BigInt(b.byteLength) && b0 < a0 + BigInt(a.byteLength);
+  }
+  const x = (a as HostTensor).data, y = (b as HostTensor).data;
+  if (x.buffer !== y.buffer) return false;
+  return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }
 
 /** Workspace bytes of a plan (csrc/binding_workspace.cc): aR (iterative), aL, y in dtype; cR (iterative), cL in fp32. */
@@ -109,8 +124,10 @@ export interface MemoryFigures {
   workspace: number;
   /** Addon host buffers that hold copies of ordinary-ArrayBuffer inputs (pooled, reused). */
   staging: number;
-  /** Reusable buffers: tile-order copies, the staged output, KV-cache keys/values (device on CUDA). */
+  /** Reusable buffers: tile-order copies, the staged output, uploaded inputs (device on CUDA). */
   scratch: number;
-  /** Device bytes of workspace + scratch (0 on the CPU). */
+  /** KV-cache keys and values (a KVCachePool's one allocation; 0 for MonarchAttention). */
+  cache: number;
+  /** Device bytes of workspace + scratch + cache (0 on the CPU). */
   device: number;
 }

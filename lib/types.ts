@@ -56,7 +56,7 @@ export interface MonarchOptions {
   layout: SequenceLayout | VideoLayout;
   /** Attention heads H (≥ 1). */
   heads: number;
-  /** Head dim D. CPU: 1..512. CUDA: 64 or 128. */
+  /** Head dim D. CPU: 1..512. CUDA: 64 or 128 for float16 / bfloat16, 1..128 for float32 (info().cuda lists the set). */
   headDim: number;
   /** Batch size B (≥ 1). Default 1. */
   batch?: number;
@@ -154,4 +154,37 @@ export interface InfoResult {
   deviceCount: number;
   device: null | { name: string; computeCapability: string; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
   cpuThreads: number;
+}
+
+/** Rolling-window options of a KV cache (Self-Forcing's local_attn_size / sink_size, in frames). */
+export interface KVCacheOptions {
+  /**
+   * Frames a query chunk attends to, sink and its own chunk included (Self-Forcing `local_attn_size`).
+   * Setting it makes the cache roll: positions are unbounded and only the sink plus the latest
+   * `localAttnFrames − sinkFrames` frames are kept. A multiple of causal.chunkFrames, at least
+   * sinkFrames + chunkFrames. Default: unset (every written frame is kept; positions < layout.frames).
+   */
+  localAttnFrames?: number;
+  /** The first frames, never evicted (Self-Forcing `sink_size`). A multiple of chunkFrames. Default 0. */
+  sinkFrames?: number;
+  /** Refuse (RangeError) to allocate more than this many bytes (KVCachePool.bytesFor's total). Default: no limit. */
+  maxBytes?: number;
+}
+
+/** Options of MonarchAttention.createKVCachePool / KVCachePool.bytesFor. */
+export interface KVCachePoolOptions extends KVCacheOptions {
+  /** Caches in the pool, one per transformer layer (1..4096). */
+  layers: number;
+}
+
+/** What a KV cache pool allocates, in bytes (host memory on the CPU backend, device memory on CUDA). */
+export interface KVCacheBytes {
+  /** K and V of every layer: 2·layers·batch·slots·chunkTokens·heads·headDim·dtype size (one allocation). */
+  cache: number;
+  /** The shared plan's workspace (aR, cR, aL, cL, y) for one chunk of queries against every slot. */
+  workspace: number;
+  /** Upper bound of the chunk-sized staging buffers (allocated on first use, then reused). */
+  staging: number;
+  /** cache + workspace + staging. */
+  total: number;
 }

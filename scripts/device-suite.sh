@@ -47,6 +47,7 @@ for s in $steps; do
       node bin/monarch-attn.js bench --backend cuda --preset wan-480p --iters 1 --plot "$out/frames.svg" \
         --plot-frames ${PLOT_FRAMES:-1-41:2} --json "$out/frames.json" --no-progress 2>&1 | tail -8 ;;
     accuracy)
-      node bin/monarch-attn.js accuracy --backend cuda --dtype bfloat16 --json "$out/accuracy.json" --markdown "$out/accuracy.md" 2>&1 | tail -40 ;;
+      node bin/monarch-attn.js accuracy --backend cuda --dtype bfloat16 --tilings --floors --time-preset wan-480p \
+        --pareto "$out/pareto.svg" --json "$out/accuracy.json" --markdown "$out/accuracy.md" --no-progress 2>&1 | tail -40 ;;
   esac
 done

@@ -29,10 +29,9 @@ describe('geometry', () => {
       expect(a.backend).toBe('cpu');
     });
   });
-  test.each(cases)('documented geometry.tiles: %s', (_n, layout, extra, want) => {
-    // docs/API.md: `attn.geometry // { b1, b2, tiles, ... }`
+  test.each(cases)('geometry.tilesPerSequence (docs/API.md Geometry): %s', (_n, layout, extra, want) => {
     withAttn({ layout, heads: 1, headDim: 8, ...extra }, (a) => {
-      expect((a.geometry as unknown as { tiles: number }).tiles).toBe(want.tiles);
+      expect(a.geometry.tilesPerSequence).toBe(want.tiles);
     });
   });
 });

@@ -1,5 +1,5 @@
 // Lifetime of host inputs during async work (issue 8 item 1): child processes transfer, detach and
-// shrink inputs while forward() / denseAttention() / KVCache.step() run, and check SharedArrayBuffer and
+// shrink inputs while forward() / denseAttention() / KVCache.step() / attend() / write() run, and check SharedArrayBuffer and
 // addon-memory inputs. A native crash ends the child with a signal, which fails the test with its output.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -13,7 +13,7 @@ function runChild(script: string, args: string[]): string {
 
 describe('host inputs taken away during async calls', () => {
   const seed = String(1 + Math.floor(Math.random() * 1e6));  // fresh timing each run; printed on failure
-  test.each([['12', seed], ['12', String(Number(seed) + 1)]])('forward / denseAttention / step: %s iterations, seed %s', (iters, s) => {
+  test.each([['15', seed], ['15', String(Number(seed) + 1)]])('forward / denseAttention / step / attend / write: %s iterations, seed %s', (iters, s) => {
     expect(runChild('detach-during-call.js', [iters, s])).toMatch(/^ok \d+ correct, \d+ rejected$/);
   });
 

@@ -98,12 +98,6 @@ Status memcpy_d2h(void* dst, const void* src, size_t bytes, Stream s) {
                "cudaMemcpyAsync(device to host)");
 }
 
-Status memcpy_d2d(void* dst, const void* src, size_t bytes, Stream s) {
-  if (bytes == 0) return Status::Ok();
-  return check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)),
-               "cudaMemcpyAsync(device to device)");
-}
-
 Status memset_device(void* dst, int byte, size_t bytes, Stream s) {
   if (bytes == 0) return Status::Ok();
   return check(cudaMemsetAsync(dst, byte, bytes, static_cast<cudaStream_t>(s)), "cudaMemsetAsync");

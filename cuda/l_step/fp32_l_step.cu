@@ -8,186 +8,22 @@
 //            candidates (warp per query) into shared memory. Pass 2: one warp per candidate, query
 //            tiles of kKeys through shared memory: L = e^{u − lse_i} (0 for masked queries),
 //            aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L.
-#include "../common/fp32_rows.cuh"
+//
+// This file is the float32 L-step's dispatch place (one kernel per file: fp32_l_final_kernel.cuh,
+// fp32_l_columns_kernel.cuh); head dims outside 1..128 fail loudly in dispatch_nc (fp32_rows.cuh).
 #include "../common/fp32_stages.h"
+#include "fp32_l_columns_kernel.cuh"
+#include "fp32_l_final_kernel.cuh"
 
 namespace monarch {
 namespace cuda {
 namespace fp32 {
-namespace {
-
-// Row of candidate c in the aL / cL / y buffers ([pair][b2 (j)][b1 (k)]); pair0 = pair (b, h, a, 0).
-__device__ __forceinline__ int64_t cand_row(const MonarchParams& p, int64_t pair0, int j, int c) {
-  const int f = c / p.b1, k = c - f * p.b1;
-  return ((pair0 + f) * p.b2 + j) * p.b1 + k;
-}
-
-template <int NC>
-__global__ void __launch_bounds__(kThreads) l_final_f32_kernel(MonarchParams p, int nIB) {
-  extern __shared__ float sm[];
-  const int D = p.D, ldk = D + 1, b1 = p.b1, b2 = p.b2;
-  float* As = sm;                  // [kKeys][D + 1]  aL candidate tile
-  float* Ys = As + kKeys * ldk;    // [kKeys][D]      y candidate tile
-  float* Qs = Ys + kKeys * D;      // [kWarps][D]     queries
-  float* cl = Qs + kWarps * D;     // [kKeys]         cL candidate tile
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t r = blockIdx.x;
-  const int ib = int(r % nIB); r /= nIB;
-  const int j = int(r % b2); r /= b2;
-  const int a = int(r % p.Aq); r /= p.Aq;
-  const int h = int(r % p.H);
-  const int b = int(r / p.H);
-  const int i = ib * kWarps + warp;
-  const bool active = i < b1;
-  const int64_t tok = (int64_t(a) * b1 + i) * b2 + j;
-  float* qrow = Qs + warp * D;
-  if (active) load_row(qrow, static_cast<const float*>(p.q.data) + act_off(p.q, b, tok, h), D, lane);
-  const int64_t pair0 = ((int64_t(b) * p.H + h) * p.Aq + a) * p.Fk;
-  const int nC = allowed_key_tiles(p, a) * p.b1;  // candidates: the allowed key tiles × b1 rows
-  const float* aL = static_cast<const float*>(p.aL);
-  const float* y = static_cast<const float*>(p.y);
-
-  RowState<NC> st;
-  st.init();
-  for (int c0 = 0; c0 < nC; c0 += kKeys) {
-    const int nc = min(kKeys, nC - c0);
-    __syncthreads();
-    load_rows(As, ldk, nc, D, [&](int c) { return aL + cand_row(p, pair0, j, c0 + c) * D; });
-    load_rows(Ys, D, nc, D, [&](int c) { return y + cand_row(p, pair0, j, c0 + c) * D; });
-    if (threadIdx.x < kKeys) cl[threadIdx.x] = threadIdx.x < nc ? p.cL[cand_row(p, pair0, j, c0 + threadIdx.x)] : INFINITY;
-    __syncthreads();
-    if (!active) continue;
-    const float c = cl[lane];
-    const float x = c == INFINITY ? -INFINITY : p.scale * dot(qrow, As + lane * ldk, D) - c;
-    st.template update<false>(x, Ys, D, nullptr, 0, D, lane);
-  }
-  if (!active) return;
-  const bool empty = st.empty();
-  store_row(static_cast<float*>(p.o.data) + act_off(p.o, b, tok, h), st.a1, empty ? 0.f : 1.f / st.l, empty, D,
-            lane);
-}
-
-template <int NC>
-__global__ void __launch_bounds__(kThreads) l_columns_f32_kernel(MonarchParams p) {
-  extern __shared__ float sm[];
-  const int D = p.D, ldk = D + 1, b1 = p.b1, b2 = p.b2;
-  float* Ts = sm;                  // [kKeys][D + 1]  pass 1: aL candidate tile; pass 2: query tile
-  float* Rs = Ts + kKeys * ldk;    // [kWarps][D]     pass 1: query rows; pass 2: candidate rows
-  float* cl = Rs + kWarps * D;     // [kKeys]         pass 1: cL candidate tile
-  float* lse = cl + kKeys;         // [b1]            per query: LSE, or −INF when it takes no part
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t r = blockIdx.x;
-  const int j = int(r % b2); r /= b2;
-  const int a = int(r % p.Aq); r /= p.Aq;
-  const int h = int(r % p.H);
-  const int b = int(r / p.H);
-  const int64_t pair0 = ((int64_t(b) * p.H + h) * p.Aq + a) * p.Fk;
-  const int nC = allowed_key_tiles(p, a) * p.b1;  // candidates: the allowed key tiles × b1 rows
-  const float* q = static_cast<const float*>(p.q.data);
-  const float* aL = static_cast<const float*>(p.aL);
-  const int64_t nTokQ = int64_t(p.Aq) * b1 * b2;
-  auto qtok = [&](int i) { return (int64_t(a) * b1 + i) * b2 + j; };
-
-  // Pass 1: lse_i over all candidates, kWarps queries at a time.
-  for (int i0 = 0; i0 < b1; i0 += kWarps) {
-    const int i = i0 + warp;
-    const bool active = i < b1;
-    float* row = Rs + warp * D;
-    __syncthreads();  // Rs is free
-    if (active) load_row(row, q + act_off(p.q, b, qtok(i), h), D, lane);
-    float m = -INFINITY, l = 0.f;
-    for (int c0 = 0; c0 < nC; c0 += kKeys) {
-      const int nc = min(kKeys, nC - c0);
-      __syncthreads();
-      load_rows(Ts, ldk, nc, D, [&](int c) { return aL + cand_row(p, pair0, j, c0 + c) * D; });
-      if (threadIdx.x < kKeys) cl[threadIdx.x] = threadIdx.x < nc ? p.cL[cand_row(p, pair0, j, c0 + threadIdx.x)] : INFINITY;
-      __syncthreads();
-      if (!active) continue;
-      const float c = cl[lane];
-      const float x = c == INFINITY ? -INFINITY : p.scale * dot(row, Ts + lane * ldk, D) - c;
-      const float mx = warp_max(x);
-      if (mx == -INFINITY) continue;
-      const float mNew = fmaxf(m, mx);
-      if (m != -INFINITY && mNew != m) l *= expf(m - mNew);
-      l += warp_sum(x == -INFINITY ? 0.f : expf(x - mNew));
-      m = mNew;
-    }
-    if (active && lane == 0) {
-      const bool valid = !p.queryValid || p.queryValid[int64_t(b) * nTokQ + qtok(i)];
-      lse[i] = valid && m != -INFINITY && l > 0.f ? m + logf(l) : -INFINITY;
-    }
-  }
-
-  // Pass 2: one candidate per warp, against query tiles of kKeys.
-  for (int c0 = 0; c0 < nC; c0 += kWarps) {
-    const int c = c0 + warp;
-    const bool active = c < nC;
-    float* row = Rs + warp * D;
-    const int64_t crow = active ? cand_row(p, pair0, j, c) : 0;
-    __syncthreads();  // Rs and Ts are free; pass 1's lse is complete
-    if (active) load_row(row, aL + crow * D, D, lane);
-    const float cv = active ? p.cL[crow] : INFINITY;
-    float acc[NC];
-#pragma unroll
-    for (int t = 0; t < NC; ++t) acc[t] = 0.f;
-    float csum = 0.f;
-    for (int i0 = 0; i0 < b1; i0 += kKeys) {
-      const int ni = min(kKeys, b1 - i0);
-      __syncthreads();
-      load_rows(Ts, ldk, ni, D, [&](int t) { return q + act_off(p.q, b, qtok(i0 + t), h); });
-      __syncthreads();
-      if (!active || cv == INFINITY) continue;
-      const int i = i0 + lane;
-      const float li = i < b1 ? lse[i] : -INFINITY;
-      float w = 0.f;
-      if (li != -INFINITY) w = expf(p.scale * dot(Ts + lane * ldk, row, D) - cv - li);
-      csum += warp_sum(w);
-      for (int t = 0; t < kKeys; ++t) {
-        const float wt = __shfl_sync(kFull, w, t);
-        if (wt == 0.f) continue;
-#pragma unroll
-        for (int u = 0; u < NC; ++u) {
-          const int d = lane + 32 * u;
-          if (d < D) acc[u] = fmaf(wt, Ts[t * ldk + d], acc[u]);
-        }
-      }
-    }
-    if (!active) continue;
-    // aR/cR rows (k, j): [pair][b1][b2]
-    const int f = c / b1, k = c - f * b1;
-    const int64_t out = ((pair0 + f) * b1 + k) * b2 + j;
-    store_row(static_cast<float*>(p.aR) + out * D, acc, 1.f, false, D, lane);
-    if (lane == 0) p.cR[out] = csum;
-  }
-}
-
-}  // namespace
 
 Status l_step(const MonarchParams& p, bool final, cudaStream_t s) {
   if (!p.aL || !p.cL || (final && (!p.y || !p.o.data)) || (!final && (!p.aR || !p.cR)))
     return Status::Error("l_step_f32: a workspace buffer or the output is null");
   return dispatch_nc(p.D, final ? "l_final_f32_kernel" : "l_columns_f32_kernel", [&](auto nc) -> Status {
-    constexpr int NCv = decltype(nc)::value;
-    if (final) {
-      auto kernel = l_final_f32_kernel<NCv>;
-      const size_t smem = row_kernel_smem_bytes(p.D);
-      Status st = prepare_smem(kernel, smem, "l_final_f32_kernel");
-      if (!st.ok) return st;
-      const int nIB = (p.b1 + kWarps - 1) / kWarps;
-      const int64_t blocks = int64_t(p.B) * p.H * p.Aq * p.b2 * nIB;
-      if (blocks > 0x7fffffff) return Status::Error("l_final_f32_kernel: problem too large for one launch");
-      kernel<<<unsigned(blocks), kThreads, smem, s>>>(p, nIB);
-      return launch_status("l_final_f32_kernel");
-    }
-    auto kernel = l_columns_f32_kernel<NCv>;
-    // a tile [kKeys][D + 1], kWarps rows [D], kKeys cL values, b1 query LSEs
-    const size_t smem = sizeof(float) * (size_t(kKeys) * (p.D + 1) + size_t(kWarps) * p.D + kKeys + size_t(p.b1));
-    Status st = prepare_smem(kernel, smem, "l_columns_f32_kernel");
-    if (!st.ok) return st;
-    const int64_t blocks = int64_t(p.B) * p.H * p.Aq * p.b2;
-    if (blocks > 0x7fffffff) return Status::Error("l_columns_f32_kernel: problem too large for one launch");
-    kernel<<<unsigned(blocks), kThreads, smem, s>>>(p);
-    return launch_status("l_columns_f32_kernel");
+    return final ? launch_l_final_f32(p, s, nc) : launch_l_columns_f32(p, s, nc);
   });
 }
 

@@ -37,7 +37,6 @@ Status stream_destroy(Stream s);
 Status stream_sync(Stream s);
 Status memcpy_h2d(void* dst, const void* src, size_t bytes, Stream s);  // async on s
 Status memcpy_d2h(void* dst, const void* src, size_t bytes, Stream s);  // async on s
-Status memcpy_d2d(void* dst, const void* src, size_t bytes, Stream s);
 Status memset_device(void* dst, int byte, size_t bytes, Stream s);
 
 // Stages: same semantics as monarch::cpu (see monarch.h); all pointers in MonarchParams / DenseParams /

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Child process of test/lifetime-inputs.test.ts: starts async forward() / denseAttention() /
-// KVCache.step() calls on the CPU backend and, at a random moment while each runs, takes one input's
+// KVCache.step() / attend() / write() calls on the CPU backend and, at a random moment while each runs, takes one input's
 // memory away (transfer with structuredClone, postMessage transfer, shrinking a resizable ArrayBuffer),
 // then allocates garbage. Every call must resolve with the result it would have had on untouched
 // inputs (they are secured at call time) or reject with a clear Error; a native crash ends the process
@@ -54,6 +54,7 @@ const attn = new m.MonarchAttention({ layout: { kind: 'sequence', length: S, blo
 const video = { kind: 'video', frames: 4, height: 16, width: 16 };
 const vattn = new m.MonarchAttention({ layout: video, heads: H, headDim: D, causal: { chunkFrames: 2 } });
 const chunk = 2 * 16 * 16 * H * D, chunkShape = [1, 2 * 16 * 16, H, D];
+const k0 = m.tensor(input(chunk, false), chunkShape), v0 = m.tensor(input(chunk, false), chunkShape);
 
 const calls = {
   forward: (q, k, v) => attn.forward(q, k, v),
@@ -62,8 +63,27 @@ const calls = {
   denseSync: (q, k, v) => m.denseAttentionSync(q, k, v).out,
   step: async (q, k, v) => { const c = vattn.createKVCache(); try { return await c.step(q, k, v); } finally { c.dispose(); } },
   stepSync: (q, k, v) => { const c = vattn.createKVCache(); try { return c.stepSync(q, k, v); } finally { c.dispose(); } },
+  // A rolling one-layer pool; chunk 0 written first, the call attends chunk 1 writing its k, v.
+  attend: async (q, k, v) => {
+    const c = vattn.createKVCache({ localAttnFrames: 4, sinkFrames: 2 });
+    try { c.writeSync(k0, v0, { frame: 0 }); return await c.attend(q, { frame: 2, write: { k, v } }); } finally { c.dispose(); }
+  },
+  attendSync: (q, k, v) => {
+    const c = vattn.createKVCache({ localAttnFrames: 4, sinkFrames: 2 });
+    try { c.writeSync(k0, v0, { frame: 0 }); return c.attendSync(q, { frame: 2, write: { k, v } }); } finally { c.dispose(); }
+  },
+  // write() of k, v; the result is read back with a sync attend (q copied at call time).
+  write: async (q, k, v) => {
+    const c = vattn.createKVCache();
+    const q0 = m.tensor(q.data.slice(), q.shape);
+    try { await c.write(k, v, { frame: 0 }); return c.attendSync(q0, { frame: 0 }); } finally { c.dispose(); }
+  },
+  writeSync: (q, k, v) => {
+    const c = vattn.createKVCache();
+    try { c.writeSync(k, v, { frame: 0 }); return c.attendSync(q, { frame: 0 }); } finally { c.dispose(); }
+  },
 };
-const kinds = ['forward', 'dense', 'step'];
+const kinds = ['forward', 'dense', 'step', 'attend', 'write'];
 const hows = ['structuredClone', 'postMessage', 'shrink'];
 
 async function main() {
@@ -71,7 +91,8 @@ async function main() {
   for (let it = 0; it < iterations; it++) {
     const kind = kinds[it % kinds.length];
     const how = hows[Math.floor(rand() * hows.length)];
-    const len = kind === 'step' ? chunk : n, shp = kind === 'step' ? chunkShape : shape;
+    const kv = kind === 'step' || kind === 'attend' || kind === 'write';
+    const len = kv ? chunk : n, shp = kv ? chunkShape : shape;
     const arrays = [0, 1, 2].map(() => input(len, how === 'shrink'));
     const t = arrays.map((a) => m.tensor(a, shp));
     const expected = calls[`${kind}Sync`](...arrays.map((a) => m.tensor(a.slice(), shp)));

@@ -1,0 +1,58 @@
+// Server configuration: presets and flags (commander), checked once at start-up.
+import type { DType, MonarchOptions } from '../../lib';
+
+export interface ServerConfig {
+  host: string; port: number;
+  backend: 'cpu' | 'cuda' | 'auto';
+  frames: number; height: number; width: number; chunkFrames: number;
+  factorization: 'monarchrt' | 'vmonarch';
+  heads: number; headDim: number; dtype: DType; numIters: number;
+  layers: number; passes: number;
+  /** Rolling window (0 = keep every frame; sessions then stop at frames / chunkFrames chunks). */
+  localAttnFrames: number; sinkFrames: number;
+  /** Pools kept for reuse and the most concurrent sessions (503 beyond). */
+  maxSessions: number;
+  /** Budget for all session pools, bytes (0 = no limit). */
+  maxBytes: number;
+  /** Chunks per session unless the client asks for fewer/more (≤ maxChunks). */
+  defaultChunks: number; maxChunks: number;
+  seed: number;
+}
+
+export const PRESETS: Record<string, Partial<ServerConfig>> = {
+  // CI: a few hundred tokens, runs in milliseconds on the CPU backend.
+  tiny: { backend: 'cpu', frames: 4, height: 2, width: 3, chunkFrames: 2, heads: 1, headDim: 8, dtype: 'float32', layers: 2, localAttnFrames: 4, sinkFrames: 2 },
+  // The default: CPU backend, small shapes, Self-Forcing's chunks of 3 frames and a sink of one chunk.
+  small: { backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, heads: 2, headDim: 32, dtype: 'float32', layers: 4, localAttnFrames: 6, sinkFrames: 3 },
+  // Self-Forcing on Wan 2.1 1.3B at 480p: 21 × 30 × 52 latent frames, chunks of 3, 12 heads × 128, bf16,
+  // 30 layers, the whole 21-frame video attended (no rolling).
+  '480p': { backend: 'cuda', frames: 21, height: 30, width: 52, chunkFrames: 3, heads: 12, headDim: 128, dtype: 'bfloat16', layers: 30, localAttnFrames: 0, sinkFrames: 0 },
+};
+
+export const DEFAULTS: ServerConfig = {
+  host: '127.0.0.1', port: 8080, backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, factorization: 'monarchrt',
+  heads: 2, headDim: 32, dtype: 'float32', numIters: 1, layers: 4, passes: 4, localAttnFrames: 6, sinkFrames: 3,
+  maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1,
+};
+
+/** The preset's config with explicit overrides applied. */
+export function resolveConfig(preset: string, overrides: Partial<ServerConfig>): ServerConfig {
+  const p = PRESETS[preset];
+  if (!p) throw new RangeError(`unknown preset ${JSON.stringify(preset)} (known: ${Object.keys(PRESETS).join(', ')})`);
+  const c: ServerConfig = { ...DEFAULTS, ...p };
+  for (const [key, val] of Object.entries(overrides)) if (val !== undefined) (c as unknown as Record<string, unknown>)[key] = val;
+  if (preset === '480p' && overrides.defaultChunks === undefined && c.localAttnFrames === 0) c.defaultChunks = c.frames / c.chunkFrames;
+  return c;
+}
+
+export function monarchOptions(c: ServerConfig): MonarchOptions {
+  return {
+    layout: { kind: 'video', frames: c.frames, height: c.height, width: c.width, factorization: c.factorization },
+    heads: c.heads, headDim: c.headDim, dtype: c.dtype, numIters: c.numIters, backend: c.backend,
+    causal: { chunkFrames: c.chunkFrames },
+  };
+}
+
+export function windowOptions(c: ServerConfig): { localAttnFrames?: number; sinkFrames?: number } {
+  return c.localAttnFrames > 0 ? { localAttnFrames: c.localAttnFrames, sinkFrames: c.sinkFrames } : {};
+}

@@ -1,0 +1,206 @@
+// An HTTP server (node:http) streaming Self-Forcing-shaped attention sessions over Server-Sent Events.
+//   GET /session?chunks=N   text/event-stream: `start`, one `chunk` event per chunk, then `end` (or `error`)
+//   GET /stats              JSON: sessions, memory, cache bytes, event-loop delay
+//   GET /health             JSON { ok: true }
+// Each session holds one KVCachePool (all layers' caches in one allocation, one plan); pools are reset
+// and reused by later sessions (no reallocation), at most maxSessions at once (503 beyond).
+// Run: node dist/examples/streaming-server/server.js --preset small   (see README.md for flags)
+import * as http from 'node:http';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Command } from 'commander';
+import { info, KVCachePool, MonarchAttention } from '../../lib';
+import { DEFAULTS, monarchOptions, PRESETS, resolveConfig, windowOptions, type ServerConfig } from './config';
+import { runSession } from './session';
+import { StandIn } from './standin';
+
+export interface RunningServer {
+  url: string;
+  config: ServerConfig;
+  /** Bytes one session's pool allocates (KVCachePool.bytesFor). */
+  poolBytes: number;
+  maxSessions: number;
+  close(): Promise<void>;
+}
+
+function sse(res: http.ServerResponse, event: string, data: unknown, id?: number): void {
+  res.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+function delayStats(h: IntervalHistogram): { p50: number; p99: number; max: number; mean: number } {
+  const ms = (ns: number): number => Math.round(ns / 1e3) / 1e3;
+  return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), mean: ms(h.mean) };
+}
+
+/** Starts the server (port 0 = an ephemeral port); resolves once it listens. */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const opts = monarchOptions(config), win = windowOptions(config);
+  const attn = new MonarchAttention(opts);  // validates the options; pools are created from it
+  const bytes = KVCachePool.bytesFor(opts, { layers: config.layers, ...win });
+  let maxSessions = config.maxSessions;
+  if (config.maxBytes > 0) maxSessions = Math.min(maxSessions, Math.floor(config.maxBytes / bytes.total));
+  if (maxSessions < 1) {
+    attn.dispose();
+    throw new RangeError(`one session needs ${bytes.total} bytes, over --max-bytes ${config.maxBytes}`);
+  }
+  const inputs = new StandIn({ ...config, device: attn.backend === 'cuda' });
+  const chunkLimit = config.localAttnFrames > 0 ? config.maxChunks : Math.min(config.maxChunks, config.frames / config.chunkFrames);
+  const idle: KVCachePool[] = [];
+  let live = 0, active = 0, completed = 0, failed = 0, rejected = 0, nextId = 1;
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+
+  const acquire = (): KVCachePool | null => {
+    const p = idle.pop();
+    if (p) return p;
+    if (live >= maxSessions) return null;
+    live++;
+    try {
+      return attn.createKVCachePool({ layers: config.layers, ...win });
+    } catch (e) {
+      live--;
+      throw e;
+    }
+  };
+
+  const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
+    const raw = url.searchParams.get('chunks');
+    const chunks = raw === null ? Math.min(config.defaultChunks, chunkLimit) : Number(raw);
+    if (!Number.isInteger(chunks) || chunks < 1 || chunks > chunkLimit) {
+      json(res, 400, { error: `chunks must be an integer in 1..${chunkLimit}, received ${JSON.stringify(raw)}` });
+      return;
+    }
+    const pool = acquire();
+    if (!pool) {
+      rejected++;
+      json(res, 503, { error: `server busy: ${maxSessions} sessions running` });
+      return;
+    }
+    const id = nextId++, signal = { aborted: false };
+    active++;
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.on('close', () => { if (!res.writableEnded) signal.aborted = true; });
+    sse(res, 'start', { session: id, chunks, backend: attn.backend, layers: config.layers, passes: config.passes,
+      chunkFrames: config.chunkFrames, chunkTokens: config.chunkFrames * config.height * config.width, poolBytes: bytes.total });
+    const t0 = process.hrtime.bigint();
+    let ok = true;
+    try {
+      const done = await runSession(pool, inputs, { chunks, passes: config.passes, chunkFrames: config.chunkFrames, signal },
+        (r) => sse(res, 'chunk', r, r.chunk));
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      sse(res, 'end', { session: id, chunks: done, ms, framesPerSecond: (done * config.chunkFrames) / (ms / 1e3), aborted: signal.aborted });
+      completed++;
+    } catch (e) {
+      ok = false;
+      failed++;
+      sse(res, 'error', { session: id, message: (e as Error).message });
+    } finally {
+      active--;
+      res.end();
+      if (ok) idle.push(pool);
+      else {
+        live--;
+        pool.dispose();
+      }
+    }
+    void req;
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
+    if (url.pathname === '/health') return json(res, 200, { ok: true });
+    if (url.pathname === '/stats') {
+      const body = {
+        sessions: { active, pooled: idle.length, live, maxSessions, completed, failed, rejected },
+        memory: process.memoryUsage(),
+        cacheBytes: { perSession: bytes, held: live * bytes.total, inputs: inputs.bytes },
+        eventLoopDelayMs: delayStats(loop),
+      };
+      if (url.searchParams.get('reset') === '1') loop.reset();
+      return json(res, 200, body);
+    }
+    if (url.pathname === '/session') {
+      session(req, res, url).catch((e: Error) => {
+        if (!res.headersSent) json(res, 500, { error: e.message });
+        else res.end();
+      });
+      return;
+    }
+    json(res, 404, { error: `no route ${url.pathname}` });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const addr = server.address() as { port: number };
+  return {
+    url: `http://${config.host}:${addr.port}`, config, poolBytes: bytes.total, maxSessions,
+    close: async () => {
+      loop.disable();
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections?.();
+      while (active > 0) await new Promise((r) => setTimeout(r, 5));
+      for (const p of idle) p.dispose();
+      idle.length = 0;
+      inputs.dispose();
+      attn.dispose();
+    },
+  };
+}
+
+function intOpt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`expected an integer, received ${v}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  // Each pending async call awaits on a libuv worker: give concurrent sessions enough of them.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
+  const cmd = new Command('streaming-server')
+    .option('--preset <name>', `shapes (${Object.keys(PRESETS).join(', ')})`, 'small')
+    .option('--host <host>', 'listen address', DEFAULTS.host)
+    .option('--port <n>', 'port (0 = ephemeral)', intOpt)
+    .option('--backend <b>', 'cpu | cuda | auto')
+    .option('--frames <n>', 'latent frames of the layout', intOpt)
+    .option('--height <n>', 'latent height', intOpt)
+    .option('--width <n>', 'latent width', intOpt)
+    .option('--chunk-frames <n>', 'frames per chunk', intOpt)
+    .option('--factorization <f>', 'monarchrt | vmonarch')
+    .option('--heads <n>', 'heads', intOpt)
+    .option('--head-dim <n>', 'head dim', intOpt)
+    .option('--dtype <t>', 'float32 | float16 | bfloat16')
+    .option('--iters <n>', 'Monarch T', intOpt)
+    .option('--layers <n>', 'transformer layers per session', intOpt)
+    .option('--passes <n>', 'denoising passes per chunk (plus one context pass)', intOpt)
+    .option('--local-attn-frames <n>', 'rolling window in frames (0 = keep all)', intOpt)
+    .option('--sink-frames <n>', 'sink frames never evicted', intOpt)
+    .option('--max-sessions <n>', 'concurrent sessions', intOpt)
+    .option('--max-bytes <n>', 'memory budget for all session pools (0 = none)', intOpt)
+    .option('--chunks <n>', 'default chunks per session', intOpt)
+    .option('--seed <n>', 'stand-in seed', intOpt);
+  const o = cmd.parse().opts();
+  const config = resolveConfig(o.preset, {
+    host: o.host, port: o.port ?? DEFAULTS.port, backend: o.backend, frames: o.frames, height: o.height, width: o.width,
+    chunkFrames: o.chunkFrames, factorization: o.factorization, heads: o.heads, headDim: o.headDim, dtype: o.dtype,
+    numIters: o.iters, layers: o.layers, passes: o.passes, localAttnFrames: o.localAttnFrames, sinkFrames: o.sinkFrames,
+    maxSessions: o.maxSessions, maxBytes: o.maxBytes, defaultChunks: o.chunks, seed: o.seed,
+  });
+  const s = await startServer(config);
+  process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, gpu: info().device?.name ?? null, config })}\n`);
+  const stop = (): void => { void s.close().then(() => process.exit(0)); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (require.main === module) {
+  main().catch((e: Error) => {
+    process.stderr.write(`streaming-server: ${e.message}\n`);
+    process.exit(1);
+  });
+}
