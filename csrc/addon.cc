@@ -28,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New<F16ToF32>(env, "f16ToF32"));
   exports.Set("allocHost", Napi::Function::New<AllocHost>(env, "allocHost"));
   exports.Set("hostMemoryKind", Napi::Function::New<HostMemoryKind>(env, "hostMemoryKind"));
+  exports.Set("isPinnedHost", Napi::Function::New<IsPinnedHost>(env, "isPinnedHost"));
   exports.Set("copyHost", Napi::Function::New<CopyHost>(env, "copyHost"));
   exports.Set("cloneHostAsync", Napi::Function::New<CloneHostAsync>(env, "cloneHostAsync"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));

@@ -67,6 +67,8 @@ HostBlockRef::HostBlockRef(HostBlock* b) : b_(b) {
   }
 }
 
+bool HostBlockRef::pinned() const { return b_ != nullptr && b_->pinned; }
+
 HostBlockRef::~HostBlockRef() {
   if (b_) Unref(b_);
 }
@@ -247,6 +249,14 @@ Napi::Value HostMemoryKind(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsTypedArray()) ThrowTypeError(env, "hostMemoryKind: expected a typed array, got " + DescribeValue(info[0]));
   return Napi::Number::New(env, int(ClassifySpan(GetTypedSpan(env, info[0].As<Napi::TypedArray>()))));
+}
+
+Napi::Value IsPinnedHost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) ThrowTypeError(env, "isPinnedHost: expected a typed array, got " + DescribeValue(info[0]));
+  TypedSpan s = GetTypedSpan(env, info[0].As<Napi::TypedArray>());
+  const bool pinned = !s.shared && !s.detached && FindHostBlock(s.data, s.bytes).pinned();
+  return Napi::Boolean::New(env, pinned);
 }
 
 void CopyHost(const Napi::CallbackInfo& info) {

@@ -41,6 +41,7 @@ class HostBlockRef {
   HostBlockRef(const HostBlockRef&) = delete;
   HostBlockRef& operator=(const HostBlockRef&) = delete;
   explicit operator bool() const { return b_ != nullptr; }
+  bool pinned() const;  // page-locked (cudaHostAlloc)
 
  private:
   HostBlock* b_ = nullptr;
@@ -109,6 +110,7 @@ void CountStagingCopy(size_t bytes);
 // JS functions (registered in addon.cc):
 //   allocHost(bytes, pinned): ArrayBuffer (zeroed addon memory)
 //   hostMemoryKind(typedArray): 0 ordinary | 1 shared | 2 addon
+//   isPinnedHost(typedArray): addon memory that is page-locked (cudaMemcpyAsync is truly async on it)
 //   copyHost(dst, src): dst.set(src) for same-size typed arrays, on several threads
 //   memoryStats(): MemoryCounters as numbers
 //   cloneHostAsync(src): Promise of a new ordinary typed array of src's kind with src's bytes, copied
@@ -118,6 +120,7 @@ void CountStagingCopy(size_t bytes);
 //                        external (addon) ones are not.
 Napi::Value AllocHost(const Napi::CallbackInfo& info);
 Napi::Value HostMemoryKind(const Napi::CallbackInfo& info);
+Napi::Value IsPinnedHost(const Napi::CallbackInfo& info);
 void CopyHost(const Napi::CallbackInfo& info);
 Napi::Value MemoryStats(const Napi::CallbackInfo& info);
 Napi::Value CloneHostAsync(const Napi::CallbackInfo& info);

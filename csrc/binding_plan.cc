@@ -2,6 +2,7 @@
 #include "binding_plan.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -47,6 +48,8 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),
                          InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
                          InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
+                         InstanceMethod<&Plan::Upload>("upload"),
+                         InstanceMethod<&Plan::Download>("download"),
                          InstanceMethod<&Plan::Dispose>("dispose"),
                      });
 }
@@ -113,6 +116,7 @@ Plan::~Plan() {
     ws_.Abandon();
 #ifdef MONARCH_WITH_CUDA
     stream_.Abandon();
+    new std::vector<HostBlockRef>(std::move(inflightHost_));  // copies may be in flight: leak, never free
 #endif
     return;
   }
@@ -122,6 +126,7 @@ Plan::~Plan() {
 void Plan::FreeResources() {
 #ifdef MONARCH_WITH_CUDA
   if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
+  inflightHost_.clear();
   events_.Release();
   keyValidSlot_.Reset();
   queryValidSlot_.Reset();
@@ -287,6 +292,7 @@ void Plan::Synchronize(const Napi::CallbackInfo& info) {
   if (cuda_) {
     Status s = cuda::stream_sync(stream_.get());
     if (!s.ok) ThrowError(env, "synchronize: " + s.message);
+    inflightHost_.clear();  // every copy enqueued so far has completed
   }
 #endif
 }
@@ -300,7 +306,11 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
 #ifdef MONARCH_WITH_CUDA
     if (cuda_) {
       cuda::Stream s = stream_.get();
-      job = [s]() {
+      // The copies enqueued so far are covered by this sync; their host blocks go with the job and are
+      // released when the worker is deleted (after the sync, on the main thread).
+      auto held = std::make_shared<std::vector<HostBlockRef>>(std::move(inflightHost_));
+      inflightHost_.clear();
+      job = [s, held]() {
         Status st = cuda::stream_sync(s);
         if (!st.ok) st.message = "synchronizeAsync: " + st.message;
         return st;

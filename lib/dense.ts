@@ -106,7 +106,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   const cuda = s.backend === 'cuda';
   // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
   // detach them as soon as this returns (lib/host.ts).
-  const held = !cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[]) : null;
+  const held = !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], cuda) : null;
   const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
   if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
@@ -114,7 +114,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
-    await runAsync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda, signal);
+    await runAsync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda, signal);
     const out = await st.collectAsync();
     const lse = await sideTensor(s, side.lse);
     const entropy = await sideTensor(s, side.entropy);
@@ -138,10 +138,12 @@ export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opt
   const cuda = s.backend === 'cuda';
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
+  const held = cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
+  if (held) [q, k, v] = held.tensors;
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
-    runSync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    runSync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda);
     const out = st.collect();
     const lse = sideTensorSync(s, side.lse);
     const entropy = sideTensorSync(s, side.entropy);

@@ -80,12 +80,17 @@ export class StagingPool {
     return a;
   }
 
-  /** The tensors as they can be used off the main thread (copies of ordinary-memory ones). */
-  secure(ts: readonly HostTensor[]): SecuredInputs {
+  /**
+   * The tensors as they can be used off the main thread: CPU (`cuda` false) — addon and shared memory in
+   * place, copies of ordinary-memory ones; CUDA — pinned addon memory in place (the plan's stream copies
+   * straight from it), copies of everything else (ordinary, shared, unpinned), so that every upload is a
+   * cudaMemcpyAsync from page-locked memory.
+   */
+  secure(ts: readonly HostTensor[], cuda = false): SecuredInputs {
     const taken: HostArray[] = [];
     let copied = 0;
     const out = ts.map((t) => {
-      if (native().hostMemoryKind(t.data) !== 0) return t;
+      if (cuda ? native().isPinnedHost(t.data) : native().hostMemoryKind(t.data) !== 0) return t;
       const a = this.acquire(t.data);
       taken.push(a);
       native().copyHost(a, t.data);

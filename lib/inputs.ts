@@ -4,7 +4,7 @@ import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type 
 import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
-import { addonArray } from './host';
+import { addonArray, type HostArray } from './host';
 import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
@@ -58,12 +58,29 @@ export function checkQKV(q: unknown, k: unknown, v: unknown, layout: TensorLayou
 /** Reusable buffers (host typed arrays on the CPU, device buffers on CUDA) keyed by purpose. */
 export class Scratch {
   private readonly bufs = new Map<string, NativeData>();
+  private readonly hostBufs = new Map<string, HostArray>();
   constructor(private readonly cuda: boolean) {}
 
-  /** Bytes held. */
+  /** Bytes held by get()'s buffers (device memory on CUDA). */
   get bytes(): number {
     let b = 0;
     for (const x of this.bufs.values()) b += x.byteLength;
+    return b;
+  }
+
+  /** Bytes held by host()'s pinned buffers. */
+  get hostBytes(): number {
+    let b = 0;
+    for (const x of this.hostBufs.values()) b += x.byteLength;
+    return b;
+  }
+
+  /** A page-locked host buffer (addon memory) of `elems` elements of `dtype`: CUDA download targets. */
+  host(key: string, dtype: DType, elems: number): HostArray {
+    const have = this.hostBufs.get(key);
+    if (have && have.length === elems && isTyped(have, 'Float32Array') === (dtype === 'float32')) return have;
+    const b = addonArray(dtype, elems, true);
+    this.hostBufs.set(key, b);
     return b;
   }
 
@@ -83,6 +100,7 @@ export class Scratch {
       if (!(isTyped(b, 'Float32Array') || isTyped(b, 'Uint16Array')) && !b.disposed) b.dispose();
     }
     this.bufs.clear();
+    this.hostBufs.clear();
   }
 }
 
@@ -104,16 +122,31 @@ export function bshd(S: number, H: number, D: number): Strides {
   return [S * H * D, H * D, D];
 }
 
-/** An output buffer on the backend's side and how to hand the output back (after the work has finished). */
+/**
+ * An output buffer on the backend's side, the ops that bring it to the host (CUDA, host q: a download
+ * on the plan's stream, run after the call's ops) and how to hand the output back once they have run.
+ */
 export interface StagedOutput {
   o: NativeAct;
+  post: Op[];
   collect(): AnyTensor;
   collectAsync(): Promise<AnyTensor>;
 }
 
-/** Inputs on the backend's side plus an output buffer, and how to hand the output back. */
+/** Inputs on the backend's side (`pre`: CUDA uploads to run first) plus the output. */
 export interface Staged extends StagedOutput {
   q: NativeAct; k: NativeAct; v: NativeAct;
+  pre: Op[];
+}
+
+/**
+ * A host input on the CUDA backend: the scratch device buffer `key`, filled by an upload op pushed to
+ * `pre` (the tensor must be secured for CUDA, i.e. pinned addon memory: lib/host.ts StagingPool).
+ */
+export function uploadInput(scratch: Scratch, key: string, t: HostTensor, pre: Op[]): NativeDeviceBuffer {
+  const b = scratch.get(key, t.dtype, t.data.length) as NativeDeviceBuffer;
+  pre.push({ op: 'upload', dst: b, src: t.data });
+  return b;
 }
 
 /**
@@ -131,42 +164,48 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
     const dev = out as DeviceTensor | undefined;
     const buf = dev ? deviceBuffer(dev) : native().DeviceBuffer.alloc(n * dtypeSize(dtype));
     const result = (): AnyTensor => dev ?? wrapBuffer(buf, shape, dtype);
-    return { o: act(buf, st), collect: result, collectAsync: async () => result() };
+    return { o: act(buf, st), post: [], collect: result, collectAsync: async () => result() };
   }
   const host = out as HostTensor | undefined;
   if (!cuda) {
     if (host && native().hostMemoryKind(host.data) !== 0) {
-      return { o: act(host.data, st), collect: () => host, collectAsync: async () => host };
+      return { o: act(host.data, st), post: [], collect: () => host, collectAsync: async () => host };
     }
     const buf = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
     if (host) {
       // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
       const fill = (): HostTensor => { native().copyHost(host.data, buf); return host; };
-      return { o: act(buf, st), collect: fill, collectAsync: async () => fill() };
+      return { o: act(buf, st), post: [], collect: fill, collectAsync: async () => fill() };
     }
     return {
-      o: act(buf, st),
+      o: act(buf, st), post: [],
       collect: () => tensor(buf.slice(), shape, dtype),
       collectAsync: async () => tensor(localArray(await native().cloneHostAsync(buf)), shape, dtype),
     };
   }
-  const buf = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
-  const kind = dtype === 'float32' ? 'f32' : 'u16';
+  // CUDA, host q: computed into device scratch, downloaded on the stream into pinned memory (a caller's
+  // pinned `out`, else the pinned scratch 'host.o'), handed back like the CPU's scratch output.
+  const dev = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
+  const direct = host !== undefined && native().isPinnedHost(host.data);
+  const pinned = direct ? host.data : scratch.host('host.o', dtype, n);
+  const post: Op[] = [{ op: 'download', dst: pinned, src: dev }];
+  if (direct) return { o: act(dev, st), post, collect: () => host, collectAsync: async () => host };
   if (host) {
-    const fill = (data: Float32Array | Uint16Array): HostTensor => { native().copyHost(host.data, data); return host; };
-    return { o: act(buf, st), collect: () => fill(buf.downloadSync(kind)), collectAsync: async () => fill(await buf.download(kind)) };
+    const fill = (): HostTensor => { native().copyHost(host.data, pinned); return host; };
+    return { o: act(dev, st), post, collect: fill, collectAsync: async () => fill() };
   }
   return {
-    o: act(buf, st),
-    collect: () => tensor(localArray(buf.downloadSync(kind)), shape, dtype),
-    collectAsync: async () => tensor(localArray(await buf.download(kind)), shape, dtype),
+    o: act(dev, st), post,
+    collect: () => tensor(pinned.slice(), shape, dtype),
+    collectAsync: async () => tensor(localArray(await native().cloneHostAsync(pinned)), shape, dtype),
   };
 }
 
 /**
  * Stages checked q/k/v for a backend: CPU host tensors are used in place (callers of async work pass
- * secured ones, lib/host.ts); CUDA host tensors are uploaded into scratch; CUDA DeviceTensors are used in
- * place. The output (stageOutput) has q's shape, dtype and layout; `out` is a checked `out` option.
+ * secured ones, lib/host.ts); CUDA host tensors (secured for CUDA: pinned) are uploaded into scratch by
+ * the `pre` ops; CUDA DeviceTensors are used in place. The output (stageOutput) has q's shape, dtype and
+ * layout; `out` is a checked `out` option. Run `[...pre, ...ops, ...post]`.
  */
 export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: CheckedQKV,
   q: AnyTensor, k: AnyTensor, v: AnyTensor, out?: AnyTensor): Staged {
@@ -174,16 +213,13 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   if (c.device && !cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
   const o = stageOutput(cuda, scratch, q, qs, out);
   if (c.device) {
-    return { ...o, q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks), v: act(deviceBuffer(v as DeviceTensor), ks) };
+    return { ...o, pre: [], q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks), v: act(deviceBuffer(v as DeviceTensor), ks) };
   }
   const hq = q as HostTensor, hk = k as HostTensor, hv = v as HostTensor;
-  if (!cuda) return { ...o, q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks) };
-  const put = (key: string, t: HostTensor): NativeDeviceBuffer => {
-    const b = scratch.get(key, t.dtype, t.data.length) as NativeDeviceBuffer;
-    b.upload(t.data);
-    return b;
-  };
-  return { ...o, q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks) };
+  if (!cuda) return { ...o, pre: [], q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks) };
+  const pre: Op[] = [];
+  const put = (key: string, t: HostTensor): NativeDeviceBuffer => uploadInput(scratch, key, t, pre);
+  return { ...o, pre, q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks) };
 }
 
 /** Validates `inputs` of time()/denseTime(): a non-empty array of [q, k, v] triples. */

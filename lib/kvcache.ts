@@ -203,22 +203,24 @@ export class KVCache {
     let writeOps: Op[] = [];
     let next = state;
     const dims = (): ActDims => ({ B: cfg.batch, S: this.chunkTokens, H: cfg.heads, D: cfg.headDim });
+    const cuda = cfg.backend === 'cuda';
     if (r.k && r.v) {
       const wp = planWrite(w, state, c, r.name);
-      const kAct = staged ? staged.k : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.k', r.k, dims(), cfg.tensorLayout);
-      const vAct = staged ? staged.v : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.v', r.v, dims(), cfg.tensorLayout);
-      writeOps = this.writeOps(kAct, vAct, wp);
+      const pre: Op[] = [];  // CUDA host k, v: uploads on the stream, before the write
+      const kAct = staged ? staged.k : stageInput(cuda, core.scratch, 'stage.k', r.k, dims(), cfg.tensorLayout, pre);
+      const vAct = staged ? staged.v : stageInput(cuda, core.scratch, 'stage.v', r.v, dims(), cfg.tensorLayout, pre);
+      writeOps = [...pre, ...this.writeOps(kAct, vAct, wp)];
       next = wp.state;
     }
     let output: StagedOutput | null = null;
     let attendOps: Op[] = [];
     if (r.q) {
       const keys = planAttend(w, next, c, r.name);
-      const cuda = cfg.backend === 'cuda';
-      const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout);
-      const o = staged ? { o: staged.o, collect: () => r.q!, collectAsync: async () => r.q! }
+      const pre: Op[] = [];
+      const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout, pre);
+      const o: StagedOutput = staged ? { o: staged.o, post: [], collect: () => r.q!, collectAsync: async () => r.q! }
         : stageOutput(cuda, core.scratch, r.q, actStrides(dims(), cfg.tensorLayout), r.out);
-      attendOps = this.attendOps(q, o.o, c, keys);
+      attendOps = [...pre, ...this.attendOps(q, o.o, c, keys), ...o.post];
       output = o;
     }
     return { writeOps, attendOps, state: next, output };
@@ -304,7 +306,7 @@ export class KVCache {
 
   /**
    * Checks the request and secures its host inputs now (CPU: ordinary ArrayBuffers are copied into the
-   * pool's staging, lib/host.ts), then queues it. Aborts: before it starts → nothing runs; once started,
+   * pool's staging; CUDA: everything but pinned addon memory, lib/host.ts), then queues it. Aborts: before it starts → nothing runs; once started,
    * the write part (eviction shift, k, v) completes and is kept, the attend part stops between stages
    * (CPU) or completes (CUDA), and the call rejects with the AbortError; the cache stays usable.
    */
@@ -317,8 +319,8 @@ export class KVCache {
       throwIfAborted(r.signal);
       const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
       const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
-      if (!cuda && !device) {
-        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor));
+      if (!device) {
+        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor), cuda);
         names.forEach((n, i) => { r[n] = held!.tensors[i]; });
       }
       end = publishStart(r.op, cfg.backend, names.map((n) => r[n]!), held?.copiedBytes ?? 0);
@@ -365,15 +367,24 @@ export class KVCache {
     const plan = this.live();
     this.guardIdle(what);
     this.usable();
-    this.checkRequest(r);
-    const b = this.build(r, this.state);
+    const device = this.checkRequest(r);
+    const cuda = this.core.cfg.backend === 'cuda';
+    // CUDA host inputs go through pinned staging (the upload ops need it); the CPU reads them in place.
+    const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
+    const held = cuda && !device ? this.core.staging.secure(names.map((n) => r[n] as HostTensor), true) : null;
+    if (held) names.forEach((n, i) => { r[n] = held.tensors[i]; });
     try {
-      runSync(plan, [...b.writeOps, ...b.attendOps], this.core.cfg.backend === 'cuda');
-    } catch (e) {
-      this.fail(e);
+      const b = this.build(r, this.state);
+      try {
+        runSync(plan, [...b.writeOps, ...b.attendOps], cuda);
+      } catch (e) {
+        this.fail(e);
+      }
+      this.state = b.state;
+      return b.output ? b.output.collect() : undefined;
+    } finally {
+      held?.release();
     }
-    this.state = b.state;
-    return b.output ? b.output.collect() : undefined;
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {

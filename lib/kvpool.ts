@@ -146,7 +146,7 @@ export class KVCachePool implements CacheOwner {
     const { workspace, cache } = this.bytes;
     const scratch = this.core.scratch.bytes;
     const device = this.core.cfg.backend === 'cuda' ? workspace + scratch + cache : 0;
-    return { workspace, staging: this.core.staging.bytes, scratch, cache, device };
+    return { workspace, staging: this.core.staging.bytes + this.core.scratch.hostBytes, scratch, cache, device };
   }
 
   /** Empties every layer (keeps the memory): the pool serves a new session without reallocating. */

@@ -96,12 +96,12 @@ export class MonarchAttention {
     return { c, keyMask, out, signal };
   }
 
-  /** The op list of one forward on staged inputs. */
+  /** The op list of one forward on staged inputs (CUDA host tensors: uploads first, the download last). */
   private ops(s: Staged, keyMask?: Uint8Array): Op[] {
     const cfg = this.config, g = cfg.geometry;
     const { batch: B, heads: H, headDim: D } = cfg;
     const dt = dtypeCode(cfg.dtype);
-    const ops: Op[] = [];
+    const ops: Op[] = [...s.pre];
     let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
     if (g.needsGather) {
       // Tile-order copies [B][paddedTokens][H][D] (pads zero), include/monarch/monarch.h "Tile order".
@@ -136,6 +136,7 @@ export class MonarchAttention {
         q0: 0, causalChunk: 0, scale: cfg.scale, dtype: dt,
       } });
     }
+    ops.push(...s.post);
     return ops;
   }
 
@@ -152,9 +153,9 @@ export class MonarchAttention {
     const { c, keyMask, out, signal } = this.check(q, k, v, opts);
     throwIfAborted(signal);
     const cuda = this.backend === 'cuda';
-    // CPU workers read host inputs off the main thread: secure them now (lib/host.ts), so the caller
-    // may transfer, detach or overwrite its arrays as soon as forward() returns.
-    const held = !cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[]) : null;
+    // Host inputs are read after this returns (CPU: on libuv workers; CUDA: by copies on the stream):
+    // secure them now (lib/host.ts), so the caller may transfer, detach or overwrite its arrays at once.
+    const held = !c.device ? this.staging.secure([q, k, v] as HostTensor[], cuda) : null;
     const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
@@ -183,9 +184,17 @@ export class MonarchAttention {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
     const { c, keyMask, out } = this.check(q, k, v, opts);
-    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v, out);
-    runSync(plan, this.ops(s, keyMask), this.backend === 'cuda');
-    return s.collect();
+    const cuda = this.backend === 'cuda';
+    // CUDA host inputs go through pinned staging (the upload ops copy from it); the CPU reads them in place.
+    const held = cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[], true) : null;
+    if (held) [q, k, v] = held.tensors;
+    try {
+      const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+      runSync(plan, this.ops(s, keyMask), cuda);
+      return s.collect();
+    } finally {
+      held?.release();
+    }
   }
 
   /**
@@ -230,7 +239,7 @@ export class MonarchAttention {
       maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
     });
     const scratch = this.scratch.bytes;
-    return { workspace, staging: this.staging.bytes, scratch, cache: 0, device: this.backend === 'cuda' ? workspace + scratch : 0 };
+    return { workspace, staging: this.staging.bytes + this.scratch.hostBytes, scratch, cache: 0, device: this.backend === 'cuda' ? workspace + scratch : 0 };
   }
 
   /**

@@ -107,6 +107,10 @@ export interface NativePlan {
   recordEvent(): number;
   eventElapsedMs(start: number, end: number): number;
   releaseEvents(): void;
+  /** CUDA: enqueue a host→device copy on the plan's stream; src must be addon memory (referenced until a later synchronize). */
+  upload(dst: NativeDeviceBuffer, src: ArrayBufferView): void;
+  /** CUDA: enqueue a device→host copy on the plan's stream into addon memory (done after a later synchronize). */
+  download(dst: ArrayBufferView, src: NativeDeviceBuffer): void;
   dispose(): void;
 }
 
@@ -132,6 +136,8 @@ export interface NativeBinding {
   allocHost(bytes: number, pinned: boolean): ArrayBuffer;
   /** 0 = ordinary ArrayBuffer, 1 = SharedArrayBuffer, 2 = addon memory (allocHost). */
   hostMemoryKind(a: ArrayBufferView): 0 | 1 | 2;
+  /** Addon memory that is page-locked. */
+  isPinnedHost(a: ArrayBufferView): boolean;
   /** dst.set(src) for typed arrays of equal byteLength, split over the CPU threads. */
   copyHost(dst: ArrayBufferView, src: ArrayBufferView): void;
   memoryStats(): NativeMemoryStats;

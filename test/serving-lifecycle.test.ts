@@ -176,3 +176,18 @@ describe('memory and diagnostics', () => {
     expect(typeof events[1].ms).toBe('number');
   });
 });
+
+describe('native host<->device copies (Plan.upload / download)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { native } = require('../lib/native') as typeof import('../lib/native');
+  test('a CPU plan refuses them naming the method; isPinnedHost is false for ordinary and shared memory', () => {
+    const plan = new (native().Plan)({ backend: 'cpu', dtype: 0, B: 1, H: 1, D: 4, b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0 });
+    const a = allocTensor([4]).data;
+    expect(() => plan.upload(null as never, a)).toThrow(/upload: host<->device copies need a CUDA plan/);
+    expect(() => plan.download(a, null as never)).toThrow(/download: host<->device copies need a CUDA plan/);
+    plan.dispose();
+    expect(native().isPinnedHost(new Float32Array(4))).toBe(false);
+    expect(native().isPinnedHost(new Float32Array(new SharedArrayBuffer(16)))).toBe(false);
+    expect(() => native().isPinnedHost(3 as never)).toThrow(/isPinnedHost: expected a typed array/);
+  });
+});
