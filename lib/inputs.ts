@@ -5,6 +5,7 @@ import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
 import { addonArray, type HostArray } from './host';
+import { DeviceOutputPool } from './outputs';
 import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
@@ -59,11 +60,13 @@ export function checkQKV(q: unknown, k: unknown, v: unknown, layout: TensorLayou
 export class Scratch {
   private readonly bufs = new Map<string, NativeData>();
   private readonly hostBufs = new Map<string, HostArray>();
+  /** Memory of device outputs returned without `out` (lib/outputs.ts), reused once the caller disposes them. */
+  readonly outputs = new DeviceOutputPool();
   constructor(private readonly cuda: boolean) {}
 
-  /** Bytes held by get()'s buffers (device memory on CUDA). */
+  /** Bytes held by get()'s buffers and idle output buffers (device memory on CUDA). */
   get bytes(): number {
-    let b = 0;
+    let b = this.outputs.bytes;
     for (const x of this.bufs.values()) b += x.byteLength;
     return b;
   }
@@ -101,6 +104,7 @@ export class Scratch {
     }
     this.bufs.clear();
     this.hostBufs.clear();
+    this.outputs.close();
   }
 }
 
@@ -162,8 +166,9 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
   if (q instanceof DeviceTensor) {
     if (!cuda) throw new TypeError("q is a DeviceTensor but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     const dev = out as DeviceTensor | undefined;
-    const buf = dev ? deviceBuffer(dev) : native().DeviceBuffer.alloc(n * dtypeSize(dtype));
-    const result = (): AnyTensor => dev ?? wrapBuffer(buf, shape, dtype);
+    const buf = dev ? deviceBuffer(dev) : scratch.outputs.take(n * dtypeSize(dtype));
+    const give = (b: NativeDeviceBuffer): void => scratch.outputs.give(b);
+    const result = (): AnyTensor => dev ?? wrapBuffer(buf, shape, dtype, give);
     return { o: act(buf, st), post: [], collect: result, collectAsync: async () => result() };
   }
   const host = out as HostTensor | undefined;

@@ -107,3 +107,33 @@ describeCuda('CUDA host path (bf16)', () => {
     video.dispose();
   });
 });
+
+describeCuda('CUDA device outputs without out (bf16)', () => {
+  test('a disposed output is reused by the next forward / attend: no cudaMalloc at steady state', async () => {
+    const S = 256, shape = [1, S, H, D];
+    const attn = new MonarchAttention({ layout: { kind: 'sequence', length: S, blockSize: 16 }, heads: H, headDim: D, dtype: 'bfloat16', backend: 'cuda' });
+    const dev = [bf16(shape), bf16(shape), bf16(shape)].map((t) => DeviceTensor.fromHost(t));
+    const first = await attn.forward(dev[0], dev[1], dev[2]);
+    const want = bits(first.downloadSync());
+    const p0 = first.pointer;
+    first.dispose();
+    expect(first.disposed).toBe(true);
+    expect(() => first.pointer).toThrow(/DeviceTensor was disposed/);
+    const s0 = memoryStats();
+    for (let i = 0; i < 5; i++) {
+      const o = await attn.forward(dev[0], dev[1], dev[2]);
+      expect(o.pointer).toBe(p0);
+      expect(bits(o.downloadSync())).toEqual(want);
+      o.dispose();
+    }
+    expect(memoryStats().deviceAllocations).toBe(s0.deviceAllocations);
+    const kept = await attn.forward(dev[0], dev[1], dev[2]);  // not disposed: the next one gets new memory
+    const other = await attn.forward(dev[0], dev[1], dev[2]);
+    expect(other.pointer).not.toBe(kept.pointer);
+    await attn.close();
+    expect(bits(kept.downloadSync())).toEqual(want);  // outputs outlive their instance
+    kept.dispose();
+    other.dispose();
+    dev.forEach((t) => t.dispose());
+  });
+});
