@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "binding_safe_worker.h"
+
 #ifdef MONARCH_WITH_CUDA
 #include "binding_cuda.h"
 #endif
@@ -53,8 +55,13 @@ void Unref(HostBlock* b) {
   if (--b->refs == 0) FreeBlockLocked(b);
 }
 
-// Finalizer of the external ArrayBuffer: drops the JS buffer's reference.
-void FinalizeBlock(Napi::Env, void*, HostBlock* b) { Unref(b); }
+// Finalizer of the external ArrayBuffer: reverses the external-memory report of AllocHost and drops
+// the JS buffer's reference (in-flight work may still hold the block).
+void FinalizeBlock(Napi::Env env, void*, HostBlock* b) {
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, -int64_t(b->bytes), &ignored);
+  Unref(b);
+}
 
 }  // namespace
 
@@ -237,12 +244,18 @@ Napi::Value AllocHost(const Napi::CallbackInfo& info) {
     g_counters.hostBytesLive += b->bytes;
     if (b->pinned) g_counters.pinnedBytesLive += b->bytes;
   }
+  Napi::ArrayBuffer ab;
   try {
-    return Napi::ArrayBuffer::New(env, b->ptr, b->bytes, FinalizeBlock, b);
+    ab = Napi::ArrayBuffer::New(env, b->ptr, b->bytes, FinalizeBlock, b);
   } catch (...) {
     Unref(b);
     throw;
   }
+  // Tell V8 about the memory behind the external buffer (pinned staging and host outputs included), so
+  // that dropping such buffers puts pressure on the garbage collector; FinalizeBlock reverses it.
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, int64_t(b->bytes), &ignored);
+  return ab;
 }
 
 Napi::Value HostMemoryKind(const Napi::CallbackInfo& info) {
@@ -293,13 +306,13 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// cloneHostAsync: the copy into an ArrayBuffer that no JS code can see until OnOK.
-class CloneWorker : public Napi::AsyncWorker {
+// cloneHostAsync: the copy into an ArrayBuffer that no JS code can see until it settles. Completion
+// goes through SafeWorker, so finishing during environment teardown neither throws nor aborts.
+class CloneWorker : public SafeWorker {
  public:
   CloneWorker(Napi::Env env, napi_typedarray_type type, const void* src, size_t bytes, HostBlockRef block,
               std::unique_ptr<uint8_t[]> snapshot)
-      : Napi::AsyncWorker(env, "monarch:cloneHostAsync"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+      : SafeWorker(env, "monarch:cloneHostAsync"),
         type_(type),
         src_(src),
         bytes_(bytes),
@@ -309,25 +322,22 @@ class CloneWorker : public Napi::AsyncWorker {
     dst_ = ab.Data();
     host_ = Napi::Persistent(ab);
   }
-  Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { ParallelCopy(dst_, src_, bytes_); }
-  void OnOK() override {
-    Napi::Env env = Env();
+  void Run() override { ParallelCopy(dst_, src_, bytes_); }
+  std::string Complete(napi_env e) override {
+    Napi::Env env(e);
     Napi::ArrayBuffer ab = host_.Value();
-    Napi::Value out;
     switch (type_) {
-      case napi_float32_array: out = Napi::Float32Array::New(env, bytes_ / 4, ab, 0); break;
-      case napi_uint16_array: out = Napi::Uint16Array::New(env, bytes_ / 2, ab, 0); break;
-      default: out = Napi::Uint8Array::New(env, bytes_, ab, 0); break;
+      case napi_float32_array: out_ = Napi::Float32Array::New(env, bytes_ / 4, ab, 0); break;
+      case napi_uint16_array: out_ = Napi::Uint16Array::New(env, bytes_ / 2, ab, 0); break;
+      default: out_ = Napi::Uint8Array::New(env, bytes_, ab, 0); break;
     }
-    deferred_.Resolve(out);
+    return std::string();
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  napi_value Result(napi_env) override { return out_; }  // made in Complete, inside the same handle scope
 
  private:
-  Napi::Promise::Deferred deferred_;
   napi_typedarray_type type_;
   const void* src_;
   size_t bytes_;
@@ -335,6 +345,7 @@ class CloneWorker : public Napi::AsyncWorker {
   std::unique_ptr<uint8_t[]> snapshot_;
   void* dst_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> host_;
+  napi_value out_ = nullptr;
 };
 
 }  // namespace
@@ -360,8 +371,9 @@ Napi::Value CloneHostAsync(const Napi::CallbackInfo& info) {
       src = snapshot.get();
     }
     auto* w = new CloneWorker(env, type, src, s.bytes, std::move(block), std::move(snapshot));
-    w->Queue();
-    return w->Promise();
+    Napi::Promise promise = w->Promise();
+    if (!w->TryQueue()) w->DropUnqueued("cloneHostAsync: could not be queued (the environment is shutting down)");
+    return promise;
   } catch (const Napi::Error& e) {
     deferred.Reject(e.Value());
     return deferred.Promise();

@@ -9,7 +9,10 @@ import { addonArray, StagingPool } from './host';
 import { checkSignal, publishStart, throwIfAborted } from './serving';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
-import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
+import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions, isTyped } from './validate';
+
+/** The keys of DenseOptions. */
+export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -23,11 +26,12 @@ interface DenseSetup {
   keyMask?: Uint8Array;
   causalChunk: number;
   qOffset: number;
+  signal?: AbortSignal;
   c: ReturnType<typeof checkQKV>;
 }
 
 function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
-  const o = opts === undefined ? {} : checkObject('options', opts);
+  const o = snapshot('options', opts, DENSE_OPTION_KEYS, true);
   const layout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
   const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const dtype = (q as { dtype?: unknown } | null)?.dtype;
@@ -36,7 +40,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   if (c.device && backend !== 'cuda') {
     throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
   }
-  const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkPositive('scale', o.scale);
+  const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkScale('scale', o.scale);
   const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');
   const causalChunk = o.causalChunk === undefined ? 0 : checkInt('causalChunk', o.causalChunk, 1, c.k.S);
   const qOffset = o.qOffset === undefined ? c.k.S - c.q.S : checkInt('qOffset', o.qOffset, 0, 2 ** 31 - 1);
@@ -46,7 +50,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   return {
     backend, layout, q: c.q, k: c.k, device: c.device, scale,
     returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
-    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), c,
+    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal), c,
   };
 }
 
@@ -98,10 +102,10 @@ function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefi
  */
 export function denseAttention(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): Promise<DenseResult<HostTensor>>;
 export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): Promise<DenseResult<DeviceTensor>>;
-export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
+export function denseAttention<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
-  const signal = checkSignal((opts as { signal?: unknown } | undefined)?.signal);
+  const signal = s.signal;
   throwIfAborted(signal);
   const cuda = s.backend === 'cuda';
   // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
@@ -132,7 +136,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
 /** Synchronous twin of denseAttention(). */
 export function denseAttentionSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): DenseResult<HostTensor>;
 export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): DenseResult<DeviceTensor>;
-export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor>;
+export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): DenseResult<AnyTensor>;
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
@@ -160,7 +164,8 @@ export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opt
  * returnLse / returnEntropy are honoured (their cost is timed too).
  */
 export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: DenseOptions & TimeOptions = {}): number[] {
-  const { warmup, iters, ...dense } = opts;
+  const all = snapshot('options', opts, [...DENSE_OPTION_KEYS, 'warmup', 'iters'], true);
+  const { warmup, iters, ...dense } = all;
   const t = timeOptions({ warmup, iters });
   const sets = checkInputSets(inputs);
   const first = inSet(0, () => setup(sets[0][0], sets[0][1], sets[0][2], dense));

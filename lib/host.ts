@@ -28,6 +28,8 @@ export function addonArray(dtype: DType, n: number, pinned = false): HostArray {
  * worker (Node marks external buffers untransferable: DataCloneError); structured-clone it without a
  * transfer list instead.
  */
+export function allocTensor(shape: readonly number[], dtype?: 'float32'): HostTensor<'float32'>;
+export function allocTensor<D extends DType>(shape: readonly number[], dtype: D): HostTensor<D>;
 export function allocTensor(shape: readonly number[], dtype: DType = 'float32'): HostTensor {
   const shp = checkShape('shape', shape);
   if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
@@ -35,7 +37,7 @@ export function allocTensor(shape: readonly number[], dtype: DType = 'float32'):
   }
   const n = numel(shp);
   if (!Number.isSafeInteger(n * dtypeSize(dtype))) throw new RangeError(`shape [${shp.join(', ')}] is too large`);
-  return tensor(addonArray(dtype, n, true), shp, dtype);
+  return tensor(addonArray(dtype, n, true), shp, dtype as DType);
 }
 
 /** Where a typed array's memory lives: 'addon' (allocTensor), 'shared' (SharedArrayBuffer) or 'ordinary'. */
@@ -64,6 +66,12 @@ export class StagingPool {
   private free: HostArray[] = [];
   private all = new Set<HostArray>();
 
+  /**
+   * `limit`: bytes the pool may hold (what MonarchOptions.maxWorkspaceBytes leaves after the instance's
+   * own buffers); a call whose staging copies would exceed it is refused with a RangeError naming both.
+   */
+  constructor(private readonly limit = Infinity) {}
+
   /** Bytes held by the pool's staging arrays. */
   get bytes(): number {
     let b = 0;
@@ -75,6 +83,12 @@ export class StagingPool {
     const f32 = isTyped(like, 'Float32Array');
     const i = this.free.findIndex((a) => a.length === like.length && isTyped(a, 'Float32Array') === f32);
     if (i >= 0) return this.free.splice(i, 1)[0];
+    const need = this.bytes + like.byteLength;
+    if (need > this.limit) {
+      throw new RangeError(`staging copies of ordinary-ArrayBuffer inputs need ${need} bytes, more than the ${this.limit} bytes ` +
+        'maxWorkspaceBytes leaves after the instance\'s own buffers; pass allocTensor() or SharedArrayBuffer inputs (used in place), ' +
+        'await earlier calls, or raise maxWorkspaceBytes');
+    }
     const a = addonArray(f32 ? 'float32' : 'bfloat16', like.length, true);
     this.all.add(a);
     return a;
@@ -89,23 +103,26 @@ export class StagingPool {
   secure(ts: readonly HostTensor[], cuda = false): SecuredInputs {
     const taken: HostArray[] = [];
     let copied = 0;
-    const out = ts.map((t) => {
-      if (cuda ? native().isPinnedHost(t.data) : native().hostMemoryKind(t.data) !== 0) return t;
-      const a = this.acquire(t.data);
-      taken.push(a);
-      native().copyHost(a, t.data);
-      copied += a.byteLength;
-      return Object.freeze({ data: a, shape: t.shape, dtype: t.dtype }) as HostTensor;
-    });
     let released = false;
-    return {
-      tensors: out, copiedBytes: copied,
-      release: () => {
-        if (released) return;
-        released = true;
-        for (const a of taken) if (this.all.has(a)) this.free.push(a);
-      },
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (const a of taken) if (this.all.has(a)) this.free.push(a);
     };
+    try {
+      const out = ts.map((t) => {
+        if (cuda ? native().isPinnedHost(t.data) : native().hostMemoryKind(t.data) !== 0) return t;
+        const a = this.acquire(t.data);
+        taken.push(a);
+        native().copyHost(a, t.data);
+        copied += a.byteLength;
+        return Object.freeze({ data: a, shape: t.shape, dtype: t.dtype }) as HostTensor;
+      });
+      return { tensors: out, copiedBytes: copied, release };
+    } catch (e) {
+      release();  // what was taken before the failure goes back to the pool
+      throw e;
+    }
   }
 
   /** Drops every staging array (the memory is freed when the garbage collector finalizes it). */

@@ -61,8 +61,11 @@ export class Scratch {
   private readonly bufs = new Map<string, NativeData>();
   private readonly hostBufs = new Map<string, HostArray>();
   /** Memory of device outputs returned without `out` (lib/outputs.ts), reused once the caller disposes them. */
-  readonly outputs = new DeviceOutputPool();
-  constructor(private readonly cuda: boolean) {}
+  readonly outputs: DeviceOutputPool;
+  /** `idleOutputBytes`: idle output memory kept for reuse at most (the rest of maxWorkspaceBytes). */
+  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity) {
+    this.outputs = new DeviceOutputPool(4, undefined, idleOutputBytes);
+  }
 
   /** Bytes held by get()'s buffers and idle output buffers (device memory on CUDA). */
   get bytes(): number {

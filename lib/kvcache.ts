@@ -18,7 +18,7 @@ import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type Cach
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import type { ResolvedOptions } from './options';
 import { actStrides, dtypeCode, type ActDims } from './tensor';
-import { checkObject, isErrorLike, timeOptions, type TimeOptions } from './validate';
+import { isErrorLike, snapshot, TIME_OPTION_KEYS, timeOptions, type TimeOptions } from './validate';
 
 /** @internal What the caches of one pool share: options, window, one plan (workspace, stream), scratch, staging, queue. */
 export interface CacheCore {
@@ -388,11 +388,11 @@ export class KVCache {
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {
-    const o = checkObject('attend options', opts);
+    const o = snapshot('attend options', opts, ['frame', 'write', 'out', 'signal']);
     const frame = this.parseFrame('frame', o.frame);
     const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
     if (o.write !== undefined) {
-      const w = checkObject('write', o.write);
+      const w = snapshot('write', o.write, ['k', 'v']);
       r.k = w.k as AnyTensor;
       r.v = w.v as AnyTensor;
     }
@@ -400,29 +400,26 @@ export class KVCache {
   }
 
   private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
-    const o = checkObject('write options', opts);
+    const o = snapshot('write options', opts, ['frame', 'signal']);
     return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal) };
   }
 
   private stepRequest(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: unknown): Request {
-    const r: Request = { frame: 'next', name: 'frame', op: 'step', q, k, v };
-    if (opts !== undefined) {
-      const o = checkObject('step options', opts);
-      r.out = o.out as AnyTensor | undefined;
-      r.signal = checkSignal(o.signal);
-    }
-    return r;
+    const o = snapshot('step options', opts, ['out', 'signal'], true);
+    return { frame: 'next', name: 'frame', op: 'step', q, k, v, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
   }
 
   /**
    * Writes one chunk's k, v ([B][chunkTokens][H][D] or BHSD) at `frame`, overwriting that slice. frame ≤
    * nextFrame (no gaps) and not evicted; a new chunk past the window first evicts the oldest non-sink chunk.
    */
+  write<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): Promise<void>;  // both host or both device
   async write(k: AnyTensor, v: AnyTensor, opts: WriteOptions): Promise<void> {
     await this.runQueued(this.writeRequest(k, v, opts));
   }
 
   /** Synchronous twin of write(). */
+  writeSync<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): void;
   writeSync(k: AnyTensor, v: AnyTensor, opts: WriteOptions): void {
     this.runNow(this.writeRequest(k, v, opts), 'writeSync');
   }
@@ -455,7 +452,7 @@ export class KVCache {
    */
   step(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): Promise<HostTensor>;
   step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor>;
+  step<T extends AnyTensor>(q: T, k: T, v: T, opts?: StepOptions): Promise<AnyTensor>;
   async step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor> {
     return (await this.runQueued(this.stepRequest(q, k, v, opts)))!;
   }
@@ -463,7 +460,7 @@ export class KVCache {
   /** Synchronous twin of step() (`out` honoured; no signal: it runs to completion). */
   stepSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): HostTensor;
   stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): DeviceTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor;
+  stepSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: StepOptions): AnyTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor {
     return this.runNow(this.stepRequest(q, k, v, opts), 'stepSync')!;
   }
@@ -479,7 +476,7 @@ export class KVCache {
     const plan = this.live();
     this.guardIdle('time');
     this.usable();
-    const o = opts === undefined ? {} : checkObject('options', opts);
+    const o = snapshot('options', opts, [...TIME_OPTION_KEYS, 'frame'], true);
     const { frame, ...rest } = o;
     const timing = timeOptions(rest);
     const req: Frame = frame === undefined ? 'next' : this.parseFrame('frame', frame);

@@ -15,9 +15,9 @@ import type { MemoryFigures } from './serving';
 import type { CacheWindow } from './kvwindow';
 import { chunkMaps } from './layout';
 import { WorkQueue } from './ops';
-import { createPlan, resolveOptions, videoLayout, type ResolvedOptions } from './options';
+import { checkBudget, createPlan, defaultMemoryBudget, resolveOptions, videoLayout, type ResolvedOptions } from './options';
 import { dtypeSize } from './tensor';
-import { checkInt, checkObject, show } from './validate';
+import { checkInt, show, snapshot } from './validate';
 
 const MAX_LAYERS = 4096;
 const MAX_WINDOW_FRAMES = 65536;
@@ -49,7 +49,7 @@ export function cacheWindow(cfg: ResolvedOptions, o: Record<string, unknown>): C
 }
 
 function poolOptions(opts: unknown, needLayers: boolean): { layers: number; maxBytes: number; o: Record<string, unknown> } {
-  const o = opts === undefined ? {} : checkObject('KV cache options', opts);
+  const o = snapshot('KV cache options', opts, needLayers ? ['layers', 'localAttnFrames', 'sinkFrames', 'maxBytes'] : ['localAttnFrames', 'sinkFrames', 'maxBytes'], true);
   const layers = needLayers ? checkInt('layers', o.layers, 1, MAX_LAYERS) : 1;
   let maxBytes = Infinity;
   if (o.maxBytes !== undefined) {
@@ -103,7 +103,13 @@ export class KVCachePool implements CacheOwner {
     if (bytes.total > maxBytes) {
       throw new RangeError(`KV cache needs ${bytes.total} bytes (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging}), over maxBytes ${maxBytes}`);
     }
+    // The instance-wide budget too (MonarchOptions.maxWorkspaceBytes, default the machine's / GPU's memory).
+    const dflt = defaultMemoryBudget(cfg.backend);
+    checkBudget(`KV cache (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging} bytes)`, bytes.total,
+      cfg.maxWorkspaceBytes, cfg.maxWorkspaceBytes !== dflt.bytes, dflt.source, 'lower layers, localAttnFrames, layout.frames, batch or heads, or raise maxWorkspaceBytes');
     this.bytes = Object.freeze(bytes);
+    // Staging copies of ordinary-ArrayBuffer inputs and idle device outputs share what the budget leaves.
+    const rest = Math.max(0, cfg.maxWorkspaceBytes - bytes.total);
     const g = cfg.geometry, cuda = cfg.backend === 'cuda';
     const maps = chunkMaps(videoLayout(cfg), cfg.chunkFrames);
     const plan = createPlan(cfg, Math.min(cfg.queryTilesPerCall, g.chunkTiles), win.slots * g.chunkTiles);
@@ -116,7 +122,7 @@ export class KVCachePool implements CacheOwner {
       throw new Error(`KV cache: allocating ${bytes.cache} bytes of ${cuda ? 'device' : 'host'} memory failed: ${(e as Error).message}`);
     }
     this.core = {
-      cfg, win, plan, closing: false, scratch: new Scratch(cuda), staging: new StagingPool(), queue: new WorkQueue(),
+      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest), staging: new StagingPool(rest), queue: new WorkQueue(),
       gatherMap: maps.gather ?? Int32Array.from({ length: g.chunkTokens }, (_, i) => i),
       scatterMap: maps.scatter, needsGather: maps.gather !== null, identity: new Map(),
       disposedMessage: single ? 'KVCache was disposed' : 'KVCache was disposed (its KVCachePool was disposed)',

@@ -16,7 +16,7 @@ import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
-import { checkMask, checkObject, timeOptions, type TimeOptions } from './validate';
+import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
 function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
@@ -39,7 +39,7 @@ export class MonarchAttention {
   private plan: NativePlan | null;
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
-  private readonly staging = new StagingPool();
+  private readonly staging: StagingPool;
   private closing = false;
   private closed: Promise<void> | null = null;
 
@@ -49,8 +49,11 @@ export class MonarchAttention {
     this.backend = cfg.backend;
     this.geometry = Object.freeze(cfg.geometry);
     this.numTokens = cfg.geometry.numTokens;
+    // Staging copies and idle device outputs share what maxWorkspaceBytes leaves after the workspace.
+    const rest = Math.max(0, cfg.maxWorkspaceBytes - cfg.workspaceBytes);
+    this.staging = new StagingPool(rest);
     this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda');
+    this.scratch = new Scratch(cfg.backend === 'cuda', rest);
   }
 
   private live(): NativePlan {
@@ -85,7 +88,7 @@ export class MonarchAttention {
     }
     let keyMask: Uint8Array | undefined, out: AnyTensor | undefined, signal: AbortSignal | undefined;
     if (opts !== undefined) {
-      const o = checkObject('forward options', opts);
+      const o = snapshot('forward options', opts, ['keyMask', 'out', 'signal']);
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
@@ -147,7 +150,7 @@ export class MonarchAttention {
    */
   forward(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): Promise<HostTensor>;
   forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
-  forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
+  forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
     const { c, keyMask, out, signal } = this.check(q, k, v, opts);
@@ -179,7 +182,7 @@ export class MonarchAttention {
   /** Synchronous twin of forward() (blocks the event loop). */
   forwardSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): HostTensor;
   forwardSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): DeviceTensor;
-  forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor;
+  forwardSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): AnyTensor;
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');

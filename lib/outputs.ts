@@ -13,9 +13,14 @@ export class DeviceOutputPool<B extends PooledBuffer = NativeDeviceBuffer> {
   private readonly idle = new Map<number, B[]>();
   private closed = false;
 
-  /** `maxIdle`: idle buffers kept per byte size; `alloc`: how a new buffer is made. */
+  /**
+   * `maxIdle`: idle buffers kept per byte size; `alloc`: how a new buffer is made; `maxIdleBytes`: idle
+   * bytes kept in all (what MonarchOptions.maxWorkspaceBytes leaves after the instance's own buffers; a
+   * buffer given back past it is freed).
+   */
   constructor(private readonly maxIdle = 4,
-    private readonly alloc: (bytes: number) => B = (bytes) => native().DeviceBuffer.alloc(bytes) as unknown as B) {}
+    private readonly alloc: (bytes: number) => B = (bytes) => native().DeviceBuffer.alloc(bytes) as unknown as B,
+    private readonly maxIdleBytes = Infinity) {}
 
   /** An idle buffer of exactly `bytes` bytes, or a new one. */
   take(bytes: number): B {
@@ -28,7 +33,7 @@ export class DeviceOutputPool<B extends PooledBuffer = NativeDeviceBuffer> {
   give(buf: B): void {
     if (buf.disposed) return;
     const list = this.idle.get(buf.byteLength) ?? [];
-    if (this.closed || list.length >= this.maxIdle) {
+    if (this.closed || list.length >= this.maxIdle || this.bytes + buf.byteLength > this.maxIdleBytes) {
       buf.dispose();
       return;
     }

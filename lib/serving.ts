@@ -27,12 +27,15 @@ export interface CallEvent {
   error?: string;
 }
 
-export const callChannel = diagnostics.channel('monarch-attention:call');
+const CALL_CHANNEL = 'monarch-attention:call';
 let nextId = 1;
 
 /** Starts a call's event pair (inputs: its tensor inputs, the first one's shape reported); returns the function that publishes its end. */
 export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'], inputs: readonly AnyTensor[],
   stagedBytes: number): (error?: unknown) => void {
+  // Looked up per call, not cached: Node 20 keeps unsubscribed channels weakly, and a channel object
+  // cached at load time can end up detached from the name that subscribers later look up.
+  const callChannel = diagnostics.channel(CALL_CHANNEL);
   if (!callChannel.hasSubscribers) return () => {};
   const t0 = performance.now();
   const base = {

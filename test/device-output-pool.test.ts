@@ -49,3 +49,15 @@ test('close() frees the idle buffers and every buffer given back later; disposed
   expect(b.disposed).toBe(true);
   expect(p.bytes).toBe(0);
 });
+
+test('idle bytes stay within maxIdleBytes (what maxWorkspaceBytes leaves): a buffer past it is freed', () => {
+  const made: FakeBuffer[] = [];
+  const p = new DeviceOutputPool<FakeBuffer>(4, (bytes) => { const b = new FakeBuffer(bytes, made.length); made.push(b); return b; }, 100);
+  const [a, b, c] = [p.take(40), p.take(40), p.take(30)];
+  p.give(a);
+  p.give(b);
+  p.give(c);  // 80 + 30 > 100: freed
+  expect([a.disposed, b.disposed, c.disposed]).toEqual([false, false, true]);
+  expect(p.bytes).toBe(80);
+  expect(p.take(40)).toBe(b);
+});
