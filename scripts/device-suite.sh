@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (after `source .device/activate.sh`): the GPU test suite, compute-sanitizer on a
 # small subset, the CLI check and the benchmarks. Logs and results go to $OUT (or ./device-out).
-#   scripts/device-suite.sh [tests] [sanitize] [sanitize-jest] [check] [bench] [plot] [accuracy]
+#   scripts/device-suite.sh [tests] [sanitize] [sanitize-jest] [check] [bench] [plot] [accuracy] [probes]
 #   (default: tests sanitize check bench)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,5 +49,19 @@ for s in $steps; do
     accuracy)
       node bin/monarch-attn.js accuracy --backend cuda --dtype bfloat16 --tilings --floors --time-preset wan-480p \
         --pareto "$out/pareto.svg" --json "$out/accuracy.json" --markdown "$out/accuracy.md" --no-progress 2>&1 | tail -40 ;;
+    probes)
+      echo "== serving: event-loop delay with concurrent host/device-tensor forwards (benchmarks/loop_delay_probe.js)"
+      if [ -f benchmarks/loop_delay_probe.js ]; then
+        node benchmarks/loop_delay_probe.js --preset wan-480p --instances ${PROBE_INSTANCES:-4} --seconds ${PROBE_SECONDS:-5} \
+          > "$out/loop-delay.json" 2> "$out/loop-delay.err"; echo "probe exit $?"; tail -c 1500 "$out/loop-delay.json"
+      fi
+      echo "== streaming: Self-Forcing-shaped sessions at 480p through the example server"
+      UV_THREADPOOL_SIZE=16 node dist/examples/streaming-server/server.js --preset 480p --port 8089 > "$out/stream-server.log" 2>&1 &
+      srv=$!
+      for i in $(seq 1 60); do node -e "require('http').get('http://127.0.0.1:8089/health', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))" && break; sleep 1; done
+      node dist/examples/streaming-server/load.js --url http://127.0.0.1:8089 --sessions ${STREAM_SESSIONS:-4} \
+        --chunks ${STREAM_CHUNKS:-7} > "$out/stream-load.json" 2> "$out/stream-load.err"; echo "load exit $?"
+      kill $srv 2>/dev/null; wait $srv 2>/dev/null
+      tail -c 1500 "$out/stream-load.json" ;;
   esac
 done

@@ -9,7 +9,9 @@
 //
 // Kernels (the key tile is also the first value matrix, aL = P·K, so a tile costs one K and one V load
 // and three mma products S, aL, y):
-//   first step (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
+//   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
+//     dense kernel (r_step_frames_dense.cuh);
+//   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
 //   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
@@ -24,6 +26,7 @@
 #include <monarch/monarch_cuda.h>
 #include "r_step_later_kernel.cuh"
 #include "r_step_persist_kernel.cuh"
+#include "r_step_frames_dense.cuh"
 #include "r_step_rowwise_kernel.cuh"
 
 namespace monarch {
@@ -63,6 +66,8 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
       !aligned16(p.aR) || !aligned16(p.aL) || !aligned16(p.y))
     return Status::Error(
         "r_step: q, k, v and the workspace need 16-byte aligned rows (strides multiples of 8)");
+  // One tile with long key rows (VMonarch's frames as blocks): the first step is dense attention per row.
+  if (first && r_step_frames_dense_applies(p)) return r_step_frames_dense(p, last, stream);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

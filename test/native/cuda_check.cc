@@ -593,6 +593,10 @@ int main(int argc, char** argv) {
       {"b1=45 T=2 qmask masked", 1, 2, 45, 16, 2, 3, 0, 0, 2, false, true, true, true, 1.5},
       {"b1=64 T=3 causal", 1, 1, 64, 24, 2, 3, 0, 1, 3, true, true, false, false, 1.5},
       {"b1=17 T=2 sharp", 1, 1, 17, 40, 2, 5, 0, 0, 2, false, false, false, true, 4.0},
+      // one tile, long key rows (VMonarch frames as blocks): the first R-step on the dense kernel
+      {"frames-dense b1=7 b2=300 T=1", 1, 2, 7, 300, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+      {"frames-dense B=2 b2=160 T=2 BHSD qmask", 2, 3, 5, 160, 1, 1, 0, 0, 2, true, false, false, true, 1.5},
+      {"frames-dense b1=21 b2=200 T=3 sharp", 1, 1, 21, 200, 1, 1, 0, 0, 3, false, false, false, false, 3.0},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -609,7 +613,8 @@ int main(int argc, char** argv) {
               {"small b2=130 T=3", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
               {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5},
               {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5},
-              {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5}};
+              {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5},
+              {"small frames-dense T=2", 2, 1, 3, 150, 1, 1, 0, 0, 2, false, false, false, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
@@ -628,6 +633,8 @@ int main(int argc, char** argv) {
     time_monarch(21, 30, 52, 12, 128, ++s);
     time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
     time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128
+    time_monarch(1, 21, 1560, 12, 128, ++s);        // VMonarch 480p: frames as blocks
+    time_monarch_t2(1, 21, 1560, 12, 128, ++s);     // VMonarch 480p T = 2
     time_monarch_t2(21, 30, 52, 12, 128, ++s);      // 480p T = 2
     time_monarch_t2(21, 45, 80, 12, 128, ++s);      // 720p T = 2
   }

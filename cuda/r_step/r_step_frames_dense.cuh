@@ -1,0 +1,81 @@
+// r_step_frames_dense.cuh — the first R-step of a single-tile problem with long key rows (VMonarch's
+// frames as blocks: Aq = Fk = 1, b2 = h·w > 128) on the dense attention kernel.
+//
+// With one tile and L = I, the R-step of key row k is the b2 × b2 attention of row k's tokens with
+// themselves, R = softmax_l(s·q[k,j]·k[k,l]): dense attention with the b1 rows as its batch. So it runs as
+// dense(q, k, k) → aL with the entropy output (Σ R log R = −entropy gives cL, transposed into the cL layout
+// by r_step_entropy_to_cl_kernel), then, on the last step, dense(q, k, v) → y. The outputs go straight
+// into the workspace layout [j][k][D] through the dense output's strides. The entropy of batch b is
+// staged in the y buffer (free until y is written, which happens after every transposition).
+#pragma once
+
+#include <algorithm>
+
+#include "../common/launch_utils.cuh"
+#include "../common/mma_utils.cuh"
+#include <monarch/monarch_cuda.h>
+
+namespace monarch {
+namespace cuda {
+namespace {  // this header is included by r_step.cu only
+
+// cL[((b·H + h)·b2 + j)·b1 + k] = −entropy[(k·H + h)·b2 + j] for one batch row b.
+__global__ void r_step_entropy_to_cl_kernel(const float* __restrict__ entropy, float* __restrict__ cL, int H,
+                                            int b1, int b2, int64_t cl0) {
+  const int64_t n = int64_t(b1) * H * b2;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < n; t += int64_t(gridDim.x) * blockDim.x) {
+    const int j = int(t % b2);
+    const int64_t kh = t / b2;
+    const int h = int(kh % H), k = int(kh / H);
+    const float e = entropy[t];
+    cL[cl0 + (int64_t(h) * b2 + j) * b1 + k] = -e;  // NaN stays NaN
+  }
+}
+
+// Whether the frames-as-dense path serves this first R-step.
+inline bool r_step_frames_dense_applies(const MonarchParams& p) {
+  return p.Aq == 1 && p.Fk == 1 && p.b2 > 128 && p.keyValid == nullptr && p.y != nullptr && p.aL != nullptr &&
+         p.cL != nullptr && (p.dtype == kBF16 || p.dtype == kF16) && (p.D == 64 || p.D == 128) &&
+         int64_t(p.b1) * p.H * p.b2 <= (int64_t(1) << 31) / 8;
+}
+
+inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stream) {
+  const size_t es = dtype_size(p.dtype);
+  const int64_t perBatchWs = int64_t(p.H) * p.b2 * p.b1 * p.D;  // aL / y elements of one batch row b
+  auto at = [&](const void* base, int64_t elems) {
+    return static_cast<void*>(static_cast<char*>(const_cast<void*>(base)) + elems * int64_t(es));
+  };
+  auto dense_for = [&](int b, const Act& values, void* out) {
+    DenseParams d;
+    d.dtype = p.dtype, d.B = p.b1, d.H = p.H, d.D = p.D, d.Nq = p.b2, d.Nk = p.b2, d.scale = p.scale;
+    d.q = {at(p.q.data, b * p.q.sB), p.b2 * p.q.sS, p.q.sS, p.q.sH};      // batch = key row k
+    d.k = {at(p.k.data, b * p.k.sB), p.b2 * p.k.sS, p.k.sS, p.k.sH};
+    d.v = {at(values.data, b * values.sB), p.b2 * values.sS, values.sS, values.sH};
+    d.o = {at(out, b * perBatchWs), p.D, int64_t(p.b1) * p.D, int64_t(p.b2) * p.b1 * p.D};  // [h][j][k][D]
+    return d;
+  };
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  float* entropy = static_cast<float*>(p.y);  // staging, see above
+  for (int b = 0; b < p.B; ++b) {
+    DenseParams d = dense_for(b, p.k, p.aL);
+    d.entropy = entropy;
+    Status st = dense(d, stream);
+    if (!st.ok) return st;
+    const int64_t n = int64_t(p.b1) * p.H * p.b2;
+    const int blocks = int(std::min<int64_t>((n + 255) / 256, 65535));
+    r_step_entropy_to_cl_kernel<<<blocks, 256, 0, s>>>(entropy, p.cL, p.H, p.b1, p.b2, int64_t(b) * p.H * p.b2 * p.b1);
+    st = detail::launch_status("r_step_entropy_to_cl_kernel");
+    if (!st.ok) return st;
+  }
+  if (last) {
+    for (int b = 0; b < p.B; ++b) {
+      Status st = dense(dense_for(b, p.v, p.y), stream);
+      if (!st.ok) return st;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace monarch
