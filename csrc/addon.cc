@@ -1,9 +1,10 @@
 // addon.cc — module init of build/Release/monarch.node: registers the surface typed in lib/native.ts
-// (info, Plan, DeviceBuffer, the host dtype conversions, setCpuThreads).
+// (info, Plan, DeviceBuffer, the host dtype conversions, setCpuThreads, nccl).
 #include "binding_common.h"
 #include "binding_convert.h"
 #include "binding_device_buffer.h"
 #include "binding_info.h"
+#include "binding_nccl.h"
 #include "binding_plan.h"
 
 namespace monarch {
@@ -26,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("f32ToF16", Napi::Function::New<F32ToF16>(env, "f32ToF16"));
   exports.Set("f16ToF32", Napi::Function::New<F16ToF32>(env, "f16ToF32"));
   exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));
+  exports.Set("nccl", InitNccl(env));
   return exports;
 }
 

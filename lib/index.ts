@@ -20,3 +20,4 @@ export { SequenceParallelAttention, type SequenceParallelOptions } from './paral
 export { SequenceParallelKVCache, type ParallelAttendOptions } from './parallel_kv';
 export { createSimulatedGroup, SimulatedCommunicator, type AllToAllPart, type CommBuffer, type Communicator, type Region, type SimulatedGroupOptions } from './comm';
 export { headGroups, type HeadGroups } from './partition';
+export { NcclCommunicator, ncclInfo, ncclUniqueId, type NcclCommunicatorOptions, type NcclInfo } from './nccl';
