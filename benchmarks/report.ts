@@ -38,15 +38,25 @@ const fmtX = (x: number | null) => (x === null ? '—' : `${fmt(x)}×`);
 const fmtPct = (x: number | null) => (x === null ? '—' : `${x.toFixed(1)}%`);
 
 const COLUMNS = ['method', 'ms (median)', 'TFLOP/s', 'dense-eq TFLOP/s', '% peak', 'vs FA2', 'vs cuDNN', 'rel L2 vs dense'];
+/** Columns that only a CUDA run fills (tensor-core peak, torch FA2 / cuDNN speedups): hidden on the CPU. */
+export const GPU_ONLY_COLUMNS: readonly string[] = ['% peak', 'vs FA2', 'vs cuDNN'];
 
-function cells(r: BenchRow): string[] {
+function allCells(r: BenchRow): string[] {
   return [r.method, fmt(r.ms), fmt(r.tflops), fmt(r.denseEqTflops), fmtPct(r.pctPeak), fmtX(r.speedupVsFa2),
     fmtX(r.speedupVsCudnn), r.kind === 'monarch' ? fmt(r.relL2VsDense) : '—'];
 }
 
-export function rowsTable(rows: BenchRow[]): string {
-  const t = new Table({ head: COLUMNS, style: { head: [], border: [], compact: true } });
-  for (const r of rows) t.push(cells(r));
+/** The column heads and cells of a run on `backend`. */
+export function tableOf(rows: BenchRow[], backend: 'cpu' | 'cuda'): { head: string[]; body: string[][] } {
+  const keep = COLUMNS.map((c) => backend === 'cuda' || !GPU_ONLY_COLUMNS.includes(c));
+  const pick = (xs: string[]) => xs.filter((_, i) => keep[i]);
+  return { head: pick(COLUMNS), body: rows.map((r) => pick(allCells(r))) };
+}
+
+export function rowsTable(rows: BenchRow[], backend: 'cpu' | 'cuda'): string {
+  const { head, body } = tableOf(rows, backend);
+  const t = new Table({ head, style: { head: [], border: [], compact: true } });
+  for (const r of body) t.push(r);
   return t.toString();
 }
 
@@ -71,13 +81,17 @@ export interface BenchReport {
   checks: CheckResult[];
   rows: BenchRow[];
   notes: string[];
+  /** `--plot`: the image and the JSON of the sweep's timings (a separate file, never the --json report). */
+  plot?: { image: string; data: string };
+  /** CPU runs: the time estimated before running (attention work at the rates measured here). */
+  estimate?: { seconds: number; denseGflops: number; monarchGflops: number };
 }
 
 export function benchMarkdown(r: BenchReport): string {
   const lines = [`# monarch-attn bench: ${r.shape.name}`, '', ...headerLines(r.header).map((l) => `    ${l}`), '',
     `Shape: ${r.shape.description} (Nq = ${r.shape.nq}, Nk = ${r.shape.nk}).`,
     `Timing: median of ${r.settings.repeats} calls after ${r.settings.warmup} warm-up, rotating ${r.settings.rotate} input sets, seed ${r.settings.seed}. Peak: ${r.peak.label}. ${r.torch}.`, '',
-    markdownTable(COLUMNS, r.rows.map(cells))];
+    (({ head, body }) => markdownTable(head, body))(tableOf(r.rows, r.header.backend))];
   if (r.checks.length) {
     lines.push('', '## Checks before timing', '', markdownTable(['check', 'rel L2', 'max |Δ|', 'tol', 'result'],
       r.checks.map((c) => [c.name + (c.note ? ` (${c.note})` : ''), fmt(c.relL2), fmt(c.maxAbs), fmt(c.tol), c.pass ? 'pass' : 'FAIL'])));

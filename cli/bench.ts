@@ -13,6 +13,10 @@ import { peakFor } from '../benchmarks/peak';
 import { runPlot } from './plot';
 import { BenchShape, PRESETS, resolveShape, tokenCounts } from '../benchmarks/presets';
 import { makeProgress } from './progress';
+import { estimateSteps, formatSeconds, measureCpuRates, type CpuRates, type StepEstimate } from './estimate';
+import { planOutputs } from './outputs';
+import { loadPngRenderer, type PngRenderer } from './png';
+import { sweepBase, sweepFrames, sweepTiming } from './plot';
 import { benchMarkdown, BenchReport, BenchRow, checksTable, rowsTable } from '../benchmarks/report';
 import { relL2 } from '../benchmarks/stats';
 import { benchSdpa, findTorch, TORCH_LABEL, TorchBackend, TorchEnv } from '../benchmarks/torch';
@@ -26,8 +30,11 @@ interface BenchOpts {
   warmup?: number; repeats?: number; rotate?: number; seed: number;
   check: boolean; python?: string | false; dense: boolean;
   json?: string; markdown?: string; plot?: string; plotFrames?: number[];
-  progress: boolean;
+  progress: boolean; yes: boolean; maxSeconds?: number;
 }
+
+/** A CPU run estimated longer than this (seconds) needs --yes or a larger --max-seconds. */
+export const CPU_MAX_SECONDS_DEFAULT = 60;
 
 export function benchCommand(): Command {
   return new Command('bench')
@@ -56,9 +63,11 @@ export function benchCommand(): Command {
     .option('--no-dense', 'skip our dense kernel row')
     .option('--json <file>', 'write the report as JSON')
     .option('--markdown <file>', 'write the report as markdown')
-    .option('--plot <file>', 'also sweep latent frames at this resolution and write an SVG of time vs frames')
+    .option('--plot <file>', 'also sweep latent frames at this resolution and plot time vs frames: x.svg, or x.png (needs @resvg/resvg-js); the sweep timings go to x.sweep.json')
     .option('--plot-frames <list>', 'frames of the --plot sweep, e.g. 1-41 or 1-41:4 (default 1-41 on CUDA, 1-41:8 on the CPU)', rangeList('--plot-frames'))
     .option('--no-progress', 'no progress bar on stderr')
+    .option('-y, --yes', `run a CPU bench estimated longer than --max-seconds (default ${CPU_MAX_SECONDS_DEFAULT} s) anyway`, false)
+    .option('--max-seconds <n>', `CPU: refuse to start when the estimated time exceeds n seconds (default ${CPU_MAX_SECONDS_DEFAULT}; --yes overrides)`, intOption('--max-seconds'))
     .action(async (o: BenchOpts) => { process.exitCode = await runBench(o); });
 }
 
@@ -78,11 +87,30 @@ function timingFor(backend: 'cpu' | 'cuda', shape: BenchShape, o: BenchOpts): Ti
   return t;
 }
 
+/**
+ * A CPU run estimated over the limit (--max-seconds, default 60 s) refuses to start without --yes; a long
+ * one warns with the estimate. Returns the estimate's line for the output.
+ */
+export function guardCpuTime(seconds: number, rates: CpuRates, shapeName: string, o: { yes: boolean; maxSeconds?: number }): string {
+  const limit = o.maxSeconds ?? CPU_MAX_SECONDS_DEFAULT;
+  const what = `estimated ${formatSeconds(seconds)} on the CPU (the attention work at ${rates.denseGflops.toFixed(1)} GFLOP/s dense, ` +
+    `${rates.monarchGflops.toFixed(1)} GFLOP/s Monarch, measured here)`;
+  if (seconds > limit && !o.yes) {
+    throw new Error(`bench ${shapeName}: ${what}, over the ${limit} s limit; pass --yes to run it anyway, raise --max-seconds, ` +
+      'or pick a smaller shape (--preset cpu-small, --frames/--height/--width, --seq)');
+  }
+  if (seconds > Math.min(limit, CPU_MAX_SECONDS_DEFAULT)) process.stderr.write(`warning: ${what}; the progress bar shows an ETA\n`);
+  return what;
+}
+
 async function runBench(o: BenchOpts): Promise<number> {
   const backend = resolveBackend(o.backend);
   const shape = resolveShape(o, backend);
   const timing = timingFor(backend, shape, o);
   const variants = variantsFor(shape, o);
+  // Outputs first: a clash or a missing PNG renderer fails now, not after the timing.
+  const outputs = planOutputs(o);
+  const png: PngRenderer | undefined = outputs.plot?.format === 'png' ? loadPngRenderer(outputs.plot.image) : undefined;
   const header = runHeader(backend, info());
   const peak = peakFor(backend === 'cuda' ? header.device : null, shape.dtype);
   const { nq, nk } = tokenCounts(shape);
@@ -95,22 +123,41 @@ async function runBench(o: BenchOpts): Promise<number> {
   process.stdout.write(`shape ${shape.name}: ${shape.description}\n${torch.note}\n`);
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
 
+  // CPU: estimate before running (and refuse a long run without --yes); the estimates weight the progress bar.
+  let estimate: BenchReport['estimate'];
+  let steps: StepEstimate[] = [];
+  const plotSweep = outputs.plot ? { base: sweepBase({ shape, backend }), frames: sweepFrames({ plotFrames: o.plotFrames, backend }), timing: sweepTiming({ timing, backend }) } : undefined;
+  if (backend === 'cpu') {
+    const rates = measureCpuRates();
+    steps = estimateSteps(shape, variants, timing, o.dense, rates, plotSweep);
+    const seconds = steps.reduce((a, st) => a + st.seconds, 0);
+    estimate = { seconds, ...rates };
+    process.stdout.write(`note: ${guardCpuTime(seconds, rates, shape.name, o)}\n`);
+  }
+  const cpu = backend === 'cpu';
+  const weight = (label: string) => (cpu ? Math.max(0.05, steps.find((st) => st.label === label)?.seconds ?? 0.05) : 1);
+  const genWeight = cpu ? Math.max(0.05, timing.rotate * (nq + 2 * nk) * shape.batch * shape.heads * shape.headDim / 5e7) : 1;
+  const checkWeight = 1;
+
   const progress = makeProgress(o.progress);
   const torchBackends: TorchBackend[] = torch.python && shape.dtype !== 'float32' ? ['flash', 'cudnn'] : [];
-  progress.start(2 + variants.length + (o.check ? 1 : 0) + (o.dense ? 2 : 0) + (torchBackends.length ? 1 : 0), 'starting');
+  const denseLabels = ['our dense', 'our dense + lse + entropy'];
+  const variantWeight = (v: MonarchVariant) => weight(`Monarch T=${v.T}${v.factorization ? ` ${v.factorization}` : ''}`);
+  progress.start(genWeight + (o.check ? checkWeight : 0) + (o.dense ? weight(denseLabels[0]) + weight(denseLabels[1]) : 0) +
+    variants.reduce((a, v) => a + variantWeight(v), 0) + (torchBackends.length ? 1 : 0), 'starting');
   let checks: CheckResult[] = [];
   const rows: BenchRow[] = [];
   try {
     if (o.check) {
-      progress.tick('checking outputs on a twin shape');
+      progress.tick('checking outputs on a twin shape', checkWeight);
       checks = await runBenchChecks(shape, backend, variants, torch, o.seed + 1000);
     }
-    progress.tick(`generating ${timing.rotate} input sets`);
+    progress.tick(`generating ${timing.rotate} input sets`, genWeight);
     const w = makeWorkload(shape, backend, timing.rotate, o.seed);
     let denseOut: Float32Array | null = null;
     try {
       if (o.dense) {
-        progress.tick('our dense');
+        progress.tick('our dense', weight(denseLabels[0]));
         try {
           const m = measureDense(w, timing);
           denseOut = m.out;
@@ -119,7 +166,7 @@ async function runBench(o: BenchOpts): Promise<number> {
           rows.push(failedRow(`our dense (${backend})`, 'dense', dense, (e as Error).message));
         }
         const statsLabel = `our dense + lse + entropy (${backend})`;
-        progress.tick(statsLabel);
+        progress.tick(statsLabel, weight(denseLabels[1]));
         try {
           rows.push(rowFromMeasured(statsLabel, 'dense', measureDense(w, timing, true), dense, peak.tflops));
         } catch (e) {
@@ -127,7 +174,7 @@ async function runBench(o: BenchOpts): Promise<number> {
         }
       }
       for (const v of variants) {
-        progress.tick(variantLabel(v));
+        progress.tick(variantLabel(v), variantWeight(v));
         try {
           const m = await measureMonarch(w, v, timing);
           const row = rowFromMeasured(variantLabel(v), 'monarch', m, dense, peak.tflops);
@@ -165,14 +212,20 @@ async function runBench(o: BenchOpts): Promise<number> {
     shape: { name: shape.name, description: shape.description, batch: shape.batch, heads: shape.heads, headDim: shape.headDim, dtype: shape.dtype, nq, nk, geometry: shape.geometry },
     settings: { ...timing, seed: o.seed, iters: o.iters, factorizations: [...new Set(variants.map((v) => v.factorization ?? 'sequence'))] },
     peak, torch: torch.note, checks, rows, notes,
+    ...(outputs.plot && { plot: { image: outputs.plot.image, data: outputs.plot.data } }),
+    ...(estimate && { estimate }),
   };
   if (checks.length) process.stdout.write(`checks before timing:\n${checksTable(checks)}\n`);
-  process.stdout.write(`${rowsTable(rows)}\n`);
+  process.stdout.write(`${rowsTable(rows, backend)}\n`);
   process.stdout.write(`median of ${timing.repeats} after ${timing.warmup} warm-up, ${timing.rotate} input sets; peak: ${peak.label}\n`);
   for (const n of [...notes, ...rows.flatMap((r) => r.notes.map((x) => `${r.method}: ${x}`))]) process.stdout.write(`note: ${n}\n`);
-  if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
-  if (o.markdown) fs.writeFileSync(o.markdown, benchMarkdown(report));
-  if (o.plot) await runPlot(o.plot, { shape, backend, timing, torch, plotFrames: o.plotFrames, seed: o.seed, progress: makeProgress(o.progress) });
+  if (outputs.json) fs.writeFileSync(outputs.json, `${JSON.stringify(report, null, 2)}\n`);
+  if (outputs.markdown) fs.writeFileSync(outputs.markdown, benchMarkdown(report));
+  if (outputs.plot) {
+    const weights = plotSweep?.frames.map((f) => weight(`plot: ${f} frames`));
+    await runPlot(outputs.plot, { shape, backend, timing, torch, plotFrames: o.plotFrames, seed: o.seed, progress: makeProgress(o.progress), png, weights });
+    process.stdout.write(`plot: ${outputs.plot.image} (sweep timings: ${outputs.plot.data})\n`);
+  }
 
   const failed = checks.filter((c) => !c.pass);
   if (failed.length) process.stderr.write(`${failed.length} check(s) failed: ${failed.map((c) => c.name).join('; ')}\n`);

@@ -1,8 +1,9 @@
-// The `monarch-attn` command line: info, check, bench, accuracy.
+// The `monarch-attn` command line: info, check, bench, accuracy, build.
 import { Command } from 'commander';
 import { info } from '../lib/index';
 import { accuracyCommand } from './accuracy';
 import { benchCommand } from './bench';
+import { buildCommand } from './build';
 import { checkCommand } from './check';
 import { infoCommand } from './info';
 
@@ -10,12 +11,13 @@ export function program(): Command {
   let version = 'unknown';
   try { version = info().version; } catch { /* addon not built: subcommands report it */ }
   return new Command('monarch-attn')
-    .description('Monarch attention for Node.js: device info, exactness checks, benchmarks, accuracy reports')
+    .description('Monarch attention for Node.js: device info, exactness checks, benchmarks, accuracy reports, rebuilds')
     .version(version)
     .addCommand(infoCommand())
     .addCommand(checkCommand())
     .addCommand(benchCommand())
-    .addCommand(accuracyCommand());
+    .addCommand(accuracyCommand())
+    .addCommand(buildCommand());
 }
 
 export async function main(argv: string[] = process.argv): Promise<void> {

@@ -18,6 +18,7 @@ namespace detail {
 // Key / candidate tile length of the streaming loops (§C.3), the same tile a GPU kernel would use.
 constexpr int kTile = 64;
 constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();  // poisoned rows (non-finite logits)
 
 // ---- dtype bit conversions (round to nearest even; NaN stays NaN, quiet) ----------------------
 

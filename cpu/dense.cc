@@ -2,7 +2,8 @@
 // with the §C.3 recurrence (running max m, ℓ = Σ e^{x−m}, ũ = Σ e^{x−m}(x−m), acc = Σ e^{x−m} v).
 // Per row: lse = m + log ℓ (natural log of the scaled logits), entropy = log ℓ − ũ/ℓ (= −Σ p log p).
 // Masks: keyValid [B][Nk]; block-causal: query p = q0 + n sees keys [0, (p / C + 1)·C).
-// A row with no visible key outputs 0, lse = −INF, entropy = 0.
+// A row with no visible key outputs 0, lse = −INF, entropy = 0. A row with a non-finite scaled logit
+// (NaN or ±Inf inputs, or a q·k that overflows float32) outputs NaN (out, lse, entropy): never zeros.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -42,6 +43,7 @@ Status dense(const DenseParams& p) {
     std::vector<float> Vt(size_t(kTile) * D);   // [valid keys][D]
     std::vector<float> acc(size_t(kTile) * D);  // [query rows][D]
     std::vector<float> m(kTile), l(kTile), u(kTile), x(kTile);
+    std::vector<char> bad(kTile);  // the row met a non-finite logit
     std::vector<int64_t> lim(kTile), key(kTile);
 
     for (int64_t it = begin; it < end; ++it) {
@@ -56,7 +58,7 @@ Status dense(const DenseParams& p) {
         const int64_t pos = int64_t(p.q0) + n0 + r;
         lim[r] = C > 0 ? std::min<int64_t>(p.Nk, (pos / C + 1) * C) : p.Nk;  // visible keys [0, lim)
         limMax = std::max(limMax, lim[r]);
-        m[r] = -kInf; l[r] = 0.f; u[r] = 0.f;
+        m[r] = -kInf; l[r] = 0.f; u[r] = 0.f; bad[r] = 0;
       }
       std::fill(acc.begin(), acc.begin() + size_t(nq) * D, 0.f);
 
@@ -74,13 +76,15 @@ Status dense(const DenseParams& p) {
           // Valid keys are in increasing order: the row sees the prefix key[c] < lim[r].
           int nr = 0;
           while (nr < nv && key[nr] < lim[r]) ++nr;
-          if (nr == 0) continue;
+          if (nr == 0 || bad[r]) continue;
           const float* qr = &Q[size_t(r) * D];
           float mx = -kInf;
           for (int c = 0; c < nr; ++c) {
             x[c] = s * dot(qr, &Kt[size_t(c) * D], D);
+            if (!std::isfinite(x[c])) bad[r] = 1;
             mx = std::max(mx, x[c]);
           }
+          if (bad[r]) continue;
           float* ar = &acc[size_t(r) * D];
           const float mNew = std::max(m[r], mx);
           if (m[r] != -kInf && mNew != m[r]) {
@@ -104,6 +108,13 @@ Status dense(const DenseParams& p) {
       for (int r = 0; r < nq; ++r) {
         const int64_t row = (int64_t(b) * p.H + h) * p.Nq + n0 + r;  // lse / entropy [B][H][Nq]
         float* ar = &acc[size_t(r) * D];
+        if (bad[r]) {
+          std::fill(ar, ar + D, kNaN);
+          store_row(p.dtype, p.o.data, act_off(p.o, b, n0 + r, h), D, ar);
+          if (p.lse) p.lse[row] = kNaN;
+          if (p.entropy) p.entropy[row] = kNaN;
+          continue;
+        }
         const bool empty = m[r] == -kInf || !(l[r] > 0.f);
         if (empty) std::fill(ar, ar + D, 0.f);
         else scal(1.f / l[r], ar, D);

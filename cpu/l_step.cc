@@ -61,6 +61,7 @@ Status l_step(const MonarchParams& p, bool final) {
     std::vector<float> acc(final ? size_t(b1) * D : size_t(ct) * D);  // o rows, or aR rows
     std::vector<float> cRt(ct);
     std::vector<char> qok(b1);
+    std::vector<char> bad(b1);  // the query met a non-finite logit (not an empty R row's −∞) → NaN
 
     for (int64_t it = begin; it < end; ++it) {
       int64_t r = it;
@@ -73,7 +74,7 @@ Status l_step(const MonarchParams& p, bool final) {
         const int64_t tok = (int64_t(a) * b1 + i) * b2 + j;
         load_row(p.dtype, p.q.data, act_off(p.q, b, tok, h), D, &Q[size_t(i) * D]);
         qok[i] = !p.queryValid || p.queryValid[int64_t(b) * nTokQ + tok];
-        m[i] = -kInf; l[i] = 0.f;
+        m[i] = -kInf; l[i] = 0.f; bad[i] = 0;
       }
       if (final) std::fill(acc.begin(), acc.end(), 0.f);
 
@@ -88,10 +89,16 @@ Status l_step(const MonarchParams& p, bool final) {
           std::copy(p.cL + rowBase + k0, p.cL + rowBase + k0 + nc, cLt.begin());
           candidate_logits(Q.data(), b1, A.data(), cLt.data(), nc, D, s, X.data());
           for (int i = 0; i < b1; ++i) {
+            if (bad[i]) continue;
             const float* xi = &X[size_t(i) * nc];
             float mx = -kInf;
-            for (int c = 0; c < nc; ++c) mx = std::max(mx, xi[c]);
-            if (mx == -kInf) continue;
+            for (int c = 0; c < nc; ++c) {
+              // −∞ is legitimate only for an R row with no valid key (cL = +INF, §A.4 fix).
+              const float xc = xi[c];
+              if (std::isnan(xc) || xc == kInf || (xc == -kInf && cLt[c] != kInf)) bad[i] = 1;
+              mx = std::max(mx, xc);
+            }
+            if (bad[i] || mx == -kInf) continue;
             const float mNew = std::max(m[i], mx);
             if (m[i] != -kInf && mNew != m[i]) {
               const float alpha = std::exp(m[i] - mNew);
@@ -113,7 +120,8 @@ Status l_step(const MonarchParams& p, bool final) {
       if (final) {
         for (int i = 0; i < b1; ++i) {
           float* oi = &acc[size_t(i) * D];
-          if (m[i] == -kInf || !(l[i] > 0.f)) std::fill(oi, oi + D, 0.f);
+          if (bad[i]) std::fill(oi, oi + D, kNaN);
+          else if (m[i] == -kInf || !(l[i] > 0.f)) std::fill(oi, oi + D, 0.f);
           else scal(1.f / l[i], oi, D);
           const int64_t tok = (int64_t(a) * b1 + i) * b2 + j;
           store_row(p.dtype, p.o.data, act_off(p.o, b, tok, h), D, oi);
@@ -123,7 +131,8 @@ Status l_step(const MonarchParams& p, bool final) {
 
       // Non-final: m[i] ← LSE_i; queries with no finite candidate or masked out take no part.
       for (int i = 0; i < b1; ++i) {
-        if (m[i] == -kInf || !(l[i] > 0.f)) qok[i] = 0;
+        if (bad[i]) m[i] = kNaN;  // L = NaN for every candidate: NaN spreads to the aR/cR it feeds
+        else if (m[i] == -kInf || !(l[i] > 0.f)) qok[i] = 0;
         else m[i] += std::log(l[i]);
       }
       for (int f = 0; f < p.Fk; ++f) {

@@ -46,6 +46,7 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
     std::vector<float> accV(size_t(kTile) * D);  // [jb rows][D]   Σ e^{x−m} v
     std::vector<float> invT(kTile), m(kTile), l(kTile), u(kTile), x(kTile);
     std::vector<int> key(kTile);                 // token columns l of the valid keys in the tile
+    std::vector<char> bad(kTile);                // the R row met a non-finite logit → NaN outputs
 
     for (int64_t it = begin; it < end; ++it) {
       int64_t r = it;
@@ -70,9 +71,9 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
           const int64_t row = (pr * b1 + k) * b2 + j;
           load_row(p.dtype, p.aR, row * D, D, &Q[size_t(jj) * D]);
           const float c = p.cR[row];
-          invT[jj] = c > 0.f ? std::min(1.f / c, p.maxInvTemp) : p.maxInvTemp;
+          invT[jj] = std::isnan(c) ? c : c > 0.f ? std::min(1.f / c, p.maxInvTemp) : p.maxInvTemp;
         }
-        m[jj] = -kInf; l[jj] = 0.f; u[jj] = 0.f;
+        m[jj] = -kInf; l[jj] = 0.f; u[jj] = 0.f; bad[jj] = 0;
       }
       std::fill(accK.begin(), accK.begin() + size_t(nj) * D, 0.f);
       if (last) std::fill(accV.begin(), accV.begin() + size_t(nj) * D, 0.f);
@@ -91,13 +92,16 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
         if (nv == 0) continue;
 
         for (int jj = 0; jj < nj; ++jj) {
+          if (bad[jj]) continue;
           const float* qj = &Q[size_t(jj) * D];
           const float sx = s * invT[jj];
           float mx = -kInf;
           for (int c = 0; c < nv; ++c) {
             x[c] = sx * dot(qj, &Kt[size_t(c) * D], D);
+            if (!std::isfinite(x[c])) bad[jj] = 1;
             mx = std::max(mx, x[c]);
           }
+          if (bad[jj]) continue;
           float* aK = &accK[size_t(jj) * D];
           float* aV = &accV[size_t(jj) * D];
           const float mOld = m[jj], mNew = std::max(mOld, mx);
@@ -122,11 +126,19 @@ Status r_step(const MonarchParams& p, bool first, bool last) {
         }
       }
 
-      // Finalise: aL = accK/ℓ, y = accV/ℓ, cL = ũ/ℓ − log ℓ (= Σ R log R); no valid key → 0, 0, +INF.
+      // Finalise: aL = accK/ℓ, y = accV/ℓ, cL = ũ/ℓ − log ℓ (= Σ R log R); no valid key → 0, 0, +INF;
+      // a non-finite logit → NaN, NaN, NaN (the L-step then poisons every query that sees this row).
       for (int jj = 0; jj < nj; ++jj) {
         const int64_t row = (pr * b2 + j0 + jj) * b1 + k;
         float* aK = &accK[size_t(jj) * D];
         float* aV = &accV[size_t(jj) * D];
+        if (bad[jj]) {
+          std::fill(aK, aK + D, kNaN);
+          store_row(p.dtype, p.aL, row * D, D, aK);
+          if (last) store_row(p.dtype, p.y, row * D, D, aK);
+          p.cL[row] = kNaN;
+          continue;
+        }
         if (m[jj] == -kInf || !(l[jj] > 0.f)) {
           zero_row(p.dtype, p.aL, row * D, D);
           if (last) zero_row(p.dtype, p.y, row * D, D);

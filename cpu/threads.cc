@@ -1,4 +1,4 @@
-// cpu_threads.cc — set_num_threads / num_threads and the per-call std::thread parallel-for.
+// threads.cc — set_num_threads / num_threads, ThreadsScope and the per-call std::thread parallel-for.
 #include "threads.h"
 
 #include <algorithm>
@@ -14,11 +14,18 @@ namespace cpu {
 
 namespace {
 std::atomic<int> g_threads{0};  // 0 = hardware concurrency
+thread_local int t_threads = 0;  // > 0: the ThreadsScope of the call running on this thread
 }
 
 void set_num_threads(int n) { g_threads.store(n < 0 ? 0 : n); }
 
+ThreadsScope::ThreadsScope(int n) : saved_(t_threads) {
+  if (n > 0) t_threads = n;
+}
+ThreadsScope::~ThreadsScope() { t_threads = saved_; }
+
 int num_threads() {
+  if (t_threads > 0) return t_threads;
   const int n = g_threads.load();
   if (n > 0) return n;
   const unsigned hw = std::thread::hardware_concurrency();

@@ -1,5 +1,6 @@
-// cpu_threads.h — the CPU backend's parallel-for. Threads are spawned per call (no shared pool),
-// so concurrent calls from several host threads (Node's libuv workers) are independent.
+// threads.h — the CPU backend's parallel-for. Threads are spawned per call (no shared pool), so
+// concurrent calls from several host threads (Node's libuv workers) are independent; ThreadsScope
+// (monarch.h) sets a call's thread count.
 #pragma once
 
 #include <cstdint>

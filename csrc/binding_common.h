@@ -1,4 +1,5 @@
-// binding_common.h — what every binding_*.cc shares: the one napi.h include (with C++ exceptions, and
+// binding_common.h — what every binding_*.cc shares: the one napi.h include (with C++ exceptions,
+// unthrowable exceptions at teardown swallowed, and
 // std::exception / unknown exceptions turned into JS Errors too, so that e.g. a std::bad_alloc never
 // escapes into Node), the JS error helpers and the readers of plain option values.
 //
@@ -9,6 +10,12 @@
 
 #ifndef NODE_ADDON_API_CPP_EXCEPTIONS_ALL
 #define NODE_ADDON_API_CPP_EXCEPTIONS_ALL
+#endif
+// A method called while its environment is torn down (worker.terminate()) cannot throw into JS: the
+// rethrow of a Napi::Error would itself fail and end in std::terminate. With this, node-addon-api drops
+// such an unthrowable exception instead (nothing can observe it any more).
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #endif
 #include <napi.h>
 

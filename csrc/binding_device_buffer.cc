@@ -5,6 +5,8 @@
 // stream; download does that wait and the copy in an AsyncWorker, off the event loop.
 #include "binding_device_buffer.h"
 
+#include "binding_safe_worker.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -73,12 +75,12 @@ Status CopyToDevice(void* dst, const void* src, size_t bytes) {
 #endif
 
 // download(kind): the copy runs on a libuv worker into an ArrayBuffer created (unexposed) on the main
-// thread; the DeviceBuffer object is referenced until completion.
-class DownloadWorker : public Napi::AsyncWorker {
+// thread; the DeviceBuffer object is referenced until completion. Completion goes through SafeWorker:
+// at environment teardown the Promise is dropped and the in-flight count still released.
+class DownloadWorker : public SafeWorker {
  public:
   DownloadWorker(Napi::Env env, DeviceBuffer* buf, Napi::Object self, HostKind kind)
-      : Napi::AsyncWorker(env, "monarch:DeviceBuffer.download"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+      : SafeWorker(env, "monarch:DeviceBuffer.download"),
         buf_(buf),
         kind_(kind),
         src_(buf->data()),
@@ -89,28 +91,27 @@ class DownloadWorker : public Napi::AsyncWorker {
     host_ = Napi::Persistent(ab);
     buf_->BeginAsync();
   }
-  Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override {
+  void Run() override {
 #ifdef MONARCH_WITH_CUDA
     Status s = CopyToHost(dst_, src_, bytes_);
-    if (!s.ok) SetError("DeviceBuffer.download: " + s.message);
+    if (!s.ok) Fail("DeviceBuffer.download: " + s.message);
 #else
-    SetError("CUDA backend unavailable: " + CudaUnavailableReason());
+    Fail("CUDA backend unavailable: " + CudaUnavailableReason());
 #endif
   }
-  void OnOK() override {
-    buf_->EndAsync();
-    deferred_.Resolve(MakeTypedArray(Env(), host_.Value(), kind_));
+  napi_value Result(napi_env env) override {
+    napi_value ab = nullptr, out = nullptr;
+    if (napi_get_reference_value(env, host_, &ab) != napi_ok || !ab) return nullptr;
+    const size_t n = bytes_ / KindSize(kind_);
+    const napi_typedarray_type t = kind_ == HostKind::kF32 ? napi_float32_array : napi_uint16_array;
+    if (napi_create_typedarray(env, t, n, ab, 0, &out) != napi_ok) return nullptr;
+    return out;
   }
-  void OnError(const Napi::Error& e) override {
-    buf_->EndAsync();
-    deferred_.Reject(e.Value());
-  }
+  void Finish(bool) override { buf_->EndAsync(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   DeviceBuffer* buf_;
   HostKind kind_;
   const void* src_;
@@ -160,6 +161,11 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   bytes_ = t->bytes;
   owned_ = t->owned;
   t->taken = true;
+  if (owned_ && bytes_ > 0) {
+    // Device memory held by a JS object: reported so that dropped buffers put pressure on the GC.
+    int64_t ignored = 0;
+    if (napi_adjust_external_memory(env, int64_t(bytes_), &ignored) == napi_ok) externalBytes_ = int64_t(bytes_);
+  }
 }
 
 DeviceBuffer::~DeviceBuffer() {
@@ -172,6 +178,11 @@ void DeviceBuffer::FreeMemory() {
 #ifdef MONARCH_WITH_CUDA
   if (owned_ && ptr_) cuda::free_device(ptr_);
 #endif
+  if (externalBytes_ != 0) {
+    int64_t ignored = 0;
+    napi_adjust_external_memory(Env(), -externalBytes_, &ignored);
+    externalBytes_ = 0;
+  }
   ptr_ = nullptr;
 }
 
@@ -302,8 +313,12 @@ Napi::Value DeviceBuffer::Download(const Napi::CallbackInfo& info) {
                                " is not a multiple of " + std::to_string(KindSize(k)));
     }
     auto* w = new DownloadWorker(env, this, Value(), k);
-    w->Queue();
-    return w->Promise();
+    Napi::Promise promise = w->Promise();
+    if (!w->TryQueue()) {
+      EndAsync();
+      w->DropUnqueued("DeviceBuffer.download: could not be queued (the environment is shutting down)");
+    }
+    return promise;
   } catch (const Napi::Error& e) {
     deferred.Reject(e.Value());
     return deferred.Promise();

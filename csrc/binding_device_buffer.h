@@ -51,6 +51,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   bool owned_ = false;
   bool disposed_ = false;
   int inflight_ = 0;
+  int64_t externalBytes_ = 0;  // reported to V8 (napi_adjust_external_memory) while the memory is held
 };
 
 }  // namespace binding

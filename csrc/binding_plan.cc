@@ -85,6 +85,18 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
   if (!Workspace::ComputeSizes(geom_, &sizes)) {
     ThrowRangeError(env, w + ": workspace size B·H·maxAq·maxFk·b1·b2·D overflows 64 bits");
   }
+  // The budget is checked before anything is allocated (absent = no limit).
+  Napi::Value budgetValue = o.Get("maxWorkspaceBytes");
+  if (!budgetValue.IsUndefined()) {
+    const int64_t budget = ToInt(env, budgetValue, w + ".maxWorkspaceBytes", 1, kMaxSafeInteger);
+    const size_t total = sizes.Total();
+    if (total > uint64_t(budget)) {
+      ThrowRangeError(env, w + ": workspace of " + std::to_string(total) + " bytes (aR, cR, aL, cL, y for B·H·maxAq·maxFk·b1·b2 = " +
+                               std::to_string(geom_.B) + "·" + std::to_string(geom_.H) + "·" + std::to_string(geom_.maxAq) + "·" +
+                               std::to_string(geom_.maxFk) + "·" + std::to_string(geom_.b1) + "·" + std::to_string(geom_.b2) +
+                               " rows, D = " + std::to_string(geom_.D) + ") exceeds maxWorkspaceBytes " + std::to_string(budget));
+    }
+  }
 
   if (cuda_) {
     const std::string& reason = CudaUnavailableReason();
@@ -99,8 +111,12 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     if (!s.ok) ThrowError(env, "Plan: " + s.message);
   }
 #endif
-  // The CPU backend's thread count is process-wide; 0 leaves it as it is.
-  if (threads > 0) cpu::set_num_threads(threads);
+  threads_ = threads;  // this plan's CPU calls only (cpu::ThreadsScope); 0 = the process-wide setting
+  // Tell V8 about the native memory this object holds, so that dropping it without dispose() puts
+  // pressure on the garbage collector (the finalizer frees it and reverses this).
+  externalBytes_ = int64_t(sizes.Total());
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, externalBytes_, &ignored);
   queue_.onIdle = [this]() {
     if (disposed_) FreeResources();
   };
@@ -132,6 +148,11 @@ void Plan::FreeResources() {
 #ifdef MONARCH_WITH_CUDA
   stream_.Reset();
 #endif
+  if (externalBytes_ != 0) {
+    int64_t ignored = 0;
+    napi_adjust_external_memory(Env(), -externalBytes_, &ignored);
+    externalBytes_ = 0;
+  }
 }
 
 void Plan::CheckLive(Napi::Env env, const char* method) const {
@@ -198,8 +219,9 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
     return [p, final, s]() { return cuda::l_step(p, final, s); };
   }
 #endif
-  if (op == Op::kRStep) return [p, first, last]() { return cpu::r_step(p, first, last); };
-  return [p, final]() { return cpu::l_step(p, final); };
+  const int n = threads_;
+  if (op == Op::kRStep) return [p, first, last, n]() { cpu::ThreadsScope t(n); return cpu::r_step(p, first, last); };
+  return [p, final, n]() { cpu::ThreadsScope t(n); return cpu::l_step(p, final); };
 }
 
 // dense(args): DenseParams, filled here only.
@@ -217,7 +239,8 @@ std::function<Status()> Plan::DenseJob(const Napi::CallbackInfo& info, ArgContex
     return [p, s]() { return cuda::dense(p, s); };
   }
 #endif
-  return [p]() { return cpu::dense(p); };
+  const int n = threads_;
+  return [p, n]() { cpu::ThreadsScope t(n); return cpu::dense(p); };
 }
 
 // gather(args): GatherParams, filled here only.
@@ -236,7 +259,8 @@ std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, ArgConte
     return [p, s]() { return cuda::gather_tokens(p, s); };
   }
 #endif
-  return [p]() { return cpu::gather_tokens(p); };
+  const int n = threads_;
+  return [p, n]() { cpu::ThreadsScope t(n); return cpu::gather_tokens(p); };
 }
 
 Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
@@ -268,8 +292,9 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     }
     keep.push_back(Napi::Persistent(Value()));  // the plan (workspace) outlives the worker
     auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+    Napi::Promise promise = w->Promise();  // before Push: a worker Node refuses is deleted there
     queue_.Push(w);
-    return w->Promise();
+    return promise;
   } catch (const Napi::Error& e) {
     settled.Reject(e.Value());
   } catch (const std::exception& e) {
@@ -309,8 +334,9 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
     std::vector<Napi::ObjectReference> keep;
     keep.push_back(Napi::Persistent(Value()));
     auto* w = new PlanWorker(env, "monarch:synchronizeAsync", &queue_, std::move(job), std::move(keep));
+    Napi::Promise promise = w->Promise();
     queue_.Push(w);
-    return w->Promise();
+    return promise;
   } catch (const Napi::Error& e) {
     settled.Reject(e.Value());
   }

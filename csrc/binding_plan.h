@@ -10,7 +10,9 @@
 //               synchronizeAsync() in an AsyncWorker.
 // Async methods report argument errors as rejected Promises; sync methods throw.
 // dispose() frees everything (deferred until a running worker completes); later calls throw
-// "Plan was disposed". The finalizer frees whatever dispose did not.
+// "Plan was disposed". The finalizer frees whatever dispose did not. The workspace's size is reported
+// to V8 as external memory while it is held. Options: see lib/native.ts PlanOptions (threads and
+// maxWorkspaceBytes apply to this plan only).
 #pragma once
 
 #include <functional>
@@ -70,6 +72,8 @@ class Plan : public Napi::ObjectWrap<Plan> {
 
   bool cuda_ = false;
   bool disposed_ = false;
+  int threads_ = 0;            // CPU threads of this plan's calls (0 = process-wide setting)
+  int64_t externalBytes_ = 0;  // reported to V8 with napi_adjust_external_memory, reversed on free
   PlanGeometry geom_;
   Workspace ws_;
   SerialQueue queue_;

@@ -8,55 +8,52 @@ namespace binding {
 
 PlanWorker::PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
                        std::vector<Napi::ObjectReference> keep)
-    : Napi::AsyncWorker(env, name),
-      deferred_(Napi::Promise::Deferred::New(env)),
-      queue_(queue),
-      job_(std::move(job)),
-      keep_(std::move(keep)) {}
+    : SafeWorker(env, name), queue_(queue), job_(std::move(job)), keep_(std::move(keep)) {}
 
-void PlanWorker::Execute() {
+void PlanWorker::Run() {
   Status s = job_();
-  if (!s.ok) SetError(s.message.empty() ? std::string("backend call failed") : s.message);
+  if (!s.ok) Fail(s.message.empty() ? std::string("backend call failed") : s.message);
 }
 
-void PlanWorker::OnOK() {
-  deferred_.Resolve(Env().Undefined());
-  queue_->Done();
-}
-
-void PlanWorker::OnError(const Napi::Error& e) {
-  deferred_.Reject(e.Value());
-  queue_->Done();
-}
-
-void PlanWorker::RejectUnstarted(const std::string& message) {
-  deferred_.Reject(Napi::Error::New(Env(), message).Value());
-  delete this;  // never queued, so node-addon-api will not delete it
+void PlanWorker::Finish(bool closing) {
+  SerialQueue* q = queue_;
+  queue_ = nullptr;
+  if (q) q->Done(closing);
 }
 
 SerialQueue::~SerialQueue() {
   // Only reached at environment teardown with workers still waiting (a running worker references the
   // plan, so the plan cannot be finalized under it); they were never queued, so delete them here.
-  for (PlanWorker* w : pending_) delete w;
+  std::deque<PlanWorker*> waiting;
+  waiting.swap(pending_);
+  for (PlanWorker* w : waiting) delete w;
 }
 
 void SerialQueue::Push(PlanWorker* w) {
-  if (!running_) {
-    running_ = true;
-    w->Queue();
-  } else {
-    pending_.push_back(w);
-  }
+  pending_.push_back(w);
+  if (!running_) StartNext();
 }
 
-void SerialQueue::Done() {
-  running_ = false;
-  if (!pending_.empty()) {
+void SerialQueue::StartNext() {
+  while (!pending_.empty()) {
     PlanWorker* next = pending_.front();
     pending_.pop_front();
     running_ = true;
-    next->Queue();
-    return;
+    if (next->TryQueue()) return;
+    running_ = false;
+    next->DropUnqueued("the async call could not be queued (the environment is shutting down)");
+  }
+}
+
+void SerialQueue::Done(bool closing) {
+  running_ = false;
+  if (closing) {
+    std::deque<PlanWorker*> waiting;
+    waiting.swap(pending_);
+    for (PlanWorker* w : waiting) delete w;  // never queued; their Promises can no longer be observed
+  } else if (!pending_.empty()) {
+    StartNext();
+    if (running_) return;
   }
   if (onIdle) onIdle();
 }
@@ -64,7 +61,7 @@ void SerialQueue::Done() {
 void SerialQueue::RejectPending(const std::string& message) {
   std::deque<PlanWorker*> waiting;
   waiting.swap(pending_);
-  for (PlanWorker* w : waiting) w->RejectUnstarted(message);
+  for (PlanWorker* w : waiting) w->DropUnqueued(message);
 }
 
 }  // namespace binding

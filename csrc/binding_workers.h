@@ -6,6 +6,9 @@
 // the previous one has completed. Each worker holds Napi::References to the plan object and to every
 // typed array its params point into, so none of them can be collected while it runs.
 // A CUDA plan uses the same queue only for synchronizeAsync (the job is a stream_sync).
+// Completion goes through SafeWorker, so a worker finishing while its environment is torn down
+// (worker.terminate(), process exit) neither throws nor starts the workers still waiting: they are
+// dropped and the queue goes idle, letting the plan free its resources.
 #pragma once
 
 #include <deque>
@@ -14,28 +17,24 @@
 #include <vector>
 
 #include "binding_common.h"
+#include "binding_safe_worker.h"
 
 namespace monarch {
 namespace binding {
 
 class SerialQueue;
 
-class PlanWorker : public Napi::AsyncWorker {
+class PlanWorker : public SafeWorker {
  public:
   // `job` runs on a libuv thread and must not touch JS; `keep` holds every object it reads or writes.
   PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
              std::vector<Napi::ObjectReference> keep);
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-  // Settles a worker that was never started (plan disposed while it waited) and deletes it.
-  void RejectUnstarted(const std::string& message);
 
  protected:
-  void Execute() override;
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
+  void Run() override;
+  void Finish(bool closing) override;
 
  private:
-  Napi::Promise::Deferred deferred_;
   SerialQueue* queue_;
   std::function<Status()> job_;
   std::vector<Napi::ObjectReference> keep_;
@@ -55,7 +54,10 @@ class SerialQueue {
 
  private:
   friend class PlanWorker;
-  void Done();  // the running worker has settled its promise (main thread)
+  // The running worker has completed (main thread). `closing`: the environment is going away, so the
+  // waiting workers are dropped instead of started.
+  void Done(bool closing);
+  void StartNext();
 
   bool running_ = false;
   std::deque<PlanWorker*> pending_;

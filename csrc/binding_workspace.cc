@@ -23,6 +23,10 @@ bool Workspace::ComputeSizes(const PlanGeometry& g, Sizes* out) {
   if (!MulOk(c, g.D, &a) || !MulOk(a, int64_t(dtype_size(g.dtype)), &aBytes) || !MulOk(c, 4, &cBytes)) {
     return false;
   }
+  int64_t total = 0;  // the sum must fit too (Sizes::Total)
+  for (int64_t x : {aBytes, aBytes, aBytes, cBytes, cBytes}) {
+    if (!AddOk(total, x, &total)) return false;
+  }
   out->aR = g.iterative ? size_t(aBytes) : 0;
   out->cR = g.iterative ? size_t(cBytes) : 0;
   out->aL = size_t(aBytes);

@@ -23,6 +23,7 @@ class Workspace {
   // overflow.
   struct Sizes {
     size_t aR = 0, cR = 0, aL = 0, cL = 0, y = 0;
+    size_t Total() const { return aR + cR + aL + cL + y; }  // ComputeSizes checks it fits in int64
   };
   static bool ComputeSizes(const PlanGeometry& g, Sizes* out);
 

@@ -7,7 +7,10 @@ import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeIn
 import { runAsync, runSync, type Op } from './ops';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
-import { checkEnum, checkInt, checkMask, checkObject, checkPositive, optBool, timeOptions, type TimeOptions, isTyped } from './validate';
+import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions, isTyped } from './validate';
+
+/** The keys of DenseOptions. */
+export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -25,7 +28,7 @@ interface DenseSetup {
 }
 
 function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
-  const o = opts === undefined ? {} : checkObject('options', opts);
+  const o = snapshot('options', opts, DENSE_OPTION_KEYS, true);
   const layout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
   const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const dtype = (q as { dtype?: unknown } | null)?.dtype;
@@ -34,7 +37,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   if (c.device && backend !== 'cuda') {
     throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
   }
-  const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkPositive('scale', o.scale);
+  const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkScale('scale', o.scale);
   const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');
   const causalChunk = o.causalChunk === undefined ? 0 : checkInt('causalChunk', o.causalChunk, 1, c.k.S);
   const qOffset = o.qOffset === undefined ? c.k.S - c.q.S : checkInt('qOffset', o.qOffset, 0, 2 ** 31 - 1);
@@ -96,7 +99,7 @@ function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefi
  */
 export function denseAttention(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): Promise<DenseResult<HostTensor>>;
 export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): Promise<DenseResult<DeviceTensor>>;
-export function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
+export function denseAttention<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
@@ -119,7 +122,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
 /** Synchronous twin of denseAttention(). */
 export function denseAttentionSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: DenseOptions): DenseResult<HostTensor>;
 export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): DenseResult<DeviceTensor>;
-export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor>;
+export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): DenseResult<AnyTensor>;
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
@@ -145,7 +148,8 @@ export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opt
  * returnLse / returnEntropy are honoured (their cost is timed too).
  */
 export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: DenseOptions & TimeOptions = {}): number[] {
-  const { warmup, iters, ...dense } = opts;
+  const all = snapshot('options', opts, [...DENSE_OPTION_KEYS, 'warmup', 'iters'], true);
+  const { warmup, iters, ...dense } = all;
   const t = timeOptions({ warmup, iters });
   const sets = checkInputSets(inputs);
   const first = inSet(0, () => setup(sets[0][0], sets[0][1], sets[0][2], dense));

@@ -1,6 +1,6 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
-  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
+  Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
   KVCachePoolOptions, MonarchOptions,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';

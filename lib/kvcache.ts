@@ -15,7 +15,7 @@ import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type Cach
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import type { ResolvedOptions } from './options';
 import { dtypeCode, type ActDims } from './tensor';
-import { checkObject, isErrorLike, timeOptions, type TimeOptions } from './validate';
+import { isErrorLike, snapshot, TIME_OPTION_KEYS, timeOptions, type TimeOptions } from './validate';
 
 /** @internal What the caches of one pool share: options, window, one plan (workspace, stream), scratch, queue. */
 export interface CacheCore {
@@ -311,11 +311,11 @@ export class KVCache {
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {
-    const o = checkObject('attend options', opts);
+    const o = snapshot('attend options', opts, ['frame', 'write', 'out']);
     const frame = this.parseFrame('frame', o.frame);
     const r: Request = { frame, name: 'frame', q: q as AnyTensor, out: o.out as DeviceTensor | undefined };
     if (o.write !== undefined) {
-      const w = checkObject('write', o.write);
+      const w = snapshot('write', o.write, ['k', 'v']);
       r.k = w.k as AnyTensor;
       r.v = w.v as AnyTensor;
     }
@@ -323,7 +323,7 @@ export class KVCache {
   }
 
   private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
-    const o = checkObject('write options', opts);
+    const o = snapshot('write options', opts, ['frame']);
     return { frame: this.parseFrame('frame', o.frame), name: 'frame', k: k as AnyTensor, v: v as AnyTensor };
   }
 
@@ -331,11 +331,13 @@ export class KVCache {
    * Writes one chunk's k, v ([B][chunkTokens][H][D] or BHSD) at `frame`, overwriting that slice. frame ≤
    * nextFrame (no gaps) and not evicted; a new chunk past the window first evicts the oldest non-sink chunk.
    */
+  write<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): Promise<void>;  // both host or both device
   async write(k: AnyTensor, v: AnyTensor, opts: WriteOptions): Promise<void> {
     await this.runQueued(this.writeRequest(k, v, opts));
   }
 
   /** Synchronous twin of write(). */
+  writeSync<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): void;
   writeSync(k: AnyTensor, v: AnyTensor, opts: WriteOptions): void {
     this.runNow(this.writeRequest(k, v, opts), 'writeSync');
   }
@@ -368,7 +370,7 @@ export class KVCache {
    */
   step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
   step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
-  step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor>;
+  step<T extends AnyTensor>(q: T, k: T, v: T): Promise<AnyTensor>;
   async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
     return (await this.runQueued({ frame: 'next', name: 'frame', q, k, v }))!;
   }
@@ -376,7 +378,7 @@ export class KVCache {
   /** Synchronous twin of step(). */
   stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
   stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor;
+  stepSync<T extends AnyTensor>(q: T, k: T, v: T): AnyTensor;
   stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
     return this.runNow({ frame: 'next', name: 'frame', q, k, v }, 'stepSync')!;
   }
@@ -392,7 +394,7 @@ export class KVCache {
     const plan = this.live();
     this.guardIdle('time');
     this.usable();
-    const o = opts === undefined ? {} : checkObject('options', opts);
+    const o = snapshot('options', opts, [...TIME_OPTION_KEYS, 'frame'], true);
     const { frame, ...rest } = o;
     const timing = timeOptions(rest);
     const req: Frame = frame === undefined ? 'next' : this.parseFrame('frame', frame);

@@ -10,9 +10,9 @@ import { KVCache, type CacheCore } from './kvcache';
 import type { CacheWindow } from './kvwindow';
 import { chunkMaps } from './layout';
 import { WorkQueue } from './ops';
-import { createPlan, resolveOptions, videoLayout, type ResolvedOptions } from './options';
+import { checkBudget, createPlan, defaultMemoryBudget, resolveOptions, videoLayout, type ResolvedOptions } from './options';
 import { allocHost, dtypeSize } from './tensor';
-import { checkInt, checkObject, show } from './validate';
+import { checkInt, show, snapshot } from './validate';
 
 const MAX_LAYERS = 4096;
 const MAX_WINDOW_FRAMES = 65536;
@@ -44,7 +44,7 @@ export function cacheWindow(cfg: ResolvedOptions, o: Record<string, unknown>): C
 }
 
 function poolOptions(opts: unknown, needLayers: boolean): { layers: number; maxBytes: number; o: Record<string, unknown> } {
-  const o = opts === undefined ? {} : checkObject('KV cache options', opts);
+  const o = snapshot('KV cache options', opts, needLayers ? ['layers', 'localAttnFrames', 'sinkFrames', 'maxBytes'] : ['localAttnFrames', 'sinkFrames', 'maxBytes'], true);
   const layers = needLayers ? checkInt('layers', o.layers, 1, MAX_LAYERS) : 1;
   let maxBytes = Infinity;
   if (o.maxBytes !== undefined) {
@@ -97,6 +97,10 @@ export class KVCachePool {
     if (bytes.total > maxBytes) {
       throw new RangeError(`KV cache needs ${bytes.total} bytes (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging}), over maxBytes ${maxBytes}`);
     }
+    // The instance-wide budget too (MonarchOptions.maxWorkspaceBytes, default the machine's / GPU's memory).
+    const dflt = defaultMemoryBudget(cfg.backend);
+    checkBudget(`KV cache (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging} bytes)`, bytes.total,
+      cfg.maxWorkspaceBytes, cfg.maxWorkspaceBytes !== dflt.bytes, dflt.source, 'lower layers, localAttnFrames, layout.frames, batch or heads, or raise maxWorkspaceBytes');
     this.bytes = Object.freeze(bytes);
     const g = cfg.geometry, cuda = cfg.backend === 'cuda';
     const maps = chunkMaps(videoLayout(cfg), cfg.chunkFrames);

@@ -1,7 +1,7 @@
 // Token layouts → tiled-Monarch geometry (include/monarch/monarch.h "Tile order"; docs/ALGORITHMS.md §A.4, §B.2, §B.4,
 // §C.2). Validates the layout options and builds the gather/scatter maps when tile order ≠ token order.
 import type { SequenceLayout, VideoLayout } from './types';
-import { checkDivides, checkEnum, checkInt, checkObject, show } from './validate';
+import { checkDivides, checkEnum, checkInt, show, snapshot } from './validate';
 
 /** The tiled-Monarch parameters of one MonarchAttention (per batch element and head). */
 export interface Geometry {
@@ -68,28 +68,29 @@ function sequenceGeometry(l: Record<string, unknown>, causal: unknown): Geometry
   const N = checkInt('layout.length', l.length, 1, 2 ** 31 - 1);
   const b = checkInt('layout.blockSize', l.blockSize, 1);
   if (b > N) throw new RangeError(`layout.blockSize ${b} is out of range 1..${N} (layout.length)`);
-  const padding = checkEnum('layout.padding', l.padding, ['pre', 'post'] as const, 'post');
+  checkEnum('layout.padding', l.padding, ['pre', 'post'] as const, 'post');
   if (causal !== undefined) throw new RangeError('causal is only supported for video layouts, received a sequence layout');
   const m = Math.ceil(N / b), Np = m * b, pad = Np - N;
-  let gatherMap: Int32Array | null = null, scatterMap: Int32Array | null = null, tileValid: Uint8Array | null = null;
-  if (pad > 0) {
-    gatherMap = new Int32Array(Np);
-    scatterMap = new Int32Array(N);
-    tileValid = new Uint8Array(Np);
-    const off = padding === 'pre' ? pad : 0;
-    for (let t = 0; t < Np; t++) {
-      const n = t - off;
-      const real = n >= 0 && n < N;
-      gatherMap[t] = real ? n : -1;
-      tileValid[t] = real ? 1 : 0;
-    }
-    for (let n = 0; n < N; n++) scatterMap[n] = n + off;
-  }
   return {
     kind: 'sequence', factorization: 'sequence', numTokens: N, b1: m, b2: b, tokensPerTile: Np,
     tilesPerSequence: 1, paddedTokens: Np, chunkTiles: 0, chunkTokens: 0, frameTokens: 0,
-    needsGather: pad > 0, gatherMap, scatterMap, tileValid,
+    needsGather: pad > 0, gatherMap: null, scatterMap: null, tileValid: null,
   };
+}
+
+/** Per-token maps of a padded sequence (§A.4): pads go before ('pre') or after ('post') the tokens. */
+function sequenceMaps(g: Geometry, padding: 'pre' | 'post'): Pick<Geometry, 'gatherMap' | 'scatterMap' | 'tileValid'> {
+  const N = g.numTokens, Np = g.paddedTokens, pad = Np - N;
+  const gatherMap = new Int32Array(Np), scatterMap = new Int32Array(N), tileValid = new Uint8Array(Np);
+  const off = padding === 'pre' ? pad : 0;
+  for (let t = 0; t < Np; t++) {
+    const n = t - off;
+    const real = n >= 0 && n < N;
+    gatherMap[t] = real ? n : -1;
+    tileValid[t] = real ? 1 : 0;
+  }
+  for (let n = 0; n < N; n++) scatterMap[n] = n + off;
+  return { gatherMap, scatterMap, tileValid };
 }
 
 function videoGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
@@ -100,7 +101,7 @@ function videoGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   const fact = checkEnum('layout.factorization', l.factorization, ['monarchrt', 'vmonarch'] as const, 'monarchrt');
   let chunkFrames = 0;
   if (causal !== undefined) {
-    const c = checkObject('causal', causal);
+    const c = snapshot('causal', causal, ['chunkFrames']);
     chunkFrames = checkInt('causal.chunkFrames', c.chunkFrames, 1, F);
     checkDivides('layout.frames', F, 'causal.chunkFrames', chunkFrames);
   }
@@ -127,23 +128,54 @@ function videoGeometry(l: Record<string, unknown>, causal: unknown): Geometry {
   if (chunkFrames > 0) checkDivides('causal.chunkFrames', chunkFrames, 'layout.fTied', fTied);
   const b1 = fTied * (h / hReduce), b2 = w / wReduce;
   const A = (F / fTied) * hReduce * wReduce;
-  const order = monarchrtOrder(F, h, w, fTied, hReduce, wReduce);
-  const gather = !isIdentity(order);
+  // Tile order = raster order (monarchrtOrder is the identity, no gather) unless columns are split
+  // (except with one-row tiles of one frame) or rows are split while frames are tied.
+  const hh = h / hReduce;
+  const gather = wReduce > 1 ? !(fTied === 1 && hh === 1) : hReduce > 1 && fTied > 1;
   return {
     kind: 'video', factorization: 'monarchrt', numTokens: F * hw, b1, b2, tokensPerTile: b1 * b2,
     tilesPerSequence: A, paddedTokens: F * hw,
     // §B.4: C = chunk tokens / tile tokens = (chunkFrames / fTied)·hReduce·wReduce
     chunkTiles: chunkFrames > 0 ? (chunkFrames / fTied) * hReduce * wReduce : 0,
     chunkTokens: chunkFrames * hw, frameTokens: hw, needsGather: gather,
-    gatherMap: gather ? invert(order, F * hw) : null, scatterMap: gather ? order : null, tileValid: null,
+    gatherMap: null, scatterMap: null, tileValid: null,
   };
 }
 
-/** Validates `layout` (+ `causal`) and computes the tiled-Monarch geometry. */
+export const SEQUENCE_LAYOUT_KEYS = ['kind', 'length', 'blockSize', 'padding'] as const;
+export const VIDEO_LAYOUT_KEYS = ['kind', 'frames', 'height', 'width', 'factorization', 'fTied', 'hReduce', 'wReduce'] as const;
+const ALL_LAYOUT_KEYS = [...new Set<string>([...SEQUENCE_LAYOUT_KEYS, ...VIDEO_LAYOUT_KEYS])];
+
+/**
+ * Reads `layout` (once, unknown keys rejected) and `causal`, validates them and computes the geometry
+ * WITHOUT its per-token maps (cheap: O(1) memory). `layout` is the snapshot the geometry was built from.
+ */
+export function geometryShape(layout: unknown, causal: unknown): { geometry: Geometry; layout: SequenceLayout | VideoLayout } {
+  const all = snapshot('layout', layout, ALL_LAYOUT_KEYS);
+  const kind = checkEnum('layout.kind', all.kind, ['sequence', 'video'] as const);
+  const mine: readonly string[] = kind === 'sequence' ? SEQUENCE_LAYOUT_KEYS : VIDEO_LAYOUT_KEYS;
+  const l: Record<string, unknown> = {};
+  for (const key of ALL_LAYOUT_KEYS) {
+    if (mine.includes(key)) { if (all[key] !== undefined) l[key] = all[key]; continue; }
+    if (all[key] !== undefined) throw new TypeError(`layout.${key} is not an option of a ${kind} layout (known: ${mine.join(', ')})`);
+  }
+  const g = kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
+  return { geometry: g, layout: Object.freeze(l) as unknown as SequenceLayout | VideoLayout };
+}
+
+/** The geometry with its per-token maps (gather/scatter/tileValid) built: O(paddedTokens) memory. */
+export function withMaps(g: Geometry, layout: SequenceLayout | VideoLayout): Geometry {
+  if (!g.needsGather) return g;
+  if (layout.kind === 'sequence') return { ...g, ...sequenceMaps(g, layout.padding ?? 'post') };
+  const v = layout as VideoLayout;
+  const order = monarchrtOrder(v.frames, v.height, v.width, v.fTied ?? 1, v.hReduce ?? 1, v.wReduce ?? 1);
+  return { ...g, gatherMap: invert(order, g.paddedTokens), scatterMap: order };
+}
+
+/** Validates `layout` (+ `causal`) and computes the tiled-Monarch geometry (maps included). */
 export function computeGeometry(layout: SequenceLayout | VideoLayout, causal?: { chunkFrames: number }): Geometry {
-  const l = checkObject('layout', layout);
-  const kind = checkEnum('layout.kind', l.kind, ['sequence', 'video'] as const);
-  return kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
+  const s = geometryShape(layout, causal);
+  return withMaps(s.geometry, s.layout);
 }
 
 /**

@@ -13,7 +13,7 @@ import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
-import { checkMask, checkObject, timeOptions, type TimeOptions } from './validate';
+import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
 function sliceMask(m: Uint8Array, B: number, P: number, t0: number, n: number): Uint8Array {
@@ -79,7 +79,7 @@ export class MonarchAttention {
     }
     let keyMask: Uint8Array | undefined;
     if (opts !== undefined) {
-      const o = checkObject('forward options', opts);
+      const o = snapshot('forward options', opts, ['keyMask']);
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
@@ -138,7 +138,7 @@ export class MonarchAttention {
    */
   forward(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): Promise<HostTensor>;
   forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
-  forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
+  forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
     const { c, keyMask } = this.check(q, k, v, opts);
@@ -153,7 +153,7 @@ export class MonarchAttention {
   /** Synchronous twin of forward() (blocks the event loop). */
   forwardSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: ForwardOptions): HostTensor;
   forwardSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): DeviceTensor;
-  forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor;
+  forwardSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): AnyTensor;
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');

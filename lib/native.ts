@@ -80,8 +80,10 @@ export interface PlanOptions {
   maxAq: number; maxFk: number;
   /** Allocate aR/cR too (T ≥ 2). */
   iterative: boolean;
-  /** CPU threads, 0 = leave the current setting (the CPU backend's thread count is process-wide). */
+  /** CPU threads of this plan's calls only, 0 = the process-wide setting (setCpuThreads, default all cores). */
   threads: number;
+  /** The plan refuses (RangeError naming both) a workspace larger than this, before allocating. Absent = no limit. */
+  maxWorkspaceBytes?: number;
 }
 
 /**

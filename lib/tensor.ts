@@ -1,7 +1,7 @@
 // Host tensors: construction, dtype conversion (through the addon's round-to-nearest-even converters)
 // and the shape/dtype checks shared by the attention entry points.
 import { native, type DTypeCode, type Strides } from './native';
-import type { DType, HostTensor, TensorLayout } from './types';
+import type { DType, HostData, HostTensor, TensorLayout } from './types';
 import { show, isTyped } from './validate';
 
 export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
@@ -53,8 +53,12 @@ export function checkShape(name: string, shape: unknown): number[] {
 
 /**
  * A host tensor over `data` (not copied). dtype defaults to float32 for a Float32Array; a Uint16Array
- * holds float16/bfloat16 bit patterns and needs the dtype.
+ * holds float16/bfloat16 bit patterns and needs the dtype (a compile error without it, as with a data
+ * kind that does not match the dtype; the same checks throw at run time for plain JS).
  */
+export function tensor(data: Float32Array, shape: readonly number[], dtype?: 'float32'): HostTensor<'float32'>;
+export function tensor<D extends 'float16' | 'bfloat16'>(data: Uint16Array, shape: readonly number[], dtype: D): HostTensor<D>;
+export function tensor<D extends DType>(data: HostData<D>, shape: readonly number[], dtype: D): HostTensor<D>;
 export function tensor(data: Float32Array | Uint16Array, shape: readonly number[], dtype?: DType): HostTensor {
   const shp = checkShape('shape', shape);
   let dt: DType;
@@ -72,7 +76,7 @@ export function tensor(data: Float32Array | Uint16Array, shape: readonly number[
   if (n !== data.length) {
     throw new RangeError(`shape [${shp.join(', ')}] holds ${n} elements but data.length is ${data.length}`);
   }
-  return Object.freeze({ data, shape: Object.freeze(shp), dtype: dt });
+  return Object.freeze({ data, shape: Object.freeze(shp), dtype: dt }) as HostTensor;
 }
 
 /** True for an object shaped like a HostTensor (data/shape/dtype). */
@@ -142,13 +146,13 @@ export function toFloat32(t: HostTensor): Float32Array {
 }
 
 /** A new tensor of `dtype` with t's values (always a copy, also when the dtype is unchanged). */
-export function castTensor(t: HostTensor, dtype: DType): HostTensor {
+export function castTensor<D extends DType>(t: HostTensor, dtype: D): HostTensor<D> {
   checkHostTensor('t', t);
   const dt = checkDtype('dtype', dtype);
-  if (dt === t.dtype) return tensor(t.data.slice(), t.shape, dt);
+  if (dt === t.dtype) return tensor(t.data.slice(), t.shape, dt as DType) as HostTensor<D>;
   const f = toFloat32(t);
   const data = dt === 'float32' ? f : dt === 'bfloat16' ? toBfloat16(f) : toFloat16(f);
-  return tensor(data, t.shape, dt);
+  return tensor(data, t.shape, dt as DType) as HostTensor<D>;
 }
 
 /** The logical dims of a 4-D attention activation. */

@@ -8,15 +8,20 @@ export type Backend = 'auto' | 'cpu' | 'cuda';
 /** Memory layout of q/k/v/output: [batch, seq, heads, headDim] (default) or [batch, heads, seq, headDim]. */
 export type TensorLayout = 'BSHD' | 'BHSD';
 
+/** The host array of a dtype: a Float32Array for `float32`, a Uint16Array of bit patterns otherwise. */
+export type HostData<D extends DType = DType> = D extends 'float32' ? Float32Array : Uint16Array;
+
 /**
  * A tensor in host memory. `data` holds `shape.reduce(*)` elements: a Float32Array for `float32`, a
  * Uint16Array of bit patterns for `float16` / `bfloat16`. Contiguous, row-major in `shape` order.
+ * `HostTensor` (any dtype) is a union discriminated by `dtype`, so checking `t.dtype === 'float32'`
+ * narrows `t.data` to a Float32Array; `HostTensor<'bfloat16'>` is one dtype.
  */
-export interface HostTensor {
-  readonly data: Float32Array | Uint16Array;
+export type HostTensor<D extends DType = DType> = D extends DType ? {
+  readonly data: HostData<D>;
   readonly shape: readonly number[];
-  readonly dtype: DType;
-}
+  readonly dtype: D;
+} : never;
 
 /** 1-D token sequence split into blocks of `blockSize` contiguous tokens (MonarchAttention, §A). */
 export interface SequenceLayout {
@@ -83,8 +88,19 @@ export interface MonarchOptions {
   tensorLayout?: TensorLayout;
   /** Softmax scale s. Default 1/√headDim. */
   scale?: number;
-  /** CPU threads (0 = all cores). Default 0. */
+  /**
+   * CPU threads of this instance's work (0 = all cores). Default 0. Per instance: it never changes the
+   * speed of other instances (0..4096).
+   */
   threads?: number;
+  /**
+   * Memory budget in bytes of what the instance allocates: the plan's workspace (aR, cR, aL, cL, y) plus,
+   * when tile order differs from the input order, the tile-order copies of q, k, v, o and the maps
+   * (a KV cache adds its K/V memory). A configuration that needs more is refused at construction with a
+   * RangeError naming both sizes, before anything is allocated. Default: `os.totalmem()` on the CPU
+   * backend, the GPU's memory on CUDA. Integer ≥ 1.
+   */
+  maxWorkspaceBytes?: number;
   /**
    * Query tiles per native call (1..tilesPerSequence; causal: a multiple of the chunk's tiles C, or a
    * divisor of C). Query tiles are independent (§B.3), so the forward loops over groups of this many

@@ -36,6 +36,23 @@ export function checkPositive(name: string, value: unknown): number {
   return value;
 }
 
+/** Largest finite float32 and smallest positive normal float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+export const FLOAT32_MIN_NORMAL = 1.1754943508222875e-38;
+
+/**
+ * A softmax scale: a finite number > 0 that survives the conversion to float32 the kernels use (it
+ * neither overflows to Infinity nor underflows to a subnormal or zero, which would turn every logit
+ * into NaN or 0 and silently give uniform attention).
+ */
+export function checkScale(name: string, value: unknown): number {
+  const s = checkPositive(name, value);
+  const f = Math.fround(s);
+  if (!Number.isFinite(f)) throw new RangeError(`${name} ${s} overflows float32 (max ${FLOAT32_MAX})`);
+  if (f < FLOAT32_MIN_NORMAL) throw new RangeError(`${name} ${s} underflows float32 (min normal ${FLOAT32_MIN_NORMAL})`);
+  return s;
+}
+
 /** A finite number in [min, max]. */
 export function checkRange(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, received ${show(value)}`);
@@ -92,9 +109,11 @@ export interface TimeOptions {
   iters?: number;
 }
 
-/** Parses time() / denseTime() options. */
+export const TIME_OPTION_KEYS = ['warmup', 'iters'] as const;
+
+/** Parses time() / denseTime() options (read once, unknown keys rejected). */
 export function timeOptions(opts: unknown): { warmup: number; iters: number } {
-  const o = opts === undefined ? {} : checkObject('options', opts);
+  const o = snapshot('options', opts, TIME_OPTION_KEYS, true);
   return { warmup: optInt('warmup', o.warmup, 5, 0, 1_000_000), iters: optInt('iters', o.iters, 50, 1, 1_000_000) };
 }
 
@@ -114,4 +133,56 @@ export function isTyped<N extends TypedName>(x: unknown, name: N): x is TypedOf<
 /** True for an Error from any realm. */
 export function isErrorLike(e: unknown): e is Error {
   return typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string';
+}
+
+/** Levenshtein distance (for "did you mean" suggestions). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const t = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      prev = t;
+    }
+  }
+  return d[b.length];
+}
+
+/** The known key closest to `key` (case-insensitive edit distance ≤ max(2, ⌊len/3⌋)), or undefined. */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined, bestD = Infinity;
+  for (const k of known) {
+    const dist = editDistance(key, k);
+    if (dist < bestD) { best = k; bestD = dist; }
+  }
+  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/**
+ * Reads an options object once: every known key is read exactly once (so getters and Proxies cannot
+ * hand later code a value other than the validated one) into a new plain object; an own enumerable key
+ * that is not known (a typo) is a TypeError naming it and the closest known key. `undefined` options
+ * give an empty snapshot when `optional`.
+ */
+export function snapshot(name: string, value: unknown, known: readonly string[], optional = false): Record<string, unknown> {
+  if (value === undefined && optional) return {};
+  const o = checkObject(name, value);
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const near = closestKey(key, known);
+    throw new TypeError(`${name}.${key} is not a known option${near ? `; did you mean '${near}'?` : ''} (known: ${known.join(', ')})`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of known) out[key] = o[key];
+  return out;
+}
+
+/** Bytes as "1.61 TB (1610612736000 bytes)". */
+export function showBytes(bytes: number): string {
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB', 'PB', 'EB'];
+  let x = bytes, u = 0;
+  while (x >= 1000 && u < units.length - 1) { x /= 1000; u++; }
+  return u === 0 ? `${bytes} bytes` : `${x.toPrecision(3)} ${units[u]} (${bytes} bytes)`;
 }

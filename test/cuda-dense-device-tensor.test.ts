@@ -86,6 +86,7 @@ describeCuda('DeviceTensor', () => {
     const gpu = new MonarchAttention({ layout: { kind: 'sequence', length: 8, blockSize: 4 }, heads: 2, headDim: 64, dtype: 'bfloat16', backend: 'cuda' });
     try {
       expect(() => cpu.forwardSync(dq, dq, dq)).toThrow(TypeError);
+      // @ts-expect-error: mixing host and device inputs is a compile error too (test/types/api.types.ts)
       expect(() => gpu.forwardSync(dq, toHost(a, 'bfloat16'), dq)).toThrow(TypeError);
     } finally {
       cpu.dispose();

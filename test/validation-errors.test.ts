@@ -132,7 +132,9 @@ describe('tensor facts → errors naming the tensor and dimension', () => {
     vid.dispose();
   });
   test('tensor(): data kind vs dtype, element count', () => {
+    // @ts-expect-error: a compile error too (test/types.test.ts)
     expectError(() => tensor(new Float32Array(4), [4], 'bfloat16'), TypeError, /bfloat16/);
+    // @ts-expect-error: a compile error too
     expectError(() => tensor(new Uint16Array(4), [4]), TypeError, /float16|bfloat16/);
     expectError(() => tensor(new Float32Array(5), [2, 2]), RangeError, /5/);
   });

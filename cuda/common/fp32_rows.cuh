@@ -79,6 +79,7 @@ struct RowState {
   template <bool kTwo>
   __device__ __forceinline__ void update(float x, const float* V1, int ld1, const float* V2, int ld2, int D,
                                          int lane) {
+    if (__any_sync(kFull, x != x)) l = __int_as_float(0x7fc00000);  // a NaN logit: the row's ℓ (and output) NaN
     const float mx = warp_max(x);
     if (mx == -INFINITY) return;
     const float mNew = fmaxf(m, mx);
@@ -112,7 +113,7 @@ struct RowState {
     m = mNew;
   }
 
-  __device__ __forceinline__ bool empty() const { return m == -INFINITY || !(l > 0.f); }
+  __device__ __forceinline__ bool empty() const { return l == l && (m == -INFINITY || !(l > 0.f)); }
 };
 
 // Writes acc · scale (or zeros) to a row of D floats in global memory.

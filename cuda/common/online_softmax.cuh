@@ -39,12 +39,13 @@ struct SoftmaxRows {
     }
   }
 
-  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row).
+  // After finalize(): natural-log LSE (−INF for an empty row) and Σ p log p (≤ 0; 0 for an empty row);
+  // both NaN when the row saw a NaN logit (ℓ is NaN then), as the CPU backend.
   __device__ __forceinline__ float lse(int h) const {
-    return l[h] > 0.f ? (m[h] + log2f(l[h])) * kLn2 : -INFINITY;
+    return l[h] <= 0.f ? -INFINITY : (m[h] + log2f(l[h])) * kLn2;  // NaN ℓ (a NaN logit) stays NaN
   }
   __device__ __forceinline__ float neg_entropy(int h) const {
-    return l[h] > 0.f ? (u[h] / l[h] - log2f(l[h])) * kLn2 : 0.f;
+    return l[h] <= 0.f ? 0.f : (u[h] / l[h] - log2f(l[h])) * kLn2;
   }
 };
 

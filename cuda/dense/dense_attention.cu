@@ -204,7 +204,10 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
         if (n >= p.Nq) continue;
         const int64_t idx = (int64_t(b) * p.H + h) * p.Nq + n;
         if (p.lse) p.lse[idx] = sm[mt].lse(hh);
-        if (kEntropy && p.entropy) p.entropy[idx] = fmaxf(0.f, -sm[mt].neg_entropy(hh));  // ≥ 0, as the CPU
+        if (kEntropy && p.entropy) {
+          const float ne = sm[mt].neg_entropy(hh);
+          p.entropy[idx] = ne != ne ? ne : fmaxf(0.f, -ne);  // ≥ 0, as the CPU; NaN stays NaN
+        }
       }
     }
   }

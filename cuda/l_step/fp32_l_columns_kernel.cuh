@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads) l_columns_f32_kernel(MonarchParams p
     }
     if (active && lane == 0) {
       const bool valid = !p.queryValid || p.queryValid[int64_t(b) * nTokQ + qtok(i)];
-      lse[i] = valid && m != -INFINITY && l > 0.f ? m + logf(l) : -INFINITY;
+      lse[i] = valid && (l != l || (m != -INFINITY && l > 0.f)) ? m + logf(l) : -INFINITY;  // NaN ℓ stays NaN
     }
   }
 

@@ -9,8 +9,10 @@
 //   candidates with a per-key bias; one CTA of min(ceil(b1/16), 4) warps (8 for D = 64 and b1 in (64, 128])
 //   per (b,h,a,j, block of queries i), candidate tiles of 32 streamed through a 4-stage cp.async ring
 //   (see the kernel).
-// non-final (l_step_columns_kernel): L = softmax_c(u) zeroed for invalid queries, then the column
-//   reductions aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L. One CTA per (b,h,a,j):
+// non-final: L = softmax_c(u) zeroed for invalid queries, then the column reductions
+//   aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L. One CTA per (b,h,a,j).
+//   b1 <= 64 (l_step_columns_cand_kernel): the column's queries resident in shared memory, candidates on
+//   the mma rows in both passes (see the kernel). b1 > 64 (l_step_columns_kernel):
 //   pass 1 computes every query's log-partition lse_i (streaming max/sum over the candidates) into
 //   shared memory; pass 2 walks candidate blocks of 64 and, for each, query tiles of 64: Sᵀ = aL·qᵀ,
 //   Pᵀ = 2^(Sᵀ·s·log2e − cL·log2e − lse2_i), aR += Pᵀ·q and cR += Σ_i Pᵀ (a tensor-core Lᵀ·Q).
@@ -20,6 +22,7 @@
 // head dims fail loudly in dispatch_dtype_dim (cuda/common/mma_utils.cuh).
 #include "../common/fp32_stages.h"
 #include <monarch/monarch_cuda.h>
+#include "l_step_columns_cand_kernel.cuh"
 #include "l_step_columns_kernel.cuh"
 #include "l_step_final_ring_kernel.cuh"
 
@@ -44,6 +47,14 @@ Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
       if (p.b1 > 64 && p.b1 <= 128) return launch_l_final_ring<T, D, 8>(p, columns, s);
     return launch_l_final_ring<T, D, 4>(p, columns, s);
   }
+  // Non-final: candidates on the mma rows with the column's queries resident (b1 <= 64), else 64-row tiles.
+  if (p.b1 <= 16) return launch_l_columns_cand<T, D, 1>(p, columns, s);
+  if (p.b1 <= 32) return launch_l_columns_cand<T, D, 2>(p, columns, s);
+  if (p.b1 <= 48) return launch_l_columns_cand<T, D, 3>(p, columns, s);
+  // (D = 128 with b1 in (48, 64] would spill at the 3-CTA register cap; the 64-row kernel wastes
+  // little there.)
+  if constexpr (D == 64)
+    if (p.b1 <= 64) return launch_l_columns_cand<T, D, 4>(p, columns, s);
   return launch_l_columns<T, D>(p, columns, s);
 }
 

@@ -92,7 +92,8 @@ __global__ void __launch_bounds__(kThreads, 2) l_step_columns_kernel(MonarchPara
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int i = qb * kBM + warp * 16 + g + 8 * hh;
-        const bool valid = i < p.b1 && sm.l[hh] > 0.f && (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
+        const bool valid = i < p.b1 && !(sm.l[hh] <= 0.f) &&  // NaN ℓ: lse NaN, propagates
+                            (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
         sLse[i] = valid ? sm.m[hh] + log2f(sm.l[hh]) : INFINITY;
       }
     }

@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(32 * rw_warps<NK16>(), (RwCfg<D, kLast, NK16>:
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int j = wj0 + g + 8 * hh;
-        if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] > 0.f ? sm.neg_entropy(hh) : INFINITY;
+        if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy(hh);
       }
     }
     if (!twoBlocks && f + 1 < fEnd) {

@@ -152,6 +152,19 @@ namespace cpu {
 // Threads used by the CPU backend (0 = hardware concurrency). Work is split over B × H × tiles.
 void set_num_threads(int n);
 int num_threads();
+// Thread count of the CPU backend's calls made on the current thread while this object lives
+// (n > 0; n = 0 leaves the process-wide setting): a plan's `threads` applies to that plan's calls
+// only, whichever host thread (event loop or libuv worker) runs them.
+class ThreadsScope {
+ public:
+  explicit ThreadsScope(int n);
+  ~ThreadsScope();
+  ThreadsScope(const ThreadsScope&) = delete;
+  ThreadsScope& operator=(const ThreadsScope&) = delete;
+
+ private:
+  int saved_;
+};
 Status r_step(const MonarchParams& p, bool first, bool last);
 Status l_step(const MonarchParams& p, bool final);
 Status dense(const DenseParams& p);

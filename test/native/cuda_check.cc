@@ -589,6 +589,10 @@ int main(int argc, char** argv) {
       {"wan-like 30x52 T=2 causal", 1, 2, 30, 52, 3, 3, 0, 1, 2, false, true, true, true, 1.5},
       {"b2=80 T=3 causal q0>0", 1, 1, 6, 80, 2, 4, 2, 2, 3, true, true, false, false, 2.0},
       {"b2=33 T=2 BHSD", 2, 1, 5, 33, 2, 2, 0, 0, 2, true, false, true, false, 1.5},
+      // non-final L-step with the column's queries resident: b1 = 45 (720p) and 64, masks, causal, 2+ tiles
+      {"b1=45 T=2 qmask masked", 1, 2, 45, 16, 2, 3, 0, 0, 2, false, true, true, true, 1.5},
+      {"b1=64 T=3 causal", 1, 1, 64, 24, 2, 3, 0, 1, 3, true, true, false, false, 1.5},
+      {"b1=17 T=2 sharp", 1, 1, 17, 40, 2, 5, 0, 0, 2, false, false, false, true, 4.0},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -604,7 +608,8 @@ int main(int argc, char** argv) {
               {"small b2=70", 1, 1, 3, 70, 1, 2, 0, 0, 1, false, true, false, false, 1.5},
               {"small b2=130 T=3", 2, 1, 8, 130, 1, 2, 0, 0, 3, true, true, true, true, 1.5},
               {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5},
-              {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5}};
+              {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5},
+              {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }

@@ -1,0 +1,180 @@
+// No silent garbage (issue 8, item 4): non-finite inputs propagate as NaN to exactly the output rows that
+// depend on them (as dense softmax attention does), logits that overflow float32 give NaN rows instead of
+// zeros, extreme finite inputs give real results, masked-out keys never leak their NaNs, and a softmax
+// scale that does not fit float32 is refused. CPU here; the same cases on CUDA when a GPU is present.
+import { DeviceTensor, MonarchAttention, denseAttentionSync, tensor } from './helpers/pkg';
+import type { DType, HostTensor, MonarchOptions } from './helpers/pkg';
+import { describeCuda } from './helpers/backend';
+import { mulberry32 } from './helpers/rng';
+import { encode, randAct } from './helpers/tensors';
+import { denseRef } from './reference/dense';
+import { act } from './helpers/act';
+
+const [N, H, D, b] = [24, 2, 8, 4];  // sequence of 24 tokens in blocks of 4: tile 6 rows × 4 columns
+
+type Run = (q: HostTensor, k: HostTensor, v: HostTensor) => Float32Array;
+type Poison = { tensor: 'q' | 'k' | 'v'; token: number; value: number };
+
+function hostInputs(seed: number, dtype: DType, poison?: Poison, fill?: (name: string, x: Float64Array) => void): HostTensor[] {
+  const rng = mulberry32(seed);
+  return ['q', 'k', 'v'].map((name) => {
+    const x = randAct(rng, 1, N, H, D, 1, dtype).x;
+    fill?.(name, x);
+    if (poison && poison.tensor === name) x[(poison.token * H + 1) * D + 3] = poison.value;  // head 1, element 3
+    return tensor(encode(x, dtype), [1, N, H, D], dtype);
+  });
+}
+
+function toF32(t: HostTensor): Float32Array {
+  if (t.dtype === 'float32') return Float32Array.from(t.data as Float32Array);
+  const u = t.data as Uint16Array, out = new Float32Array(u.length);
+  const buf = new DataView(new ArrayBuffer(4));
+  for (let i = 0; i < u.length; i++) {
+    if (t.dtype === 'bfloat16') { buf.setUint32(0, u[i] << 16); out[i] = buf.getFloat32(0); continue; }
+    const e = (u[i] >> 10) & 31, m = u[i] & 1023, s = u[i] >> 15 ? -1 : 1;
+    out[i] = e === 31 ? (m ? NaN : s * Infinity) : e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
+
+/** Per output row (token, head): 'N' NaN, '0' all zeros, '.' finite. */
+function rowKinds(o: Float32Array): string[][] {
+  const rows: string[][] = [];
+  for (let t = 0; t < N; t++) {
+    rows.push([]);
+    for (let h = 0; h < H; h++) {
+      const r = o.subarray((t * H + h) * D, (t * H + h + 1) * D);
+      rows[t].push(r.some(Number.isNaN) ? 'N' : r.every((x) => x === 0) ? '0' : r.every(Number.isFinite) ? '.' : 'I');
+    }
+  }
+  return rows;
+}
+
+/** Expected kinds: NaN for (token, head 1) where `hit(token)`, finite elsewhere. */
+function expected(hit: (t: number) => boolean): string[][] {
+  return Array.from({ length: N }, (_, t) => ['.', hit(t) ? 'N' : '.']);
+}
+
+function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense') => Run, dtypes: DType[]): void {
+  describe(label, () => {
+    for (const dtype of dtypes) {
+      for (const kind of ['monarch1', 'monarch2', 'dense'] as const) {
+        const run = (): Run => runFor(dtype, kind);
+        const qHit = (t0: number) => (t: number) => (kind === 'dense' ? t === t0 : t % b === t0 % b);  // same R column j
+        test.each([NaN, Infinity, -Infinity])(`${dtype} ${kind}: q token 9 = %s → NaN in exactly the rows it feeds, the rest unchanged`, (value) => {
+          const r = run();
+          const clean = r(...(hostInputs(501, dtype) as [HostTensor, HostTensor, HostTensor]));
+          const out = r(...(hostInputs(501, dtype, { tensor: 'q', token: 9, value }) as [HostTensor, HostTensor, HostTensor]));
+          expect(rowKinds(out)).toEqual(expected(qHit(9)));
+          for (let t = 0; t < N; t++) {
+            for (let h = 0; h < H; h++) {
+              if (h === 1 && qHit(9)(t)) continue;
+              const i = (t * H + h) * D;
+              expect([t, h, Array.from(out.subarray(i, i + D))]).toEqual([t, h, Array.from(clean.subarray(i, i + D))]);
+            }
+          }
+        });
+        test.each([NaN, Infinity, -Infinity])(`${dtype} ${kind}: k token 14 = %s → NaN in every row of that head (all see it)`, (value) => {
+          const out = run()(...(hostInputs(502, dtype, { tensor: 'k', token: 14, value }) as [HostTensor, HostTensor, HostTensor]));
+          expect(rowKinds(out)).toEqual(expected(() => true));
+        });
+        test(`${dtype} ${kind}: v token 3 = NaN → NaN in every row of that head`, () => {
+          const out = run()(...(hostInputs(503, dtype, { tensor: 'v', token: 3, value: NaN }) as [HostTensor, HostTensor, HostTensor]));
+          expect(rowKinds(out)).toEqual(expected(() => true));
+        });
+        test(`${dtype} ${kind}: q = 1e30, k = −1e30 (every logit overflows to −Inf) → NaN rows, never zeros`, () => {
+          const big = 1e30;  // float16: ±Inf after rounding, also NaN rows
+          const out = run()(...(hostInputs(504, dtype, undefined, (name, x) => {
+            if (name === 'q') x.fill(big);
+            if (name === 'k') x.fill(-big);
+          }) as [HostTensor, HostTensor, HostTensor]));
+          expect(rowKinds(out).flat().every((c) => c === 'N')).toBe(true);
+        });
+      }
+    }
+  });
+}
+
+const seqOpts = (T: number, dtype: DType, backend: 'cpu' | 'cuda'): MonarchOptions =>
+  ({ layout: { kind: 'sequence', length: N, blockSize: b }, heads: H, headDim: D, numIters: T, dtype, backend });
+
+const cpuRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
+  if (kind === 'dense') return toF32(denseAttentionSync(q, k, v, { backend: 'cpu' }).out);
+  const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cpu'));
+  try {
+    return toF32(attn.forwardSync(q, k, v));
+  } finally {
+    attn.dispose();
+  }
+};
+
+cases('CPU backend', cpuRun, ['float32', 'bfloat16', 'float16']);
+
+describe('CPU backend: masks, extreme finite inputs, scale', () => {
+  test('a NaN key that keyMask masks out never reaches the output (dense and Monarch)', () => {
+    const [q, k, v] = hostInputs(505, 'float32', { tensor: 'k', token: 14, value: NaN });
+    const mask = new Uint8Array(N).fill(1);
+    mask[14] = 0;
+    const dense = toF32(denseAttentionSync(q, k, v, { backend: 'cpu', keyMask: mask }).out);
+    expect(dense.every(Number.isFinite)).toBe(true);
+    const attn = new MonarchAttention(seqOpts(2, 'float32', 'cpu'));
+    try {
+      const out = toF32(attn.forwardSync(q, k, v, { keyMask: mask }));
+      expect(out.every(Number.isFinite)).toBe(true);
+    } finally {
+      attn.dispose();
+    }
+  });
+
+  test('q scaled by 1e30 (finite logits ~1e30): dense output is the one-hot softmax of the float64 reference, Monarch finite and non-zero', () => {
+    const rng = mulberry32(506);
+    const [qa, ka, va] = [0, 1, 2].map(() => randAct(rng, 1, N, H, D));
+    const q1 = act(Float64Array.from(qa.x, (x) => Math.fround(x * 1e30)), 1, N, H, D);
+    const [q, k, v] = [q1, ka, va].map((a) => tensor(encode(a.x, 'float32') as Float32Array, [1, N, H, D]));
+    const ref = denseRef(q1, ka, va).out;
+    const out = toF32(denseAttentionSync(q, k, v, { backend: 'cpu' }).out);
+    let worst = 0;
+    for (let i = 0; i < out.length; i++) worst = Math.max(worst, Math.abs(out[i] - ref[i]));
+    expect(worst).toBeLessThan(1e-5);  // one-hot rows: out = v of the arg-max key, exactly in fp32
+    const attn = new MonarchAttention(seqOpts(2, 'float32', 'cpu'));
+    try {
+      const o = toF32(attn.forwardSync(q, k, v));
+      expect(rowKinds(o).flat().every((c) => c === '.')).toBe(true);
+    } finally {
+      attn.dispose();
+    }
+  });
+
+  test('scale that overflows or underflows float32 is a RangeError (MonarchAttention and denseAttention)', () => {
+    const base = seqOpts(1, 'float32', 'cpu');
+    expect(() => new MonarchAttention({ ...base, scale: 1e39 })).toThrow(/scale 1e\+39 overflows float32/);
+    expect(() => new MonarchAttention({ ...base, scale: 1e-39 })).toThrow(/scale 1e-39 underflows float32/);
+    const [q, k, v] = hostInputs(507, 'float32');
+    expect(() => denseAttentionSync(q, k, v, { scale: 4e38 })).toThrow(RangeError);
+    new MonarchAttention({ ...base, scale: 3e38 }).dispose();
+  });
+});
+
+// The CUDA kernels follow the CPU's non-finite rule: a NaN logit makes the row's softmax sum NaN, and the
+// kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL, lse, aR and the output.
+describeCuda('non-finite inputs', () => {
+  const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
+    const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
+    try {
+      if (kind === 'dense') {
+        const o = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda' }).out;
+        try { return toF32(o.downloadSync()); } finally { o.dispose(); }
+      }
+      const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cuda'));
+      try {
+        const o = attn.forwardSync(dev[0], dev[1], dev[2]);
+        try { return toF32(o.downloadSync()); } finally { o.dispose(); }
+      } finally {
+        attn.dispose();
+      }
+    } finally {
+      dev.forEach((t) => t.dispose());
+    }
+  };
+  cases('CUDA backend', cudaRun, ['float32']);
+});
