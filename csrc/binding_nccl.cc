@@ -11,6 +11,7 @@
 
 #include "binding_device_buffer.h"
 #include "binding_nccl_api.h"
+#include "binding_safe_worker.h"
 
 #ifdef MONARCH_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -65,31 +66,21 @@ Napi::Value UniqueIdFn(const Napi::CallbackInfo& info) {
 }
 
 // A promise-returning worker running `job` (returns "" or an error message) off the event loop, then
-// `done` on the main thread.
-class CommWorker : public Napi::AsyncWorker {
+// `done` on the main thread (always once, also when the environment is closing: SafeWorker).
+class CommWorker : public SafeWorker {
  public:
   CommWorker(Napi::Env env, const char* name, std::function<std::string()> job, std::function<void()> done,
              std::vector<Napi::ObjectReference> keep)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)),
-        done_(std::move(done)), keep_(std::move(keep)) {}
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+      : SafeWorker(env, name), job_(std::move(job)), done_(std::move(done)), keep_(std::move(keep)) {}
 
  protected:
-  void Execute() override {
+  void Run() override {
     std::string e = job_();
-    if (!e.empty()) SetError(e);
+    if (!e.empty()) Fail(e);
   }
-  void OnOK() override {
-    done_();
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override {
-    done_();
-    deferred_.Reject(e.Value());
-  }
+  void Finish(bool) override { done_(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::function<std::string()> job_;
   std::function<void()> done_;
   std::vector<Napi::ObjectReference> keep_;
@@ -410,7 +401,11 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
       if (disposePending_) Free();
     }, std::move(keep));
     Napi::Promise p = w->Promise();
-    w->Queue();
+    if (!w->TryQueue()) {
+      busy_ = false;
+      if (after) after();
+      w->DropUnqueued(std::string(name) + ": the environment is closing");
+    }
     return p;
   }
 

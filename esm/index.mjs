@@ -7,5 +7,7 @@ import cjs from '../dist/lib/index.js';
 export const {
   castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32,
   DeviceTensor, MonarchAttention, KVCache, KVCachePool, denseAttention, denseAttentionSync, denseTime, info, version,
+  SequenceParallelAttention, SequenceParallelKVCache, createSimulatedGroup, SimulatedCommunicator, headGroups,
+  NcclCommunicator, ncclInfo, ncclUniqueId,
 } = cjs;
 export default cjs;
