@@ -1,10 +1,11 @@
 // addon.cc — module init of build/Release/monarch.node: registers the surface typed in lib/native.ts
-// (info, Plan, DeviceBuffer, the host dtype conversions, setCpuThreads).
+// (info, Plan, DeviceBuffer, the host dtype conversions, setCpuThreads, nccl).
 #include "binding_common.h"
 #include "binding_convert.h"
 #include "binding_device_buffer.h"
 #include "binding_host_memory.h"
 #include "binding_info.h"
+#include "binding_nccl.h"
 #include "binding_plan.h"
 
 namespace monarch {
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cloneHostAsync", Napi::Function::New<CloneHostAsync>(env, "cloneHostAsync"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));
   exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));
+  exports.Set("nccl", InitNccl(env));
   return exports;
 }
 

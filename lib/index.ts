@@ -19,3 +19,8 @@ export type { Geometry } from './layout';
 export type { TimeOptions } from './validate';
 export type { AnyTensor } from './inputs';
 export type { ResolvedOptions } from './options';
+export { SequenceParallelAttention, type SequenceParallelOptions } from './parallel';
+export { SequenceParallelKVCache, type ParallelAttendOptions } from './parallel_kv';
+export { createSimulatedGroup, SimulatedCommunicator, type AllToAllPart, type CommBuffer, type Communicator, type Region, type SimulatedGroupOptions } from './comm';
+export { headGroups, type HeadGroups } from './partition';
+export { NcclCommunicator, ncclInfo, ncclUniqueId, type NcclCommunicatorOptions, type NcclInfo } from './nccl';

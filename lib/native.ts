@@ -145,6 +145,27 @@ export interface NativeBinding {
   memoryStats(): NativeMemoryStats;
   /** A new ordinary typed array (same kind) with src's bytes, copied off the event loop. */
   cloneHostAsync<T extends Float32Array | Uint16Array>(src: T): Promise<T>;
+  /** NCCL loaded at run time (csrc/binding_nccl.h); lib/nccl.ts is its only user. */
+  nccl: NativeNccl;
+}
+
+/** One NCCL communicator (non-blocking) with its own stream; one operation at a time. */
+export interface NativeNcclComm {
+  readonly failure: string | null;
+  readonly busy: boolean;
+  init(id: Uint8Array, nranks: number, rank: number, timeoutMs: number): Promise<void>;
+  /** Regions: Float64Array of (offset, rows, rowBytes, pitch) per peer, in bytes. */
+  allToAll(parts: Array<{ src: NativeDeviceBuffer; dst: NativeDeviceBuffer; send: Float64Array; recv: Float64Array }>, timeoutMs: number): Promise<void>;
+  abort(reason?: string): void;
+  dispose(): void;
+}
+
+export interface NativeNccl {
+  /** dlopens the first usable candidate (once per process) → its path and ncclGetVersion code. */
+  load(candidates: string[]): { path: string; version: number };
+  /** A new ncclUniqueId (128 bytes). */
+  uniqueId(): Uint8Array;
+  Comm: new () => NativeNcclComm;
 }
 
 /** Process-wide native memory counters (csrc/binding_host_memory.h). */
