@@ -6,8 +6,13 @@ import { DeviceTensor } from './device';
 import type { AnyTensor } from './inputs';
 import type { ResolvedOptions } from './options';
 import { shardRegions, type HeadGroups, type ShardRegions } from './partition';
-import { actShape, allocHost, dtypeSize, numel, tensor } from './tensor';
-import type { HostTensor } from './types';
+import { actShape, dtypeSize, numel, tensor } from './tensor';
+import type { DType, HostTensor } from './types';
+
+/** Zeroed host storage of n elements of dtype (float32, or the 16-bit patterns of float16 / bfloat16). */
+function allocHost(dtype: DType, n: number): Float32Array | Uint16Array {
+  return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+}
 
 function allocBuffer(memory: 'host' | 'device', dtype: HostTensor['dtype'], elems: number): CommBuffer {
   return memory === 'host' ? allocHost(dtype, elems) : DeviceTensor.empty([elems], dtype);
