@@ -9,6 +9,7 @@
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
     "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-    "ldflags": ["-pthread"]
+    "ldflags": ["-pthread"],
+    "libraries": ["-ldl"]
   }]
 }

@@ -6,6 +6,7 @@ import { paretoMarkdown, paretoSvg, timeConfigs, type ParetoTiming } from '../be
 import { PRESETS } from '../benchmarks/presets';
 import type { DType } from '../lib/types';
 import { backendOption, dtypeOption, intList, intOption, resolveBackend } from './options';
+import { checkWritable } from './outputs';
 import { makeProgress } from './progress';
 
 interface AccuracyCliOptions {
@@ -38,6 +39,8 @@ export function accuracyCommand(): Command {
       const backend = resolveBackend(o.backend);
       if (o.pareto && !o.timePreset) throw new Error('--pareto needs --time-preset');
       if (o.pareto && !o.pareto.toLowerCase().endsWith('.svg')) throw new Error(`--pareto writes SVG: give a .svg file name, received ${o.pareto}`);
+      for (const [what, file] of [['--json', o.json], ['--markdown', o.markdown], ['--pareto', o.pareto]] as const)
+        if (file !== undefined) checkWritable(what, file);
       const preset = o.timePreset === undefined ? undefined : PRESETS[o.timePreset];
       if (o.timePreset !== undefined && (!preset || preset.geometry.kind !== 'video' || preset.geometry.chunkFrames))
         throw new Error(`--time-preset must be a bidirectional video preset (${Object.values(PRESETS).filter((p) => p.geometry.kind === 'video' && !p.geometry.chunkFrames).map((p) => p.name).join(', ')}), received ${o.timePreset}`);

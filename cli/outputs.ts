@@ -2,6 +2,7 @@
 // .svg, or a .png rendered from the same SVG) and the plot's sweep timings in `<plot name>.sweep.json`,
 // a separate file next to the image. Two outputs that resolve to the same path are an error, so the
 // sweep can never overwrite the report.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface BenchOutputs {
@@ -30,6 +31,24 @@ export function planOutputs(o: { json?: string; markdown?: string; plot?: string
     const other = seen.get(key);
     if (other) throw new RangeError(`${other} and ${what} are the same file ${file}; give them different names`);
     seen.set(key, `${what} ${file}`);
+    checkWritable(what, file);
   }
   return out;
+}
+
+/** Fails now, not after the run, when an output file's folder is missing or not writable. */
+export function checkWritable(what: string, file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    throw new Error(`${what} ${file}: the folder ${dir} does not exist`);
+  }
+  if (!st.isDirectory()) throw new Error(`${what} ${file}: ${dir} is not a folder`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new Error(`${what} ${file}: the folder ${dir} is not writable`);
+  }
 }

@@ -14,10 +14,21 @@ namespace {
 
 std::string Where(const ArgContext& ctx, const std::string& what) { return std::string(ctx.op) + ": " + what; }
 
-// Records a host array the params point into (kept alive for async calls, re-checked at the end).
-void Keep(ArgContext& ctx, const Napi::TypedArray& a, const void* data) {
+// Records a host array the params point into (kept alive for async calls, re-checked at the end) and
+// returns the pointer the backend must use (binding_host_memory.h: in place, or a copy the call owns).
+void* Keep(ArgContext& ctx, Napi::Env env, const Napi::TypedArray& a, void* data, bool writes,
+           const std::string& where, bool copyAlways = false) {
   if (ctx.keep) ctx.keep->push_back(Napi::Persistent(static_cast<Napi::Object>(a)));
   ctx.hostSpans.push_back({a, data, a.ByteLength()});
+  if (!ctx.secure && !copyAlways) return data;
+  return ctx.holds.Secure(env, a, data, a.ByteLength(), writes, copyAlways, where);
+}
+
+// The data of a host typed array argument; an Error naming it when its buffer is detached.
+void* HostData(Napi::Env env, const Napi::TypedArray& a, const std::string& where) {
+  TypedSpan s = GetTypedSpan(env, a);
+  if (s.detached) ThrowError(env, where + ": its ArrayBuffer is detached (transferred away?)");
+  return s.data;
 }
 
 void KeepDevice(ArgContext& ctx, const Napi::Value& v, DeviceBuffer* db) {
@@ -96,9 +107,10 @@ Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dty
                               " for " + dtype_name(dtype) + ", got " + DescribeValue(data));
     }
     Napi::TypedArray ta = data.As<Napi::TypedArray>();
+    void* p = HostData(env, ta, where + ".data");
     elems = int64_t(ta.ElementLength());
-    out.data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    Keep(ctx, ta, out.data);
+    const bool writes = std::string(name) == "o" || std::string(name) == "dst";
+    out.data = Keep(ctx, env, ta, p, writes, where);
   }
 
   int64_t extent = StridedExtent(env, shape, st, where);
@@ -125,8 +137,8 @@ HostBlob ReadMask(Napi::Env env, const Napi::Object& args, const char* name, int
     ThrowRangeError(env, where + " has " + std::to_string(m.ElementLength()) + " elements, expected " +
                              expectedText + " = " + std::to_string(expected));
   }
-  Keep(ctx, m, m.Data());
-  return {m.Data(), m.ByteLength()};
+  const void* p = Keep(ctx, env, m, HostData(env, m, where), false, where);
+  return {p, m.ByteLength()};
 }
 
 // An optional float32 per-row output (lse / entropy) with at least `needed` elements.
@@ -154,8 +166,7 @@ float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, 
     }
     Napi::Float32Array a = v.As<Napi::Float32Array>();
     elems = int64_t(a.ElementLength());
-    ptr = a.Data();
-    Keep(ctx, a, ptr);
+    ptr = static_cast<float*>(Keep(ctx, env, a, HostData(env, a, where), true, where));
   }
   if (elems < needed) {
     ThrowRangeError(env, where + " has " + std::to_string(elems) + " elements, needs B·H·Nq = " +
@@ -182,9 +193,8 @@ int64_t Product(Napi::Env env, std::initializer_list<int64_t> xs, const std::str
 
 void VerifyUnchanged(Napi::Env env, const ArgContext& ctx) {
   for (const ArgContext::HostSpan& h : ctx.hostSpans) {
-    Napi::TypedArray a = h.array;
-    const void* now = static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
-    if (now != h.data || a.ByteLength() != h.bytes) {
+    TypedSpan now = GetTypedSpan(env, h.array);
+    if (now.detached || now.data != h.data || now.bytes != h.bytes) {
       ThrowError(env, Where(ctx, "a typed array argument was detached or resized while the arguments were "
                                  "being read"));
     }
@@ -276,10 +286,11 @@ GatherCall ReadGatherArgs(Napi::Env env, const Napi::Value& argv, ArgContext& ct
     ThrowRangeError(env, Where(ctx, "map") + " has more than 2^31-1 entries");
   }
   p.nDst = int(map.ElementLength());
-  const int32_t* m = map.Data();
+  // Snapshot: the entries decide which src tokens are read, so they must not change after the check.
+  const int32_t* m = static_cast<const int32_t*>(Keep(ctx, env, map, HostData(env, map, Where(ctx, "map")), false,
+                                                      Where(ctx, "map"), /*copyAlways=*/true));
   int64_t maxSrc = -1;  // src tokens read: map entries >= 0 (negative = write zeros)
   for (int i = 0; i < p.nDst; ++i) maxSrc = std::max<int64_t>(maxSrc, m[i]);
-  Keep(ctx, map, m);
   c.map = {m, map.ByteLength()};
   p.map = m;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "binding_common.h"
+#include "binding_host_memory.h"
 
 namespace monarch {
 namespace binding {
@@ -36,6 +37,11 @@ struct ArgContext {
   // Non-null for CPU async calls: every JS object whose memory the params point into is referenced
   // here, so it stays alive until the worker completes.
   std::vector<Napi::ObjectReference>* keep = nullptr;
+  // Async CPU calls (secure = true): every host span is made safe against detachment, transfer and
+  // shrinking at read time (binding_host_memory.h); the params point at what `holds` returns. Gather
+  // maps are snapshotted in every call.
+  bool secure = false;
+  HostHolds holds;
 
   // Every memory span taken while reading, re-checked by VerifyUnchanged once reading is over:
   // reading a property can run a user getter, which could dispose a DeviceBuffer or detach an

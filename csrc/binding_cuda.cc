@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "binding_host_memory.h"
+
 namespace monarch {
 namespace binding {
 
@@ -17,11 +19,15 @@ Status DeviceMem::Allocate(size_t bytes) {
   if (!s.ok) return s;
   ptr_ = p;
   bytes_ = bytes;
+  CountDeviceAlloc(bytes);
   return Status::Ok();
 }
 
 void DeviceMem::Reset() {
-  if (ptr_) cuda::free_device(ptr_);  // nothing useful to do with a failure while freeing
+  if (ptr_) {
+    cuda::free_device(ptr_);  // nothing useful to do with a failure while freeing
+    CountDeviceFree(bytes_);
+  }
   ptr_ = nullptr;
   bytes_ = 0;
 }
@@ -87,6 +93,13 @@ void UploadSlot::Reset() {
 static Status CudaFail(const char* what, cudaError_t e) {
   return Status::Error(std::string(what) + " failed: " + cudaGetErrorString(e));
 }
+
+Status AllocPinnedHost(void** p, size_t bytes) {
+  cudaError_t e = cudaHostAlloc(p, bytes, cudaHostAllocPortable);
+  return e == cudaSuccess ? Status::Ok() : CudaFail("cudaHostAlloc", e);
+}
+
+void FreePinnedHost(void* p) { cudaFreeHost(p); }
 
 Status DeviceSynchronize() {
   cudaError_t e = cudaDeviceSynchronize();

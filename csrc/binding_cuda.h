@@ -81,6 +81,10 @@ class UploadSlot {
   uint64_t clock_ = 0;
 };
 
+// Page-locked host memory (cudaHostAlloc / cudaFreeHost) for addon host buffers (allocHost).
+Status AllocPinnedHost(void** p, size_t bytes);
+void FreePinnedHost(void* p);
+
 // Waits for all work on every stream of the current device (cudaDeviceSynchronize): DeviceBuffer
 // transfers use it so that they are ordered after whatever any plan enqueued before them.
 Status DeviceSynchronize();

@@ -4,6 +4,7 @@
 // (cudaDeviceSynchronize), so a transfer never races a kernel that a plan enqueued earlier on its own
 // stream; download does that wait and the copy in an AsyncWorker, off the event loop.
 #include "binding_device_buffer.h"
+#include "binding_host_memory.h"
 
 #include "binding_safe_worker.h"
 
@@ -176,7 +177,10 @@ DeviceBuffer::~DeviceBuffer() {
 
 void DeviceBuffer::FreeMemory() {
 #ifdef MONARCH_WITH_CUDA
-  if (owned_ && ptr_) cuda::free_device(ptr_);
+  if (owned_ && ptr_) {
+    cuda::free_device(ptr_);
+    CountDeviceFree(bytes_);
+  }
 #endif
   if (externalBytes_ != 0) {
     int64_t ignored = 0;
@@ -204,10 +208,14 @@ Napi::Value DeviceBuffer::Alloc(const Napi::CallbackInfo& info) {
   if (!s.ok) ThrowError(env, "DeviceBuffer.alloc(" + std::to_string(bytes) + "): " + s.message);
   t.bytes = size_t(bytes);
   t.owned = true;
+  CountDeviceAlloc(t.bytes);
   try {
     return GetAddonData(env).deviceBufferCtor.New({Napi::External<InitToken>::New(env, &t)});
   } catch (...) {
-    if (!t.taken) cuda::free_device(t.ptr);
+    if (!t.taken) {
+      cuda::free_device(t.ptr);
+      CountDeviceFree(t.bytes);
+    }
     throw;
   }
 #else

@@ -2,6 +2,7 @@
 #include "binding_plan.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -47,6 +48,8 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),
                          InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
                          InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
+                         InstanceMethod<&Plan::Upload>("upload"),
+                         InstanceMethod<&Plan::Download>("download"),
                          InstanceMethod<&Plan::Dispose>("dispose"),
                      });
 }
@@ -129,6 +132,7 @@ Plan::~Plan() {
     ws_.Abandon();
 #ifdef MONARCH_WITH_CUDA
     stream_.Abandon();
+    new std::vector<HostBlockRef>(std::move(inflightHost_));  // copies may be in flight: leak, never free
 #endif
     return;
   }
@@ -138,6 +142,7 @@ Plan::~Plan() {
 void Plan::FreeResources() {
 #ifdef MONARCH_WITH_CUDA
   if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
+  inflightHost_.clear();
   events_.Release();
   keyValidSlot_.Reset();
   queryValidSlot_.Reset();
@@ -284,6 +289,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     ctx.op = name;
     ctx.cuda = cuda_;
     ctx.keep = cuda_ ? nullptr : &keep;
+    ctx.secure = !cuda_;  // CPU workers read host memory off the main thread
     std::function<Status()> job = BuildJob(info, op, ctx);
     if (cuda_) {  // enqueue now; the Promise only says "enqueued"
       ThrowIfFailed(env, job());
@@ -291,7 +297,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
       return settled.Promise();
     }
     keep.push_back(Napi::Persistent(Value()));  // the plan (workspace) outlives the worker
-    auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+    auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep), std::move(ctx.holds));
     Napi::Promise promise = w->Promise();  // before Push: a worker Node refuses is deleted there
     queue_.Push(w);
     return promise;
@@ -311,6 +317,7 @@ void Plan::Synchronize(const Napi::CallbackInfo& info) {
   if (cuda_) {
     Status s = cuda::stream_sync(stream_.get());
     if (!s.ok) ThrowError(env, "synchronize: " + s.message);
+    inflightHost_.clear();  // every copy enqueued so far has completed
   }
 #endif
 }
@@ -324,7 +331,11 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
 #ifdef MONARCH_WITH_CUDA
     if (cuda_) {
       cuda::Stream s = stream_.get();
-      job = [s]() {
+      // The copies enqueued so far are covered by this sync; their host blocks go with the job and are
+      // released when the worker is deleted (after the sync, on the main thread).
+      auto held = std::make_shared<std::vector<HostBlockRef>>(std::move(inflightHost_));
+      inflightHost_.clear();
+      job = [s, held]() {
         Status st = cuda::stream_sync(s);
         if (!st.ok) st.message = "synchronizeAsync: " + st.message;
         return st;

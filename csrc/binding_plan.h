@@ -7,7 +7,9 @@
 //               async work is in flight throws (it would race the workspace).
 //   CUDA plan — sync and async methods both enqueue on the plan's stream and return (async: an
 //               already-settled Promise); synchronize() waits on the calling thread,
-//               synchronizeAsync() in an AsyncWorker.
+//               synchronizeAsync() in an AsyncWorker. upload() / download() enqueue host<->device
+//               copies on the same stream (binding_plan_transfer.cc); the host blocks they touch are
+//               referenced until a later synchronize has passed them.
 // Async methods report argument errors as rejected Promises; sync methods throw.
 // dispose() frees everything (deferred until a running worker completes); later calls throw
 // "Plan was disposed". The finalizer frees whatever dispose did not. The workspace's size is reported
@@ -17,6 +19,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "binding_args.h"
 #include "binding_common.h"
@@ -52,6 +55,9 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value RecordEvent(const Napi::CallbackInfo& info);
   Napi::Value EventElapsedMs(const Napi::CallbackInfo& info);
   void ReleaseEvents(const Napi::CallbackInfo& info);
+  void Upload(const Napi::CallbackInfo& info);    // upload(dst: DeviceBuffer, src: addon typed array)
+  void Download(const Napi::CallbackInfo& info);  // download(dst: addon typed array, src: DeviceBuffer)
+  void Transfer(const Napi::CallbackInfo& info, bool toDevice);
   void Dispose(const Napi::CallbackInfo& info);
 
   // Validates the arguments of `op`, builds its job and runs it (see the execution model above).
@@ -81,6 +87,8 @@ class Plan : public Napi::ObjectWrap<Plan> {
   StreamHandle stream_;
   UploadSlot keyValidSlot_, queryValidSlot_, denseKeyValidSlot_, mapSlot_;
   EventPool events_;
+  // Host blocks of copies enqueued since the last synchronize (kept alive until the stream passes them).
+  std::vector<HostBlockRef> inflightHost_;
 #endif
 };
 

@@ -46,6 +46,7 @@ void SafeWorker::Execute() {
   }
 }
 
+std::string SafeWorker::Complete(napi_env) { return std::string(); }
 napi_value SafeWorker::Result(napi_env) { return nullptr; }
 void SafeWorker::Finish(bool) {}
 
@@ -77,6 +78,15 @@ void SafeWorker::OnWorkComplete(Napi::Env env, napi_status status) {
   bool settled = false;
   if (status != napi_cancelled) {
     try {
+      if (error_.empty()) {
+        try {
+          error_ = Complete(env);
+        } catch (const std::exception& e) {
+          error_ = e.what();
+        } catch (...) {
+          error_ = "the async call could not be completed";
+        }
+      }
       settled = Settle(env, error_.empty(), error_);
     } catch (...) {
       settled = false;

@@ -33,6 +33,10 @@ class SafeWorker : public Napi::AsyncWorker {
   // Worker thread: the work; must not touch JS. Report failure with Fail (exceptions are caught too).
   virtual void Run() = 0;
   void Fail(std::string message) { error_ = std::move(message); }
+  // Main thread, after a successful Run, when JS can still run, before the Promise is settled: last
+  // main-thread steps of the work (e.g. copying results back into caller memory). A non-empty message
+  // rejects the Promise with it instead of resolving. Exceptions are caught (the Promise then rejects).
+  virtual std::string Complete(napi_env env);
   // Main thread, after Execute, when JS can still run: the value to resolve with (default undefined).
   // Must not throw; return nullptr to resolve with undefined.
   virtual napi_value Result(napi_env env);

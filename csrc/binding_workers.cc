@@ -7,12 +7,17 @@ namespace monarch {
 namespace binding {
 
 PlanWorker::PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
-                       std::vector<Napi::ObjectReference> keep)
-    : SafeWorker(env, name), queue_(queue), job_(std::move(job)), keep_(std::move(keep)) {}
+                       std::vector<Napi::ObjectReference> keep, HostHolds holds)
+    : SafeWorker(env, name), queue_(queue), job_(std::move(job)), keep_(std::move(keep)), holds_(std::move(holds)) {}
 
 void PlanWorker::Run() {
   Status s = job_();
   if (!s.ok) Fail(s.message.empty() ? std::string("backend call failed") : s.message);
+}
+
+std::string PlanWorker::Complete(napi_env env) {
+  // Written spans that went through a copy return to the caller's arrays before the Promise resolves.
+  return holds_.CopyBack(Napi::Env(env));
 }
 
 void PlanWorker::Finish(bool closing) {

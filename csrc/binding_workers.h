@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "binding_common.h"
+#include "binding_host_memory.h"
 #include "binding_safe_worker.h"
 
 namespace monarch {
@@ -27,17 +28,21 @@ class SerialQueue;
 class PlanWorker : public SafeWorker {
  public:
   // `job` runs on a libuv thread and must not touch JS; `keep` holds every object it reads or writes.
+  // `holds` keeps its host spans valid (binding_host_memory.h); written copies go back before the
+  // Promise resolves.
   PlanWorker(Napi::Env env, const char* name, SerialQueue* queue, std::function<Status()> job,
-             std::vector<Napi::ObjectReference> keep);
+             std::vector<Napi::ObjectReference> keep, HostHolds holds = HostHolds());
 
  protected:
   void Run() override;
+  std::string Complete(napi_env env) override;
   void Finish(bool closing) override;
 
  private:
   SerialQueue* queue_;
   std::function<Status()> job_;
   std::vector<Napi::ObjectReference> keep_;
+  HostHolds holds_;
 };
 
 class SerialQueue {

@@ -5,12 +5,14 @@ import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './type
 import type { DeviceTensor } from './device';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
+import { addonArray, StagingPool } from './host';
+import { checkSignal, publishStart, throwIfAborted } from './serving';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
 import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions, isTyped } from './validate';
 
 /** The keys of DenseOptions. */
-export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend'] as const;
+export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -24,6 +26,7 @@ interface DenseSetup {
   keyMask?: Uint8Array;
   causalChunk: number;
   qOffset: number;
+  signal?: AbortSignal;
   c: ReturnType<typeof checkQKV>;
 }
 
@@ -47,7 +50,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   return {
     backend, layout, q: c.q, k: c.k, device: c.device, scale,
     returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
-    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), c,
+    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal), c,
   };
 }
 
@@ -71,14 +74,14 @@ function denseOp(s: DenseSetup, st: Staged, dtype: HostTensor['dtype'], lse?: Si
 
 function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
   const n = s.q.B * s.q.H * s.q.S;
-  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : new Float32Array(n));
+  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : addonArray('float32', n) as Float32Array);
   return { lse: s.returnLse ? make() : undefined, entropy: s.returnEntropy ? make() : undefined };
 }
 
 async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTensor | undefined> {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  if (isTyped(x, 'Float32Array')) return tensor(localF32(await native().cloneHostAsync(x)), shape, 'float32');  // ordinary, transferable
   const data = localF32((await x.download('f32')) as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
@@ -87,7 +90,7 @@ async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTenso
 function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefined {
   if (!x) return undefined;
   const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(x, shape, 'float32');
+  if (isTyped(x, 'Float32Array')) return tensor(x.slice(), shape, 'float32');
   const data = localF32(x.downloadSync('f32') as Float32Array);
   x.dispose();
   return tensor(data, shape, 'float32');
@@ -102,17 +105,28 @@ export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor
 export function denseAttention<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
   const s = setup(q, k, v, opts);
+  const signal = s.signal;
+  throwIfAborted(signal);
   const cuda = s.backend === 'cuda';
+  // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
+  // detach them as soon as this returns (lib/host.ts).
+  const held = !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], cuda) : null;
+  const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
+  if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
-    await runAsync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    await runAsync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda, signal);
     const out = await st.collectAsync();
     const lse = await sideTensor(s, side.lse);
     const entropy = await sideTensor(s, side.entropy);
+    end();
     return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+  } catch (e) {
+    end(e);
+    throw e;
   } finally {
     plan.dispose();
     scratch.dispose();
@@ -128,10 +142,12 @@ export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opt
   const cuda = s.backend === 'cuda';
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
+  const held = cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
+  if (held) [q, k, v] = held.tensors;
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
-    runSync(plan, [denseOp(s, st, q.dtype, side.lse, side.entropy)], cuda);
+    runSync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda);
     const out = st.collect();
     const lse = sideTensorSync(s, side.lse);
     const entropy = sideTensorSync(s, side.entropy);

@@ -6,6 +6,10 @@ import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, t
 import { show } from './validate';
 
 const buffers = new WeakMap<DeviceTensor, NativeDeviceBuffer>();
+/** Outputs whose memory goes back to their instance's DeviceOutputPool on dispose() (lib/outputs.ts). */
+const recyclers = new WeakMap<DeviceTensor, (buf: NativeDeviceBuffer) => void>();
+/** Recycled tensors: disposed for their user, although the buffer lives on in the pool. */
+const released = new WeakSet<DeviceTensor>();
 
 function checkDeviceDtype(dtype: unknown): DType {
   if (typeof dtype !== 'string') throw new TypeError(`dtype must be one of 'float32', 'float16', 'bfloat16', received ${show(dtype)}`);
@@ -60,7 +64,7 @@ export class DeviceTensor {
   }
 
   get disposed(): boolean {
-    return buffers.get(this)!.disposed;
+    return released.has(this) || buffers.get(this)!.disposed;
   }
 
   /** Device address, for interop. */
@@ -96,17 +100,27 @@ export class DeviceTensor {
     buf.fill(value, dtypeCode(this.dtype));
   }
 
-  /** Frees the memory (owned tensors); later use throws "DeviceTensor was disposed". Idempotent. */
+  /**
+   * Frees the memory (owned tensors; an output of forward / attend goes back to its instance for reuse
+   * by a later output, see docs/API.md); later use throws "DeviceTensor was disposed". Idempotent.
+   */
   dispose(): void {
     const buf = buffers.get(this)!;
-    if (!buf.disposed) buf.dispose();
+    if (released.has(this) || buf.disposed) return;
+    const recycle = recyclers.get(this);
+    if (recycle) {
+      released.add(this);
+      recycle(buf);
+      return;
+    }
+    buf.dispose();
   }
 }
 
 function live(t: DeviceTensor): NativeDeviceBuffer {
   const buf = buffers.get(t);
   if (!buf) throw new TypeError('not a DeviceTensor');
-  if (buf.disposed) throw new Error('DeviceTensor was disposed');
+  if (buf.disposed || released.has(t)) throw new Error('DeviceTensor was disposed');
   return buf;
 }
 
@@ -124,8 +138,13 @@ export function bufferView(buf: NativeDeviceBuffer, byteOffset: number, byteLeng
   return native().DeviceBuffer.fromPointer(buf.pointer + BigInt(byteOffset), byteLength);
 }
 
-/** Wraps a native buffer as a DeviceTensor (internal: outputs created by lib/). */
-export function wrapBuffer(buf: NativeDeviceBuffer, shape: number[], dtype: DType): DeviceTensor {
+/**
+ * Wraps a native buffer as a DeviceTensor (internal: outputs created by lib/). With `recycle`, dispose()
+ * hands the buffer to it instead of freeing it.
+ */
+export function wrapBuffer(buf: NativeDeviceBuffer, shape: number[], dtype: DType, recycle?: (buf: NativeDeviceBuffer) => void): DeviceTensor {
   const Ctor = DeviceTensor as unknown as new (b: NativeDeviceBuffer, s: number[], d: DType) => DeviceTensor;
-  return new Ctor(buf, shape, dtype);
+  const t = new Ctor(buf, shape, dtype);
+  if (recycle) recyclers.set(t, recycle);
+  return t;
 }

@@ -1,9 +1,12 @@
 // Public surface of monarch-attention (docs/API.md).
 export type {
   Backend, DType, DenseOptions, DenseResult, ForwardOptions, HostData, HostTensor, InfoResult, KVCacheBytes, KVCacheOptions,
-  KVCachePoolOptions, MonarchOptions, SupportEntry,
+  KVCachePoolOptions, MonarchOptions, StepOptions, SupportEntry,
   SequenceLayout, TensorLayout, VideoLayout,
 } from './types';
+export { allocTensor, hostMemoryKind, memoryStats } from './host';
+export { fromOrt, toOrt, type OrtTensorLike } from './ort';
+export type { CallEvent, MemoryFigures } from './serving';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
 export { DeviceTensor } from './device';
 export { MonarchAttention } from './monarch';
@@ -16,3 +19,8 @@ export type { Geometry } from './layout';
 export type { TimeOptions } from './validate';
 export type { AnyTensor } from './inputs';
 export type { ResolvedOptions } from './options';
+export { SequenceParallelAttention, type SequenceParallelOptions } from './parallel';
+export { SequenceParallelKVCache, type ParallelAttendOptions } from './parallel_kv';
+export { createSimulatedGroup, SimulatedCommunicator, type AllToAllPart, type CommBuffer, type Communicator, type Region, type SimulatedGroupOptions } from './comm';
+export { headGroups, type HeadGroups } from './partition';
+export { NcclCommunicator, ncclInfo, ncclUniqueId, type NcclCommunicatorOptions, type NcclInfo } from './nccl';

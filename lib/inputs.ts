@@ -4,7 +4,9 @@ import { native, type NativeAct, type NativeData, type NativeDeviceBuffer, type 
 import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
-import { localArray, actDims, actStrides, allocHost, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
+import { addonArray, type HostArray } from './host';
+import { DeviceOutputPool } from './outputs';
+import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
 export type AnyTensor = HostTensor | DeviceTensor;
@@ -57,7 +59,36 @@ export function checkQKV(q: unknown, k: unknown, v: unknown, layout: TensorLayou
 /** Reusable buffers (host typed arrays on the CPU, device buffers on CUDA) keyed by purpose. */
 export class Scratch {
   private readonly bufs = new Map<string, NativeData>();
-  constructor(private readonly cuda: boolean) {}
+  private readonly hostBufs = new Map<string, HostArray>();
+  /** Memory of device outputs returned without `out` (lib/outputs.ts), reused once the caller disposes them. */
+  readonly outputs: DeviceOutputPool;
+  /** `idleOutputBytes`: idle output memory kept for reuse at most (the rest of maxWorkspaceBytes). */
+  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity) {
+    this.outputs = new DeviceOutputPool(4, undefined, idleOutputBytes);
+  }
+
+  /** Bytes held by get()'s buffers and idle output buffers (device memory on CUDA). */
+  get bytes(): number {
+    let b = this.outputs.bytes;
+    for (const x of this.bufs.values()) b += x.byteLength;
+    return b;
+  }
+
+  /** Bytes held by host()'s pinned buffers. */
+  get hostBytes(): number {
+    let b = 0;
+    for (const x of this.hostBufs.values()) b += x.byteLength;
+    return b;
+  }
+
+  /** A page-locked host buffer (addon memory) of `elems` elements of `dtype`: CUDA download targets. */
+  host(key: string, dtype: DType, elems: number): HostArray {
+    const have = this.hostBufs.get(key);
+    if (have && have.length === elems && isTyped(have, 'Float32Array') === (dtype === 'float32')) return have;
+    const b = addonArray(dtype, elems, true);
+    this.hostBufs.set(key, b);
+    return b;
+  }
 
   /** A buffer of `elems` elements of `dtype` ('float32' also for f32 side outputs). */
   get(key: string, dtype: DType, elems: number): NativeData {
@@ -65,7 +96,7 @@ export class Scratch {
     const have = this.bufs.get(key);
     if (have && have.byteLength === bytes) return have;
     if (have && !(isTyped(have, 'Float32Array') || isTyped(have, 'Uint16Array'))) have.dispose();
-    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : allocHost(dtype, elems);
+    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : addonArray(dtype, elems);
     this.bufs.set(key, b);
     return b;
   }
@@ -75,6 +106,8 @@ export class Scratch {
       if (!(isTyped(b, 'Float32Array') || isTyped(b, 'Uint16Array')) && !b.disposed) b.dispose();
     }
     this.bufs.clear();
+    this.hostBufs.clear();
+    this.outputs.close();
   }
 }
 
@@ -96,56 +129,105 @@ export function bshd(S: number, H: number, D: number): Strides {
   return [S * H * D, H * D, D];
 }
 
-/** Inputs on the backend's side plus an output buffer, and how to hand the output back. */
-export interface Staged {
-  q: NativeAct; k: NativeAct; v: NativeAct; o: NativeAct;
-  /** Output as the caller gets it (after the work has finished). */
+/**
+ * An output buffer on the backend's side, the ops that bring it to the host (CUDA, host q: a download
+ * on the plan's stream, run after the call's ops) and how to hand the output back once they have run.
+ */
+export interface StagedOutput {
+  o: NativeAct;
+  post: Op[];
   collect(): AnyTensor;
   collectAsync(): Promise<AnyTensor>;
 }
 
+/** Inputs on the backend's side (`pre`: CUDA uploads to run first) plus the output. */
+export interface Staged extends StagedOutput {
+  q: NativeAct; k: NativeAct; v: NativeAct;
+  pre: Op[];
+}
+
 /**
- * Stages checked q/k/v for a backend: CPU host tensors are used in place; CUDA host tensors are uploaded
- * into scratch and the output downloaded; CUDA DeviceTensors are used in place and the output is a new
- * DeviceTensor. The output has q's shape, dtype and layout.
+ * A host input on the CUDA backend: the scratch device buffer `key`, filled by an upload op pushed to
+ * `pre` (the tensor must be secured for CUDA, i.e. pinned addon memory: lib/host.ts StagingPool).
+ */
+export function uploadInput(scratch: Scratch, key: string, t: HostTensor, pre: Op[]): NativeDeviceBuffer {
+  const b = scratch.get(key, t.dtype, t.data.length) as NativeDeviceBuffer;
+  pre.push({ op: 'upload', dst: b, src: t.data });
+  return b;
+}
+
+/**
+ * The output of a call with q's shape and dtype (strides `st`), and how the caller gets it:
+ *   device q: `out` (a checked DeviceTensor) or a new DeviceTensor, written in place;
+ *   CPU, host q: a caller's addon / shared `out` is written in place; otherwise the workers write the
+ *     scratch 'stage.o' (addon memory) and the caller gets it copied into an ordinary `out`, or a new
+ *     ordinary (transferable) array, copied off the event loop for async calls;
+ *   CUDA, host q: the scratch device buffer 'stage.o', downloaded into a new array or `out`.
+ */
+export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: Strides, out?: AnyTensor): StagedOutput {
+  const shape = q.shape.slice(), dtype = q.dtype, n = numel(shape);
+  if (q instanceof DeviceTensor) {
+    if (!cuda) throw new TypeError("q is a DeviceTensor but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+    const dev = out as DeviceTensor | undefined;
+    const buf = dev ? deviceBuffer(dev) : scratch.outputs.take(n * dtypeSize(dtype));
+    const give = (b: NativeDeviceBuffer): void => scratch.outputs.give(b);
+    const result = (): AnyTensor => dev ?? wrapBuffer(buf, shape, dtype, give);
+    return { o: act(buf, st), post: [], collect: result, collectAsync: async () => result() };
+  }
+  const host = out as HostTensor | undefined;
+  if (!cuda) {
+    if (host && native().hostMemoryKind(host.data) !== 0) {
+      return { o: act(host.data, st), post: [], collect: () => host, collectAsync: async () => host };
+    }
+    const buf = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
+    if (host) {
+      // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
+      const fill = (): HostTensor => { native().copyHost(host.data, buf); return host; };
+      return { o: act(buf, st), post: [], collect: fill, collectAsync: async () => fill() };
+    }
+    return {
+      o: act(buf, st), post: [],
+      collect: () => tensor(buf.slice(), shape, dtype),
+      collectAsync: async () => tensor(localArray(await native().cloneHostAsync(buf)), shape, dtype),
+    };
+  }
+  // CUDA, host q: computed into device scratch, downloaded on the stream into pinned memory (a caller's
+  // pinned `out`, else the pinned scratch 'host.o'), handed back like the CPU's scratch output.
+  const dev = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
+  const direct = host !== undefined && native().isPinnedHost(host.data);
+  const pinned = direct ? host.data : scratch.host('host.o', dtype, n);
+  const post: Op[] = [{ op: 'download', dst: pinned, src: dev }];
+  if (direct) return { o: act(dev, st), post, collect: () => host, collectAsync: async () => host };
+  if (host) {
+    const fill = (): HostTensor => { native().copyHost(host.data, pinned); return host; };
+    return { o: act(dev, st), post, collect: fill, collectAsync: async () => fill() };
+  }
+  return {
+    o: act(dev, st), post,
+    collect: () => tensor(pinned.slice(), shape, dtype),
+    collectAsync: async () => tensor(localArray(await native().cloneHostAsync(pinned)), shape, dtype),
+  };
+}
+
+/**
+ * Stages checked q/k/v for a backend: CPU host tensors are used in place (callers of async work pass
+ * secured ones, lib/host.ts); CUDA host tensors (secured for CUDA: pinned) are uploaded into scratch by
+ * the `pre` ops; CUDA DeviceTensors are used in place. The output (stageOutput) has q's shape, dtype and
+ * layout; `out` is a checked `out` option. Run `[...pre, ...ops, ...post]`.
  */
 export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: CheckedQKV,
-  q: AnyTensor, k: AnyTensor, v: AnyTensor, outBuffer?: NativeDeviceBuffer): Staged {
-  const dtype = q.dtype;
+  q: AnyTensor, k: AnyTensor, v: AnyTensor, out?: AnyTensor): Staged {
   const qs = actStrides(c.q, layout), ks = actStrides(c.k, layout);
-  const shape = q.shape.slice();
-  const n = numel(shape);
+  if (c.device && !cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
+  const o = stageOutput(cuda, scratch, q, qs, out);
   if (c.device) {
-    if (!cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
-    const out = outBuffer ?? native().DeviceBuffer.alloc(n * dtypeSize(dtype));
-    const result = (): AnyTensor => wrapBuffer(out, shape, dtype);
-    return {
-      q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks),
-      v: act(deviceBuffer(v as DeviceTensor), ks), o: act(out, qs),
-      collect: result, collectAsync: async () => result(),
-    };
+    return { ...o, pre: [], q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks), v: act(deviceBuffer(v as DeviceTensor), ks) };
   }
   const hq = q as HostTensor, hk = k as HostTensor, hv = v as HostTensor;
-  if (!cuda) {
-    const out = allocHost(dtype, n);
-    const result = (): AnyTensor => tensor(out, shape, dtype);
-    return {
-      q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks), o: act(out, qs),
-      collect: result, collectAsync: async () => result(),
-    };
-  }
-  const put = (key: string, t: HostTensor): NativeDeviceBuffer => {
-    const b = scratch.get(key, dtype, t.data.length) as NativeDeviceBuffer;
-    b.upload(t.data);
-    return b;
-  };
-  const out = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
-  const kind = dtype === 'float32' ? 'f32' : 'u16';
-  return {
-    q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks), o: act(out, qs),
-    collect: () => tensor(localArray(out.downloadSync(kind)), shape, dtype),
-    collectAsync: async () => tensor(localArray(await out.download(kind)), shape, dtype),
-  };
+  if (!cuda) return { ...o, pre: [], q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks) };
+  const pre: Op[] = [];
+  const put = (key: string, t: HostTensor): NativeDeviceBuffer => uploadInput(scratch, key, t, pre);
+  return { ...o, pre, q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks) };
 }
 
 /** Validates `inputs` of time()/denseTime(): a non-empty array of [q, k, v] triples. */
@@ -169,7 +251,7 @@ export function stageForTiming(cuda: boolean, scratch: Scratch, layout: TensorLa
     [q, k, v] = [q, k, v].map((t) => { const d = DeviceTensor.fromHost(t as HostTensor); owned.push(d); return d; });
     c = { ...c, device: true };
   }
-  const out = native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype));
+  const out = wrapBuffer(native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype)), q.shape.slice(), q.dtype);
   owned.push(out);
   return stage(true, scratch, layout, c, q, k, v, out);
 }

@@ -6,23 +6,30 @@
 // on the CPU, device memory on CUDA). An attend runs the chunk's C query tiles against the key tiles of
 // its window — always the physical prefix of the slots — so its output equals the chunk's rows of the
 // one-shot block-causal forward over the frames it sees.
+import './dispose';
 import type { NativeAct, NativeData, NativePlan, StageArgs } from './native';
-import type { HostTensor } from './types';
+import type { HostTensor, StepOptions } from './types';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, stageForTiming, timeInputSets, type AnyTensor } from './inputs';
-import { stageInput, stageOutput, type StagedOutput } from './kvstage';
+import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, stageForTiming, stageOutput, timeInputSets, type AnyTensor, type StagedOutput } from './inputs';
+import { stageInput } from './kvstage';
+import type { StagingPool } from './host';
+import { checkOut, checkSignal, publishStart, throwIfAborted, type CallEvent, type MemoryFigures } from './serving';
 import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type CacheWindow, type WritePlan } from './kvwindow';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import type { ResolvedOptions } from './options';
-import { dtypeCode, type ActDims } from './tensor';
+import { actStrides, dtypeCode, type ActDims } from './tensor';
 import { isErrorLike, snapshot, TIME_OPTION_KEYS, timeOptions, type TimeOptions } from './validate';
 
-/** @internal What the caches of one pool share: options, window, one plan (workspace, stream), scratch, queue. */
+/** @internal What the caches of one pool share: options, window, one plan (workspace, stream), scratch, staging, queue. */
 export interface CacheCore {
   cfg: ResolvedOptions;
   win: CacheWindow;
   plan: NativePlan | null;
+  /** Set by close()/dispose(): new calls throw while queued ones finish; the plan is freed after them. */
+  closing: boolean;
   scratch: Scratch;
+  /** Copies of ordinary-ArrayBuffer host inputs, made at call time (lib/host.ts). */
+  staging: StagingPool;
   queue: WorkQueue;
   /** Chunk-local tile-order token → chunk token (identity when no reorder). */
   gatherMap: Int32Array;
@@ -39,24 +46,44 @@ export interface AttendOptions {
   frame: number;
   /** Write this chunk's k, v at `frame` first (overwriting), as step() and every Self-Forcing pass do. */
   write?: { k: AnyTensor; v: AnyTensor };
-  /** Device q only: write the output here (q's shape and dtype) instead of a new DeviceTensor. */
-  out?: DeviceTensor;
+  /**
+   * Write the output here (q's shape and dtype; a DeviceTensor for device q, a HostTensor for host q; no
+   * memory shared with q, k, v) instead of a new tensor; returned by the call (as forward()'s `out`).
+   */
+  out?: AnyTensor;
+  /** Aborts the call (as ForwardOptions.signal; what an abort leaves in the cache: docs/API.md). */
+  signal?: AbortSignal;
 }
 
 export interface WriteOptions {
   /** The chunk's first frame (a multiple of chunkFrames, at most nextFrame). */
   frame: number;
+  /** Aborts the call before it starts (a write that has started completes). */
+  signal?: AbortSignal;
+}
+
+/** The pool a cache belongs to, as the cache sees it. */
+export interface CacheOwner {
+  dispose(): void;
+  close(): Promise<void>;
+  readonly memory: MemoryFigures;
 }
 
 type Frame = number | 'next';
-interface Request { frame: Frame; name: string; q?: AnyTensor; k?: AnyTensor; v?: AnyTensor; out?: DeviceTensor }
-interface Built { ops: Op[]; state: CacheState; output: StagedOutput | null }
+interface Request {
+  frame: Frame; name: string; op: CallEvent['op'];
+  q?: AnyTensor; k?: AnyTensor; v?: AnyTensor; out?: AnyTensor; signal?: AbortSignal;
+}
+interface Built { writeOps: Op[]; attendOps: Op[]; state: CacheState; output: StagedOutput | null }
+
+const isAbort = (e: unknown): boolean => isErrorLike(e) && (e as Error).name === 'AbortError';
 
 export class KVCache {
   private readonly core: CacheCore;
   private readonly k: NativeData;
   private readonly v: NativeData;
-  private readonly owner: { dispose(): void } | null;
+  private readonly pool: CacheOwner;
+  private readonly owns: boolean;
   private state: CacheState = { end: 0, evicted: 0 };
   private failure: string | null = null;
   /** Frames per chunk (causal.chunkFrames). */
@@ -72,13 +99,14 @@ export class KVCache {
   /** Index of this cache in its pool (0 for createKVCache()). */
   readonly layer: number;
 
-  /** @internal Use MonarchAttention.createKVCache() or createKVCachePool(). */
-  constructor(core: CacheCore, k: NativeData, v: NativeData, layer: number, owner: { dispose(): void } | null) {
+  /** @internal Use MonarchAttention.createKVCache() or createKVCachePool(). `owns`: createKVCache()'s cache (disposing it disposes its one-layer pool). */
+  constructor(core: CacheCore, k: NativeData, v: NativeData, layer: number, pool: CacheOwner, owns: boolean) {
     this.core = core;
     this.k = k;
     this.v = v;
     this.layer = layer;
-    this.owner = owner;
+    this.pool = pool;
+    this.owns = owns;
     const w = core.win;
     this.chunkFrames = w.chunkFrames;
     this.chunkTokens = core.cfg.geometry.chunkTokens;
@@ -104,7 +132,7 @@ export class KVCache {
   }
 
   private live(): NativePlan {
-    if (this.core.plan === null) throw new Error(this.core.disposedMessage);
+    if (this.core.plan === null || this.core.closing) throw new Error(this.core.disposedMessage);
     return this.core.plan;
   }
 
@@ -130,8 +158,8 @@ export class KVCache {
     return dims.dims;
   }
 
-  /** Checks the tensors of a request (shapes, dtype, all host or all device, `out`). */
-  private checkRequest(r: Request): void {
+  /** Checks the tensors of a request (shapes, dtype, all host or all device, `out`); true for device tensors. */
+  private checkRequest(r: Request): boolean {
     const cfg = this.core.cfg;
     const chunk = {
       B: { value: cfg.batch, label: `batch ${cfg.batch}` },
@@ -155,16 +183,10 @@ export class KVCache {
       throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     }
     if (r.out !== undefined) {
-      if (!(r.out instanceof DeviceTensor)) throw new TypeError('out must be a DeviceTensor');
-      if (!(r.q instanceof DeviceTensor)) throw new TypeError('out needs q to be a DeviceTensor (host q returns a new HostTensor)');
-      if (r.out.disposed) throw new Error('out: DeviceTensor was disposed');
-      if (r.out.dtype !== r.q.dtype || r.out.shape.join() !== r.q.shape.join()) {
-        throw new RangeError(`out [${r.out.shape.join(', ')}] ${r.out.dtype} must match q [${r.q.shape.join(', ')}] ${r.q.dtype}`);
-      }
-      for (const [n, t] of [['q', r.q], ['k', r.k], ['v', r.v]] as const) {
-        if (t instanceof DeviceTensor && t.pointer === r.out.pointer) throw new RangeError(`out must not be the same memory as ${n}`);
-      }
+      if (!r.q) throw new TypeError('out needs a query chunk q');
+      r.out = checkOut(r.out, r.q, device, [['q', r.q], ['k', r.k], ['v', r.v]]);
     }
+    return device;
   }
 
   private parseFrame(name: string, frame: unknown): number {
@@ -178,26 +200,30 @@ export class KVCache {
       throw new Error(`KVCache is full: ${state.end * w.chunkFrames} of ${w.positions * w.chunkFrames} frames cached; call reset() to start a new video`);
     }
     const c = r.frame === 'next' ? state.end : r.frame;
-    const ops: Op[] = [];
+    let writeOps: Op[] = [];
     let next = state;
     const dims = (): ActDims => ({ B: cfg.batch, S: this.chunkTokens, H: cfg.heads, D: cfg.headDim });
+    const cuda = cfg.backend === 'cuda';
     if (r.k && r.v) {
       const wp = planWrite(w, state, c, r.name);
-      const kAct = staged ? staged.k : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.k', r.k, dims(), cfg.tensorLayout);
-      const vAct = staged ? staged.v : stageInput(cfg.backend === 'cuda', core.scratch, 'stage.v', r.v, dims(), cfg.tensorLayout);
-      ops.push(...this.writeOps(kAct, vAct, wp));
+      const pre: Op[] = [];  // CUDA host k, v: uploads on the stream, before the write
+      const kAct = staged ? staged.k : stageInput(cuda, core.scratch, 'stage.k', r.k, dims(), cfg.tensorLayout, pre);
+      const vAct = staged ? staged.v : stageInput(cuda, core.scratch, 'stage.v', r.v, dims(), cfg.tensorLayout, pre);
+      writeOps = [...pre, ...this.writeOps(kAct, vAct, wp)];
       next = wp.state;
     }
     let output: StagedOutput | null = null;
+    let attendOps: Op[] = [];
     if (r.q) {
       const keys = planAttend(w, next, c, r.name);
-      const cuda = cfg.backend === 'cuda';
-      const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout);
-      const o = staged ? { o: staged.o, collect: () => r.q!, collectAsync: async () => r.q! } : stageOutput(cuda, core.scratch, r.q, dims(), cfg.tensorLayout, r.out);
-      ops.push(...this.attendOps(q, o.o, c, keys));
+      const pre: Op[] = [];
+      const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout, pre);
+      const o: StagedOutput = staged ? { o: staged.o, post: [], collect: () => r.q!, collectAsync: async () => r.q! }
+        : stageOutput(cuda, core.scratch, r.q, actStrides(dims(), cfg.tensorLayout), r.out);
+      attendOps = [...pre, ...this.attendOps(q, o.o, c, keys), ...o.post];
       output = o;
     }
-    return { ops, state: next, output };
+    return { writeOps, attendOps, state: next, output };
   }
 
   /** Slot `s`'s view of a storage buffer (token offset s·chunkTokens). */
@@ -278,20 +304,62 @@ export class KVCache {
     throw e;
   }
 
-  private async runQueued(r: Request): Promise<AnyTensor | undefined> {
-    this.live();
-    this.checkRequest(r);
-    return this.core.queue.run(async () => {
-      const plan = this.live();
-      this.usable();
-      const b = this.build(r, this.state);
-      try {
-        await runAsync(plan, b.ops, this.core.cfg.backend === 'cuda');
-      } catch (e) {
-        this.fail(e);
+  /**
+   * Checks the request and secures its host inputs now (CPU: ordinary ArrayBuffers are copied into the
+   * pool's staging; CUDA: everything but pinned addon memory, lib/host.ts), then queues it. Aborts: before it starts → nothing runs; once started,
+   * the write part (eviction shift, k, v) completes and is kept, the attend part stops between stages
+   * (CPU) or completes (CUDA), and the call rejects with the AbortError; the cache stays usable.
+   */
+  private runQueued(r: Request): Promise<AnyTensor | undefined> {
+    let held: ReturnType<StagingPool['secure']> | null = null;
+    let end: (e?: unknown) => void = () => {};
+    try {
+      this.live();
+      const device = this.checkRequest(r);
+      throwIfAborted(r.signal);
+      const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
+      const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
+      if (!device) {
+        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor), cuda);
+        names.forEach((n, i) => { r[n] = held!.tensors[i]; });
       }
-      this.state = b.state;
-      return b.output ? b.output.collectAsync() : undefined;
+      end = publishStart(r.op, cfg.backend, names.map((n) => r[n]!), held?.copiedBytes ?? 0);
+    } catch (e) {
+      held?.release();
+      return Promise.reject(e);
+    }
+    return this.core.queue.run(async () => {
+      try {
+        throwIfAborted(r.signal);
+        // Queued before a close(): the plan is freed only after this call (no `closing` check here).
+        const plan = this.core.plan;
+        if (plan === null) throw new Error(this.core.disposedMessage);
+        this.usable();
+        const cuda = this.core.cfg.backend === 'cuda';
+        const b = this.build(r, this.state);
+        try {
+          if (cuda) {
+            await runAsync(plan, [...b.writeOps, ...b.attendOps], true);  // one sync; enqueued work cannot be recalled
+            this.state = b.state;
+          } else {
+            await runAsync(plan, b.writeOps, false);
+            this.state = b.state;
+            await runAsync(plan, b.attendOps, false, r.signal);
+          }
+        } catch (e) {
+          if (!isAbort(e)) this.fail(e);
+          throw e;
+        }
+        throwIfAborted(r.signal);
+        const result = b.output ? await b.output.collectAsync() : undefined;
+        end();
+        return result;
+      } catch (e) {
+        end(e);
+        throw e;
+      } finally {
+        held?.release();
+      }
     });
   }
 
@@ -299,21 +367,30 @@ export class KVCache {
     const plan = this.live();
     this.guardIdle(what);
     this.usable();
-    this.checkRequest(r);
-    const b = this.build(r, this.state);
+    const device = this.checkRequest(r);
+    const cuda = this.core.cfg.backend === 'cuda';
+    // CUDA host inputs go through pinned staging (the upload ops need it); the CPU reads them in place.
+    const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
+    const held = cuda && !device ? this.core.staging.secure(names.map((n) => r[n] as HostTensor), true) : null;
+    if (held) names.forEach((n, i) => { r[n] = held.tensors[i]; });
     try {
-      runSync(plan, b.ops, this.core.cfg.backend === 'cuda');
-    } catch (e) {
-      this.fail(e);
+      const b = this.build(r, this.state);
+      try {
+        runSync(plan, [...b.writeOps, ...b.attendOps], cuda);
+      } catch (e) {
+        this.fail(e);
+      }
+      this.state = b.state;
+      return b.output ? b.output.collect() : undefined;
+    } finally {
+      held?.release();
     }
-    this.state = b.state;
-    return b.output ? b.output.collect() : undefined;
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {
-    const o = snapshot('attend options', opts, ['frame', 'write', 'out']);
+    const o = snapshot('attend options', opts, ['frame', 'write', 'out', 'signal']);
     const frame = this.parseFrame('frame', o.frame);
-    const r: Request = { frame, name: 'frame', q: q as AnyTensor, out: o.out as DeviceTensor | undefined };
+    const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
     if (o.write !== undefined) {
       const w = snapshot('write', o.write, ['k', 'v']);
       r.k = w.k as AnyTensor;
@@ -323,8 +400,13 @@ export class KVCache {
   }
 
   private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
-    const o = snapshot('write options', opts, ['frame']);
-    return { frame: this.parseFrame('frame', o.frame), name: 'frame', k: k as AnyTensor, v: v as AnyTensor };
+    const o = snapshot('write options', opts, ['frame', 'signal']);
+    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal) };
+  }
+
+  private stepRequest(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: unknown): Request {
+    const o = snapshot('step options', opts, ['out', 'signal'], true);
+    return { frame: 'next', name: 'frame', op: 'step', q, k, v, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
   }
 
   /**
@@ -366,21 +448,21 @@ export class KVCache {
   /**
    * Appends one chunk: attend(q, { frame: nextFrame, write: { k, v } }) with nextFrame taken when the
    * step runs (queued steps append in call order). Without a window, a step past layout.frames throws
-   * "KVCache is full".
+   * "KVCache is full". Options: `out` and `signal` as for attend().
    */
-  step(q: HostTensor, k: HostTensor, v: HostTensor): Promise<HostTensor>;
-  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): Promise<DeviceTensor>;
-  step<T extends AnyTensor>(q: T, k: T, v: T): Promise<AnyTensor>;
-  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor): Promise<AnyTensor> {
-    return (await this.runQueued({ frame: 'next', name: 'frame', q, k, v }))!;
+  step(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): Promise<HostTensor>;
+  step(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): Promise<DeviceTensor>;
+  step<T extends AnyTensor>(q: T, k: T, v: T, opts?: StepOptions): Promise<AnyTensor>;
+  async step(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): Promise<AnyTensor> {
+    return (await this.runQueued(this.stepRequest(q, k, v, opts)))!;
   }
 
-  /** Synchronous twin of step(). */
-  stepSync(q: HostTensor, k: HostTensor, v: HostTensor): HostTensor;
-  stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): DeviceTensor;
-  stepSync<T extends AnyTensor>(q: T, k: T, v: T): AnyTensor;
-  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor): AnyTensor {
-    return this.runNow({ frame: 'next', name: 'frame', q, k, v }, 'stepSync')!;
+  /** Synchronous twin of step() (`out` honoured; no signal: it runs to completion). */
+  stepSync(q: HostTensor, k: HostTensor, v: HostTensor, opts?: StepOptions): HostTensor;
+  stepSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: StepOptions): DeviceTensor;
+  stepSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: StepOptions): AnyTensor;
+  stepSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: StepOptions): AnyTensor {
+    return this.runNow(this.stepRequest(q, k, v, opts), 'stepSync')!;
   }
 
   /**
@@ -401,7 +483,7 @@ export class KVCache {
     const sets = checkInputSets(inputs);
     const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
     return timeInputSets(plan, cuda, sets, timing, ([q, k, v], owned) => {
-      const r: Request = { frame: req, name: 'frame', q, k, v };
+      const r: Request = { frame: req, name: 'frame', op: 'step', q, k, v };
       this.checkRequest(r);
       const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {}, true);
       const s = stageForTiming(cuda, this.core.scratch, cfg.tensorLayout, c, q, k, v, owned);
@@ -409,7 +491,7 @@ export class KVCache {
       if (b.state.evicted !== this.state.evicted) {
         throw new RangeError(`time(): the call at frame ${this.nextFrame} would evict frames; time frame ${this.nextFrame - this.chunkFrames} (a rewrite of the last chunk) instead`);
       }
-      return b.ops;
+      return [...b.writeOps, ...b.attendOps];
     });
   }
 
@@ -422,13 +504,33 @@ export class KVCache {
   }
 
   /**
-   * createKVCache(): frees the cache memory and plan; later calls throw "KVCache was disposed".
-   * Idempotent. A cache of a KVCachePool is freed with its pool (this throws).
+   * Bytes held by the pool this cache belongs to (its K/V allocation, workspace, staging, scratch; shared
+   * by every layer of a KVCachePool: do not add the layers' figures up).
+   */
+  get memory(): MemoryFigures {
+    return this.pool.memory;
+  }
+
+  private notOwned(): Error {
+    return new Error(`KVCache ${this.layer} belongs to a KVCachePool; dispose the pool`);
+  }
+
+  /**
+   * createKVCache()'s cache: frees its memory and plan (its one-layer pool); later calls throw "KVCache
+   * was disposed". Idempotent. Calls made before it still run (in order); the memory is freed after the
+   * last one. A cache of a KVCachePool is freed with its pool: this throws.
    */
   dispose(): void {
-    if (!this.owner) throw new Error(`KVCache ${this.layer} belongs to a KVCachePool; dispose the pool`);
-    if (this.core.plan === null) return;
-    this.guardIdle('dispose');
-    this.owner.dispose();
+    if (!this.owns) throw this.notOwned();
+    this.pool.dispose();
   }
+
+  /** dispose(), resolving once in-flight calls have finished and the memory is freed. */
+  close(): Promise<void> {
+    if (!this.owns) return Promise.reject(this.notOwned());
+    return this.pool.close();
+  }
+
+  [Symbol.dispose](): void { this.dispose(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
 }

@@ -1,17 +1,22 @@
 // KVCachePool: the KV caches of every layer of one session in one allocation (K and V of all layers,
 // host memory on the CPU backend, device memory on CUDA), sharing one plan (workspace and stream), one
 // set of staging buffers and one queue — a model's layers run one after the other, so one workspace
-// serves them all. Its size is known before anything is allocated (bytesFor) and can be capped.
+// serves them all. Its size is known before anything is allocated (bytesFor) and can be capped. The pool
+// owns the memory: disposing it (dispose / close / Symbol.dispose) frees everything once the calls queued
+// before it have finished; a createKVCache() cache is its one-layer pool's handle.
+import './dispose';
 import { native, type NativeData, type NativeDeviceBuffer } from './native';
 import type { KVCacheBytes, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
 import { bufferView } from './device';
 import { Scratch } from './inputs';
-import { KVCache, type CacheCore } from './kvcache';
+import { KVCache, type CacheCore, type CacheOwner } from './kvcache';
+import { addonArray, StagingPool } from './host';
+import type { MemoryFigures } from './serving';
 import type { CacheWindow } from './kvwindow';
 import { chunkMaps } from './layout';
 import { WorkQueue } from './ops';
 import { checkBudget, createPlan, defaultMemoryBudget, resolveOptions, videoLayout, type ResolvedOptions } from './options';
-import { allocHost, dtypeSize } from './tensor';
+import { dtypeSize } from './tensor';
 import { checkInt, show, snapshot } from './validate';
 
 const MAX_LAYERS = 4096;
@@ -70,13 +75,14 @@ function bytesOf(cfg: ResolvedOptions, win: CacheWindow, layers: number): KVCach
   return { cache, workspace, staging, total: cache + workspace + staging };
 }
 
-export class KVCachePool {
+export class KVCachePool implements CacheOwner {
   /** One KVCache per layer, all sharing this pool's memory, plan and queue. */
   readonly layers: readonly KVCache[];
   /** What this pool allocated (staging: at most, on first use). */
   readonly bytes: Readonly<KVCacheBytes>;
   private readonly core: CacheCore;
   private storage: NativeData | null;
+  private closed: Promise<void> | null = null;
 
   /**
    * Bytes a pool for `options` (the MonarchAttention options) and `pool` would allocate, computed without
@@ -102,18 +108,21 @@ export class KVCachePool {
     checkBudget(`KV cache (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging} bytes)`, bytes.total,
       cfg.maxWorkspaceBytes, cfg.maxWorkspaceBytes !== dflt.bytes, dflt.source, 'lower layers, localAttnFrames, layout.frames, batch or heads, or raise maxWorkspaceBytes');
     this.bytes = Object.freeze(bytes);
+    // Staging copies of ordinary-ArrayBuffer inputs and idle device outputs share what the budget leaves.
+    const rest = Math.max(0, cfg.maxWorkspaceBytes - bytes.total);
     const g = cfg.geometry, cuda = cfg.backend === 'cuda';
     const maps = chunkMaps(videoLayout(cfg), cfg.chunkFrames);
     const plan = createPlan(cfg, Math.min(cfg.queryTilesPerCall, g.chunkTiles), win.slots * g.chunkTiles);
     const layerElems = win.slots * cfg.batch * g.chunkTokens * cfg.heads * cfg.headDim;
     try {
-      this.storage = cuda ? native().DeviceBuffer.alloc(bytes.cache) : allocHost(cfg.dtype, 2 * layers * layerElems);
+      // CPU: addon memory, so the workers read and write it in place (lib/host.ts).
+      this.storage = cuda ? native().DeviceBuffer.alloc(bytes.cache) : addonArray(cfg.dtype, 2 * layers * layerElems);
     } catch (e) {
       plan.dispose();
       throw new Error(`KV cache: allocating ${bytes.cache} bytes of ${cuda ? 'device' : 'host'} memory failed: ${(e as Error).message}`);
     }
     this.core = {
-      cfg, win, plan, scratch: new Scratch(cuda), queue: new WorkQueue(),
+      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest), staging: new StagingPool(rest), queue: new WorkQueue(),
       gatherMap: maps.gather ?? Int32Array.from({ length: g.chunkTokens }, (_, i) => i),
       scatterMap: maps.scatter, needsGather: maps.gather !== null, identity: new Map(),
       disposedMessage: single ? 'KVCache was disposed' : 'KVCache was disposed (its KVCachePool was disposed)',
@@ -125,31 +134,66 @@ export class KVCachePool {
       return bufferView(s as NativeDeviceBuffer, i * bytesPer, bytesPer);
     };
     const caches: KVCache[] = [];
-    for (let l = 0; l < layers; l++) caches.push(new KVCache(this.core, view(2 * l), view(2 * l + 1), l, single ? this : null));
+    for (let l = 0; l < layers; l++) caches.push(new KVCache(this.core, view(2 * l), view(2 * l + 1), l, this, single));
     this.layers = Object.freeze(caches);
   }
 
-  /** True after dispose(). */
+  /** True after dispose() / close() (the memory may still be in use by calls queued before it). */
   get disposed(): boolean {
-    return this.core.plan === null;
+    return this.core.closing || this.core.plan === null;
+  }
+
+  /**
+   * Bytes held now: cache (K/V of every layer), workspace, staging (host copies of ordinary-ArrayBuffer
+   * inputs), scratch (chunk-sized buffers), device (their device part; 0 on the CPU). All 0 once disposed.
+   */
+  get memory(): MemoryFigures {
+    if (this.disposed) return { workspace: 0, staging: 0, scratch: 0, cache: 0, device: 0 };
+    const { workspace, cache } = this.bytes;
+    const scratch = this.core.scratch.bytes;
+    const device = this.core.cfg.backend === 'cuda' ? workspace + scratch + cache : 0;
+    return { workspace, staging: this.core.staging.bytes + this.core.scratch.hostBytes, scratch, cache, device };
   }
 
   /** Empties every layer (keeps the memory): the pool serves a new session without reallocating. */
   reset(): void {
-    if (this.core.plan === null) throw new Error('KVCachePool was disposed');
+    if (this.disposed) throw new Error('KVCachePool was disposed');
     if (this.core.queue.busy) throw new Error('KVCachePool is busy with an async call; await it before calling reset()');
     for (const c of this.layers) c.reset();
   }
 
-  /** Frees the memory and the plan; later calls on the pool's caches throw. Idempotent. */
+  /**
+   * Frees the memory and the plan; later calls on the pool's caches throw "KVCache was disposed".
+   * Idempotent. Calls queued before it still run (in order); the memory is freed after the last one
+   * (close() resolves then).
+   */
   dispose(): void {
-    if (this.core.plan === null) return;
-    if (this.core.queue.busy) throw new Error('KVCachePool is busy with an async call; await it before calling dispose()');
-    this.core.plan.dispose();
-    this.core.plan = null;
-    this.core.scratch.dispose();
-    const s = this.storage;
-    this.storage = null;
-    if (s && !ArrayBuffer.isView(s)) (s as NativeDeviceBuffer).dispose();
+    void this.close();
   }
+
+  /** dispose(), resolving once the calls queued before it have finished and the memory is freed. */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    const core = this.core;
+    core.closing = true;
+    const free = (): void => {
+      core.plan?.dispose();
+      core.plan = null;
+      core.scratch.dispose();
+      core.staging.clear();
+      const s = this.storage;
+      this.storage = null;
+      if (s && !ArrayBuffer.isView(s)) (s as NativeDeviceBuffer).dispose();
+    };
+    if (!core.queue.busy) {
+      free();
+      this.closed = Promise.resolve();
+    } else {
+      this.closed = core.queue.run(async () => free());
+    }
+    return this.closed;
+  }
+
+  [Symbol.dispose](): void { this.dispose(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
 }

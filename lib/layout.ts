@@ -160,6 +160,14 @@ export function geometryShape(layout: unknown, causal: unknown): { geometry: Geo
     if (all[key] !== undefined) throw new TypeError(`layout.${key} is not an option of a ${kind} layout (known: ${mine.join(', ')})`);
   }
   const g = kind === 'sequence' ? sequenceGeometry(l, causal) : videoGeometry(l, causal);
+  // Padding to whole blocks / tiles can push the token count past what the stages index (int32 tokens);
+  // checked here, before any per-token map is built.
+  if (g.paddedTokens > 2 ** 31 - 1) {
+    const what = kind === 'sequence'
+      ? `layout.length ${g.numTokens} padded to whole blocks of layout.blockSize ${g.b2}`
+      : `layout ${g.numTokens} tokens padded to whole tiles`;
+    throw new RangeError(`${what} is ${g.paddedTokens} tokens, more than 2^31 − 1`);
+  }
   return { geometry: g, layout: Object.freeze(l) as unknown as SequenceLayout | VideoLayout };
 }
 

@@ -1,6 +1,7 @@
 // MonarchAttention: options → one native Plan; forward = gather into tile order → THE T LOOP over the
 // native R/L stage primitives → scatter back → optional first-frame recomputation (docs/ALGORITHMS.md §A.3,
 // §B.2–§B.4, §C.4). The loop runs here in TypeScript; on CUDA it only enqueues (one sync at the end).
+import './dispose';
 import type { NativeAct, NativePlan, StageArgs } from './native';
 import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
 import type { Geometry } from './layout';
@@ -13,6 +14,8 @@ import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
+import { StagingPool } from './host';
+import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
 import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -36,6 +39,9 @@ export class MonarchAttention {
   private plan: NativePlan | null;
   private readonly scratch: Scratch;
   private readonly queue = new WorkQueue();
+  private readonly staging: StagingPool;
+  private closing = false;
+  private closed: Promise<void> | null = null;
 
   constructor(options: MonarchOptions) {
     const cfg = resolveOptions(options);
@@ -43,12 +49,15 @@ export class MonarchAttention {
     this.backend = cfg.backend;
     this.geometry = Object.freeze(cfg.geometry);
     this.numTokens = cfg.geometry.numTokens;
+    // Staging copies and idle device outputs share what maxWorkspaceBytes leaves after the workspace.
+    const rest = Math.max(0, cfg.maxWorkspaceBytes - cfg.workspaceBytes);
+    this.staging = new StagingPool(rest);
     this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda');
+    this.scratch = new Scratch(cfg.backend === 'cuda', rest);
   }
 
   private live(): NativePlan {
-    if (this.plan === null) throw new Error('MonarchAttention was disposed');
+    if (this.plan === null || this.closing) throw new Error('MonarchAttention was disposed');
     return this.plan;
   }
 
@@ -66,7 +75,7 @@ export class MonarchAttention {
     return denseEquivalentFlops(c.geometry, c.headDim, c.batch, c.heads);
   }
 
-  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array } {
+  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array; out?: AnyTensor; signal?: AbortSignal } {
     const cfg = this.config;
     const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
       B: { value: cfg.batch, label: `batch ${cfg.batch}` },
@@ -77,23 +86,25 @@ export class MonarchAttention {
     if (c.device && this.backend !== 'cuda') {
       throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     }
-    let keyMask: Uint8Array | undefined;
+    let keyMask: Uint8Array | undefined, out: AnyTensor | undefined, signal: AbortSignal | undefined;
     if (opts !== undefined) {
-      const o = snapshot('forward options', opts, ['keyMask']);
+      const o = snapshot('forward options', opts, ['keyMask', 'out', 'signal']);
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
       }
+      out = checkOut(o.out, q as AnyTensor, c.device, [['q', q as AnyTensor], ['k', k as AnyTensor], ['v', v as AnyTensor]]);
+      signal = checkSignal(o.signal);
     }
-    return { c, keyMask };
+    return { c, keyMask, out, signal };
   }
 
-  /** The op list of one forward on staged inputs. */
+  /** The op list of one forward on staged inputs (CUDA host tensors: uploads first, the download last). */
   private ops(s: Staged, keyMask?: Uint8Array): Op[] {
     const cfg = this.config, g = cfg.geometry;
     const { batch: B, heads: H, headDim: D } = cfg;
     const dt = dtypeCode(cfg.dtype);
-    const ops: Op[] = [];
+    const ops: Op[] = [...s.pre];
     let q: NativeAct = s.q, k: NativeAct = s.k, v: NativeAct = s.v, o: NativeAct = s.o;
     if (g.needsGather) {
       // Tile-order copies [B][paddedTokens][H][D] (pads zero), include/monarch/monarch.h "Tile order".
@@ -128,6 +139,7 @@ export class MonarchAttention {
         q0: 0, causalChunk: 0, scale: cfg.scale, dtype: dt,
       } });
     }
+    ops.push(...s.post);
     return ops;
   }
 
@@ -141,12 +153,29 @@ export class MonarchAttention {
   forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
-    const { c, keyMask } = this.check(q, k, v, opts);
+    const { c, keyMask, out, signal } = this.check(q, k, v, opts);
+    throwIfAborted(signal);
+    const cuda = this.backend === 'cuda';
+    // Host inputs are read after this returns (CPU: on libuv workers; CUDA: by copies on the stream):
+    // secure them now (lib/host.ts), so the caller may transfer, detach or overwrite its arrays at once.
+    const held = !c.device ? this.staging.secure([q, k, v] as HostTensor[], cuda) : null;
+    const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0);
+    if (held) [q, k, v] = held.tensors;
+    const mask = keyMask && keyMask.slice();
     return this.queue.run(async () => {
-      if (this.plan === null) throw new Error('MonarchAttention was disposed');
-      const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
-      await runAsync(plan, this.ops(s, keyMask), this.backend === 'cuda');
-      return s.collectAsync();
+      try {
+        throwIfAborted(signal);
+        const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+        await runAsync(plan, this.ops(s, mask), cuda, signal);
+        const result = await s.collectAsync();
+        end();
+        return result;
+      } catch (e) {
+        end(e);
+        throw e;
+      } finally {
+        held?.release();
+      }
     });
   }
 
@@ -157,10 +186,18 @@ export class MonarchAttention {
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
-    const { c, keyMask } = this.check(q, k, v, opts);
-    const s = stage(this.backend === 'cuda', this.scratch, this.config.tensorLayout, c, q, k, v);
-    runSync(plan, this.ops(s, keyMask), this.backend === 'cuda');
-    return s.collect();
+    const { c, keyMask, out } = this.check(q, k, v, opts);
+    const cuda = this.backend === 'cuda';
+    // CUDA host inputs go through pinned staging (the upload ops copy from it); the CPU reads them in place.
+    const held = cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[], true) : null;
+    if (held) [q, k, v] = held.tensors;
+    try {
+      const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+      runSync(plan, this.ops(s, keyMask), cuda);
+      return s.collect();
+    } finally {
+      held?.release();
+    }
   }
 
   /**
@@ -197,12 +234,45 @@ export class MonarchAttention {
     return new KVCachePool(this.config, opts, false);
   }
 
-  /** Frees the plan (workspace, stream) and scratch buffers; later calls throw. Idempotent. */
-  dispose(): void {
-    if (this.plan === null) return;
-    if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling dispose()');
-    this.plan.dispose();
-    this.plan = null;
-    this.scratch.dispose();
+  /** Bytes held by this instance (workspace, staging, scratch; device bytes on CUDA). */
+  get memory(): MemoryFigures {
+    const c = this.config, g = c.geometry;
+    const workspace = this.plan === null || this.closing ? 0 : workspaceBytes({
+      batch: c.batch, heads: c.heads, headDim: c.headDim, b1: g.b1, b2: g.b2, maxAq: c.queryTilesPerCall,
+      maxFk: g.tilesPerSequence, dtype: c.dtype, iterative: c.numIters >= 2,
+    });
+    const scratch = this.scratch.bytes;
+    return { workspace, staging: this.staging.bytes + this.scratch.hostBytes, scratch, cache: 0, device: this.backend === 'cuda' ? workspace + scratch : 0 };
   }
+
+  /**
+   * Frees the plan (workspace, stream) and scratch buffers; later calls throw "MonarchAttention was
+   * disposed". Idempotent. Calls made before it still run to completion (in order); the memory is
+   * freed after the last one (close() returns a Promise of that moment).
+   */
+  dispose(): void {
+    void this.close();
+  }
+
+  /** dispose(), resolving once in-flight work has finished and the memory is freed. */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    this.closing = true;
+    const free = (): void => {
+      this.plan?.dispose();
+      this.plan = null;
+      this.scratch.dispose();
+      this.staging.clear();
+    };
+    if (!this.queue.busy) {
+      free();
+      this.closed = Promise.resolve();
+    } else {
+      this.closed = this.queue.run(async () => free());
+    }
+    return this.closed;
+  }
+
+  [Symbol.dispose](): void { this.dispose(); }
+  [Symbol.asyncDispose](): Promise<void> { return this.close(); }
 }

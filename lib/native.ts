@@ -110,6 +110,10 @@ export interface NativePlan {
   recordEvent(): number;
   eventElapsedMs(start: number, end: number): number;
   releaseEvents(): void;
+  /** CUDA: enqueue a host→device copy on the plan's stream; src must be addon memory (referenced until a later synchronize). */
+  upload(dst: NativeDeviceBuffer, src: ArrayBufferView): void;
+  /** CUDA: enqueue a device→host copy on the plan's stream into addon memory (done after a later synchronize). */
+  download(dst: ArrayBufferView, src: NativeDeviceBuffer): void;
   dispose(): void;
 }
 
@@ -132,6 +136,45 @@ export interface NativeBinding {
   f32ToF16(x: Float32Array): Uint16Array;
   f16ToF32(x: Uint16Array): Float32Array;
   setCpuThreads(n: number): void;
+  /** Zeroed addon-owned host memory (pinned where a GPU is usable) as an external ArrayBuffer. */
+  allocHost(bytes: number, pinned: boolean): ArrayBuffer;
+  /** 0 = ordinary ArrayBuffer, 1 = SharedArrayBuffer, 2 = addon memory (allocHost). */
+  hostMemoryKind(a: ArrayBufferView): 0 | 1 | 2;
+  /** Addon memory that is page-locked. */
+  isPinnedHost(a: ArrayBufferView): boolean;
+  /** dst.set(src) for typed arrays of equal byteLength, split over the CPU threads. */
+  copyHost(dst: ArrayBufferView, src: ArrayBufferView): void;
+  memoryStats(): NativeMemoryStats;
+  /** A new ordinary typed array (same kind) with src's bytes, copied off the event loop. */
+  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T): Promise<T>;
+  /** NCCL loaded at run time (csrc/binding_nccl.h); lib/nccl.ts is its only user. */
+  nccl: NativeNccl;
+}
+
+/** One NCCL communicator (non-blocking) with its own stream; one operation at a time. */
+export interface NativeNcclComm {
+  readonly failure: string | null;
+  readonly busy: boolean;
+  init(id: Uint8Array, nranks: number, rank: number, timeoutMs: number): Promise<void>;
+  /** Regions: Float64Array of (offset, rows, rowBytes, pitch) per peer, in bytes. */
+  allToAll(parts: Array<{ src: NativeDeviceBuffer; dst: NativeDeviceBuffer; send: Float64Array; recv: Float64Array }>, timeoutMs: number): Promise<void>;
+  abort(reason?: string): void;
+  dispose(): void;
+}
+
+export interface NativeNccl {
+  /** dlopens the first usable candidate (once per process) → its path and ncclGetVersion code. */
+  load(candidates: string[]): { path: string; version: number };
+  /** A new ncclUniqueId (128 bytes). */
+  uniqueId(): Uint8Array;
+  Comm: new () => NativeNcclComm;
+}
+
+/** Process-wide native memory counters (csrc/binding_host_memory.h). */
+export interface NativeMemoryStats {
+  deviceAllocations: number; deviceFrees: number; deviceBytes: number;
+  hostAllocations: number; hostBlocks: number; hostBytes: number; pinnedBytes: number;
+  stagingCopies: number; stagingBytes: number;
 }
 
 function packageRoot(): string {

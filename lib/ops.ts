@@ -4,13 +4,19 @@
 //   - async: CPU ops awaited one by one on libuv workers; CUDA ops enqueued, then one awaited
 //     synchronizeAsync (no host sync inside the T loop, STYLE.md §6);
 //   - enqueue only (CUDA timing between events).
-import type { DenseArgs, DTypeCode, GatherArgs, NativePlan, StageArgs } from './native';
+// CUDA host tensors travel as 'upload' / 'download' ops: copies on the plan's stream between pinned
+// addon memory and device buffers, so they run in order with the kernels and nothing waits for the
+// whole device.
+import type { DenseArgs, DTypeCode, GatherArgs, NativeDeviceBuffer, NativePlan, StageArgs } from './native';
+import { throwIfAborted } from './serving';
 
 export type Op =
   | { op: 'r'; args: StageArgs; first: boolean; last: boolean }
   | { op: 'l'; args: StageArgs; final: boolean }
   | { op: 'gather'; args: GatherArgs & { dtype: DTypeCode } }
-  | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } };
+  | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } }
+  | { op: 'upload'; dst: NativeDeviceBuffer; src: ArrayBufferView }
+  | { op: 'download'; dst: ArrayBufferView; src: NativeDeviceBuffer };
 
 /**
  * THE T LOOP (docs/ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
@@ -35,6 +41,8 @@ function callSync(plan: NativePlan, o: Op): void {
     case 'l': plan.lStep(o.args, o.final); break;
     case 'gather': plan.gather(o.args); break;
     case 'dense': plan.dense(o.args); break;
+    case 'upload': plan.upload(o.dst, o.src); break;
+    case 'download': plan.download(o.dst, o.src); break;
   }
 }
 
@@ -44,6 +52,7 @@ function callAsync(plan: NativePlan, o: Op): Promise<void> {
     case 'l': return plan.lStepAsync(o.args, o.final);
     case 'dense': return plan.denseAsync(o.args);
     case 'gather': return plan.gatherAsync(o.args);
+    case 'upload': case 'download': throw new Error('internal: host<->device copies are CUDA ops');
   }
 }
 
@@ -59,13 +68,20 @@ export function runSync(plan: NativePlan, ops: readonly Op[], cuda: boolean): vo
 }
 
 /** Runs the ops off the event loop; resolves when they have finished. */
-export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean): Promise<void> {
+export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean, signal?: AbortSignal): Promise<void> {
+  throwIfAborted(signal);
   if (cuda) {
+    // Enqueued GPU work cannot be recalled: an abort while it runs rejects once it has completed.
     enqueue(plan, ops);
     await plan.synchronizeAsync();
+    throwIfAborted(signal);
     return;
   }
-  for (const o of ops) await callAsync(plan, o);
+  for (const o of ops) {
+    throwIfAborted(signal);  // CPU: stop between stages; the running stage completes
+    await callAsync(plan, o);
+  }
+  throwIfAborted(signal);
 }
 
 /** Serialises async work on one object (one plan workspace, one set of scratch buffers). */

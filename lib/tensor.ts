@@ -23,11 +23,6 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-/** A new zeroed host array for `n` elements of `dtype`. */
-export function allocHost(dtype: DType, n: number): Float32Array | Uint16Array {
-  return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
-}
-
 function checkDtype(name: string, dtype: unknown): DType {
   if (typeof dtype !== 'string') {
     throw new TypeError(`${name} must be one of 'float32', 'float16', 'bfloat16', received ${show(dtype)}`);

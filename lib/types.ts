@@ -116,9 +116,26 @@ export interface ForwardOptions {
    * query in the non-final L-step, §A.4). A block with no valid key gets no L mass.
    */
   keyMask?: Uint8Array;
+  /**
+   * Where the output goes instead of a new tensor: a HostTensor (host inputs) or DeviceTensor (device
+   * inputs) with q's shape and dtype; returned by the call. Addon / shared host memory is written in
+   * place; an ordinary array is filled when the work has finished.
+   */
+  out?: HostTensor | import('./device').DeviceTensor;
+  /** Aborts the call: before it starts → rejects with an AbortError, nothing runs; while it runs → CPU
+   * stops between native stages, CUDA lets enqueued work finish; then rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** Options of KVCache.step(): `out` and `signal` as for forward(). An aborted step does not advance the cache. */
+export interface StepOptions {
+  out?: HostTensor | import('./device').DeviceTensor;
+  signal?: AbortSignal;
 }
 
 export interface DenseOptions {
+  /** Aborts the call (as for ForwardOptions.signal). */
+  signal?: AbortSignal;
   /** Softmax scale. Default 1/√D. */
   scale?: number;
   /** Also return per-row log-sum-exp of the scaled logits, float32 [B][H][Nq]. */

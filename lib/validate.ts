@@ -175,8 +175,14 @@ export function snapshot(name: string, value: unknown, known: readonly string[],
     throw new TypeError(`${name}.${key} is not a known option${near ? `; did you mean '${near}'?` : ''} (known: ${known.join(', ')})`);
   }
   const out: Record<string, unknown> = {};
-  for (const key of known) out[key] = o[key];
+  // Inherited only from a class or a prototype the caller built: a key that Object.prototype itself
+  // carries (prototype pollution) and the object does not own is not an option.
+  for (const key of known) out[key] = fromObjectPrototype(o, key) ? undefined : o[key];
   return out;
+}
+
+function fromObjectPrototype(o: object, key: string): boolean {
+  return !Object.prototype.hasOwnProperty.call(o, key) && Object.prototype.hasOwnProperty.call(Object.prototype, key);
 }
 
 /** Bytes as "1.61 TB (1610612736000 bytes)". */

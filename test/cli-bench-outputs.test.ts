@@ -70,7 +70,11 @@ test('clashing or unsupported output names fail before anything runs', async () 
   expect(ext.error?.message).toMatch(/--plot .*x\.jpg: the plot is written as \.svg or \.png, received "\.jpg"/);
   expect(fs.readdirSync(dir)).toEqual([]);  // nothing was written
   expect(() => planOutputs({ plot: 'noext' })).toThrow(/received "no extension"/);
-  expect(planOutputs({ plot: 'out/Plot.PNG' }).plot).toEqual({ image: 'out/Plot.PNG', format: 'png', data: 'out/Plot.sweep.json' });
+  expect(planOutputs({ plot: f('Plot.PNG') }).plot).toEqual({ image: f('Plot.PNG'), format: 'png', data: f('Plot.sweep.json') });
+  // a missing folder fails now, not after the run
+  const missing = await cli(['bench', ...SMALL, '--json', path.join(dir, 'no-such-folder', 'r.json')]);
+  expect(missing.error?.message).toMatch(/--json .*r\.json: the folder .*no-such-folder does not exist/);
+  expect(fs.readdirSync(dir)).toEqual([]);
 });
 
 function hasResvg(): boolean {

@@ -109,3 +109,16 @@ describe('native memory is visible to the garbage collector', () => {
     expect(s.rssPeakMB - s.rssStartMB).toBeLessThan(600);
   }, 180_000);
 });
+
+describe('padding past the int32 token limit', () => {
+  test('a sequence whose whole blocks exceed 2^31 - 1 tokens is refused before any map is built', () => {
+    const t0 = Date.now();
+    const rss0 = process.memoryUsage().rss;
+    for (const blockSize of [2, 3, 65536])
+      expect(() => new MonarchAttention({
+        backend: 'cpu', layout: { kind: 'sequence', length: 2 ** 31 - 1, blockSize }, heads: 1, headDim: 1, maxWorkspaceBytes: 1e15,
+      } as MonarchOptions)).toThrow(/layout\.length 2147483647 padded to whole blocks of layout\.blockSize .* more than 2\^31/);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(256 * 2 ** 20);
+  });
+});

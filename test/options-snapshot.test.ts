@@ -158,3 +158,43 @@ describe('threads is per instance', () => {
 test('tensor() is unaffected (no options object)', () => {
   expect(tensor(new Float32Array(2), [2]).shape).toEqual([2]);
 });
+
+describe('prototype pollution is not configuration', () => {
+  test('keys inherited from a polluted Object.prototype are ignored; own keys and class getters still count', () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    const base = { backend: 'cpu' as const, layout: { kind: 'sequence' as const, length: 64, blockSize: 8 }, heads: 1, headDim: 4 };
+    try {
+      proto.scale = 100;
+      proto.numIters = 3;
+      const a = new MonarchAttention(base);
+      try {
+        expect(a.config.scale).toBeCloseTo(0.5, 12);
+        expect(a.config.numIters).toBe(1);
+      } finally {
+        a.dispose();
+      }
+      const b = new MonarchAttention({ ...base, numIters: 2 });
+      try {
+        expect(b.config.numIters).toBe(2);
+      } finally {
+        b.dispose();
+      }
+    } finally {
+      delete proto.scale;
+      delete proto.numIters;
+    }
+    class Opts {
+      backend = 'cpu' as const;
+      layout = { kind: 'sequence' as const, length: 64, blockSize: 8 };
+      heads = 1;
+      headDim = 4;
+      get numIters(): number { return 2; }
+    }
+    const c = new MonarchAttention(new Opts() as unknown as MonarchOptions);
+    try {
+      expect(c.config.numIters).toBe(2);
+    } finally {
+      c.dispose();
+    }
+  });
+});

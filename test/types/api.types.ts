@@ -2,8 +2,8 @@
 // never run). Every `@ts-expect-error` line must fail to compile: a line that compiles makes tsc report
 // "Unused '@ts-expect-error' directive", and the test fails.
 import {
-  castTensor, DeviceTensor, denseAttention, denseAttentionSync, KVCache, MonarchAttention, tensor,
-  type AnyTensor, type DType, type HostData, type HostTensor,
+  allocTensor, castTensor, DeviceTensor, denseAttention, denseAttentionSync, fromOrt, KVCache, MonarchAttention, tensor, toOrt,
+  type AnyTensor, type DType, type HostData, type HostTensor, type StepOptions,
 } from '../../lib';
 
 declare const f32: Float32Array;
@@ -79,4 +79,26 @@ cache.writeSync(a, dev, { frame: 0 });
 // @ts-expect-error: mixed
 void cache.write(dev, a, { frame: 0 });
 
-export { a2, h, g, hd, hd2, fa, ba, wrong, narrow, c16, c32, p1, p2, p3, p4, d1, s1 };
+// Serving options (out, signal) and addon memory type-check with the HostTensor<D> types.
+declare const signal: AbortSignal;
+const al: HostTensor<'float32'> = allocTensor([2]);
+const al16: HostTensor<'bfloat16'> = allocTensor([2], 'bfloat16');
+// @ts-expect-error: allocTensor(bfloat16) gives Uint16Array data
+const al32: Float32Array = allocTensor([2], 'bfloat16').data;
+const o1: Promise<HostTensor> = attn.forward(a, a, a, { out: al, signal });
+const o2: Promise<DeviceTensor> = attn.forward(dev, dev, dev, { out: dev, signal });
+const o3: HostTensor = attn.forwardSync(a, a, a, { out: al });
+// @ts-expect-error: signal must be an AbortSignal
+void attn.forward(a, a, a, { signal: 1 });
+// @ts-expect-error: out must be a tensor
+void attn.forward(a, a, a, { out: f32 });
+const so: StepOptions = { out: al16, signal };
+const s2: Promise<HostTensor> = cache.step(a, a, a, so);
+const s3: DeviceTensor = cache.stepSync(dev, dev, dev, { out: dev });
+const at: Promise<HostTensor> = cache.attend(a, { frame: 0, write: { k: a, v: a }, out: al, signal });
+void cache.write(a, a, { frame: 0, signal });
+const d2: Promise<{ out: HostTensor }> = denseAttention(a, a, a, { signal, returnLse: true });
+const ort: HostTensor = fromOrt({ type: 'float16', dims: [2], data: u16 });
+const ortBack: { dims: number[] } = toOrt(al16, 'float16');
+
+export { a2, h, g, hd, hd2, fa, ba, wrong, narrow, c16, c32, p1, p2, p3, p4, d1, s1, al, al32, o1, o2, o3, s2, s3, at, d2, ort, ortBack };

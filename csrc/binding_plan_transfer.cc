@@ -1,0 +1,76 @@
+// binding_plan_transfer.cc — Plan.upload / Plan.download: host<->device copies enqueued on the plan's
+// stream (CUDA plans only), so a forward's transfers are ordered with its kernels without any
+// device-wide synchronisation, and the host never waits until synchronize / synchronizeAsync.
+//
+// The host side must be addon memory (allocHost; page-locked where a GPU is usable, which makes
+// cudaMemcpyAsync truly asynchronous): the plan takes a reference to its block, released once a later
+// synchronize / synchronizeAsync has seen the stream pass the copy (or when the plan is freed), so the
+// memory outlives the copy whatever JS does with its ArrayBuffer meanwhile. Ordinary or shared arrays
+// are refused (lib/host.ts stages them into pinned addon memory at call time).
+#include "binding_device_buffer.h"
+#include "binding_plan.h"
+
+#include <string>
+
+#ifdef MONARCH_WITH_CUDA
+#include <monarch/monarch_cuda.h>
+#endif
+
+namespace monarch {
+namespace binding {
+
+namespace {
+
+struct TransferArgs {
+  DeviceBuffer* dev = nullptr;
+  void* host = nullptr;
+  size_t bytes = 0;
+  HostBlockRef block;
+};
+
+// (device buffer, host typed array) of upload(dst, src) / download(dst, src), validated.
+TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Value& hostV, const std::string& name,
+                          const char* devName, const char* hostName) {
+  TransferArgs t;
+  t.dev = DeviceBuffer::FromValue(env, devV);
+  if (!t.dev) ThrowTypeError(env, name + ": " + devName + " must be a DeviceBuffer, got " + DescribeValue(devV));
+  if (t.dev->disposed()) ThrowError(env, name + ": " + devName + " DeviceBuffer was disposed");
+  if (!hostV.IsTypedArray()) ThrowTypeError(env, name + ": " + hostName + " must be a typed array, got " + DescribeValue(hostV));
+  TypedSpan s = GetTypedSpan(env, hostV.As<Napi::TypedArray>());
+  if (s.detached) ThrowError(env, name + ": " + hostName + " is detached");
+  if (s.bytes != t.dev->byteLength()) {
+    ThrowRangeError(env, name + ": " + hostName + " has " + std::to_string(s.bytes) + " bytes but the DeviceBuffer has " +
+                             std::to_string(t.dev->byteLength()));
+  }
+  t.block = s.shared ? HostBlockRef() : FindHostBlock(s.data, s.bytes);
+  if (!t.block) {
+    ThrowTypeError(env, name + ": " + hostName + " must be addon host memory (allocHost / allocTensor), got " +
+                            (s.shared ? "a SharedArrayBuffer view" : "an ordinary ArrayBuffer view"));
+  }
+  t.host = s.data;
+  t.bytes = s.bytes;
+  return t;
+}
+
+}  // namespace
+
+void Plan::Upload(const Napi::CallbackInfo& info) { Transfer(info, true); }
+void Plan::Download(const Napi::CallbackInfo& info) { Transfer(info, false); }
+
+void Plan::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
+  Napi::Env env = info.Env();
+  const char* name = toDevice ? "upload" : "download";
+  CheckLive(env, name);
+  if (!cuda_) ThrowError(env, std::string(name) + ": host<->device copies need a CUDA plan");
+  TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
+                            : ReadTransfer(env, info[1], info[0], name, "src", "dst");
+#ifdef MONARCH_WITH_CUDA
+  Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
+                      : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
+  if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);
+  inflightHost_.push_back(std::move(t.block));
+#endif
+}
+
+}  // namespace binding
+}  // namespace monarch

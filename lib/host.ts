@@ -1,0 +1,133 @@
+// Host memory the addon owns (allocTensor) and the staging that keeps async work off the caller's
+// memory. Native code reads host inputs on libuv workers (CPU backend); an ordinary ArrayBuffer can be
+// transferred, detached or shrunk by its owner meanwhile, so at call time each input is either
+//   - addon memory (allocTensor) or a SharedArrayBuffer: used in place (zero-copy; the native side
+//     holds a reference to the memory until the work ends), or
+//   - an ordinary ArrayBuffer: copied into the instance's staging buffers (addon memory) before the
+//     call returns its Promise (a multi-threaded memcpy on the main thread).
+// csrc/binding_host_memory.h is the native half (and a safety net for every span a worker touches).
+import { native, type NativeMemoryStats } from './native';
+import type { DType, HostTensor } from './types';
+import { checkShape, dtypeSize, numel, tensor } from './tensor';
+import { isTyped, show } from './validate';
+import { DTYPES } from './tensor';
+
+export type HostArray = Float32Array | Uint16Array;
+
+/** A new zeroed typed array of `n` elements of `dtype` in addon memory (pinned: page-locked if a GPU is usable). */
+export function addonArray(dtype: DType, n: number, pinned = false): HostArray {
+  const ab = native().allocHost(Math.max(1, n * dtypeSize(dtype)), pinned);
+  return dtype === 'float32' ? new Float32Array(ab, 0, n) : new Uint16Array(ab, 0, n);
+}
+
+/**
+ * A zeroed host tensor in memory the addon owns (page-locked with cudaHostAlloc when the addon has a
+ * usable GPU, ordinary host memory otherwise). As an input of forward / step / denseAttention it is
+ * used in place (no staging copy, fastest host↔device copies) and stays valid for the whole call even if
+ * its ArrayBuffer is transferred away or collected. Such an ArrayBuffer cannot be transferred to a
+ * worker (Node marks external buffers untransferable: DataCloneError); structured-clone it without a
+ * transfer list instead.
+ */
+export function allocTensor(shape: readonly number[], dtype?: 'float32'): HostTensor<'float32'>;
+export function allocTensor<D extends DType>(shape: readonly number[], dtype: D): HostTensor<D>;
+export function allocTensor(shape: readonly number[], dtype: DType = 'float32'): HostTensor {
+  const shp = checkShape('shape', shape);
+  if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
+    throw new (typeof dtype === 'string' ? RangeError : TypeError)(`dtype must be one of 'float32', 'float16', 'bfloat16', received ${show(dtype)}`);
+  }
+  const n = numel(shp);
+  if (!Number.isSafeInteger(n * dtypeSize(dtype))) throw new RangeError(`shape [${shp.join(', ')}] is too large`);
+  return tensor(addonArray(dtype, n, true), shp, dtype as DType);
+}
+
+/** Where a typed array's memory lives: 'addon' (allocTensor), 'shared' (SharedArrayBuffer) or 'ordinary'. */
+export function hostMemoryKind(a: ArrayBufferView): 'ordinary' | 'shared' | 'addon' {
+  return (['ordinary', 'shared', 'addon'] as const)[native().hostMemoryKind(a)];
+}
+
+/** Native memory counters of this process (tests and diagnostics; see docs/API.md "Memory"). */
+export function memoryStats(): NativeMemoryStats {
+  return native().memoryStats();
+}
+
+/** q, k, v safe to hand to off-thread work, and how to give the staging back. */
+export interface SecuredInputs {
+  tensors: HostTensor[];
+  /** Bytes copied at call time (0 when every input was addon or shared memory). */
+  copiedBytes: number;
+  release(): void;
+}
+
+/**
+ * Reusable staging arrays of one instance (addon memory). take() copies ordinary-ArrayBuffer tensors in;
+ * a set is reused by later calls once released, so steady-state calls allocate nothing.
+ */
+export class StagingPool {
+  private free: HostArray[] = [];
+  private all = new Set<HostArray>();
+
+  /**
+   * `limit`: bytes the pool may hold (what MonarchOptions.maxWorkspaceBytes leaves after the instance's
+   * own buffers); a call whose staging copies would exceed it is refused with a RangeError naming both.
+   */
+  constructor(private readonly limit = Infinity) {}
+
+  /** Bytes held by the pool's staging arrays. */
+  get bytes(): number {
+    let b = 0;
+    for (const a of this.all) b += a.byteLength;
+    return b;
+  }
+
+  private acquire(like: HostArray): HostArray {
+    const f32 = isTyped(like, 'Float32Array');
+    const i = this.free.findIndex((a) => a.length === like.length && isTyped(a, 'Float32Array') === f32);
+    if (i >= 0) return this.free.splice(i, 1)[0];
+    const need = this.bytes + like.byteLength;
+    if (need > this.limit) {
+      throw new RangeError(`staging copies of ordinary-ArrayBuffer inputs need ${need} bytes, more than the ${this.limit} bytes ` +
+        'maxWorkspaceBytes leaves after the instance\'s own buffers; pass allocTensor() or SharedArrayBuffer inputs (used in place), ' +
+        'await earlier calls, or raise maxWorkspaceBytes');
+    }
+    const a = addonArray(f32 ? 'float32' : 'bfloat16', like.length, true);
+    this.all.add(a);
+    return a;
+  }
+
+  /**
+   * The tensors as they can be used off the main thread: CPU (`cuda` false) — addon and shared memory in
+   * place, copies of ordinary-memory ones; CUDA — pinned addon memory in place (the plan's stream copies
+   * straight from it), copies of everything else (ordinary, shared, unpinned), so that every upload is a
+   * cudaMemcpyAsync from page-locked memory.
+   */
+  secure(ts: readonly HostTensor[], cuda = false): SecuredInputs {
+    const taken: HostArray[] = [];
+    let copied = 0;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (const a of taken) if (this.all.has(a)) this.free.push(a);
+    };
+    try {
+      const out = ts.map((t) => {
+        if (cuda ? native().isPinnedHost(t.data) : native().hostMemoryKind(t.data) !== 0) return t;
+        const a = this.acquire(t.data);
+        taken.push(a);
+        native().copyHost(a, t.data);
+        copied += a.byteLength;
+        return Object.freeze({ data: a, shape: t.shape, dtype: t.dtype }) as HostTensor;
+      });
+      return { tensors: out, copiedBytes: copied, release };
+    } catch (e) {
+      release();  // what was taken before the failure goes back to the pool
+      throw e;
+    }
+  }
+
+  /** Drops every staging array (the memory is freed when the garbage collector finalizes it). */
+  clear(): void {
+    this.free = [];
+    this.all.clear();
+  }
+}
