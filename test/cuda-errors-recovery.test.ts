@@ -18,7 +18,8 @@ describeCuda('errors and recovery', () => {
     const rng = mulberry32(9100);
     const ok = new MonarchAttention(small);
     // 4096 batches × 21 frames of 30×52 tokens × 12 heads: ~8.7 TB of aL/y workspace.
-    expect(() => new MonarchAttention({ ...small, batch: 4096, heads: 12, headDim: 128,
+    // (maxWorkspaceBytes raised past it: the budget check would refuse it first, before any cudaMalloc.)
+    expect(() => new MonarchAttention({ ...small, batch: 4096, heads: 12, headDim: 128, maxWorkspaceBytes: 1e15,
       layout: { kind: 'video', frames: 21, height: 30, width: 52 } })).toThrow(/out of GPU memory/);
     expect(() => DeviceTensor.empty([2 ** 44], 'bfloat16')).toThrow(/out of GPU memory/);
     // The instance made before the failures and one made after both still compute finite outputs.

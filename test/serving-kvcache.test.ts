@@ -8,7 +8,7 @@ import type { HostTensor } from './helpers/pkg';
 let seed = 1 + Math.floor(Math.random() * 1e6);
 const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296 - 0.5; };
 const H = 2, D = 16, hw = 4 * 8, cf = 2, chunkN = cf * hw, n = chunkN * H * D, sh = [1, chunkN, H, D];
-const video = { layout: { kind: 'video' as const, frames: 6, height: 4, width: 8 }, heads: H, headDim: D, causal: { chunkFrames: cf }, numIters: 2 };
+const video = { backend: 'cpu' as const, layout: { kind: 'video' as const, frames: 6, height: 4, width: 8 }, heads: H, headDim: D, causal: { chunkFrames: cf }, numIters: 2 };
 const t = (): HostTensor => tensor(Float32Array.from({ length: n }, rand), sh);
 const same = (a: HostTensor, b: HostTensor): boolean => a.data.length === b.data.length && a.data.every((x, i) => Object.is(x, b.data[i]));
 

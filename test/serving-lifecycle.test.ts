@@ -8,8 +8,8 @@ let seed = 1 + Math.floor(Math.random() * 1e6);
 const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296 - 0.5; };
 const S = 256, H = 2, D = 16, shape = [1, S, H, D];
 const make = (): HostTensor => tensor(Float32Array.from({ length: S * H * D }, rand), shape);
-const opts = { layout: { kind: 'sequence' as const, length: S, blockSize: 16 }, heads: H, headDim: D, numIters: 2 };
-const video = { layout: { kind: 'video' as const, frames: 4, height: 4, width: 8 }, heads: H, headDim: D, causal: { chunkFrames: 2 } };
+const opts = { backend: 'cpu' as const, layout: { kind: 'sequence' as const, length: S, blockSize: 16 }, heads: H, headDim: D, numIters: 2 };
+const video = { backend: 'cpu' as const, layout: { kind: 'video' as const, frames: 4, height: 4, width: 8 }, heads: H, headDim: D, causal: { chunkFrames: 2 } };
 
 describe('out option', () => {
   test('ordinary, addon and shared out arrays receive the result and are returned', async () => {
