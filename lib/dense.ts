@@ -6,7 +6,7 @@ import type { DeviceTensor } from './device';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { addonArray, StagingPool } from './host';
-import { checkSignal, publishStart, throwIfAborted } from './serving';
+import { checkSignal, publishStart, throwIfAborted, traced } from './serving';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
 import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions, isTyped } from './validate';
@@ -115,22 +115,18 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   if (held) [q, k, v] = held.tensors;
   const scratch = new Scratch(cuda);
   const plan = densePlan(s, q.dtype);
-  try {
+  return traced(end, async () => {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
     const side = sides(s);
     await runAsync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda, signal);
     const out = await st.collectAsync();
     const lse = await sideTensor(s, side.lse);
     const entropy = await sideTensor(s, side.entropy);
-    end();
     return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
-  } catch (e) {
-    end(e);
-    throw e;
-  } finally {
+  }, () => {
     plan.dispose();
     scratch.dispose();
-  }
+  });
 }
 
 /** Synchronous twin of denseAttention(). */

@@ -13,7 +13,7 @@ import { DeviceTensor } from './device';
 import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, stageForTiming, stageOutput, timeInputSets, type AnyTensor, type StagedOutput } from './inputs';
 import { stageInput } from './kvstage';
 import type { StagingPool } from './host';
-import { checkOut, checkSignal, publishStart, throwIfAborted, type CallEvent, type MemoryFigures } from './serving';
+import { checkOut, checkSignal, publishStart, throwIfAborted, traced, type CallEvent, type MemoryFigures } from './serving';
 import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type CacheWindow, type WritePlan } from './kvwindow';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import type { ResolvedOptions } from './options';
@@ -328,39 +328,30 @@ export class KVCache {
       held?.release();
       return Promise.reject(e);
     }
-    return this.core.queue.run(async () => {
+    return this.core.queue.run(() => traced(end, async () => {
+      throwIfAborted(r.signal);
+      // Queued before a close(): the plan is freed only after this call (no `closing` check here).
+      const plan = this.core.plan;
+      if (plan === null) throw new Error(this.core.disposedMessage);
+      this.usable();
+      const cuda = this.core.cfg.backend === 'cuda';
+      const b = this.build(r, this.state);
       try {
-        throwIfAborted(r.signal);
-        // Queued before a close(): the plan is freed only after this call (no `closing` check here).
-        const plan = this.core.plan;
-        if (plan === null) throw new Error(this.core.disposedMessage);
-        this.usable();
-        const cuda = this.core.cfg.backend === 'cuda';
-        const b = this.build(r, this.state);
-        try {
-          if (cuda) {
-            await runAsync(plan, [...b.writeOps, ...b.attendOps], true);  // one sync; enqueued work cannot be recalled
-            this.state = b.state;
-          } else {
-            await runAsync(plan, b.writeOps, false);
-            this.state = b.state;
-            await runAsync(plan, b.attendOps, false, r.signal);
-          }
-        } catch (e) {
-          if (!isAbort(e)) this.fail(e);
-          throw e;
+        if (cuda) {
+          await runAsync(plan, [...b.writeOps, ...b.attendOps], true);  // one sync; enqueued work cannot be recalled
+          this.state = b.state;
+        } else {
+          await runAsync(plan, b.writeOps, false);
+          this.state = b.state;
+          await runAsync(plan, b.attendOps, false, r.signal);
         }
-        throwIfAborted(r.signal);
-        const result = b.output ? await b.output.collectAsync() : undefined;
-        end();
-        return result;
       } catch (e) {
-        end(e);
+        if (!isAbort(e)) this.fail(e);
         throw e;
-      } finally {
-        held?.release();
       }
-    });
+      throwIfAborted(r.signal);
+      return b.output ? b.output.collectAsync() : undefined;
+    }, () => held?.release()));
   }
 
   private runNow(r: Request, what: string): AnyTensor | undefined {

@@ -15,7 +15,7 @@ import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
-import { checkOut, checkSignal, publishStart, throwIfAborted, workspaceBytes, type MemoryFigures } from './serving';
+import { checkOut, checkSignal, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
 import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -162,21 +162,12 @@ export class MonarchAttention {
     const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
-    return this.queue.run(async () => {
-      try {
-        throwIfAborted(signal);
-        const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-        await runAsync(plan, this.ops(s, mask), cuda, signal);
-        const result = await s.collectAsync();
-        end();
-        return result;
-      } catch (e) {
-        end(e);
-        throw e;
-      } finally {
-        held?.release();
-      }
-    });
+    return this.queue.run(() => traced(end, async () => {
+      throwIfAborted(signal);
+      const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+      await runAsync(plan, this.ops(s, mask), cuda, signal);
+      return s.collectAsync();
+    }, () => held?.release()));
   }
 
   /** Synchronous twin of forward() (blocks the event loop). */

@@ -50,6 +50,20 @@ export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'],
   };
 }
 
+/** Runs a call's body and ends its diagnostics event with the outcome; `cleanup` runs in every case. */
+export async function traced<T>(end: (error?: unknown) => void, body: () => Promise<T>, cleanup?: () => void): Promise<T> {
+  try {
+    const result = await body();
+    end();
+    return result;
+  } catch (e) {
+    end(e);
+    throw e;
+  } finally {
+    cleanup?.();
+  }
+}
+
 function byteLength(t: AnyTensor): number {
   return t instanceof DeviceTensor ? t.byteLength : (t as HostTensor).data.byteLength;
 }
