@@ -181,23 +181,7 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     zero_acc<D>(acc);
     warp_gemm_ab<D, NQ, T>(acc, pa, sQ, lane);  // aR rows = Pᵀ·q
 
-    const int wc0 = t * CT + warp * 16;
-    // aR / cR index of candidate (f, k): ((pair(a, f))·b1 + k)·b2 + j
-    auto ar_index = [&](int cand) -> int64_t {
-      const int f = cand / p.b1, k = cand - f * p.b1;
-      const int64_t pair = ((int64_t(col.b) * p.H + col.h) * p.Aq + col.a) * p.Fk + f;
-      return (pair * p.b1 + k) * p.b2 + col.j;
-    };
-    const float one[2] = {1.f, 1.f};
-    store_rows<D, T>(acc, one, lane, [&](int r) -> T* {
-      return wc0 + r < col.nCand ? static_cast<T*>(p.aR) + ar_index(wc0 + r) * D : nullptr;
-    });
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const float cs = quad_sum(csum[hh]);
-      const int c = wc0 + g + 8 * hh;
-      if (qd == 0 && c < col.nCand) p.cR[ar_index(c)] = cs;
-    }
+    store_ar_cr<D, T>(p, col, acc, csum, t * CT + warp * 16, lane);
   }
   cp_async_wait<0>();  // only an empty group can be pending here
 }

@@ -146,23 +146,7 @@ __global__ void __launch_bounds__(kThreads, 2) l_step_columns_kernel(MonarchPara
     }
     cp_async_wait<0>();
 
-    const float one[2] = {1.f, 1.f};
-    const int wc0 = c0 + warp * 16;
-    // aR / cR index of candidate (f, k): ((pair(a, f))·b1 + k)·b2 + j
-    auto ar_index = [&](int cand) -> int64_t {
-      const int f = cand / p.b1, k = cand - f * p.b1;
-      const int64_t pair = ((int64_t(col.b) * p.H + col.h) * p.Aq + col.a) * p.Fk + f;
-      return (pair * p.b1 + k) * p.b2 + col.j;
-    };
-    store_rows<D, T>(acc, one, lane, [&](int r) -> T* {
-      return wc0 + r < col.nCand ? static_cast<T*>(p.aR) + ar_index(wc0 + r) * D : nullptr;
-    });
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const float cs = quad_sum(csum[hh]);
-      const int c = wc0 + g + 8 * hh;
-      if (qd == 0 && c < col.nCand) p.cR[ar_index(c)] = cs;
-    }
+    store_ar_cr<D, T>(p, col, acc, csum, c0 + warp * 16, lane);
   }
 }
 

@@ -40,6 +40,31 @@ __device__ __forceinline__ int64_t cand_index(const MonarchParams& p, const Colu
   return c.candBase + int64_t(f) * p.b2 * p.b1 + k;
 }
 
+// aR / cR index of candidate cand = f·b1 + k of a column: ((pair(a, f))·b1 + k)·b2 + j.
+__device__ __forceinline__ int64_t ar_index(const MonarchParams& p, const Column& c, int cand) {
+  const int f = cand / p.b1, k = cand - f * p.b1;
+  const int64_t pair = ((int64_t(c.b) * p.H + c.h) * p.Aq + c.a) * p.Fk + f;
+  return (pair * p.b1 + k) * p.b2 + c.j;
+}
+
+// The non-final L-step's epilogue for this warp's 16 candidate rows wc0 + [0, 16): aR rows from the fp32
+// accumulators (unscaled) and cR = the quad's sum of the per-thread partial column sums csum.
+template <int D, typename T>
+__device__ __forceinline__ void store_ar_cr(const MonarchParams& p, const Column& col, const float (&acc)[D / 8][4],
+                                            const float (&csum)[2], int wc0, int lane) {
+  const int g = lane / 4, qd = lane % 4;
+  const float one[2] = {1.f, 1.f};
+  store_rows<D, T>(acc, one, lane, [&](int r) -> T* {
+    return wc0 + r < col.nCand ? static_cast<T*>(p.aR) + ar_index(p, col, wc0 + r) * D : nullptr;
+  });
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const float cs = quad_sum(csum[hh]);
+    const int c = wc0 + g + 8 * hh;
+    if (qd == 0 && c < col.nCand) p.cR[ar_index(p, col, c)] = cs;
+  }
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace monarch
