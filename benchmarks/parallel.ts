@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { DeviceTensor, info, MonarchAttention, NcclCommunicator, SequenceParallelAttention, tensor, toBfloat16 } from '../lib';
 import type { SequenceParallelOptions } from '../lib';
 import { PRESETS } from './presets';
+import { percentile } from './stats';
 
 interface Preset { frames: number; height: number; width: number; heads: number; headDim: number }
 const OWN: Record<string, Preset> = {
@@ -34,10 +35,7 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 
-function median(x: number[]): number {
-  const s = [...x].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
+const median = (x: readonly number[]): number => percentile(x, 50);  // the bench's median (stats.ts)
 
 interface RankReport {
   rank: number; ranks: number; forwardMs: number; allToAllMs: number; attentionMs: number;

@@ -5,6 +5,7 @@
 import { denseTime, MonarchAttention } from '../lib/index';
 import { configLabel, configOptions, type AccuracyConfig, type AccuracyReport } from './accuracy';
 import type { BenchShape } from './presets';
+import { percentile } from './stats';
 import { lineChartSvg, type Series } from './svg';
 import { defaultRotate, makeWorkload } from './workload';
 
@@ -22,10 +23,7 @@ export interface ParetoTiming {
   rows: ConfigTiming[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
+const median = (xs: readonly number[]): number => percentile(xs, 50);  // the bench's median (stats.ts)
 
 /** Times every configuration at `shape` (a bidirectional video preset): median of `iters` after `warmup`. */
 export function timeConfigs(shape: BenchShape, configs: AccuracyConfig[], backend: 'cpu' | 'cuda',
