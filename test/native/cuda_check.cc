@@ -420,28 +420,35 @@ struct TimeRow {
 };
 std::vector<TimeRow> g_times;
 
-void time_dense(int N, int H, int D, uint64_t seed) {
+void time_dense(int Nq, int Nk, int H, int D, DType dt, int causalChunk, uint64_t seed) {
   Rng rng(seed);
-  const DType dt = kBF16;
-  const size_t n = size_t(N) * H * D;
-  std::vector<uint16_t> hq = random_bits(rng, dt, n, 1.0), out(n);
-  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2), dl(size_t(H) * N * 4);
-  upload(dq, hq), upload(dk, random_bits(rng, dt, n, 1.0)), upload(dv, random_bits(rng, dt, n, 1.0));
+  const size_t nq = size_t(Nq) * H * D, nk = size_t(Nk) * H * D;
+  std::vector<uint16_t> hq = random_bits(rng, dt, nq, 1.0), out(nq);
+  DevBuf dq(nq * 2), dk(nk * 2), dv(nk * 2), dout(nq * 2), dl(size_t(H) * Nq * 4);
+  upload(dq, hq), upload(dk, random_bits(rng, dt, nk, 1.0)), upload(dv, random_bits(rng, dt, nk, 1.0));
   DenseParams p;
-  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.Nq = N, p.Nk = N, p.scale = 1.f / std::sqrt(float(D));
-  p.q = make_act(dq.p, 1, N, H, D, false), p.k = make_act(dk.p, 1, N, H, D, false);
-  p.v = make_act(dv.p, 1, N, H, D, false), p.o = make_act(dout.p, 1, N, H, D, false);
+  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.Nq = Nq, p.Nk = Nk, p.scale = 1.f / std::sqrt(float(D));
+  p.causalChunk = causalChunk;
+  p.q = make_act(dq.p, 1, Nq, H, D, false), p.k = make_act(dk.p, 1, Nk, H, D, false);
+  p.v = make_act(dv.p, 1, Nk, H, D, false), p.o = make_act(dout.p, 1, Nq, H, D, false);
   poison(dout);
   OK(cuda::dense(p, g_stream));
   download(out, dout);
   const bool finite = !any_nan(dt, out);
   const float ms = median_ms([&] { OK(cuda::dense(p, g_stream)); }, 5, 50);
-  const double flop = 4.0 * N * double(N) * D * H;
-  g_times.push_back({"dense B=1 H=" + std::to_string(H) + " N=" + std::to_string(N) + " D=" + std::to_string(D) + " bf16",
+  // Allowed (query, key) pairs: all, or under block-causal chunks the keys [0, (n/C + 1)·C) of row n.
+  double pairs = double(Nq) * Nk;
+  if (causalChunk > 0) {
+    pairs = 0;
+    for (int n = 0; n < Nq; ++n) pairs += std::min<double>(Nk, (double(n / causalChunk) + 1) * causalChunk);
+  }
+  const double flop = 4.0 * pairs * D * H;
+  g_times.push_back({"dense B=1 H=" + std::to_string(H) + " Nq=" + std::to_string(Nq) + " Nk=" + std::to_string(Nk) +
+                         " D=" + std::to_string(D) + " " + dname(dt) + (causalChunk ? " C=" + std::to_string(causalChunk) : ""),
                      ms, flop / (ms * 1e-3) / 1e12, finite});
   p.lse = static_cast<float*>(dl.p);
   DenseParams pe = p;
-  DevBuf de(size_t(H) * N * 4);
+  DevBuf de(size_t(H) * Nq * 4);
   pe.entropy = static_cast<float*>(de.p);
   const float ms2 = median_ms([&] { OK(cuda::dense(pe, g_stream)); }, 5, 50);
   g_times.push_back({"  same, + lse + entropy", ms2, flop / (ms2 * 1e-3) / 1e12, finite});
@@ -535,15 +542,16 @@ void time_monarch_t2(int F, int b1, int b2, int H, int D, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool small = false, timing = true, checks = true;
+  bool small = false, timing = true, checks = true, denseOnly = false;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true, timing = false;
     else if (!std::strcmp(argv[i], "--no-time")) timing = false;
+    else if (!std::strcmp(argv[i], "--dense-only")) denseOnly = true;
     else if (!std::strcmp(argv[i], "--time-only")) checks = false;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--seed N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--seed N]\n", argv[0]);
       return 2;
     }
   }
@@ -605,6 +613,9 @@ int main(int argc, char** argv) {
       {"dense causal q0=150", 1, 2, 150, 300, 150, 50, false, false, false, true, false, 1.5},
       {"dense 1x1", 1, 1, 1, 1, 0, 0, false, false, false, true, true, 1.0},
       {"dense 64x1000 sharp", 1, 1, 64, 1000, 0, 0, true, true, false, false, true, 4.0},
+      {"dense causal long q0=800", 1, 2, 700, 1500, 800, 96, false, true, false, true, true, 2.0},
+      {"dense BHSD 520x777", 2, 2, 520, 777, 0, 0, true, false, false, true, true, 1.0},
+      {"dense cross 300x512", 1, 3, 300, 512, 0, 0, false, false, false, true, true, 1.5},
   };
   std::vector<std::pair<DType, int>> configs = {{kBF16, 128}, {kF16, 128}, {kBF16, 64}, {kF16, 64}};
   if (small) {
@@ -620,6 +631,7 @@ int main(int argc, char** argv) {
   }
   uint64_t s = seed;
   if (!checks) configs.clear();
+  if (denseOnly) mcases.clear();
   for (auto [dt, D] : configs) {
     std::printf("== %s, D = %d\n", dname(dt), D);
     for (const auto& c : mcases) run_monarch(c, dt, D, ++s);
@@ -629,7 +641,12 @@ int main(int argc, char** argv) {
 
   if (timing) {
     std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
-    time_dense(32760, 12, 128, ++s);
+    time_dense(32760, 32760, 12, 128, kBF16, 0, ++s);
+    time_dense(32760, 32760, 12, 128, kBF16, 3 * 1560, ++s);  // 480p, block-causal chunks of 3 frames
+    time_dense(32760, 512, 12, 128, kBF16, 0, ++s);           // text cross-attention
+    time_dense(16384, 16384, 12, 64, kF16, 0, ++s);
+  }
+  if (timing && !denseOnly) {
     time_monarch(21, 30, 52, 12, 128, ++s);
     time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
     time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128
