@@ -111,6 +111,14 @@ __device__ __forceinline__ uint64_t desc_mnmajor(uint32_t addr, uint32_t atomByt
   return desc_encode(addr, atomBytes, 1024);
 }
 
+// ---- named barriers (ids 1..15; 0 is __syncthreads) ----------------------------------------------
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // ---- register reallocation between warpgroups --------------------------------------------------
 template <int R>
 __device__ __forceinline__ void regs_dealloc() {
