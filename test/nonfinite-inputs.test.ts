@@ -194,8 +194,9 @@ describe('CPU backend: masks, extreme finite inputs, scale', () => {
   });
 });
 
-// The CUDA kernels follow the CPU's non-finite rule: a NaN logit makes the row's softmax sum NaN, and the
-// kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL, lse, aR and the output.
+// The CUDA kernels follow the CPU's non-finite rule: a NaN or ±Inf logit of a visible key makes the row's
+// softmax sum NaN, and the kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL,
+// lse, aR and the output. float32 only here (the row kernels); see docs/API.md for bfloat16/float16.
 describeCuda('non-finite inputs', () => {
   const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
     const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
