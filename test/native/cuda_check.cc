@@ -11,7 +11,8 @@
 // workspace before each CPU stage), so each comparison isolates one kernel. Elements of block-causally
 // forbidden (a, f) pairs are never written and are not compared. A NaN where the reference is finite
 // (an unwritten or broken element) or an infinity mismatch fails. Whole GPU chains are run twice and
-// must be bit-identical. Exit status 1 on any failure.
+// must be bit-identical. Exit status 1 on any failure. A float32 section checks the non-finite rule
+// (NaN rows for ±Inf keys and overflowing logits, masked keys never read; see run_dense_nonfinite).
 //
 // Tolerances (relative L2 ‖gpu − cpu‖/‖cpu‖, and max |gpu − cpu| / max |cpu|), and why:
 //   storage-dtype outputs (o, aL, y, aR): both backends round the result once to the storage dtype, so
