@@ -39,7 +39,7 @@ for s in $steps; do
       done ;;
     bench)
       echo "== bench"
-      for p in ${BENCH_PRESETS:-wan-480p wan-720p self-forcing-chunk seq-4k seq-16k}; do
+      for p in ${BENCH_PRESETS:-wan-480p wan-720p self-forcing-chunk wan-480p-causal wan-480p-cross seq-4k seq-16k}; do
         node bin/monarch-attn.js bench --backend cuda --preset $p --check --json "$out/bench-$p.json" \
           --markdown "$out/bench-$p.md" --no-progress 2>&1 | tee "$out/bench-$p.txt" | grep -E "│|check|FAIL|Error"
       done ;;
