@@ -160,3 +160,22 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect(r.targets.checksumsAgree.pass).toBe(true);
   });
 });
+
+test('preallocate: every pool exists at start-up and sessions reuse them (no allocation while serving)', async () => {
+  const s = await startServer(resolveConfig('tiny', { port: 0, maxSessions: 3, preallocate: true, inflight: 2 }));
+  try {
+    const before = JSON.parse((await get(`${s.url}/stats`)).body);
+    expect(before.sessions).toMatchObject({ live: 3, pooled: 3, active: 0 });
+    expect(before.standIn.workers).toBe(false);  // from the TypeScript sources: generated inline
+    expect((await runLoad({ url: s.url, sessions: 3, chunks: 5, baseline: false })).errors).toBe(0);
+    const warm = JSON.parse((await get(`${s.url}/stats`)).body);  // each pool's first calls made its staging
+    expect((await runLoad({ url: s.url, sessions: 3, chunks: 5, baseline: false })).errors).toBe(0);
+    const after = JSON.parse((await get(`${s.url}/stats`)).body);
+    expect(after.sessions).toMatchObject({ live: 3, pooled: 3, completed: 6 });
+    expect(after.cacheBytes.held).toBe(3 * s.poolBytes);
+    expect(after.native.hostAllocations).toBe(warm.native.hostAllocations);  // steady state: nothing allocated
+    expect(after.native.hostBytes).toBe(warm.native.hostBytes);
+  } finally {
+    await s.close();
+  }
+});

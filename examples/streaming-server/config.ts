@@ -22,6 +22,8 @@ export interface ServerConfig {
   inflight: number;
   /** Worker threads checksumming chunk outputs. */
   checksumThreads: number;
+  /** Create every session's pool at start-up (no cudaMalloc on the event loop while sessions run). */
+  preallocate: boolean;
 }
 
 export const PRESETS: Record<string, Partial<ServerConfig>> = {
@@ -40,7 +42,7 @@ export const PRESETS: Record<string, Partial<ServerConfig>> = {
 export const DEFAULTS: ServerConfig = {
   host: '127.0.0.1', port: 8080, backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, factorization: 'monarchrt',
   heads: 2, headDim: 32, dtype: 'float32', numIters: 1, layers: 4, passes: 4, localAttnFrames: 6, sinkFrames: 3,
-  maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1, inflight: 4, checksumThreads: 2,
+  maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1, inflight: 4, checksumThreads: 2, preallocate: false,
 };
 
 /** The preset's config with explicit overrides applied. */

@@ -38,7 +38,7 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
   pool.reset();
   try {
     const chunkMs: number[] = [];
-    for (let i = 0; i < videoChunks; i++) chunkMs.push((await runChunk(pool, ctxNoGate, i, i * cf, c.passes)).ms);
+    for (let i = 0; i < videoChunks; i++) chunkMs.push((await runChunk(pool, ctxNoGate, i, i * cf, c.passes, ctx.outs?.[0])).ms);
     const ms = chunkMs.reduce((a, b) => a + b, 0);
     const last = videoChunks - 1, frame = last * cf, keyFrames = pool.layers[0].framesCached;
 
@@ -47,13 +47,13 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
     const kernelMs = median(times);
 
     const rewrite: number[] = [];
-    for (let r = 0; r < o.repeats; r++) rewrite.push((await runChunk(pool, ctxNoGate, last, frame, c.passes)).ms);
+    for (let r = 0; r < o.repeats; r++) rewrite.push((await runChunk(pool, ctxNoGate, last, frame, c.passes, ctx.outs?.[0])).ms);
     const chunk = median(rewrite);
 
     let roll: ProfileResult['roll'] = null;
     if (c.rolling) {
       const before = pool.layers[0].evictedFrames, news: number[] = [];
-      for (let r = 1; r <= o.repeats; r++) news.push((await runChunk(pool, ctxNoGate, last + r, (last + r) * cf, c.passes)).ms);
+      for (let r = 1; r <= o.repeats; r++) news.push((await runChunk(pool, ctxNoGate, last + r, (last + r) * cf, c.passes, ctx.outs?.[0])).ms);
       const rm = median(news);
       roll = { chunkMs: rm, overhead: rm / (calls * kernelMs) - 1, evicts: pool.layers[0].evictedFrames > before };
     }

@@ -70,21 +70,26 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const checksums = new ChecksumPool(config.checksumThreads);
   const chunkLimit = config.localAttnFrames > 0 ? config.maxChunks : Math.min(config.maxChunks, config.frames / config.chunkFrames);
   const chunkShape = [1, config.chunkFrames * config.height * config.width, config.heads, config.headDim];
-  interface Slot { pool: KVCachePool; out?: DeviceTensor }
+  interface Slot { pool: KVCachePool; outs?: [DeviceTensor, DeviceTensor] }
   const idle: Slot[] = [];
   let live = 0, active = 0, completed = 0, failed = 0, rejected = 0, nextId = 1, profiling = false;
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
 
-  const acquire = (): Slot | null => {
-    const p = idle.pop();
-    if (p) return p;
-    if (live >= maxSessions) return null;
+  const acquire = (): Slot | null => idle.pop() ?? (live < maxSessions ? create() : null);
+  const create = (): Slot => {
     live++;
     let pool: KVCachePool | undefined;
     try {
       pool = attn.createKVCachePool({ layers: config.layers, ...win });
-      return { pool, out: device ? DeviceTensor.empty(chunkShape, config.dtype) : undefined };
+      if (!device) return { pool };
+      const a = DeviceTensor.empty(chunkShape, config.dtype);
+      try {
+        return { pool, outs: [a, DeviceTensor.empty(chunkShape, config.dtype)] };
+      } catch (e) {
+        a.dispose();
+        throw e;
+      }
     } catch (e) {
       live--;
       pool?.dispose();
@@ -94,9 +99,20 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const drop = (s: Slot): void => {
     live--;
     s.pool.dispose();
-    s.out?.dispose();
+    s.outs?.forEach((t) => t.dispose());
   };
-  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, out: s.out });
+  if (config.preallocate) {
+    try {
+      for (let i = 0; i < maxSessions; i++) idle.push(create());
+    } catch (e) {
+      for (const p of idle) drop(p);
+      await checksums.close();
+      inputs.dispose();
+      attn.dispose();
+      throw e;
+    }
+  }
+  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs });
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
     const raw = url.searchParams.get('chunks');
@@ -191,6 +207,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         // outputs and the stand-in hold on the GPU (flat once every pool exists).
         native: memoryStats(),
         cacheBytes: { perSession: bytes, held: live * bytes.total, inputs: inputs.bytes },
+        standIn: inputs.generated,
         gate: gate.stats(reset),
         eventLoopDelayMs: delayStats(loop),
       };
@@ -238,8 +255,9 @@ function intOpt(v: string): number {
 }
 
 async function main(): Promise<void> {
-  // Each pending async call awaits on a libuv worker: give concurrent sessions enough of them.
-  process.env.UV_THREADPOOL_SIZE ??= '16';
+  // Each pending async call and each download waits on a libuv worker: give concurrent sessions enough of them
+  // (at most `inflight` calls plus one download per session).
+  process.env.UV_THREADPOOL_SIZE ??= '24';
   const cmd = new Command('streaming-server')
     .option('--preset <name>', `shapes (${Object.keys(PRESETS).join(', ')})`, 'small')
     .option('--host <host>', 'listen address', DEFAULTS.host)
@@ -263,14 +281,15 @@ async function main(): Promise<void> {
     .option('--chunks <n>', 'default chunks per session', intOpt)
     .option('--seed <n>', 'stand-in seed', intOpt)
     .option('--inflight <n>', 'cache calls in flight across sessions (fair gate; 0 = no gate)', intOpt)
-    .option('--checksum-threads <n>', 'worker threads checksumming outputs', intOpt);
+    .option('--checksum-threads <n>', 'worker threads checksumming outputs', intOpt)
+    .option('--preallocate', 'create every session pool at start-up');
   const o = cmd.parse().opts();
   const config = resolveConfig(o.preset, {
     host: o.host, port: o.port ?? DEFAULTS.port, backend: o.backend, frames: o.frames, height: o.height, width: o.width,
     chunkFrames: o.chunkFrames, factorization: o.factorization, heads: o.heads, headDim: o.headDim, dtype: o.dtype,
     numIters: o.iters, layers: o.layers, passes: o.passes, localAttnFrames: o.localAttnFrames, sinkFrames: o.sinkFrames,
     maxSessions: o.maxSessions, maxBytes: o.maxBytes, defaultChunks: o.chunks, seed: o.seed,
-    inflight: o.inflight, checksumThreads: o.checksumThreads,
+    inflight: o.inflight, checksumThreads: o.checksumThreads, preallocate: o.preallocate,
   });
   const s = await startServer(config);
   process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, startupMs: Math.round(s.startupMs), gpu: info().device?.name ?? null, config })}\n`);
