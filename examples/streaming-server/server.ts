@@ -73,8 +73,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   interface Slot { pool: KVCachePool; outs?: [DeviceTensor, DeviceTensor] }
   const idle: Slot[] = [];
   let live = 0, active = 0, completed = 0, failed = 0, rejected = 0, nextId = 1, profiling = false;
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
 
   const acquire = (): Slot | null => idle.pop() ?? (live < maxSessions ? create() : null);
   const create = (): Slot => {
@@ -112,6 +110,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       throw e;
     }
   }
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs });
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
