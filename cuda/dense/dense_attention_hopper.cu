@@ -366,8 +366,8 @@ Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& m
     return launch_status("dense_attention_hopper_kernel");
   const int64_t work = int64_t((p.Nq + kBM - 1) / kBM) * p.H * p.B;
   if (work > INT32_MAX) return Status::Error("dense_attention_hopper_kernel: more than 2^31 q-blocks");
-  // Persistent (one CTA per SM) pays where items are short (few key tiles: the epilogue and the next
-  // Q load overlap); otherwise one CTA per item lets the hardware balance uneven (causal) items.
+  // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
+  // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
   const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
   kernel<<<unsigned(grid), kThreads, smem, s>>>(mq, mk, mv, p);
   return launch_status("dense_attention_hopper_kernel");
@@ -381,8 +381,10 @@ Status launch(const DenseParams& p, cudaStream_t s) {
   if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
   const HopperKnobs& k = knobs();
-  const bool persist = k.persist >= 0 ? k.persist == 1 : p.Nk <= 8 * kBN;
-  const bool overlap = k.overlap >= 0 ? k.overlap == 1 : false;
+  // Defaults from the H200 A/B (benchmarks/notes/kernel-dense-hopper.md): the overlapped schedule
+  // everywhere; persistent unless block-causal (uneven items balance better one CTA per item).
+  const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
+  const bool overlap = k.overlap >= 0 ? k.overlap == 1 : true;
   return overlap ? launch_variant<T, D, kEntropy, true>(p, s, mq, mk, mv, persist)
                  : launch_variant<T, D, kEntropy, false>(p, s, mq, mk, mv, persist);
 }
