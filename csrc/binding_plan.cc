@@ -48,6 +48,9 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),
                          InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
                          InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
+                         InstanceMethod<&Plan::WaitEvent>("waitEvent"),
+                         InstanceMethod<&Plan::RecordEventHandle>("recordEventHandle"),
+                         InstanceAccessor<&Plan::GetStream>("stream"),
                          InstanceMethod<&Plan::Upload>("upload"),
                          InstanceMethod<&Plan::Download>("download"),
                          InstanceMethod<&Plan::Dispose>("dispose"),
@@ -101,6 +104,13 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     }
   }
 
+  // An external stream (a caller's cudaStream_t as a bigint): the plan enqueues on it and never destroys it.
+  Napi::Value streamValue = o.Get("stream");
+  void* external = nullptr;
+  if (!streamValue.IsUndefined()) {
+    external = ToHandle(env, streamValue, w + ".stream");
+    if (!cuda_) ThrowTypeError(env, w + ".stream needs the CUDA backend (a CPU plan has no stream)");
+  }
   if (cuda_) {
     const std::string& reason = CudaUnavailableReason();
     if (!reason.empty()) ThrowError(env, "CUDA backend unavailable: " + reason);
@@ -109,10 +119,14 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
   Status s = ws_.Allocate(geom_, cuda_);
   if (!s.ok) ThrowError(env, "Plan: " + s.message);
 #ifdef MONARCH_WITH_CUDA
-  if (cuda_) {
+  if (cuda_ && external) {
+    stream_.Borrow(external);
+  } else if (cuda_) {
     s = stream_.Create();
     if (!s.ok) ThrowError(env, "Plan: " + s.message);
   }
+#else
+  (void)external;
 #endif
   threads_ = threads;  // this plan's CPU calls only (cpu::ThreadsScope); 0 = the process-wide setting
   // Tell V8 about the native memory this object holds, so that dropping it without dispose() puts
@@ -392,6 +406,33 @@ void Plan::ReleaseEvents(const Napi::CallbackInfo& info) {
   if (!cuda_) ThrowError(env, "releaseEvents: events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
   events_.Release();
+#endif
+}
+
+Napi::Value Plan::GetStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "stream");
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) return Napi::BigInt::New(env, uint64_t(reinterpret_cast<uintptr_t>(stream_.get())));
+#endif
+  return env.Null();
+}
+
+// waitEvent(handle) / recordEventHandle(handle): stream-ordered interop with a caller's cudaEvent_t.
+void Plan::WaitEvent(const Napi::CallbackInfo& info) { EventOp(info, true); }
+void Plan::RecordEventHandle(const Napi::CallbackInfo& info) { EventOp(info, false); }
+
+void Plan::EventOp(const Napi::CallbackInfo& info, bool wait) {
+  Napi::Env env = info.Env();
+  const char* name = wait ? "waitEvent" : "recordEventHandle";
+  CheckLive(env, name);
+  void* ev = ToHandle(env, info[0], std::string(name) + ": event");
+  if (!cuda_) ThrowError(env, std::string(name) + ": events need the CUDA backend");
+#ifdef MONARCH_WITH_CUDA
+  Status s = wait ? StreamWaitEvent(stream_.get(), ev) : EventRecord(ev, stream_.get());
+  if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);
+#else
+  (void)ev;
 #endif
 }
 

@@ -1,5 +1,6 @@
 // binding_plan.h — Plan (lib/native.ts NativePlan): owns the workspace of one MonarchAttention geometry
-// and, on CUDA, its stream, the device copies of host masks / gather maps, and timing events.
+// and, on CUDA, its stream (created here, or a caller's stream passed as options.stream: used, never
+// destroyed), the device copies of host masks / gather maps, and timing events.
 //
 // Execution model:
 //   CPU plan  — sync methods run on the calling thread; async methods run on the libuv pool through a
@@ -55,6 +56,10 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value RecordEvent(const Napi::CallbackInfo& info);
   Napi::Value EventElapsedMs(const Napi::CallbackInfo& info);
   void ReleaseEvents(const Napi::CallbackInfo& info);
+  Napi::Value GetStream(const Napi::CallbackInfo& info);  // the stream as a bigint (CUDA), null (CPU)
+  void WaitEvent(const Napi::CallbackInfo& info);          // waitEvent(event: bigint): cudaStreamWaitEvent
+  void RecordEventHandle(const Napi::CallbackInfo& info);  // recordEventHandle(event: bigint): cudaEventRecord
+  void EventOp(const Napi::CallbackInfo& info, bool wait);
   void Upload(const Napi::CallbackInfo& info);    // upload(dst: DeviceBuffer, src: addon typed array)
   void Download(const Napi::CallbackInfo& info);  // download(dst: addon typed array, src: DeviceBuffer)
   void Transfer(const Napi::CallbackInfo& info, bool toDevice);

@@ -7,6 +7,8 @@
 // synchronize / synchronizeAsync has seen the stream pass the copy (or when the plan is freed), so the
 // memory outlives the copy whatever JS does with its ArrayBuffer meanwhile. Ordinary or shared arrays
 // are refused (lib/host.ts stages them into pinned addon memory at call time).
+#include "binding_transfer.h"
+
 #include "binding_device_buffer.h"
 #include "binding_plan.h"
 
@@ -19,16 +21,6 @@
 namespace monarch {
 namespace binding {
 
-namespace {
-
-struct TransferArgs {
-  DeviceBuffer* dev = nullptr;
-  void* host = nullptr;
-  size_t bytes = 0;
-  HostBlockRef block;
-};
-
-// (device buffer, host typed array) of upload(dst, src) / download(dst, src), validated.
 TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Value& hostV, const std::string& name,
                           const char* devName, const char* hostName) {
   TransferArgs t;
@@ -51,8 +43,6 @@ TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Va
   t.bytes = s.bytes;
   return t;
 }
-
-}  // namespace
 
 void Plan::Upload(const Napi::CallbackInfo& info) { Transfer(info, true); }
 void Plan::Download(const Napi::CallbackInfo& info) { Transfer(info, false); }

@@ -9,6 +9,7 @@ export { fromOrt, toOrt, type OrtTensorLike } from './ort';
 export type { CallEvent, MemoryFigures } from './serving';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
 export { DeviceTensor } from './device';
+export { CudaEvent, CudaStream } from './stream';
 export { MonarchAttention } from './monarch';
 export { KVCache } from './kvcache';
 export type { AttendOptions, WriteOptions } from './kvcache';

@@ -138,6 +138,12 @@ export class KVCachePool implements CacheOwner {
     this.layers = Object.freeze(caches);
   }
 
+  /** CUDA: the stream the pool's caches enqueue on (MonarchOptions.stream, or its own) as a bigint; null on the CPU. */
+  get stream(): bigint | null {
+    if (this.disposed) throw new Error('KVCachePool was disposed');
+    return this.core.plan!.stream;
+  }
+
   /** True after dispose() / close() (the memory may still be in use by calls queued before it). */
   get disposed(): boolean {
     return this.core.closing || this.core.plan === null;

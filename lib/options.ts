@@ -5,6 +5,7 @@ import { dtypeCode, dtypeSize } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { geometryShape, withMaps, type Geometry } from './layout';
 import { cpuMaxHeadDim, cpuShapeProblem, cudaShapeProblem, cudaUnavailableReason, info } from './info';
+import { checkHandle } from './stream';
 import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
@@ -36,12 +37,14 @@ export interface ResolvedOptions {
   maxWorkspaceBytes: number;
   /** Bytes the instance allocates: the plan's workspace plus tile-order staging and maps (≤ maxWorkspaceBytes). */
   workspaceBytes: number;
+  /** A caller's CUDA stream (MonarchOptions.stream), or undefined for a stream of the plan's own. */
+  stream?: bigint;
 }
 
 /** The keys of MonarchOptions (anything else is a typo: TypeError with a suggestion). */
 export const MONARCH_OPTION_KEYS = [
   'layout', 'heads', 'headDim', 'batch', 'numIters', 'causal', 'recompute', 'dtype', 'backend', 'tensorLayout',
-  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes',
+  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes', 'stream',
 ] as const;
 
 /**
@@ -134,6 +137,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
     throw new RangeError(`queryTilesPerCall ${queryTilesPerCall} must be a multiple or a divisor of the causal chunk's ${C} tiles`);
   }
   const backend = resolveBackend(requested, dtype, headDim);
+  const stream = checkHandle('stream', o.stream, backend === 'cuda');
   const dflt = defaultMemoryBudget(backend);
   const maxWorkspaceBytes = budgetIn ?? dflt.bytes;
   const dims = { batch, heads, headDim, dtype, numIters };
@@ -146,6 +150,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   return {
     geometry, layout: shape.layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout,
     scale, maxInvTemp, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
+    ...(stream !== undefined && { stream }),
   };
 }
 
@@ -160,7 +165,7 @@ export function createPlan(cfg: ResolvedOptions, maxAq: number, maxFk: number): 
   return new (native().Plan)({
     backend: cfg.backend, dtype: dtypeCode(cfg.dtype), B: cfg.batch, H: cfg.heads, D: cfg.headDim,
     b1: g.b1, b2: g.b2, maxAq, maxFk, iterative: cfg.numIters >= 2, threads: cfg.threads,
-    maxWorkspaceBytes: cfg.maxWorkspaceBytes,
+    maxWorkspaceBytes: cfg.maxWorkspaceBytes, ...(cfg.stream !== undefined && { stream: cfg.stream }),
   });
 }
 

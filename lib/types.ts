@@ -108,6 +108,14 @@ export interface MonarchOptions {
    * elements each) shrinks by A / queryTilesPerCall. Default: all tiles in one call.
    */
   queryTilesPerCall?: number;
+  /**
+   * CUDA only: a caller's cudaStream_t (bigint, e.g. a model runtime's stream or CudaStream.handle) on
+   * which the instance and its KV caches enqueue all their work instead of a stream of their own. The
+   * instance never destroys it; it must stay valid until the instance is disposed (close() waits for it).
+   * Default: a non-blocking stream owned by the instance. 0n / negative → RangeError; not a bigint or the
+   * CPU backend → TypeError. See docs/API.md "Stream interop".
+   */
+  stream?: bigint;
 }
 
 export interface ForwardOptions {
@@ -125,12 +133,26 @@ export interface ForwardOptions {
   /** Aborts the call: before it starts → rejects with an AbortError, nothing runs; while it runs → CPU
    * stops between native stages, CUDA lets enqueued work finish; then rejects with an AbortError. */
   signal?: AbortSignal;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) that the call's first op waits for on the GPU (cudaStreamWaitEvent:
+   * the host does not wait), e.g. recorded by other CUDA code after it wrote q, k, v.
+   */
+  waitEvent?: bigint;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) recorded on the instance's stream after the call's last op, before
+   * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
+   */
+  recordEvent?: bigint;
 }
 
 /** Options of KVCache.step(): `out` and `signal` as for forward(). An aborted step does not advance the cache. */
 export interface StepOptions {
   out?: HostTensor | import('./device').DeviceTensor;
   signal?: AbortSignal;
+  /** CUDA only: a cudaEvent_t the step waits for on the GPU first (as ForwardOptions.waitEvent). */
+  waitEvent?: bigint;
+  /** CUDA only: a cudaEvent_t recorded after the step's last op (as ForwardOptions.recordEvent). */
+  recordEvent?: bigint;
 }
 
 export interface DenseOptions {
@@ -150,6 +172,18 @@ export interface DenseOptions {
   qOffset?: number;
   tensorLayout?: TensorLayout;
   backend?: Backend;
+  /** CUDA only: a caller's cudaStream_t to run on (as MonarchOptions.stream). Default: a stream per call. */
+  stream?: bigint;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) that the call's first op waits for on the GPU (cudaStreamWaitEvent:
+   * the host does not wait), e.g. recorded by other CUDA code after it wrote q, k, v.
+   */
+  waitEvent?: bigint;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) recorded on the instance's stream after the call's last op, before
+   * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
+   */
+  recordEvent?: bigint;
 }
 
 export interface DenseResult<T> {
