@@ -104,6 +104,12 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     }
   }
 
+  // The GPU (options.device, default 0): made current around every CUDA call of this plan.
+  Napi::Value deviceValue = o.Get("device");
+  if (!deviceValue.IsUndefined()) {
+    device_ = int(ToInt(env, deviceValue, w + ".device", 0, kMaxInt32));
+    if (!cuda_ && device_ != 0) ThrowRangeError(env, w + ".device " + std::to_string(device_) + " needs the CUDA backend (a CPU plan runs on device 0)");
+  }
   // An external stream (a caller's cudaStream_t as a bigint): the plan enqueues on it and never destroys it.
   Napi::Value streamValue = o.Get("stream");
   void* external = nullptr;
@@ -114,7 +120,16 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
   if (cuda_) {
     const std::string& reason = CudaUnavailableReason();
     if (!reason.empty()) ThrowError(env, "CUDA backend unavailable: " + reason);
+#ifdef MONARCH_WITH_CUDA
+    const int count = cuda::device_info().count;
+    if (device_ >= count) {
+      ThrowRangeError(env, w + ".device " + std::to_string(device_) + " is out of range: " + std::to_string(count) +
+                               " CUDA device(s) visible (0.." + std::to_string(count - 1) + ")");
+    }
+#endif
   }
+  DeviceScope dev(device_, cuda_);  // the workspace and the stream belong to this device
+  ThrowIfFailed(env, dev.status());
   // From here on every resource is held by an RAII member: a throw frees what was allocated.
   Status s = ws_.Allocate(geom_, cuda_);
   if (!s.ok) ThrowError(env, "Plan: " + s.message);
@@ -154,6 +169,7 @@ Plan::~Plan() {
 }
 
 void Plan::FreeResources() {
+  DeviceScope dev(device_, cuda_);  // a failure to switch leaves nothing better to do than try the frees
 #ifdef MONARCH_WITH_CUDA
   if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
   inflightHost_.clear();
@@ -285,7 +301,9 @@ std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, ArgConte
 Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
   Napi::Env env = info.Env();
   const char* name = OpName(int(op), async);
+  DeviceScope dev(device_, cuda_);  // CUDA: slot uploads and the enqueue run on the plan's device
   if (!async) {
+    ThrowIfFailed(env, dev.status());
     CheckLive(env, name);
     CheckIdle(env, name);
     ArgContext ctx;
@@ -297,6 +315,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
   }
   Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
   try {
+    ThrowIfFailed(env, dev.status());
     CheckLive(env, name);
     std::vector<Napi::ObjectReference> keep;
     ArgContext ctx;
@@ -329,6 +348,8 @@ void Plan::Synchronize(const Napi::CallbackInfo& info) {
   CheckIdle(env, "synchronize");  // CPU: sync calls have completed already; nothing to wait for
 #ifdef MONARCH_WITH_CUDA
   if (cuda_) {
+    DeviceScope dev(device_);
+    ThrowIfFailed(env, dev.status());
     Status s = cuda::stream_sync(stream_.get());
     if (!s.ok) ThrowError(env, "synchronize: " + s.message);
     inflightHost_.clear();  // every copy enqueued so far has completed
@@ -349,8 +370,10 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
       // released when the worker is deleted (after the sync, on the main thread).
       auto held = std::make_shared<std::vector<HostBlockRef>>(std::move(inflightHost_));
       inflightHost_.clear();
-      job = [s, held]() {
-        Status st = cuda::stream_sync(s);
+      job = [s, held, device = device_]() {
+        DeviceScope dev(device);  // a libuv thread: make the plan's device current there too
+        Status st = dev.status();
+        if (st.ok) st = cuda::stream_sync(s);
         if (!st.ok) st.message = "synchronizeAsync: " + st.message;
         return st;
       };
@@ -373,6 +396,8 @@ Napi::Value Plan::RecordEvent(const Napi::CallbackInfo& info) {
   CheckLive(env, "recordEvent");
   if (!cuda_) ThrowError(env, "recordEvent: events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   int index = -1;
   Status s = events_.Record(stream_.get(), &index);
   if (!s.ok) ThrowError(env, "recordEvent: " + s.message);
@@ -392,6 +417,8 @@ Napi::Value Plan::EventElapsedMs(const Napi::CallbackInfo& info) {
   int start = int(ToInt(env, info[0], "eventElapsedMs: start", 0, hi));
   int end = int(ToInt(env, info[1], "eventElapsedMs: end", 0, hi));
   float ms = 0.f;
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = events_.ElapsedMs(start, end, &ms);
   if (!s.ok) ThrowError(env, "eventElapsedMs: " + s.message);
   return Napi::Number::New(env, ms);
@@ -405,6 +432,7 @@ void Plan::ReleaseEvents(const Napi::CallbackInfo& info) {
   CheckLive(env, "releaseEvents");
   if (!cuda_) ThrowError(env, "releaseEvents: events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
   events_.Release();
 #endif
 }
@@ -429,6 +457,8 @@ void Plan::EventOp(const Napi::CallbackInfo& info, bool wait) {
   void* ev = ToHandle(env, info[0], std::string(name) + ": event");
   if (!cuda_) ThrowError(env, std::string(name) + ": events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = wait ? StreamWaitEvent(stream_.get(), ev) : EventRecord(ev, stream_.get());
   if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);
 #else

@@ -24,6 +24,7 @@
 
 #include "binding_args.h"
 #include "binding_common.h"
+#include "binding_device_scope.h"
 #include "binding_workers.h"
 #include "binding_workspace.h"
 
@@ -83,6 +84,7 @@ class Plan : public Napi::ObjectWrap<Plan> {
 
   bool cuda_ = false;
   bool disposed_ = false;
+  int device_ = 0;             // CUDA: the GPU of every call (DeviceScope on each thread that calls CUDA)
   int threads_ = 0;            // CPU threads of this plan's calls (0 = process-wide setting)
   int64_t externalBytes_ = 0;  // reported to V8 with napi_adjust_external_memory, reversed on free
   PlanGeometry geom_;

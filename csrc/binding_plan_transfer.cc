@@ -55,6 +55,8 @@ void Plan::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
                       : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
   if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);

@@ -22,6 +22,20 @@ namespace {
   ThrowError(env, std::string(what) + ": CUDA backend unavailable: " + CudaUnavailableReason());
 }
 
+// The constructor's optional device argument (default 0), checked against the visible devices.
+int ReadDevice(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!CudaUnavailableReason().empty()) ThrowUnavailable(env, what);
+  const int device = v.IsUndefined() ? 0 : int(ToInt(env, v, std::string(what) + ": device", 0, kMaxInt32));
+#ifdef MONARCH_WITH_CUDA
+  const int count = cuda::device_info().count;
+  if (device >= count) {
+    ThrowRangeError(env, std::string(what) + ": device " + std::to_string(device) + " is out of range: " +
+                             std::to_string(count) + " CUDA device(s) visible");
+  }
+#endif
+  return device;
+}
+
 Napi::Value HandleValue(Napi::Env env, void* h) {
   return Napi::BigInt::New(env, uint64_t(reinterpret_cast<uintptr_t>(h)));
 }
@@ -31,14 +45,16 @@ Napi::Value HandleValue(Napi::Env env, void* h) {
 // with it and are released on the main thread afterwards; the stream object is referenced meanwhile.
 class StreamSyncWorker : public SafeWorker {
  public:
-  StreamSyncWorker(Napi::Env env, CudaStream* owner, Napi::Object self, cuda::Stream s, std::vector<HostBlockRef> held)
-      : SafeWorker(env, "monarch:CudaStream.synchronizeAsync"), owner_(owner), s_(s), held_(std::move(held)) {
+  StreamSyncWorker(Napi::Env env, CudaStream* owner, Napi::Object self, cuda::Stream s, int device, std::vector<HostBlockRef> held)
+      : SafeWorker(env, "monarch:CudaStream.synchronizeAsync"), owner_(owner), s_(s), device_(device), held_(std::move(held)) {
     self_ = Napi::Persistent(self);
   }
 
  protected:
   void Run() override {
-    Status st = cuda::stream_sync(s_);
+    DeviceScope dev(device_);
+    Status st = dev.status();
+    if (st.ok) st = cuda::stream_sync(s_);
     if (!st.ok) Fail("CudaStream.synchronizeAsync: " + st.message);
   }
   void Finish(bool) override {
@@ -49,6 +65,7 @@ class StreamSyncWorker : public SafeWorker {
  private:
   CudaStream* owner_;
   cuda::Stream s_;
+  int device_;
   std::vector<HostBlockRef> held_;
   Napi::ObjectReference self_;
 };
@@ -73,8 +90,10 @@ Napi::Function CudaStream::Init(Napi::Env env) {
 
 CudaStream::CudaStream(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaStream>(info) {
   Napi::Env env = info.Env();
-  if (!CudaUnavailableReason().empty()) ThrowUnavailable(env, "CudaStream");
+  device_ = ReadDevice(env, info[0], "CudaStream");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = stream_.Create();
   if (!s.ok) ThrowError(env, "CudaStream: " + s.message);
 #endif
@@ -94,6 +113,7 @@ CudaStream::~CudaStream() {
 
 void CudaStream::Free() {
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
   stream_.Reset();  // synchronises first: the copies have completed before their host blocks go
   inflightHost_.clear();
 #endif
@@ -130,6 +150,8 @@ void CudaStream::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
                       : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
   if (!s.ok) ThrowError(env, name + ": " + s.message);
@@ -141,6 +163,8 @@ void CudaStream::Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckLive(env, "synchronize");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = cuda::stream_sync(stream_.get());
   if (!s.ok) ThrowError(env, "CudaStream.synchronize: " + s.message);
   inflightHost_.clear();
@@ -155,7 +179,7 @@ Napi::Value CudaStream::SynchronizeAsync(const Napi::CallbackInfo& info) {
 #ifdef MONARCH_WITH_CUDA
     std::vector<HostBlockRef> held = std::move(inflightHost_);
     inflightHost_.clear();
-    auto* w = new StreamSyncWorker(env, this, Value(), stream_.get(), std::move(held));
+    auto* w = new StreamSyncWorker(env, this, Value(), stream_.get(), device_, std::move(held));
     Napi::Promise promise = w->Promise();
     ++inflight_;
     if (!w->TryQueue()) {
@@ -196,8 +220,10 @@ Napi::Function CudaEvent::Init(Napi::Env env) {
 
 CudaEvent::CudaEvent(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaEvent>(info) {
   Napi::Env env = info.Env();
-  if (!CudaUnavailableReason().empty()) ThrowUnavailable(env, "CudaEvent");
+  device_ = ReadDevice(env, info[0], "CudaEvent");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   ThrowIfFailed(env, EventCreate(&event_));
 #endif
 }
@@ -226,6 +252,8 @@ void CudaEvent::Record(const Napi::CallbackInfo& info) {
   CheckLive(env, "record");
   void* s = ToHandle(env, info[0], "CudaEvent.record: stream");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status st = EventRecord(event_, s);
   if (!st.ok) ThrowError(env, "CudaEvent.record: " + st.message);
 #else
@@ -238,6 +266,8 @@ void CudaEvent::Wait(const Napi::CallbackInfo& info) {
   CheckLive(env, "wait");
   void* s = ToHandle(env, info[0], "CudaEvent.wait: stream");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status st = StreamWaitEvent(s, event_);
   if (!st.ok) ThrowError(env, "CudaEvent.wait: " + st.message);
 #else
@@ -249,6 +279,8 @@ void CudaEvent::Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckLive(env, "synchronize");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status st = EventSynchronize(event_);
   if (!st.ok) ThrowError(env, "CudaEvent.synchronize: " + st.message);
 #endif
@@ -259,6 +291,8 @@ Napi::Value CudaEvent::Query(const Napi::CallbackInfo& info) {
   CheckLive(env, "query");
   bool done = true;
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status st = EventQuery(event_, &done);
   if (!st.ok) ThrowError(env, "CudaEvent.query: " + st.message);
 #endif

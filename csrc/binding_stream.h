@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "binding_common.h"
+#include "binding_device_scope.h"
 #include "binding_host_memory.h"
 
 #ifdef MONARCH_WITH_CUDA
@@ -44,6 +45,7 @@ class CudaStream : public Napi::ObjectWrap<CudaStream> {
 
   bool disposed_ = false;
   int inflight_ = 0;
+  int device_ = 0;  // new CudaStream(device = 0): its GPU, current around every CUDA call
 #ifdef MONARCH_WITH_CUDA
   StreamHandle stream_;
   std::vector<HostBlockRef> inflightHost_;  // host blocks of copies not yet passed by a synchronize
@@ -67,6 +69,7 @@ class CudaEvent : public Napi::ObjectWrap<CudaEvent> {
   void CheckLive(Napi::Env env, const char* method) const;
 
   bool disposed_ = false;
+  int device_ = 0;  // new CudaEvent(device = 0)
   void* event_ = nullptr;  // cudaEvent_t
 };
 

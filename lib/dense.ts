@@ -3,6 +3,7 @@
 import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
+import { checkDevice, checkTensorDevices } from './devices';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { addonArray, StagingPool } from './host';
@@ -14,7 +15,7 @@ import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOpti
 
 /** The keys of DenseOptions. */
 export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal',
-  'stream', 'waitEvent', 'recordEvent'] as const;
+  'stream', 'waitEvent', 'recordEvent', 'device'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -30,6 +31,8 @@ interface DenseSetup {
   qOffset: number;
   signal?: AbortSignal;
   stream?: bigint;
+  /** The GPU (options.device, else the inputs' device, else 0). */
+  gpu: number;
   events: CallEvents;
   c: ReturnType<typeof checkQKV>;
 }
@@ -44,6 +47,10 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   if (c.device && backend !== 'cuda') {
     throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
   }
+  // The GPU: options.device, else that of DeviceTensor inputs, else 0; DeviceTensors must all be on it.
+  const gpu = o.device === undefined && c.device ? (q as DeviceTensor).device
+    : checkDevice('device', o.device, backend, backend === 'cuda' ? native().info().deviceCount : 1);
+  if (c.device) checkTensorDevices('denseAttention call', gpu, [['q', q as DeviceTensor], ['k', k as DeviceTensor], ['v', v as DeviceTensor]]);
   const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkScale('scale', o.scale);
   const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');
   const causalChunk = o.causalChunk === undefined ? 0 : checkInt('causalChunk', o.causalChunk, 1, c.k.S);
@@ -55,7 +62,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
     backend, layout, q: c.q, k: c.k, device: c.device, scale,
     returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
     keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal),
-    stream: checkHandle('stream', o.stream, backend === 'cuda'), events: checkCallEvents(o, backend === 'cuda'), c,
+    stream: checkHandle('stream', o.stream, backend === 'cuda'), gpu, events: checkCallEvents(o, backend === 'cuda'), c,
   };
 }
 
@@ -63,6 +70,7 @@ function densePlan(s: DenseSetup, dtype: HostTensor['dtype']): NativePlan {
   return new (native().Plan)({
     backend: s.backend, dtype: dtypeCode(dtype), B: s.q.B, H: s.q.H, D: s.q.D,
     b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0, ...(s.stream !== undefined && { stream: s.stream }),
+    ...(s.backend === 'cuda' && { device: s.gpu }),
   });
 }
 
@@ -136,7 +144,7 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   const held = !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], cuda) : null;
   const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
   if (held) [q, k, v] = held.tensors;
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, s.gpu);
   const plan = densePlan(s, q.dtype);
   return traced(end, async () => {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
@@ -158,7 +166,7 @@ export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?:
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, s.gpu);
   const plan = densePlan(s, q.dtype);
   const held = cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
   if (held) [q, k, v] = held.tensors;
@@ -188,7 +196,7 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
   const first = inSet(0, () => setup(sets[0][0], sets[0][1], sets[0][2], dense));
   const cuda = first.backend === 'cuda';
   const dtype = sets[0][0].dtype;
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, first.gpu);
   const plan = densePlan(first, dtype);
   try {
     const { lse, entropy } = sides(first, scratch);  // device scratch, freed with it

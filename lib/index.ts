@@ -8,7 +8,7 @@ export { allocTensor, hostMemoryKind, memoryStats } from './host';
 export { fromOrt, toOrt, type OrtTensorLike } from './ort';
 export type { CallEvent, MemoryFigures } from './serving';
 export { castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32 } from './tensor';
-export { DeviceTensor } from './device';
+export { DeviceTensor, type DeviceTensorOptions } from './device';
 export { CudaEvent, CudaStream } from './stream';
 export { MonarchAttention } from './monarch';
 export { KVCache } from './kvcache';

@@ -7,6 +7,7 @@
 // its window — always the physical prefix of the slots — so its output equals the chunk's rows of the
 // one-shot block-causal forward over the frames it sees.
 import { checkCallEvents, withEvents, type CallEvents } from './stream';
+import { checkTensorDevices } from './devices';
 import './dispose';
 import type { NativeAct, NativeData, NativePlan, StageArgs } from './native';
 import type { HostTensor, StepOptions } from './types';
@@ -199,6 +200,10 @@ export class KVCache {
     if (r.out !== undefined) {
       if (!r.q) throw new TypeError('out needs a query chunk q');
       r.out = checkOut(r.out, r.q, device, [['q', r.q], ['k', r.k], ['v', r.v]]);
+    }
+    if (device) {
+      const dev = (t: AnyTensor | undefined): DeviceTensor | undefined => t as DeviceTensor | undefined;
+      checkTensorDevices('KVCache', cfg.device, [['q', dev(r.q)], ['k', dev(r.k)], ['v', dev(r.v)], ['out', dev(r.out)]]);
     }
     return device;
   }

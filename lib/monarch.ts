@@ -17,6 +17,7 @@ import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
 import { checkCallEvents, withEvents, type CallEvents } from './stream';
+import { checkTensorDevices } from './devices';
 import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -54,7 +55,7 @@ export class MonarchAttention {
     const rest = Math.max(0, cfg.maxWorkspaceBytes - cfg.workspaceBytes);
     this.staging = new StagingPool(rest);
     this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda', rest);
+    this.scratch = new Scratch(cfg.backend === 'cuda', rest, cfg.device);
   }
 
   private live(): NativePlan {
@@ -97,6 +98,9 @@ export class MonarchAttention {
       }
       out = checkOut(o.out, q as AnyTensor, c.device, [['q', q as AnyTensor], ['k', k as AnyTensor], ['v', v as AnyTensor]]);
       signal = checkSignal(o.signal);
+    }
+    if (c.device) {
+      checkTensorDevices('MonarchAttention', cfg.device, [['q', q as DeviceTensor], ['k', k as DeviceTensor], ['v', v as DeviceTensor], ['out', out as DeviceTensor | undefined]]);
     }
     return { c, keyMask, out, signal, events };
   }
@@ -225,6 +229,11 @@ export class MonarchAttention {
     this.live();
     checkCacheConfig(this.config, 'createKVCachePool');
     return new KVCachePool(this.config, opts, false);
+  }
+
+  /** The GPU of the instance (MonarchOptions.device; 0 on the CPU backend). */
+  get device(): number {
+    return this.config.device;
   }
 
   /**

@@ -19,6 +19,8 @@ export interface NativeDeviceBuffer {
   readonly pointer: bigint;
   readonly owned: boolean;            // false for fromPointer wrappers
   readonly disposed: boolean;
+  /** The GPU holding the memory (made current around every copy and the free). */
+  readonly device: number;
   /** Copy host bytes in (sync). Throws on size mismatch. */
   upload(src: Float32Array | Uint16Array | Uint8Array | Int32Array): void;
   /** Copy to a new host array of the given kind (sync / async off the event loop). */
@@ -87,6 +89,8 @@ export interface PlanOptions {
   maxWorkspaceBytes?: number;
   /** CUDA: a caller's cudaStream_t to enqueue on (never destroyed by the plan); absent = a stream of its own. */
   stream?: bigint;
+  /** CUDA: the GPU of the plan (made current around each of its CUDA calls, on every thread). Default 0. */
+  device?: number;
 }
 
 /**
@@ -130,18 +134,22 @@ export interface NativeBinding {
     compiledWithCuda: boolean; cudaArchs: string | null; cudaStatus: number | null; cudaMessage: string;
     deviceCount: number;
     device: null | { name: string; major: number; minor: number; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+    /** Every visible device (empty without CUDA); the properties are absent when cudaGetDeviceProperties failed. */
+    devices: Array<{ index: number; name?: string; major?: number; minor?: number; smCount?: number; memoryBytes?: number; pciBusId?: number }>;
     cpuThreads: number; napiVersion: number;
     support: SupportEntry[];
   };
   Plan: new (o: PlanOptions) => NativePlan;
   DeviceBuffer: {
-    alloc(bytes: number): NativeDeviceBuffer;
-    fromPointer(ptr: bigint, bytes: number): NativeDeviceBuffer;
+    /** `device`: the GPU (default 0; RangeError past the visible devices). */
+    alloc(bytes: number, device?: number): NativeDeviceBuffer;
+    /** `device`: default the pointer's device as cudaPointerGetAttributes reports it, else 0. */
+    fromPointer(ptr: bigint, bytes: number, device?: number): NativeDeviceBuffer;
   };
   /** An addon-owned stream (csrc/binding_stream.h); throws "CudaStream: CUDA backend unavailable: ..." without CUDA. */
-  CudaStream: new () => NativeCudaStream;
+  CudaStream: new (device?: number) => NativeCudaStream;
   /** An addon-owned event without timing (csrc/binding_stream.h). */
-  CudaEvent: new () => NativeCudaEvent;
+  CudaEvent: new (device?: number) => NativeCudaEvent;
   /** Host conversions (round to nearest even). */
   f32ToBf16(x: Float32Array): Uint16Array;
   bf16ToF32(x: Uint16Array): Float32Array;

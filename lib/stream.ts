@@ -16,7 +16,8 @@ import type { HostTensor } from './types';
 import type { Op } from './ops';
 import { DeviceTensor, deviceBuffer } from './device';
 import { checkHostTensor } from './tensor';
-import { show } from './validate';
+import { show, snapshot } from './validate';
+import { checkDevice } from './devices';
 
 const MAX_HANDLE = (1n << 64n) - 1n;
 
@@ -49,9 +50,17 @@ export function withEvents(ops: Op[], ev: CallEvents | undefined): Op[] {
   ];
 }
 
-function checkCopy(name: string, dst: DeviceTensor, src: HostTensor): void {
+function gpuOption(options: unknown): number {
+  const o = snapshot('options', options, ['device'], true);
+  if (o.device === undefined) return 0;
+  const i = native().info();
+  return checkDevice('device', o.device, i.compiledWithCuda && i.deviceCount > 0 ? 'cuda' : 'cpu', i.deviceCount);
+}
+
+function checkCopy(name: string, dst: DeviceTensor, src: HostTensor, device: number): void {
   if (!(dst instanceof DeviceTensor)) throw new TypeError(`${name}: the device side must be a DeviceTensor, received ${show(dst)}`);
   checkHostTensor('host', src);
+  if (dst.device !== device) throw new RangeError(`${name}: the DeviceTensor is on device ${dst.device} but the CudaStream is on device ${device}`);
   if (src.dtype !== dst.dtype) throw new TypeError(`${name}: host.dtype '${src.dtype}' must equal the DeviceTensor's dtype '${dst.dtype}'`);
   if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
     throw new RangeError(`${name}: host.shape [${src.shape.join(', ')}] must equal the DeviceTensor's shape [${dst.shape.join(', ')}]`);
@@ -65,9 +74,13 @@ function checkCopy(name: string, dst: DeviceTensor, src: HostTensor): void {
  */
 export class CudaStream {
   private readonly s: NativeCudaStream;
+  /** The GPU of the stream. */
+  readonly device: number;
 
-  constructor() {
-    this.s = new (native().CudaStream)();
+  /** `options.device`: the GPU (default 0; as MonarchOptions.device). */
+  constructor(options?: { device?: number }) {
+    this.device = gpuOption(options);
+    this.s = new (native().CudaStream)(this.device);
   }
 
   /** The cudaStream_t as a bigint. */
@@ -79,13 +92,13 @@ export class CudaStream {
    * memory (page-locked: a truly asynchronous copy; the addon keeps it alive until a later synchronize).
    */
   upload(dst: DeviceTensor, src: HostTensor): void {
-    checkCopy('upload', dst, src);
+    checkCopy('upload', dst, src, this.device);
     this.s.upload(deviceBuffer(dst), src.data);
   }
 
   /** Enqueues a copy of `src` into `dst` (allocTensor() memory; valid after a later synchronize). */
   download(dst: HostTensor, src: DeviceTensor): void {
-    checkCopy('download', src, dst);
+    checkCopy('download', src, dst, this.device);
     this.s.download(dst.data, deviceBuffer(src));
   }
 
@@ -107,9 +120,13 @@ export class CudaStream {
  */
 export class CudaEvent {
   private readonly e: NativeCudaEvent;
+  /** The GPU of the event: record it only on streams of that device (waits may be on any device's stream). */
+  readonly device: number;
 
-  constructor() {
-    this.e = new (native().CudaEvent)();
+  /** `options.device`: the GPU (default 0). */
+  constructor(options?: { device?: number }) {
+    this.device = gpuOption(options);
+    this.e = new (native().CudaEvent)(this.device);
   }
 
   get handle(): bigint { return this.e.handle; }

@@ -116,6 +116,13 @@ export interface MonarchOptions {
    * CPU backend → TypeError. See docs/API.md "Stream interop".
    */
   stream?: bigint;
+  /**
+   * The GPU of the instance and its KV caches (0..info().deviceCount − 1; every CUDA call of the instance
+   * runs with it current, on the main thread and on worker threads). DeviceTensor inputs and `out` must be
+   * on it (RangeError naming both devices). Default 0. Not an integer → TypeError; out of range →
+   * RangeError naming the option and the device count; the CPU backend accepts only 0.
+   */
+  device?: number;
 }
 
 export interface ForwardOptions {
@@ -175,6 +182,11 @@ export interface DenseOptions {
   /** CUDA only: a caller's cudaStream_t to run on (as MonarchOptions.stream). Default: a stream per call. */
   stream?: bigint;
   /**
+   * The GPU (as MonarchOptions.device). Default: the device of DeviceTensor inputs (which must all be on
+   * one device), else 0.
+   */
+  device?: number;
+  /**
    * CUDA only: a cudaEvent_t (bigint) that the call's first op waits for on the GPU (cudaStreamWaitEvent:
    * the host does not wait), e.g. recorded by other CUDA code after it wrote q, k, v.
    */
@@ -217,7 +229,13 @@ export interface InfoResult {
   cudaStatus: number | null;
   cudaMessage: string;
   deviceCount: number;
+  /** Device 0 (null without a usable GPU). */
   device: null | { name: string; computeCapability: string; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+  /**
+   * Every visible device, by index (the value of the `device` options); empty without a usable GPU. A
+   * device whose properties could not be read has name '', computeCapability '', 0 sizes and pciBusId −1.
+   */
+  devices: Array<{ index: number; name: string; computeCapability: string; smCount: number; memoryBytes: number; pciBusId: number }>;
   cpuThreads: number;
   /** The supported (backend, dtype, head dims, arch) set; listed in every build (compiledWithCuda says whether CUDA is in this one). */
   support: SupportEntry[];
