@@ -70,6 +70,8 @@ AddonData& GetAddonData(Napi::Env env);
 // Why the CUDA backend cannot be used in this process, or "" when it can (compiled in, the runtime
 // initialises and at least one device is visible). Probed once per process.
 const std::string& CudaUnavailableReason();
+// CUDA devices visible to this process (0 when CUDA is unavailable). Probed once per process, like the above.
+int VisibleDeviceCount();
 
 }  // namespace binding
 }  // namespace monarch

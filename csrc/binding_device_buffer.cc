@@ -213,7 +213,7 @@ Napi::Value DeviceBuffer::Alloc(const Napi::CallbackInfo& info) {
   const int device = info[1].IsUndefined() ? 0 : int(ToInt(env, info[1], "DeviceBuffer.alloc: device", 0, kMaxInt32));
 #ifdef MONARCH_WITH_CUDA
   if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
-  const int count = cuda::device_info().count;
+  const int count = VisibleDeviceCount();
   if (device >= count) {
     ThrowRangeError(env, "DeviceBuffer.alloc: device " + std::to_string(device) + " is out of range: " + std::to_string(count) +
                              " CUDA device(s) visible");
@@ -257,6 +257,11 @@ Napi::Value DeviceBuffer::FromPointer(const Napi::CallbackInfo& info) {
   const int given = info[2].IsUndefined() ? -1 : int(ToInt(env, info[2], "DeviceBuffer.fromPointer: device", 0, kMaxInt32));
 #ifdef MONARCH_WITH_CUDA
   if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
+  const int count = VisibleDeviceCount();
+  if (given >= count) {
+    ThrowRangeError(env, "DeviceBuffer.fromPointer: device " + std::to_string(given) + " is out of range: " +
+                             std::to_string(count) + " CUDA device(s) visible");
+  }
   InitToken t;
   t.ptr = reinterpret_cast<void*>(uintptr_t(ptr));
   const int found = cuda::pointer_device(t.ptr);

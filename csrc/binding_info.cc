@@ -28,6 +28,18 @@ const std::string& CudaUnavailableReason() {
   return reason;
 }
 
+int VisibleDeviceCount() {
+  static const int count = []() {
+#ifdef MONARCH_WITH_CUDA
+    if (!CudaUnavailableReason().empty()) return 0;
+    return cuda::device_info().count;
+#else
+    return 0;
+#endif
+  }();
+  return count;
+}
+
 // The support table (monarch/support.h) as [{ backend, dtype, headDims: [..] | { min, max }, minSm, engine }];
 // listed whether or not this build has the CUDA kernels (compiledWithCuda says that).
 static Napi::Array SupportTable(Napi::Env env) {

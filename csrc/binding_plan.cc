@@ -121,7 +121,7 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     const std::string& reason = CudaUnavailableReason();
     if (!reason.empty()) ThrowError(env, "CUDA backend unavailable: " + reason);
 #ifdef MONARCH_WITH_CUDA
-    const int count = cuda::device_info().count;
+    const int count = VisibleDeviceCount();
     if (device_ >= count) {
       ThrowRangeError(env, w + ".device " + std::to_string(device_) + " is out of range: " + std::to_string(count) +
                                " CUDA device(s) visible (0.." + std::to_string(count - 1) + ")");
@@ -309,6 +309,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     ArgContext ctx;
     ctx.op = name;
     ctx.cuda = cuda_;
+    ctx.device = device_;
     std::function<Status()> job = BuildJob(info, op, ctx);
     ThrowIfFailed(env, job());  // CPU: computes here; CUDA: enqueues on the stream
     return env.Undefined();
@@ -321,6 +322,7 @@ Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
     ArgContext ctx;
     ctx.op = name;
     ctx.cuda = cuda_;
+    ctx.device = device_;
     ctx.keep = cuda_ ? nullptr : &keep;
     ctx.secure = !cuda_;  // CPU workers read host memory off the main thread
     std::function<Status()> job = BuildJob(info, op, ctx);

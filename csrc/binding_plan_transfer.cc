@@ -54,6 +54,10 @@ void Plan::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   if (!cuda_) ThrowError(env, std::string(name) + ": host<->device copies need a CUDA plan");
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
+  if (t.dev->device() != device_) {
+    ThrowRangeError(env, std::string(name) + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) +
+                             " but the plan is on device " + std::to_string(device_));
+  }
 #ifdef MONARCH_WITH_CUDA
   DeviceScope dev(device_);
   ThrowIfFailed(env, dev.status());

@@ -27,7 +27,7 @@ int ReadDevice(Napi::Env env, const Napi::Value& v, const char* what) {
   if (!CudaUnavailableReason().empty()) ThrowUnavailable(env, what);
   const int device = v.IsUndefined() ? 0 : int(ToInt(env, v, std::string(what) + ": device", 0, kMaxInt32));
 #ifdef MONARCH_WITH_CUDA
-  const int count = cuda::device_info().count;
+  const int count = VisibleDeviceCount();
   if (device >= count) {
     ThrowRangeError(env, std::string(what) + ": device " + std::to_string(device) + " is out of range: " +
                              std::to_string(count) + " CUDA device(s) visible");
@@ -149,6 +149,10 @@ void CudaStream::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   CheckLive(env, toDevice ? "upload" : "download");
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
+  if (t.dev->device() != device_) {
+    ThrowRangeError(env, name + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) +
+                             " but the stream is on device " + std::to_string(device_));
+  }
 #ifdef MONARCH_WITH_CUDA
   DeviceScope dev(device_);
   ThrowIfFailed(env, dev.status());

@@ -3,7 +3,7 @@
 import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
-import { checkDevice, checkTensorDevices } from './devices';
+import { checkDevice, checkTensorDevices, deviceCount } from './devices';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { addonArray, StagingPool } from './host';
@@ -49,7 +49,7 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   }
   // The GPU: options.device, else that of DeviceTensor inputs, else 0; DeviceTensors must all be on it.
   const gpu = o.device === undefined && c.device ? (q as DeviceTensor).device
-    : checkDevice('device', o.device, backend, backend === 'cuda' ? native().info().deviceCount : 1);
+    : checkDevice('device', o.device, backend, deviceCount());
   if (c.device) checkTensorDevices('denseAttention call', gpu, [['q', q as DeviceTensor], ['k', k as DeviceTensor], ['v', v as DeviceTensor]]);
   const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkScale('scale', o.scale);
   const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');

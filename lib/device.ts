@@ -4,7 +4,7 @@ import { native, type NativeDeviceBuffer } from './native';
 import type { DType, HostTensor } from './types';
 import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, tensor, DTYPES } from './tensor';
 import { show, snapshot } from './validate';
-import { checkDevice } from './devices';
+import { checkDevice, deviceCount } from './devices';
 
 /** Options of DeviceTensor's static constructors. */
 export interface DeviceTensorOptions {
@@ -14,7 +14,7 @@ export interface DeviceTensorOptions {
 
 function deviceOption(opts: unknown): number | undefined {
   const o = snapshot('options', opts, ['device'], true);
-  return o.device === undefined ? undefined : checkDevice('device', o.device, 'cuda', native().info().deviceCount);
+  return o.device === undefined ? undefined : checkDevice('device', o.device, 'cuda', deviceCount());
 }
 
 const buffers = new WeakMap<DeviceTensor, NativeDeviceBuffer>();

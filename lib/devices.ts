@@ -2,7 +2,18 @@
 // check that a call's DeviceTensors live on its instance's GPU. Pure functions of the values and the
 // visible device count, so that the multi-GPU code path is unit-tested without a second GPU (the native
 // side makes the device current around every CUDA call: csrc/binding_device_scope.h).
+import { native } from './native';
 import { show } from './validate';
+
+let count: number | undefined;
+/** CUDA devices visible to the process (0 without CUDA), read once: visibility does not change in a process. */
+export function deviceCount(): number {
+  if (count === undefined) {
+    const i = native().info();
+    count = i.compiledWithCuda ? i.deviceCount : 0;
+  }
+  return count;
+}
 
 /** What checkTensorDevices needs of a tensor (a DeviceTensor, or a test double). */
 export interface OnDevice { readonly device: number }

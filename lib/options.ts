@@ -6,7 +6,7 @@ import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from '
 import { geometryShape, withMaps, type Geometry } from './layout';
 import { cpuMaxHeadDim, cpuShapeProblem, cudaShapeProblem, cudaUnavailableReason, info } from './info';
 import { checkHandle } from './stream';
-import { checkDevice } from './devices';
+import { checkDevice, deviceCount } from './devices';
 import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
@@ -141,7 +141,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   }
   const backend = resolveBackend(requested, dtype, headDim);
   const stream = checkHandle('stream', o.stream, backend === 'cuda');
-  const device = checkDevice('device', o.device, backend, info().deviceCount);
+  const device = checkDevice('device', o.device, backend, deviceCount());
   const dflt = defaultMemoryBudget(backend, device);
   const maxWorkspaceBytes = budgetIn ?? dflt.bytes;
   const dims = { batch, heads, headDim, dtype, numIters };

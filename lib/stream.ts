@@ -17,7 +17,7 @@ import type { Op } from './ops';
 import { DeviceTensor, deviceBuffer } from './device';
 import { checkHostTensor } from './tensor';
 import { show, snapshot } from './validate';
-import { checkDevice } from './devices';
+import { checkDevice, deviceCount } from './devices';
 
 const MAX_HANDLE = (1n << 64n) - 1n;
 
@@ -53,8 +53,8 @@ export function withEvents(ops: Op[], ev: CallEvents | undefined): Op[] {
 function gpuOption(options: unknown): number {
   const o = snapshot('options', options, ['device'], true);
   if (o.device === undefined) return 0;
-  const i = native().info();
-  return checkDevice('device', o.device, i.compiledWithCuda && i.deviceCount > 0 ? 'cuda' : 'cpu', i.deviceCount);
+  const n = deviceCount();
+  return checkDevice('device', o.device, n > 0 ? 'cuda' : 'cpu', n);
 }
 
 function checkCopy(name: string, dst: DeviceTensor, src: HostTensor, device: number): void {
