@@ -37,3 +37,10 @@ export function addSpeedups(rows: BenchRow[]): void {
     r.speedupVsCudnn = cudnn ? cudnn / r.ms : null;
   }
 }
+
+/** Our dense rows' TFLOP/s as a fraction of torch cuDNN's at the same shape (the issue-14 target); [] without both. */
+export function denseVsCudnn(rows: BenchRow[]): Array<{ method: string; ratio: number }> {
+  const cudnn = rows.find((r) => r.method.startsWith('torch cuDNN'))?.tflops ?? null;
+  if (!cudnn) return [];
+  return rows.filter((r) => r.kind === 'dense' && r.tflops !== null).map((r) => ({ method: r.method, ratio: r.tflops! / cudnn }));
+}

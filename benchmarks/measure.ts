@@ -3,8 +3,9 @@
 // events on the stream / monotonic clock on the CPU); the KV-cache step is timed the same way by
 // KVCache.time() once the cache holds every earlier chunk of input set 0.
 import { denseAttentionSync, denseTime, MonarchAttention } from '../lib/index';
-import { denseFlops, pairFlops } from '../lib/flops';
-import { tokenCounts } from './presets';
+import { pairFlops } from '../lib/flops';
+import { allowedPairs } from '../lib/layout';
+import { denseCausalChunk, shapeDenseFlops, tokenCounts } from './presets';
 import { AnyTensor, disposeAll, QKV, toHostF32 } from './tensors';
 import { makeAttention, MonarchVariant, Workload } from './workload';
 
@@ -40,8 +41,7 @@ function monarchStepFlops(attn: MonarchAttention, w: Workload, T: number, notes:
   const tile = b1 * b2;
   if (isKv(w)) return s.batch * s.heads * Math.ceil(nq / tile) * Math.ceil(nk / tile) * pairFlops(b1, b2, s.headDim, T);
   const lib = attn.flops();
-  const tiles = Math.ceil(nk / tile);
-  const mine = s.batch * s.heads * tiles * tiles * pairFlops(b1, b2, s.headDim, T);
+  const mine = s.batch * s.heads * allowedPairs(attn.geometry.tilesPerSequence, attn.geometry.chunkTiles) * pairFlops(b1, b2, s.headDim, T);
   if (Math.abs(lib - mine) > 0.01 * mine) notes.push(`attn.flops()=${lib.toExponential(3)} differs from the §B.7 formula ${mine.toExponential(3)}`);
   return lib;
 }
@@ -78,19 +78,20 @@ export async function measureMonarch(w: Workload, v: MonarchVariant, timing: Tim
 
 /**
  * Our dense kernel; with `stats` it also writes the per-row LSE and entropy (§C.3 online entropy), the
- * cost VMonarch-style entropy adds to FlashAttention.
+ * cost VMonarch-style entropy adds to FlashAttention. Block-causal shapes pass the chunk as causalChunk
+ * and count FLOPs over the allowed pairs only.
  */
 export function measureDense(w: Workload, timing: Timing, stats = false): Measured {
   const s = w.shape;
-  const { nq, nk } = tokenCounts(s);
   const s0 = w.sets[0];
-  const extra = { returnLse: stats, returnEntropy: stats };
+  const causalChunk = denseCausalChunk(s) || undefined;
+  const extra = { returnLse: stats, returnEntropy: stats, causalChunk };
   const r = denseAttentionSync(s0.q, s0.k, s0.v, { backend: w.backend, ...extra });
   const out = takeOutput(r.out);
   // The KV case's last chunk sees every cached key (block-causal, last chunk), so no mask is needed.
   const times = denseTime(w.sets.map((x) => [x.q, x.k, x.v] as QKV), { backend: w.backend, warmup: timing.warmup, iters: timing.repeats, ...extra });
   return {
-    times, out, flops: denseFlops(nq, nk, s.headDim, s.batch, s.heads),
+    times, out, flops: shapeDenseFlops(s),
     timer: w.backend === 'cuda' ? 'CUDA events' : 'monotonic clock', notes: [],
   };
 }

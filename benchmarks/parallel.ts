@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { DeviceTensor, info, MonarchAttention, NcclCommunicator, SequenceParallelAttention, tensor, toBfloat16 } from '../lib';
 import type { SequenceParallelOptions } from '../lib';
-import { PRESETS } from './presets';
+import { isBidirectionalVideo, PRESETS } from './presets';
 import { percentile } from './stats';
 
 interface Preset { frames: number; height: number; width: number; heads: number; headDim: number }
@@ -24,7 +24,7 @@ const OWN: Record<string, Preset> = {
 function preset(name: string): Preset {
   if (OWN[name]) return OWN[name];
   const p = PRESETS[name];
-  if (!p || p.geometry.kind !== 'video' || p.geometry.chunkFrames) {
+  if (!p || !isBidirectionalVideo(p.geometry)) {
     throw new RangeError(`--preset ${name} is not one of ${[...Object.keys(OWN), 'wan-480p', 'wan-720p'].join(', ')}`);
   }
   return { frames: p.geometry.frames, height: p.geometry.height, width: p.geometry.width, heads: p.heads, headDim: p.headDim };

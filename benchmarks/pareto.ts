@@ -4,7 +4,7 @@
 // from the preset, with the same configuration (factorization, T, recompute, tiling, c_R floor).
 import { denseTime, MonarchAttention } from '../lib/index';
 import { configLabel, configOptions, type AccuracyConfig, type AccuracyReport } from './accuracy';
-import type { BenchShape } from './presets';
+import { isBidirectionalVideo, type BenchShape } from './presets';
 import { percentile } from './stats';
 import { lineChartSvg, type Series } from './svg';
 import { defaultRotate, makeWorkload } from './workload';
@@ -29,7 +29,7 @@ const median = (xs: readonly number[]): number => percentile(xs, 50);  // the be
 export function timeConfigs(shape: BenchShape, configs: AccuracyConfig[], backend: 'cpu' | 'cuda',
   o: { warmup: number; iters: number; seed: number }, onStep?: (what: string) => void): ParetoTiming {
   const g = shape.geometry;
-  if (g.kind !== 'video' || g.chunkFrames) throw new RangeError(`the Pareto timing needs a bidirectional video preset, received ${shape.name}`);
+  if (!isBidirectionalVideo(g)) throw new RangeError(`the Pareto timing needs a bidirectional video preset, received ${shape.name}`);
   const rotate = backend === 'cuda' ? defaultRotate(shape) : 1;
   const w = makeWorkload(shape, backend, rotate, o.seed);
   try {

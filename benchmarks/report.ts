@@ -83,8 +83,15 @@ export interface BenchReport {
   notes: string[];
   /** `--plot`: the image and the JSON of the sweep's timings (a separate file, never the --json report). */
   plot?: { image: string; data: string };
+  /** Our dense rows' TFLOP/s over torch cuDNN's at the same shape (CUDA runs with a cuDNN row). */
+  denseVsCudnn?: Array<{ method: string; ratio: number }>;
   /** CPU runs: the time estimated before running (attention work at the rates measured here). */
   estimate?: { seconds: number; denseGflops: number; monarchGflops: number };
+}
+
+/** "our dense vs cuDNN TFLOP/s: our dense (cuda) 0.632×, …". */
+export function denseVsCudnnLine(ratios: NonNullable<BenchReport['denseVsCudnn']>): string {
+  return `our dense vs cuDNN TFLOP/s: ${ratios.map((x) => `${x.method} ${fmt(x.ratio)}×`).join(', ')}`;
 }
 
 export function benchMarkdown(r: BenchReport): string {
@@ -92,6 +99,7 @@ export function benchMarkdown(r: BenchReport): string {
     `Shape: ${r.shape.description} (Nq = ${r.shape.nq}, Nk = ${r.shape.nk}).`,
     `Timing: median of ${r.settings.repeats} calls after ${r.settings.warmup} warm-up, rotating ${r.settings.rotate} input sets, seed ${r.settings.seed}. Peak: ${r.peak.label}. ${r.torch}.`, '',
     (({ head, body }) => markdownTable(head, body))(tableOf(r.rows, r.header.backend))];
+  if (r.denseVsCudnn?.length) lines.push('', `${denseVsCudnnLine(r.denseVsCudnn)}.`);
   if (r.checks.length) {
     lines.push('', '## Checks before timing', '', markdownTable(['check', 'rel L2', 'max |Δ|', 'tol', 'result'],
       r.checks.map((c) => [c.name + (c.note ? ` (${c.note})` : ''), fmt(c.relL2), fmt(c.maxAbs), fmt(c.tol), c.pass ? 'pass' : 'FAIL'])));

@@ -22,9 +22,14 @@ export function variantLabel(v: MonarchVariant): string {
   return `Monarch T=${v.T}${f}${r}`;
 }
 
-/** MonarchOptions of `variant` at `shape` (causal with chunkFrames for the KV-cache case). */
+/**
+ * MonarchOptions of `variant` at `shape` (causal with the chunk of the KV-cache case or of the block-causal
+ * forward). A cross-attention shape has none: Monarch needs self-attention over one token set.
+ */
 export function monarchOptions(shape: BenchShape, v: MonarchVariant, backend: 'cpu' | 'cuda', dtype: DType = shape.dtype): MonarchOptions {
   const g = shape.geometry;
+  if (g.kind === 'cross') throw new RangeError(`shape ${shape.name} is text cross-attention (Nq ≠ Nk): Monarch attention needs self-attention over one token set`);
+  const chunkFrames = g.kind === 'video' ? g.chunkFrames ?? g.causalFrames : undefined;
   const common = { heads: shape.heads, headDim: shape.headDim, batch: shape.batch, numIters: v.T, dtype, backend };
   if (g.kind === 'sequence') {
     return { ...common, layout: { kind: 'sequence', length: g.length, blockSize: g.blockSize } };
@@ -32,7 +37,7 @@ export function monarchOptions(shape: BenchShape, v: MonarchVariant, backend: 'c
   return {
     ...common,
     layout: { kind: 'video', frames: g.frames, height: g.height, width: g.width, factorization: v.factorization ?? 'monarchrt' },
-    ...(g.chunkFrames ? { causal: { chunkFrames: g.chunkFrames } } : {}),
+    ...(chunkFrames ? { causal: { chunkFrames } } : {}),
     recompute: v.recompute ?? 'none',
   };
 }
@@ -56,9 +61,9 @@ export function defaultRotate(shape: BenchShape): number {
 }
 
 export interface InputSet {
-  /** [B][Nq][H][D]: all tokens, or the last chunk for the KV-cache case. */
+  /** [B][Nq][H][D]: all tokens, the video tokens of a cross shape, or the last chunk for the KV-cache case. */
   q: AnyTensor;
-  /** [B][Nk][H][D]. */
+  /** [B][Nk][H][D] (the text tokens of a cross shape). */
   k: AnyTensor;
   v: AnyTensor;
   /** KV-cache case: per-chunk q, k, v (the last chunk's q is `q`). */
@@ -78,21 +83,21 @@ export function makeWorkload(shape: BenchShape, backend: 'cpu' | 'cuda', rotate:
   const { nq, nk } = tokenCounts(shape);
   const dims = (n: number) => [shape.batch, n, shape.heads, shape.headDim];
   const g = shape.geometry;
+  const kvChunkTokens = g.kind === 'video' && g.chunkFrames ? g.chunkFrames * g.height * g.width : 0;
   const sets: InputSet[] = [];
   for (let s = 0; s < rotate; s++) {
-    const qAll = benchTensor(dims(nk), dtype, rng, 0, seed);
+    // The KV case draws every chunk's queries (its chunks are whole-frame slices of all tokens).
+    const qAll = benchTensor(dims(kvChunkTokens ? nk : nq), dtype, rng, 0, seed);
     const k = benchTensor(dims(nk), dtype, rng, 1, seed);
     const v = benchTensor(dims(nk), dtype, rng, 2, seed);
-    if (g.kind === 'video' && g.chunkFrames) {
-      const chunkTokens = g.chunkFrames * g.height * g.width;
+    if (kvChunkTokens) {
       const chunks: Array<[AnyTensor, AnyTensor, AnyTensor]> = [];
-      for (let t0 = 0; t0 < nk; t0 += chunkTokens) {
-        const sl = (x: typeof k) => place(sliceTokens(x, t0, t0 + chunkTokens), backend);
+      for (let t0 = 0; t0 < nk; t0 += kvChunkTokens) {
+        const sl = (x: typeof k) => place(sliceTokens(x, t0, t0 + kvChunkTokens), backend);
         chunks.push([sl(qAll), sl(k), sl(v)]);
       }
       sets.push({ q: chunks[chunks.length - 1][0], k: place(k, backend), v: place(v, backend), chunks });
     } else {
-      if (nq !== nk) throw new RangeError(`internal: Nq ${nq} ≠ Nk ${nk} without a KV cache`);
       sets.push({ q: place(qAll, backend), k: place(k, backend), v: place(v, backend) });
     }
   }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { accuracyConfigs, accuracyMarkdown, runAccuracy } from '../benchmarks/accuracy';
 import { paretoMarkdown, paretoSvg, timeConfigs, type ParetoTiming } from '../benchmarks/pareto';
-import { PRESETS } from '../benchmarks/presets';
+import { isBidirectionalVideo, PRESETS } from '../benchmarks/presets';
 import type { DType } from '../lib/types';
 import { backendOption, dtypeOption, intList, intOption, resolveBackend } from './options';
 import { checkWritable } from './outputs';
@@ -42,8 +42,8 @@ export function accuracyCommand(): Command {
       for (const [what, file] of [['--json', o.json], ['--markdown', o.markdown], ['--pareto', o.pareto]] as const)
         if (file !== undefined) checkWritable(what, file);
       const preset = o.timePreset === undefined ? undefined : PRESETS[o.timePreset];
-      if (o.timePreset !== undefined && (!preset || preset.geometry.kind !== 'video' || preset.geometry.chunkFrames))
-        throw new Error(`--time-preset must be a bidirectional video preset (${Object.values(PRESETS).filter((p) => p.geometry.kind === 'video' && !p.geometry.chunkFrames).map((p) => p.name).join(', ')}), received ${o.timePreset}`);
+      if (o.timePreset !== undefined && (!preset || !isBidirectionalVideo(preset.geometry)))
+        throw new Error(`--time-preset must be a bidirectional video preset (${Object.values(PRESETS).filter((p) => isBidirectionalVideo(p.geometry)).map((p) => p.name).join(', ')}), received ${o.timePreset}`);
       const ao = { ...o, backend, dtype: o.dtype ?? 'float32', ...(preset && preset.geometry.kind === 'video' ? { alsoFits: preset.geometry } : {}) };
       const configs = accuracyConfigs(ao);
       const progress = makeProgress(o.progress);

@@ -4,27 +4,27 @@ import { Command } from 'commander';
 import { info } from '../lib/index';
 import type { DType } from '../lib/types';
 import { runBenchChecks, CheckResult } from '../benchmarks/bench_check';
-import { addSpeedups, failedRow, rowFrom, rowFromMeasured } from '../benchmarks/bench_rows';
+import { addSpeedups, denseVsCudnn, failedRow, rowFrom, rowFromMeasured } from '../benchmarks/bench_rows';
 import { headerLines, runHeader } from '../benchmarks/env';
-import { denseFlops } from '../lib/flops';
 import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
 import { backendOption, dtypeOption, intList, intOption, rangeList, resolveBackend } from './options';
 import { peakFor } from '../benchmarks/peak';
 import { runPlot } from './plot';
-import { BenchShape, PRESETS, resolveShape, tokenCounts } from '../benchmarks/presets';
+import { BenchShape, denseCausalChunk, hasMonarch, PRESETS, resolveShape, shapeDenseFlops, tokenCounts } from '../benchmarks/presets';
 import { makeProgress } from './progress';
 import { estimateSteps, formatSeconds, measureCpuRates, type CpuRates, type StepEstimate } from './estimate';
 import { planOutputs } from './outputs';
 import { loadPngRenderer, type PngRenderer } from './png';
 import { sweepBase, sweepFrames, sweepTiming } from './plot';
-import { benchMarkdown, BenchReport, BenchRow, checksTable, rowsTable } from '../benchmarks/report';
+import { benchMarkdown, BenchReport, BenchRow, checksTable, denseVsCudnnLine, rowsTable } from '../benchmarks/report';
 import { relL2 } from '../benchmarks/stats';
 import { benchSdpa, findTorch, TORCH_LABEL, TorchBackend, TorchEnv } from '../benchmarks/torch';
 import { defaultRotate, Factorization, makeWorkload, MonarchVariant, variantLabel } from '../benchmarks/workload';
 
 interface BenchOpts {
   preset?: string; backend: 'auto' | 'cpu' | 'cuda';
-  frames?: number; height?: number; width?: number; chunkFrames?: number; seq?: number; block?: number;
+  frames?: number; height?: number; width?: number; chunkFrames?: number; causalFrames?: number; crossKeys?: number;
+  seq?: number; block?: number;
   heads?: number; headDim?: number; dtype?: DType; batch?: number;
   iters: number[]; factorization: 'monarchrt' | 'vmonarch' | 'both';
   warmup?: number; repeats?: number; rotate?: number; seed: number;
@@ -45,6 +45,8 @@ export function benchCommand(): Command {
     .option('--height <n>', 'custom video: token rows per frame', intOption('--height'))
     .option('--width <n>', 'custom video: token columns per frame', intOption('--width'))
     .option('--chunk-frames <n>', 'custom video: time the last KV-cache step of chunks of n frames', intOption('--chunk-frames'))
+    .option('--causal-frames <n>', 'custom video: one block-causal forward over all frames in chunks of n frames', intOption('--causal-frames'))
+    .option('--cross-keys <n>', 'custom video: text cross-attention, the video tokens against n text keys (dense and torch rows only)', intOption('--cross-keys'))
     .option('--seq <n>', 'custom sequence length N', intOption('--seq'))
     .option('--block <n>', 'sequence block size b (default √N)', intOption('--block'))
     .option('--heads <n>', 'heads H', intOption('--heads'))
@@ -75,6 +77,7 @@ function variantsFor(shape: BenchShape, o: BenchOpts): MonarchVariant[] {
   if (!['monarchrt', 'vmonarch', 'both'].includes(o.factorization)) {
     throw new RangeError(`--factorization expects monarchrt|vmonarch|both, received "${o.factorization}"`);
   }
+  if (!hasMonarch(shape)) return [];
   const facts: Array<Factorization | null> = shape.geometry.kind === 'sequence' ? [null]
     : o.factorization === 'both' ? ['monarchrt', 'vmonarch'] : [o.factorization];
   return facts.flatMap((f) => o.iters.map((T) => ({ T, factorization: f })));
@@ -114,9 +117,12 @@ async function runBench(o: BenchOpts): Promise<number> {
   const header = runHeader(backend, info());
   const peak = peakFor(backend === 'cuda' ? header.device : null, shape.dtype);
   const { nq, nk } = tokenCounts(shape);
-  const dense = denseFlops(nq, nk, shape.headDim, shape.batch, shape.heads);
+  const dense = shapeDenseFlops(shape);
   const notes: string[] = [];
   const torch: TorchEnv = backend === 'cuda' ? findTorch(o.python) : { python: null, torch: null, device: null, note: 'torch rows skipped: CPU backend' };
+  if (!hasMonarch(shape)) notes.push(`Monarch rows skipped: ${shape.name} is text cross-attention (${nq} queries against ${nk} keys); Monarch factorises self-attention over one token set`);
+  const blockCausal = denseCausalChunk(shape) > 0;
+  if (blockCausal && torch.python) notes.push('torch FA2/cuDNN rows skipped: torch SDPA has no block-causal mask on FA2/cuDNN (is_causal is token-causal); our rows count FLOPs over the allowed pairs only');
   if (backend === 'cpu' && dense > 5e10) notes.push(`dense work is ${(dense / 1e12).toFixed(2)} TFLOP per call: slow on the CPU, and CPU TFLOP/s say nothing about the GPU kernels`);
 
   for (const l of headerLines(header)) process.stdout.write(`${l}\n`);
@@ -140,7 +146,7 @@ async function runBench(o: BenchOpts): Promise<number> {
   const checkWeight = 1;
 
   const progress = makeProgress(o.progress);
-  const torchBackends: TorchBackend[] = torch.python && shape.dtype !== 'float32' ? ['flash', 'cudnn'] : [];
+  const torchBackends: TorchBackend[] = torch.python && shape.dtype !== 'float32' && !blockCausal ? ['flash', 'cudnn'] : [];
   const denseLabels = ['our dense', 'our dense + lse + entropy'];
   const variantWeight = (v: MonarchVariant) => weight(`Monarch T=${v.T}${v.factorization ? ` ${v.factorization}` : ''}`);
   progress.start(genWeight + (o.check ? checkWeight : 0) + (o.dense ? weight(denseLabels[0]) + weight(denseLabels[1]) : 0) +
@@ -198,7 +204,7 @@ async function runBench(o: BenchOpts): Promise<number> {
         rows.push(t.ok && t.ms ? rowFrom(TORCH_LABEL[t.backend], 'torch', t.ms, dense, dense, peak.tflops, 'CUDA events (torch)')
           : failedRow(TORCH_LABEL[t.backend], 'torch', dense, t.error ?? 'unknown'));
       }
-    } else if (backend === 'cuda' && shape.dtype === 'float32') {
+    } else if (backend === 'cuda' && shape.dtype === 'float32' && !blockCausal) {
       notes.push('torch FA2/cuDNN rows skipped: float32 is not supported by those SDPA backends');
     }
     progress.tick('done');
@@ -206,18 +212,21 @@ async function runBench(o: BenchOpts): Promise<number> {
     progress.stop();
   }
   addSpeedups(rows);
+  const vsCudnn = denseVsCudnn(rows);
 
   const report: BenchReport = {
     tool: 'monarch-attn bench', header,
     shape: { name: shape.name, description: shape.description, batch: shape.batch, heads: shape.heads, headDim: shape.headDim, dtype: shape.dtype, nq, nk, geometry: shape.geometry },
     settings: { ...timing, seed: o.seed, iters: o.iters, factorizations: [...new Set(variants.map((v) => v.factorization ?? 'sequence'))] },
     peak, torch: torch.note, checks, rows, notes,
+    ...(vsCudnn.length && { denseVsCudnn: vsCudnn }),
     ...(outputs.plot && { plot: { image: outputs.plot.image, data: outputs.plot.data } }),
     ...(estimate && { estimate }),
   };
   if (checks.length) process.stdout.write(`checks before timing:\n${checksTable(checks)}\n`);
   process.stdout.write(`${rowsTable(rows, backend)}\n`);
   process.stdout.write(`median of ${timing.repeats} after ${timing.warmup} warm-up, ${timing.rotate} input sets; peak: ${peak.label}\n`);
+  if (vsCudnn.length) process.stdout.write(`${denseVsCudnnLine(vsCudnn)}\n`);
   for (const n of [...notes, ...rows.flatMap((r) => r.notes.map((x) => `${r.method}: ${x}`))]) process.stdout.write(`note: ${n}\n`);
   if (outputs.json) fs.writeFileSync(outputs.json, `${JSON.stringify(report, null, 2)}\n`);
   if (outputs.markdown) fs.writeFileSync(outputs.markdown, benchMarkdown(report));

@@ -5,7 +5,7 @@ import { denseAttentionSync, MonarchAttention, tensor } from '../lib/index';
 import { denseFlops, monarchFlops, pairFlops } from '../lib/flops';
 import { resolveOptions } from '../lib/options';
 import type { Timing } from '../benchmarks/measure';
-import { BenchShape, tokenCounts } from '../benchmarks/presets';
+import { BenchShape, shapeDenseFlops, tokenCounts } from '../benchmarks/presets';
 import { monarchOptions, MonarchVariant } from '../benchmarks/workload';
 
 /** CPU throughput (GFLOP/s) of our dense and Monarch kernels on small float32 problems. */
@@ -57,10 +57,7 @@ export interface StepEstimate { label: string; seconds: number }
 export function estimateSteps(shape: BenchShape, variants: MonarchVariant[], timing: Timing, dense: boolean,
   rates: CpuRates, plot?: { base: BenchShape; frames: number[]; timing: Timing }): StepEstimate[] {
   const calls = (t: Timing) => t.warmup + t.repeats + 1;
-  const dSec = (s: BenchShape, t: Timing) => {
-    const { nq, nk } = tokenCounts(s);
-    return calls(t) * denseFlops(nq, nk, s.headDim, s.batch, s.heads) / (rates.denseGflops * 1e9);
-  };
+  const dSec = (s: BenchShape, t: Timing) => calls(t) * shapeDenseFlops(s) / (rates.denseGflops * 1e9);
   const mSec = (s: BenchShape, v: MonarchVariant, t: Timing) => calls(t) * variantFlops(s, v) / (rates.monarchGflops * 1e9);
   const steps: StepEstimate[] = [];
   if (dense) {

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { denseFlops } from '../lib/flops';
 import { measureDense, measureMonarch, Timing } from '../benchmarks/measure';
-import { BenchShape, PRESETS } from '../benchmarks/presets';
+import { BenchShape, isBidirectionalVideo, PRESETS } from '../benchmarks/presets';
 import type { Progress } from './progress';
 import type { BenchOutputs } from './outputs';
 import type { PngRenderer } from './png';
@@ -26,12 +26,15 @@ export interface PlotOptions {
   weights?: number[];
 }
 
-/** The video shape swept: the benchmark's own video resolution, else Wan 480p (CUDA) / cpu-small. */
+/**
+ * The video shape swept: bidirectional self-attention at the benchmark's own video resolution (also for
+ * the KV step, block-causal and cross-attention shapes), else Wan 480p (CUDA) / cpu-small.
+ */
 export function sweepBase(o: Pick<PlotOptions, 'shape' | 'backend'>): BenchShape {
   const g = o.shape.geometry;
-  if (g.kind === 'video' && !g.chunkFrames) return o.shape;
+  if (isBidirectionalVideo(g)) return o.shape;
   const p = PRESETS[o.backend === 'cuda' ? 'wan-480p' : 'cpu-small'];
-  return g.kind === 'video' ? { ...o.shape, geometry: { kind: 'video', frames: g.frames, height: g.height, width: g.width } } : p;
+  return g.kind !== 'sequence' ? { ...o.shape, geometry: { kind: 'video', frames: g.frames, height: g.height, width: g.width } } : p;
 }
 
 /** The frame counts swept: --plot-frames, else 1..41 (CUDA) or 1..41 step 8 (CPU). */

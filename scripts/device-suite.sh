@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (after `source .device/activate.sh`): the GPU test suite, compute-sanitizer on a
 # small subset, the CLI check and the benchmarks. Logs and results go to $OUT (or ./device-out).
-#   scripts/device-suite.sh [tests] [sanitize] [sanitize-jest] [check] [bench] [plot] [accuracy] [probes]
+#   scripts/device-suite.sh [tests] [sanitize] [sanitize-jest] [check] [bench] [plot] [accuracy] [probes] [stream]
 #   (default: tests sanitize check bench)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ for s in $steps; do
       done ;;
     bench)
       echo "== bench"
-      for p in ${BENCH_PRESETS:-wan-480p wan-720p self-forcing-chunk seq-4k seq-16k}; do
+      for p in ${BENCH_PRESETS:-wan-480p wan-720p self-forcing-chunk wan-480p-causal wan-480p-cross seq-4k seq-16k}; do
         node bin/monarch-attn.js bench --backend cuda --preset $p --check --json "$out/bench-$p.json" \
           --markdown "$out/bench-$p.md" --no-progress 2>&1 | tee "$out/bench-$p.txt" | grep -E "│|check|FAIL|Error"
       done ;;
@@ -54,14 +54,9 @@ for s in $steps; do
       if [ -f benchmarks/loop_delay_probe.js ]; then
         node benchmarks/loop_delay_probe.js --preset wan-480p --instances ${PROBE_INSTANCES:-4} --seconds ${PROBE_SECONDS:-5} \
           > "$out/loop-delay.json" 2> "$out/loop-delay.err"; echo "probe exit $?"; tail -c 1500 "$out/loop-delay.json"
-      fi
-      echo "== streaming: Self-Forcing-shaped sessions at 480p through the example server"
-      UV_THREADPOOL_SIZE=16 node dist/examples/streaming-server/server.js --preset 480p --port 8089 > "$out/stream-server.log" 2>&1 &
-      srv=$!
-      for i in $(seq 1 60); do node -e "require('http').get('http://127.0.0.1:8089/health', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))" && break; sleep 1; done
-      node dist/examples/streaming-server/load.js --url http://127.0.0.1:8089 --sessions ${STREAM_SESSIONS:-4} \
-        --chunks ${STREAM_CHUNKS:-7} > "$out/stream-load.json" 2> "$out/stream-load.err"; echo "load exit $?"
-      kill $srv 2>/dev/null; wait $srv 2>/dev/null
-      tail -c 1500 "$out/stream-load.json" ;;
+      fi ;;
+    stream)
+      echo "== streaming: the example server at 480p (profile, 1 and 8 sessions, long run; examples/streaming-server/gpu-run.sh)"
+      bash examples/streaming-server/gpu-run.sh "$out/stream"; echo "stream exit $?" ;;
   esac
 done

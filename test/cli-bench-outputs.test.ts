@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { program } from '../cli/main';
 import { guardCpuTime } from '../cli/bench';
 import { estimateSteps } from '../cli/estimate';
 import { planOutputs } from '../cli/outputs';
@@ -15,32 +14,13 @@ import { framesText, plotSubtitle } from '../cli/plot';
 import { makeProgress } from '../cli/progress';
 import { PRESETS } from '../benchmarks/presets';
 import { tableOf, type BenchRow } from '../benchmarks/report';
+import { cli } from './helpers/cli';
 
 const SMALL = ['--backend', 'cpu', '--frames', '2', '--height', '4', '--width', '6', '--heads', '2', '--head-dim', '16', '-T', '1', '--no-progress'];
 
 let dir: string;
 beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'monarch-cli-')); });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-/** Runs the CLI in this process; stdout/stderr captured; never leaves process.exitCode set. */
-async function cli(args: string[]): Promise<{ out: string; err: string; code: number; error?: Error }> {
-  let out = '';
-  let err = '';
-  const so = jest.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { out += String(c); return true; });
-  const se = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { err += String(c); return true; });
-  let error: Error | undefined;
-  try {
-    await program().exitOverride().parseAsync(['node', 'monarch-attn', ...args]);
-  } catch (e) {
-    error = e as Error;
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-  const code = error ? 1 : Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
-  return { out, err, code, error };
-}
 
 const f = (name: string) => path.join(dir, name);
 const json = (name: string) => JSON.parse(fs.readFileSync(f(name), 'utf8'));

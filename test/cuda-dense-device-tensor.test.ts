@@ -17,6 +17,7 @@ describeCuda('dense attention: CUDA vs CPU fp32', () => {
     ['Nq = 77 < Nk = 333, key mask', 77, 333, { keyMask: undefined }],
     ['block-causal chunk 48, Nq = Nk = 190', 190, 190, { causalChunk: 48 }],
     ['decode: Nq = 64 of Nk = 256, chunk 64', 64, 256, { causalChunk: 64 }],
+    ['cross-attention: Nq = 300 > Nk = 70 (video queries, text keys)', 300, 70, {}],
   ];
   for (const dtype of ['bfloat16', 'float16'] as DType[])
     for (const [name, Nq, Nk, o] of cases)

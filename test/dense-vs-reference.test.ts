@@ -11,6 +11,7 @@ describe('denseAttention vs float64 reference (CPU, fp32)', () => {
   const cases = [
     { name: 'Nq = Nk = 19', Nq: 19, Nk: 19, opts: {} },
     { name: 'Nq = 5 < Nk = 23, scale 0.3', Nq: 5, Nk: 23, opts: { scale: 0.3 } },
+    { name: 'cross-attention Nq = 23 > Nk = 5', Nq: 23, Nk: 5, opts: {} },
     { name: 'block-causal chunk 4, Nq = Nk = 13', Nq: 13, Nk: 13, opts: { causalChunk: 4 } },
     { name: 'block-causal chunk 3, decode Nq = 3 of Nk = 12 (default qOffset = 9)', Nq: 3, Nk: 12, opts: { causalChunk: 3 } },
     { name: 'block-causal chunk 5, qOffset = 0, Nq = 7, Nk = 20', Nq: 7, Nk: 20, opts: { causalChunk: 5, qOffset: 0 } },

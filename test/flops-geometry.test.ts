@@ -3,6 +3,7 @@
 // and §B.7 per allowed tile pair T·4·b1·b2·d·(b1 + b2) + 2·b1·b2²·d.
 import { MonarchAttention } from './helpers/pkg';
 import type { MonarchOptions } from './helpers/pkg';
+import { denseFlops } from '../lib/flops';
 
 function withAttn<T>(o: MonarchOptions, f: (a: MonarchAttention) => T): T {
   const a = new MonarchAttention({ backend: 'cpu', ...o });
@@ -73,6 +74,20 @@ describe('flops()', () => {
     const cPlain = withAttn({ layout, heads: H, headDim: d, batch: B, causal: { chunkFrames: 2 } }, (a) => a.flops());
     const cRec = withAttn({ layout, heads: H, headDim: d, batch: B, causal: { chunkFrames: 2 }, recompute: 'first-frame' }, (a) => a.flops());
     expect(cRec - cPlain).toBe(4 * 6 * 12 * d * B * H);
+  });
+  test('lib/flops denseFlops, block-causal: equals 4·d·B·H × a count of the (query, key) pairs the mask allows', () => {
+    // Query q0 + n sees key k iff ⌊k/C⌋ ≤ ⌊(q0 + n)/C⌋ (docs/API.md causalChunk), counted one pair at a time.
+    const allowed = (Nq: number, Nk: number, C: number, q0: number) => {
+      let p = 0;
+      for (let n = 0; n < Nq; n++) for (let k = 0; k < Nk; k++) if (Math.floor(k / C) <= Math.floor((q0 + n) / C)) p++;
+      return p;
+    };
+    const [d, B, H] = [8, 2, 3];
+    for (const [Nq, Nk, C, q0] of [[24, 24, 12, 0], [24, 24, 5, 0], [7, 24, 5, 17], [12, 24, 12, 12], [10, 10, 1, 0], [10, 10, 10, 0], [9, 9, 4, 0]]) {
+      expect(denseFlops(Nq, Nk, d, B, H, C, q0)).toBe(4 * allowed(Nq, Nk, C, q0) * d * B * H);
+    }
+    // The wan-480p-causal preset: 7 chunks of 3·30·52 = 4,680 tokens → 4680²·(1 + … + 7) pairs.
+    expect(denseFlops(32760, 32760, 128, 1, 12, 4680)).toBe(4 * 4680 * 4680 * 28 * 128 * 12);
   });
   test('denseFlops(): 4·N²·d·B·H bidirectional; block-causal counts visible keys only', () => {
     const layout = { kind: 'video' as const, frames: 4, height: 2, width: 3 }, d = 8;

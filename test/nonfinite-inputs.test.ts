@@ -9,6 +9,8 @@ import { mulberry32 } from './helpers/rng';
 import { encode, randAct } from './helpers/tensors';
 import { denseRef } from './reference/dense';
 import { act } from './helpers/act';
+import { expectClose } from './helpers/compare';
+import { FP32 } from './helpers/tolerances';
 
 const [N, H, D, b] = [24, 2, 8, 4];  // sequence of 24 tokens in blocks of 4: tile 6 rows × 4 columns
 
@@ -55,10 +57,20 @@ function expected(hit: (t: number) => boolean): string[][] {
   return Array.from({ length: N }, (_, t) => ['.', hit(t) ? 'N' : '.']);
 }
 
-// infLogitGap: the CUDA float32 row kernels take a −Inf logit (a ±Inf key, or q·k overflowing float32) for a
-// masked key instead of a non-finite one, so those rows are not NaN there yet (H200 run of 2026-12-02: the
-// NaN cases pass, the ±Inf-key and overflow cases do not); those cases are skipped for that backend.
-function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense') => Run, dtypes: DType[], infLogitGap = false): void {
+type DenseStats = (q: HostTensor, k: HostTensor, v: HostTensor) => { out: Float32Array; lse: Float32Array; entropy: Float32Array };
+
+/** Per (head, query) of an lse / entropy [1][H][N]: 'N' NaN, '-' −Infinity, '.' finite. */
+function statKinds(x: Float32Array): string[][] {
+  return Array.from({ length: N }, (_, t) => Array.from({ length: H }, (_, h) => {
+    const v = x[h * N + t];
+    return Number.isNaN(v) ? 'N' : v === -Infinity ? '-' : Number.isFinite(v) ? '.' : 'I';
+  }));
+}
+
+// A −Inf logit of a visible key (a ±Inf key, or a q·k that overflows float32) is non-finite like NaN: the
+// row is NaN, never a "masked key" whose row comes out finite (the float32 CUDA row kernels mark masked
+// keys with a separate flag, not with −Inf; cuda/common/fp32_rows.cuh).
+function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense') => Run, dtypes: DType[], denseStats: DenseStats): void {
   describe(label, () => {
     for (const dtype of dtypes) {
       for (const kind of ['monarch1', 'monarch2', 'dense'] as const) {
@@ -77,7 +89,7 @@ function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch
             }
           }
         });
-        test.each(infLogitGap ? [NaN] : [NaN, Infinity, -Infinity])(`${dtype} ${kind}: k token 14 = %s → NaN in every row of that head (all see it)`, (value) => {
+        test.each([NaN, Infinity, -Infinity])(`${dtype} ${kind}: k token 14 = %s → NaN in every row of that head (all see it)`, (value) => {
           const out = run()(...(hostInputs(502, dtype, { tensor: 'k', token: 14, value }) as [HostTensor, HostTensor, HostTensor]));
           expect(rowKinds(out)).toEqual(expected(() => true));
         });
@@ -85,7 +97,7 @@ function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch
           const out = run()(...(hostInputs(503, dtype, { tensor: 'v', token: 3, value: NaN }) as [HostTensor, HostTensor, HostTensor]));
           expect(rowKinds(out)).toEqual(expected(() => true));
         });
-        (infLogitGap ? test.skip : test)(`${dtype} ${kind}: q = 1e30, k = −1e30 (every logit overflows to −Inf) → NaN rows, never zeros`, () => {
+        test(`${dtype} ${kind}: q = 1e30, k = −1e30 (every logit overflows to −Inf) → NaN rows, never zeros`, () => {
           const big = 1e30;  // float16: ±Inf after rounding, also NaN rows
           const out = run()(...(hostInputs(504, dtype, undefined, (name, x) => {
             if (name === 'q') x.fill(big);
@@ -94,6 +106,25 @@ function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch
           expect(rowKinds(out).flat().every((c) => c === 'N')).toBe(true);
         });
       }
+      // dense lse / entropy follow the output row: NaN exactly where it is NaN (never a finite entropy of 0)
+      test.each([
+        ['q token 9 = NaN', { tensor: 'q', token: 9, value: NaN }, (t: number) => t === 9],
+        ['q token 9 = -Infinity', { tensor: 'q', token: 9, value: -Infinity }, (t: number) => t === 9],
+        ['k token 14 = -Infinity', { tensor: 'k', token: 14, value: -Infinity }, () => true],
+        ['k token 14 = Infinity', { tensor: 'k', token: 14, value: Infinity }, () => true],
+      ] as Array<[string, Poison, (t: number) => boolean]>)(`${dtype} dense: %s → lse and entropy NaN in exactly the NaN output rows`, (_, poison, hit) => {
+        const r = denseStats(...(hostInputs(508, dtype, poison) as [HostTensor, HostTensor, HostTensor]));
+        expect(rowKinds(r.out)).toEqual(expected(hit));
+        expect(statKinds(r.lse)).toEqual(expected(hit));
+        expect(statKinds(r.entropy)).toEqual(expected(hit));
+      });
+      test(`${dtype} dense: every logit overflows to −Inf → out, lse and entropy all NaN`, () => {
+        const r = denseStats(...(hostInputs(509, dtype, undefined, (name, x) => {
+          if (name === 'q') x.fill(1e30);
+          if (name === 'k') x.fill(-1e30);
+        }) as [HostTensor, HostTensor, HostTensor]));
+        expect([rowKinds(r.out), statKinds(r.lse), statKinds(r.entropy)].map((k) => k.flat().every((c) => c === 'N'))).toEqual([true, true, true]);
+      });
     }
   });
 }
@@ -111,7 +142,12 @@ const cpuRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (
   }
 };
 
-cases('CPU backend', cpuRun, ['float32', 'bfloat16', 'float16']);
+const cpuStats: DenseStats = (q, k, v) => {
+  const r = denseAttentionSync(q, k, v, { backend: 'cpu', returnLse: true, returnEntropy: true });
+  return { out: toF32(r.out), lse: toF32(r.lse!), entropy: toF32(r.entropy!) };
+};
+
+cases('CPU backend', cpuRun, ['float32', 'bfloat16', 'float16'], cpuStats);
 
 describe('CPU backend: masks, extreme finite inputs, scale', () => {
   test('a NaN key that keyMask masks out never reaches the output (dense and Monarch)', () => {
@@ -158,8 +194,9 @@ describe('CPU backend: masks, extreme finite inputs, scale', () => {
   });
 });
 
-// The CUDA kernels follow the CPU's non-finite rule: a NaN logit makes the row's softmax sum NaN, and the
-// kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL, lse, aR and the output.
+// The CUDA kernels follow the CPU's non-finite rule: a NaN or ±Inf logit of a visible key makes the row's
+// softmax sum NaN, and the kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL,
+// lse, aR and the output. float32 only here (the row kernels); see docs/API.md for bfloat16/float16.
 describeCuda('non-finite inputs', () => {
   const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
     const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
@@ -179,5 +216,42 @@ describeCuda('non-finite inputs', () => {
       dev.forEach((t) => t.dispose());
     }
   };
-  cases('CUDA backend', cudaRun, ['float32'], true);
+  const cudaStats: DenseStats = (q, k, v) => {
+    const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
+    try {
+      const r = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda', returnLse: true, returnEntropy: true });
+      try {
+        return { out: toF32(r.out.downloadSync()), lse: toF32(r.lse!), entropy: toF32(r.entropy!) };
+      } finally {
+        r.out.dispose();
+      }
+    } finally {
+      dev.forEach((t) => t.dispose());
+    }
+  };
+  cases('CUDA backend', cudaRun, ['float32'], cudaStats);
+
+  // The other side of the float32 kernels' mask flag: a masked key's NaN / ±Inf never reaches a row.
+  test.each([NaN, Infinity, -Infinity])('float32: a key = %s that keyMask masks out never reaches the output; CPU result (dense and Monarch T = 2)', (value) => {
+    const [q, k, v] = hostInputs(510, 'float32', { tensor: 'k', token: 14, value });
+    const mask = new Uint8Array(N).fill(1);
+    mask[14] = 0;
+    const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
+    const attn = new MonarchAttention(seqOpts(2, 'float32', 'cuda'));
+    const cpu = new MonarchAttention(seqOpts(2, 'float32', 'cpu'));
+    try {
+      const dense = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda', keyMask: mask }).out;
+      const mon = attn.forwardSync(dev[0], dev[1], dev[2], { keyMask: mask });
+      const got = [dense, mon].map((o) => { try { return toF32(o.downloadSync()); } finally { o.dispose(); } });
+      const want = [toF32(denseAttentionSync(q, k, v, { backend: 'cpu', keyMask: mask }).out), toF32(cpu.forwardSync(q, k, v, { keyMask: mask }))];
+      for (let i = 0; i < 2; i++) {
+        expect(rowKinds(got[i]).flat().every((c) => c === '.')).toBe(true);
+        expectClose(got[i], want[i], FP32, `${['dense', 'Monarch'][i]} vs CPU fp32`, [1, N, H, D]);
+      }
+    } finally {
+      attn.dispose();
+      cpu.dispose();
+      dev.forEach((t) => t.dispose());
+    }
+  });
 });

@@ -17,6 +17,19 @@ function get(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
+function post(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function events(body: string): Array<{ event: string; data: any }> {  // eslint-disable-line @typescript-eslint/no-explicit-any
   return body.split('\n\n').filter((b) => b.trim()).map((b) => ({
     event: /^event: (.*)$/m.exec(b)![1], data: JSON.parse(/^data: (.*)$/m.exec(b)![1]),
@@ -81,6 +94,88 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect(r.load.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(0);
     expect(r.load.memory.samples.length).toBeGreaterThan(0);
     expect(r.load.memory.cacheBytes.held).toBe(2 * s.poolBytes);
-    expect(r.server.failed).toBe(0);
+    expect(r.server.sessions.failed).toBe(0);
+    expect(r.load.steadyChunkMs.framesCached).toBe(4);
+    expect(r.load.fairness.perSessionMeanMs).toHaveLength(2);
+    expect(r.targets.errors.pass).toBe(true);
   });
+
+  test('the gate limit can be changed at run time (POST /scheduler); bad values get 400', async () => {
+    expect((await post(`${s.url}/scheduler?inflight=abc`)).status).toBe(400);
+    expect((await post(`${s.url}/scheduler?inflight=-1`)).body).toMatch(/inflight must be an integer in 0\.\.1024/);
+    expect((await get(`${s.url}/scheduler?inflight=1`)).status).toBe(405);
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=1`)).body)).toEqual({ inflight: 1 });
+    const r = await runLoad({ url: s.url, sessions: 2, chunks: 4, baseline: false });
+    expect(r.errors).toBe(0);
+    expect(r.load.gate.limit).toBe(1);
+    expect(r.load.gate.calls).toBe(2 * 4 * 10);
+    expect(r.load.checksumsAgree).toBe(true);
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=4`)).body)).toEqual({ inflight: 4 });
+  });
+
+  test('GET /profile: kernel vs protocol time of a full-cache chunk and a whole video; 409 while a session runs', async () => {
+    const p = JSON.parse((await get(`${s.url}/profile?repeats=3&iters=5`)).body);
+    expect(p).toMatchObject({ backend: 'cpu', layers: 2, passes: 4, callsPerChunk: 10, chunkFrames: 2, keyFrames: 4 });
+    expect(p.kernel.msPerCall).toBeGreaterThan(0);
+    expect(p.kernel.msPerChunk).toBeCloseTo(10 * p.kernel.msPerCall, 9);
+    expect(p.protocol.msPerCall).toBeCloseTo(p.protocol.chunkMs / 10, 9);
+    expect(p.roll.evicts).toBe(true);
+    expect(p.video).toMatchObject({ frames: 4, chunks: 2 });
+    expect(p.video.chunkMs).toHaveLength(2);
+    expect(p.video.latentFramesPerSecond).toBeCloseTo(4 / (p.video.ms / 1e3), 6);
+    expect((await get(`${s.url}/profile?repeats=0`)).status).toBe(400);
+    // A session holds the GPU: profiling is refused until it ends (the client goes away: it stops).
+    const busy = await new Promise<number>((resolve, reject) => {
+      const req = http.get(`${s.url}/session?chunks=10000`, (res) => {
+        res.once('data', () => {
+          get(`${s.url}/profile`).then((r) => { req.destroy(); resolve(r.status); }, reject);
+        });
+      });
+      req.on('error', () => undefined);
+    });
+    expect(busy).toBe(409);
+    for (let i = 0; i < 200; i++) {
+      const st = JSON.parse((await get(`${s.url}/stats`)).body);
+      if (st.sessions.active === 0) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const after = JSON.parse((await get(`${s.url}/stats`)).body);
+    expect(after.sessions.active).toBe(0);
+    expect(after.native.deviceBytes).toBe(0);  // CPU backend
+  });
+
+  test('long phase: memory sampled while every session runs, flatness and targets reported', async () => {
+    const r = await runLoad({ url: s.url, sessions: 2, chunks: 3, baseline: true, profile: { repeats: 2, iters: 3 }, longSessions: 2, longChunks: 60, statsEveryMs: 5 });
+    expect(r.errors).toBe(0);
+    expect(r.long!.chunks).toBe(120);
+    expect(r.long!.checksumsAgree).toBe(true);
+    const f = r.long!.memory.flatness;
+    expect(f.samples).toBeGreaterThanOrEqual(2);
+    expect(f.deviceFlat).toBe(true);  // no device memory on the CPU backend: 0 throughout
+    expect(f.rss!.max).toBeGreaterThanOrEqual(f.rss!.first);
+    expect(r.overhead!.kernelMsPerChunk).toBeCloseTo(10 * r.profile!.kernel.msPerCall, 9);
+    expect(r.overhead!.serverChunkMs).toBe(r.baseline!.steadyChunkMs.p50);
+    expect(Object.keys(r.targets).sort()).toEqual(['aggregateVsBaseline', 'checksumsAgree', 'errors', 'eventLoopDelayP99Ms', 'memoryFlat',
+      'p99OverP50', 'protocolAndServerOverhead']);
+    expect(r.targets.checksumsAgree.pass).toBe(true);
+  });
+});
+
+test('preallocate: every pool exists at start-up and sessions reuse them (no allocation while serving)', async () => {
+  const s = await startServer(resolveConfig('tiny', { port: 0, maxSessions: 3, preallocate: true, inflight: 2 }));
+  try {
+    const before = JSON.parse((await get(`${s.url}/stats`)).body);
+    expect(before.sessions).toMatchObject({ live: 3, pooled: 3, active: 0 });
+    expect(before.standIn.workers).toBe(false);  // from the TypeScript sources: generated inline
+    expect((await runLoad({ url: s.url, sessions: 3, chunks: 5, baseline: false })).errors).toBe(0);
+    const warm = JSON.parse((await get(`${s.url}/stats`)).body);  // each pool's first calls made its staging
+    expect((await runLoad({ url: s.url, sessions: 3, chunks: 5, baseline: false })).errors).toBe(0);
+    const after = JSON.parse((await get(`${s.url}/stats`)).body);
+    expect(after.sessions).toMatchObject({ live: 3, pooled: 3, completed: 6 });
+    expect(after.cacheBytes.held).toBe(3 * s.poolBytes);
+    expect(after.native.hostAllocations).toBe(warm.native.hostAllocations);  // steady state: nothing allocated
+    expect(after.native.hostBytes).toBe(warm.native.hostBytes);
+  } finally {
+    await s.close();
+  }
 });

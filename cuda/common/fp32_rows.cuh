@@ -77,12 +77,17 @@ struct RowState {
     for (int i = 0; i < NC; ++i) a1[i] = a2[i] = 0.f;
   }
 
-  // One tile: x = this lane's logit (−INF when masked). Accumulates Σ p·V1[c] (and Σ p·V2[c] when
+  // One tile: x = this lane's logit, valid = false for a masked key (key tail, keyValid, causal, an R
+  // row with no valid key: cL = +INF), whose x must be −INF. Accumulates Σ p·V1[c] (and Σ p·V2[c] when
   // kTwo), V1/V2 in shared memory [kKeys][ld]. Warp-uniform control flow throughout.
+  // The CPU's non-finite rule (cpu/softmax.h): a valid key's logit that is not finite (NaN, ±Inf: an
+  // Inf input, or a q·k that overflows float32 to ±Inf) poisons the row — ℓ becomes NaN for good, so
+  // the row is never empty() and every output derived from ℓ (o, aL, y, cL, lse, entropy) is NaN. Only
+  // `valid` tells a masked key from a −Inf logit; the finite path pays one compare per lane and tile.
   template <bool kTwo>
-  __device__ __forceinline__ void update(float x, const float* V1, int ld1, const float* V2, int ld2, int D,
-                                         int lane) {
-    if (__any_sync(kFull, x != x)) l = __int_as_float(0x7fc00000);  // a NaN logit: the row's ℓ (and output) NaN
+  __device__ __forceinline__ void update(float x, bool valid, const float* V1, int ld1, const float* V2, int ld2,
+                                         int D, int lane) {
+    if (__any_sync(kFull, valid && !(fabsf(x) < INFINITY))) l = __int_as_float(0x7fc00000);
     const float mx = warp_max(x);
     if (mx == -INFINITY) return;
     const float mNew = fmaxf(m, mx);

@@ -11,6 +11,7 @@
 // [0, ((q0+n)/C + 1)·C)); the key loop stops at the last tile any row of the block may see.
 #include "../common/fp32_stages.h"
 #include <monarch/monarch_cuda.h>
+#include "dense_hopper.h"
 #include "dense_softmax.cuh"
 #include "../common/online_softmax.cuh"  // rescale_rows, zero_acc
 
@@ -257,6 +258,11 @@ Status dense(const DenseParams& p, Stream stream) {
     return Status::Error(
         "dense_attention_kernel: q, k, v, o need 16-byte aligned rows (base aligned, strides multiples of 8)");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  // sm_90a: the wgmma/TMA kernel; a layout its tensor maps refuse falls through to the mma.sync one.
+  if (dense_hopper_applies(p)) {
+    Status hs = dense_hopper(p, s);
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+  }
   const bool entropy = p.entropy != nullptr;
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

@@ -2,7 +2,8 @@
 // softmax(s·q·kᵀ, masked)·v with the per-row LSE and entropy of cpu_dense.cc (§C.3). One warp per
 // query row, kWarps rows per block; key/value tiles of kKeys rows shared through shared memory.
 // Masks: keyValid [B][Nk]; block-causal: the query at p = q0 + n sees keys [0, (p / C + 1)·C).
-// A row with no visible key outputs 0, lse = −INF, entropy = 0.
+// A row with no visible key outputs 0, lse = −INF, entropy = 0; a row with a non-finite logit of a
+// visible key (NaN or ±Inf inputs, a q·k overflowing float32) outputs NaN (o, lse, entropy), as the CPU.
 #include "../common/fp32_rows.cuh"
 #include "../common/fp32_stages.h"
 
@@ -52,9 +53,9 @@ __global__ void __launch_bounds__(kThreads) dense_f32_kernel(DenseParams p, int 
     }
     __syncthreads();
     if (!active) continue;
-    float x = -INFINITY;
-    if (ok[lane] != 0.f && c0 + lane < lim) x = p.scale * dot(qrow, Ks + lane * ldk, D);
-    st.template update<false>(x, Vs, D, nullptr, 0, D, lane);
+    const bool valid = ok[lane] != 0.f && c0 + lane < lim;
+    const float x = valid ? p.scale * dot(qrow, Ks + lane * ldk, D) : -INFINITY;
+    st.template update<false>(x, valid, Vs, D, nullptr, 0, D, lane);
   }
   if (!active) return;
   const bool empty = st.empty();
@@ -63,7 +64,8 @@ __global__ void __launch_bounds__(kThreads) dense_f32_kernel(DenseParams p, int 
   if (lane == 0) {
     const int64_t row = (int64_t(b) * p.H + h) * p.Nq + n;  // lse / entropy [B][H][Nq]
     if (p.lse) p.lse[row] = empty ? -INFINITY : st.m + logf(st.l);
-    if (p.entropy) p.entropy[row] = empty ? 0.f : fmaxf(0.f, logf(st.l) - st.u / st.l);
+    // (fmaxf would turn a poisoned row's NaN into 0: keep the NaN explicitly, as the CPU does)
+    if (p.entropy) p.entropy[row] = empty ? 0.f : st.l != st.l ? st.l : fmaxf(0.f, logf(st.l) - st.u / st.l);
   }
 }
 

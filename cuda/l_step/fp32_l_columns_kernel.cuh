@@ -47,7 +47,10 @@ __global__ void __launch_bounds__(kThreads) l_columns_f32_kernel(MonarchParams p
       __syncthreads();
       if (!active) continue;
       const float c = cl[lane];
-      const float x = c == INFINITY ? -INFINITY : p.scale * dot(row, Ts + lane * ldk, D) - c;
+      const bool valid = c != INFINITY;  // −∞ is legitimate only for an R row with no valid key (cL = +INF)
+      const float x = valid ? p.scale * dot(row, Ts + lane * ldk, D) - c : -INFINITY;
+      // a valid candidate's non-finite logit (NaN, ±Inf) poisons the query: ℓ, then its LSE, NaN (as the CPU)
+      if (__any_sync(kFull, valid && !(fabsf(x) < INFINITY))) l = __int_as_float(0x7fc00000);
       const float mx = warp_max(x);
       if (mx == -INFINITY) continue;
       const float mNew = fmaxf(m, mx);
@@ -83,7 +86,10 @@ __global__ void __launch_bounds__(kThreads) l_columns_f32_kernel(MonarchParams p
       const int i = i0 + lane;
       const float li = i < b1 ? lse[i] : -INFINITY;
       float w = 0.f;
-      if (li != -INFINITY) w = expf(p.scale * dot(Ts + lane * ldk, row, D) - cv - li);
+      if (li != -INFINITY) {  // a logit of −∞ weighs 0 even against a poisoned query's NaN LSE (as the CPU)
+        const float x = p.scale * dot(Ts + lane * ldk, row, D) - cv;
+        if (x != -INFINITY) w = expf(x - li);
+      }
       csum += warp_sum(w);
       for (int t = 0; t < kKeys; ++t) {
         const float wt = __shfl_sync(kFull, w, t);

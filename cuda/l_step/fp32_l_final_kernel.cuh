@@ -46,8 +46,9 @@ __global__ void __launch_bounds__(kThreads) l_final_f32_kernel(MonarchParams p, 
     __syncthreads();
     if (!active) continue;
     const float c = cl[lane];
-    const float x = c == INFINITY ? -INFINITY : p.scale * dot(qrow, As + lane * ldk, D) - c;
-    st.template update<false>(x, Ys, D, nullptr, 0, D, lane);
+    const bool valid = c != INFINITY;  // −∞ is legitimate only for an R row with no valid key (cL = +INF)
+    const float x = valid ? p.scale * dot(qrow, As + lane * ldk, D) - c : -INFINITY;
+    st.template update<false>(x, valid, Ys, D, nullptr, 0, D, lane);
   }
   if (!active) return;
   const bool empty = st.empty();

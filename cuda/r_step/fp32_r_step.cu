@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kThreads) r_step_f32_kernel(MonarchParams p, i
       const int64_t row = (pr * b1 + k) * b2 + j;
       load_row(qrow, static_cast<const float*>(p.aR) + row * D, D, lane);
       const float c = p.cR[row];
-      sx = p.scale * (c > 0.f ? fminf(1.f / c, p.maxInvTemp) : p.maxInvTemp);
+      sx = p.scale * (c != c ? c : c > 0.f ? fminf(1.f / c, p.maxInvTemp) : p.maxInvTemp);  // NaN cR: NaN row
     }
   }
   const float* kp = static_cast<const float*>(p.k.data);
@@ -63,11 +63,13 @@ __global__ void __launch_bounds__(kThreads) r_step_f32_kernel(MonarchParams p, i
     }
     __syncthreads();
     if (!active) continue;
-    const float x = ok[lane] != 0.f ? sx * dot(qrow, Ks + lane * ldk, D) : -INFINITY;
-    st.template update<kLast>(x, Ks, ldk, Vs, D, D, lane);
+    const bool valid = ok[lane] != 0.f;
+    const float x = valid ? sx * dot(qrow, Ks + lane * ldk, D) : -INFINITY;
+    st.template update<kLast>(x, valid, Ks, ldk, Vs, D, D, lane);
   }
   if (!active) return;
-  // aL/cL/y rows (j, k): [pr][b2][b1]. No valid key: aL = 0, y = 0, cL = +INF.
+  // aL/cL/y rows (j, k): [pr][b2][b1]. No valid key: aL = 0, y = 0, cL = +INF; a non-finite logit of a
+  // valid key: NaN, NaN, NaN (ℓ is NaN; the L-step then poisons every query that sees this row).
   const int64_t row = (pr * b2 + j) * b1 + k;
   const bool empty = st.empty();
   const float inv = empty ? 0.f : 1.f / st.l;

@@ -1,5 +1,6 @@
 // Server configuration: presets and flags (commander), checked once at start-up.
 import type { DType, MonarchOptions } from '../../lib';
+import { FairGate } from './gate';
 
 export interface ServerConfig {
   host: string; port: number;
@@ -17,6 +18,12 @@ export interface ServerConfig {
   /** Chunks per session unless the client asks for fewer/more (≤ maxChunks). */
   defaultChunks: number; maxChunks: number;
   seed: number;
+  /** Cache calls of all sessions in flight at once (fair FIFO gate, gate.ts); 0 = no gate. */
+  inflight: number;
+  /** Worker threads checksumming chunk outputs. */
+  checksumThreads: number;
+  /** Create every session's pool at start-up (no cudaMalloc on the event loop while sessions run). */
+  preallocate: boolean;
 }
 
 export const PRESETS: Record<string, Partial<ServerConfig>> = {
@@ -27,12 +34,15 @@ export const PRESETS: Record<string, Partial<ServerConfig>> = {
   // Self-Forcing on Wan 2.1 1.3B at 480p: 21 × 30 × 52 latent frames, chunks of 3, 12 heads × 128, bf16,
   // 30 layers, the whole 21-frame video attended (no rolling).
   '480p': { backend: 'cuda', frames: 21, height: 30, width: 52, chunkFrames: 3, heads: 12, headDim: 128, dtype: 'bfloat16', layers: 30, localAttnFrames: 0, sinkFrames: 0 },
+  // The same with Self-Forcing's rolling window: 21 frames attended, the first chunk (3 frames) a sink;
+  // the cache stays 21 frames deep however long a session runs.
+  '480p-rolling': { backend: 'cuda', frames: 21, height: 30, width: 52, chunkFrames: 3, heads: 12, headDim: 128, dtype: 'bfloat16', layers: 30, localAttnFrames: 21, sinkFrames: 3 },
 };
 
 export const DEFAULTS: ServerConfig = {
   host: '127.0.0.1', port: 8080, backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, factorization: 'monarchrt',
   heads: 2, headDim: 32, dtype: 'float32', numIters: 1, layers: 4, passes: 4, localAttnFrames: 6, sinkFrames: 3,
-  maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1,
+  maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1, inflight: 4, checksumThreads: 2, preallocate: false,
 };
 
 /** The preset's config with explicit overrides applied. */
@@ -41,6 +51,10 @@ export function resolveConfig(preset: string, overrides: Partial<ServerConfig>):
   if (!p) throw new RangeError(`unknown preset ${JSON.stringify(preset)} (known: ${Object.keys(PRESETS).join(', ')})`);
   const c: ServerConfig = { ...DEFAULTS, ...p };
   for (const [key, val] of Object.entries(overrides)) if (val !== undefined) (c as unknown as Record<string, unknown>)[key] = val;
+  FairGate.check(c.inflight);
+  if (!Number.isInteger(c.checksumThreads) || c.checksumThreads < 1 || c.checksumThreads > 64) {
+    throw new RangeError(`checksumThreads must be an integer in 1..64, received ${c.checksumThreads}`);
+  }
   if (preset === '480p' && overrides.defaultChunks === undefined && c.localAttnFrames === 0) c.defaultChunks = c.frames / c.chunkFrames;
   return c;
 }

@@ -1,16 +1,23 @@
 // An HTTP server (node:http) streaming Self-Forcing-shaped attention sessions over Server-Sent Events.
 //   GET /session?chunks=N   text/event-stream: `start`, one `chunk` event per chunk, then `end` (or `error`)
-//   GET /stats              JSON: sessions, memory, cache bytes, event-loop delay
+//   GET /stats              JSON: sessions, memory (process, native counters), cache bytes, gate, event-loop delay
+//   GET /profile            JSON: one chunk's kernel time vs its protocol path, and a whole video (profile.ts)
+//   POST /scheduler?inflight=N   changes the gate's limit (gate.ts)
 //   GET /health             JSON { ok: true }
-// Each session holds one KVCachePool (all layers' caches in one allocation, one plan); pools are reset
-// and reused by later sessions (no reallocation), at most maxSessions at once (503 beyond).
+// Each session holds one KVCachePool (all layers' caches in one allocation, one plan) and its device
+// output; pools are reset and reused by later sessions (no reallocation), at most maxSessions at once
+// (503 beyond). The event loop only orchestrates: cache calls are async (enqueue + a wait on a libuv
+// worker), downloads run on libuv workers, checksums on worker threads, the stand-in is precomputed.
 // Run: node dist/examples/streaming-server/server.js --preset small   (see README.md for flags)
 import * as http from 'node:http';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Command } from 'commander';
-import { info, KVCachePool, MonarchAttention } from '../../lib';
+import { DeviceTensor, info, KVCachePool, memoryStats, MonarchAttention } from '../../lib';
+import { ChecksumPool } from './checksum';
+import { FairGate } from './gate';
+import { profileChunk } from './profile';
 import { DEFAULTS, monarchOptions, PRESETS, resolveConfig, windowOptions, type ServerConfig } from './config';
-import { runSession } from './session';
+import { runSession, type SessionContext } from './session';
 import { StandIn } from './standin';
 
 export interface RunningServer {
@@ -19,6 +26,8 @@ export interface RunningServer {
   /** Bytes one session's pool allocates (KVCachePool.bytesFor). */
   poolBytes: number;
   maxSessions: number;
+  /** Start-up time (stand-in generation and upload), ms. */
+  startupMs: number;
   close(): Promise<void>;
 }
 
@@ -47,25 +56,63 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     attn.dispose();
     throw new RangeError(`one session needs ${bytes.total} bytes, over --max-bytes ${config.maxBytes}`);
   }
-  const inputs = new StandIn({ ...config, device: attn.backend === 'cuda' });
+  const t0 = process.hrtime.bigint();
+  const device = attn.backend === 'cuda';
+  let inputs: StandIn;
+  try {
+    inputs = await StandIn.create({ ...config, device });
+  } catch (e) {
+    attn.dispose();
+    throw e;
+  }
+  const startupMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const gate = new FairGate(config.inflight);
+  const checksums = new ChecksumPool(config.checksumThreads);
   const chunkLimit = config.localAttnFrames > 0 ? config.maxChunks : Math.min(config.maxChunks, config.frames / config.chunkFrames);
-  const idle: KVCachePool[] = [];
-  let live = 0, active = 0, completed = 0, failed = 0, rejected = 0, nextId = 1;
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
+  const chunkShape = [1, config.chunkFrames * config.height * config.width, config.heads, config.headDim];
+  interface Slot { pool: KVCachePool; outs?: [DeviceTensor, DeviceTensor] }
+  const idle: Slot[] = [];
+  let live = 0, active = 0, completed = 0, failed = 0, rejected = 0, nextId = 1, profiling = false;
 
-  const acquire = (): KVCachePool | null => {
-    const p = idle.pop();
-    if (p) return p;
-    if (live >= maxSessions) return null;
+  const acquire = (): Slot | null => idle.pop() ?? (live < maxSessions ? create() : null);
+  const create = (): Slot => {
     live++;
+    let pool: KVCachePool | undefined;
     try {
-      return attn.createKVCachePool({ layers: config.layers, ...win });
+      pool = attn.createKVCachePool({ layers: config.layers, ...win });
+      if (!device) return { pool };
+      const a = DeviceTensor.empty(chunkShape, config.dtype);
+      try {
+        return { pool, outs: [a, DeviceTensor.empty(chunkShape, config.dtype)] };
+      } catch (e) {
+        a.dispose();
+        throw e;
+      }
     } catch (e) {
       live--;
+      pool?.dispose();
       throw e;
     }
   };
+  const drop = (s: Slot): void => {
+    live--;
+    s.pool.dispose();
+    s.outs?.forEach((t) => t.dispose());
+  };
+  if (config.preallocate) {
+    try {
+      for (let i = 0; i < maxSessions; i++) idle.push(create());
+    } catch (e) {
+      for (const p of idle) drop(p);
+      await checksums.close();
+      inputs.dispose();
+      attn.dispose();
+      throw e;
+    }
+  }
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs });
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
     const raw = url.searchParams.get('chunks');
@@ -74,10 +121,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       json(res, 400, { error: `chunks must be an integer in 1..${chunkLimit}, received ${JSON.stringify(raw)}` });
       return;
     }
-    const pool = acquire();
-    if (!pool) {
+    const slot = profiling ? null : acquire();
+    if (!slot) {
       rejected++;
-      json(res, 503, { error: `server busy: ${maxSessions} sessions running` });
+      json(res, 503, { error: profiling ? 'server busy: profiling' : `server busy: ${maxSessions} sessions running` });
       return;
     }
     const id = nextId++, signal = { aborted: false };
@@ -89,7 +136,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const t0 = process.hrtime.bigint();
     let ok = true;
     try {
-      const done = await runSession(pool, inputs, { chunks, passes: config.passes, chunkFrames: config.chunkFrames, signal },
+      const done = await runSession(slot.pool, context(slot), { chunks, passes: config.passes, chunkFrames: config.chunkFrames, signal },
         (r) => sse(res, 'chunk', r, r.chunk));
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       sse(res, 'end', { session: id, chunks: done, ms, framesPerSecond: (done * config.chunkFrames) / (ms / 1e3), aborted: signal.aborted });
@@ -101,28 +148,75 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     } finally {
       active--;
       res.end();
-      if (ok) idle.push(pool);
-      else {
-        live--;
-        pool.dispose();
-      }
+      if (ok) idle.push(slot);
+      else drop(slot);
     }
     void req;
   };
 
+  const profile = async (res: http.ServerResponse, url: URL): Promise<void> => {
+    const num = (name: string, dflt: number, max: number): number | null => {
+      const raw = url.searchParams.get(name), n = raw === null ? dflt : Number(raw);
+      if (!Number.isInteger(n) || n < 1 || n > max) {
+        json(res, 400, { error: `${name} must be an integer in 1..${max}, received ${JSON.stringify(raw)}` });
+        return null;
+      }
+      return n;
+    };
+    const repeats = num('repeats', 5, 100), iters = num('iters', 50, 10000);
+    if (repeats === null || iters === null) return;
+    if (active > 0 || profiling) return json(res, 409, { error: `profile needs an idle server (${active} sessions running)` });
+    const slot = acquire();
+    if (!slot) return json(res, 503, { error: `server busy: ${maxSessions} pools in use` });
+    profiling = true;
+    let ok = true;
+    try {
+      const r = await profileChunk(slot.pool, context(slot), { backend: attn.backend, frames: config.frames, chunkFrames: config.chunkFrames,
+        passes: config.passes, rolling: config.localAttnFrames > 0 }, { repeats, iters });
+      json(res, 200, r);
+    } catch (e) {
+      ok = false;
+      json(res, 500, { error: (e as Error).message });
+    } finally {
+      profiling = false;
+      if (ok) idle.push(slot);
+      else drop(slot);
+    }
+  };
+
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (req.method !== 'GET') return json(res, 405, { error: 'only GET' });
+    if (url.pathname === '/scheduler') {
+      if (req.method !== 'POST') return json(res, 405, { error: 'POST /scheduler?inflight=N' });
+      const raw = url.searchParams.get('inflight');
+      try {
+        gate.setLimit(raw === null ? NaN : Number(raw));
+      } catch (e) {
+        return json(res, 400, { error: (e as Error).message });
+      }
+      return json(res, 200, { inflight: gate.stats().limit });
+    }
+    if (req.method !== 'GET') return json(res, 405, { error: 'only GET (and POST /scheduler)' });
     if (url.pathname === '/health') return json(res, 200, { ok: true });
     if (url.pathname === '/stats') {
+      const reset = url.searchParams.get('reset') === '1';
       const body = {
         sessions: { active, pooled: idle.length, live, maxSessions, completed, failed, rejected },
         memory: process.memoryUsage(),
+        // The addon's process-wide counters: deviceBytes / deviceAllocations are what the pools, their
+        // outputs and the stand-in hold on the GPU (flat once every pool exists).
+        native: memoryStats(),
         cacheBytes: { perSession: bytes, held: live * bytes.total, inputs: inputs.bytes },
+        standIn: inputs.generated,
+        gate: gate.stats(reset),
         eventLoopDelayMs: delayStats(loop),
       };
-      if (url.searchParams.get('reset') === '1') loop.reset();
+      if (reset) loop.reset();
       return json(res, 200, body);
+    }
+    if (url.pathname === '/profile') {
+      profile(res, url).catch((e: Error) => { if (!res.headersSent) json(res, 500, { error: e.message }); });
+      return;
     }
     if (url.pathname === '/session') {
       session(req, res, url).catch((e: Error) => {
@@ -139,14 +233,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   });
   const addr = server.address() as { port: number };
   return {
-    url: `http://${config.host}:${addr.port}`, config, poolBytes: bytes.total, maxSessions,
+    url: `http://${config.host}:${addr.port}`, config, poolBytes: bytes.total, maxSessions, startupMs,
     close: async () => {
       loop.disable();
       await new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections?.();
-      while (active > 0) await new Promise((r) => setTimeout(r, 5));
-      for (const p of idle) p.dispose();
+      while (active > 0 || profiling) await new Promise((r) => setTimeout(r, 5));
+      for (const p of idle) drop(p);
       idle.length = 0;
+      await checksums.close();
       inputs.dispose();
       attn.dispose();
     },
@@ -160,8 +255,9 @@ function intOpt(v: string): number {
 }
 
 async function main(): Promise<void> {
-  // Each pending async call awaits on a libuv worker: give concurrent sessions enough of them.
-  process.env.UV_THREADPOOL_SIZE ??= '16';
+  // Each pending async call and each download waits on a libuv worker: give concurrent sessions enough of them
+  // (at most `inflight` calls plus one download per session).
+  process.env.UV_THREADPOOL_SIZE ??= '24';
   const cmd = new Command('streaming-server')
     .option('--preset <name>', `shapes (${Object.keys(PRESETS).join(', ')})`, 'small')
     .option('--host <host>', 'listen address', DEFAULTS.host)
@@ -183,16 +279,20 @@ async function main(): Promise<void> {
     .option('--max-sessions <n>', 'concurrent sessions', intOpt)
     .option('--max-bytes <n>', 'memory budget for all session pools (0 = none)', intOpt)
     .option('--chunks <n>', 'default chunks per session', intOpt)
-    .option('--seed <n>', 'stand-in seed', intOpt);
+    .option('--seed <n>', 'stand-in seed', intOpt)
+    .option('--inflight <n>', 'cache calls in flight across sessions (fair gate; 0 = no gate)', intOpt)
+    .option('--checksum-threads <n>', 'worker threads checksumming outputs', intOpt)
+    .option('--preallocate', 'create every session pool at start-up');
   const o = cmd.parse().opts();
   const config = resolveConfig(o.preset, {
     host: o.host, port: o.port ?? DEFAULTS.port, backend: o.backend, frames: o.frames, height: o.height, width: o.width,
     chunkFrames: o.chunkFrames, factorization: o.factorization, heads: o.heads, headDim: o.headDim, dtype: o.dtype,
     numIters: o.iters, layers: o.layers, passes: o.passes, localAttnFrames: o.localAttnFrames, sinkFrames: o.sinkFrames,
     maxSessions: o.maxSessions, maxBytes: o.maxBytes, defaultChunks: o.chunks, seed: o.seed,
+    inflight: o.inflight, checksumThreads: o.checksumThreads, preallocate: o.preallocate,
   });
   const s = await startServer(config);
-  process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, gpu: info().device?.name ?? null, config })}\n`);
+  process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, startupMs: Math.round(s.startupMs), gpu: info().device?.name ?? null, config })}\n`);
   const stop = (): void => { void s.close().then(() => process.exit(0)); };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

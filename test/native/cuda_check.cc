@@ -11,7 +11,8 @@
 // workspace before each CPU stage), so each comparison isolates one kernel. Elements of block-causally
 // forbidden (a, f) pairs are never written and are not compared. A NaN where the reference is finite
 // (an unwritten or broken element) or an infinity mismatch fails. Whole GPU chains are run twice and
-// must be bit-identical. Exit status 1 on any failure.
+// must be bit-identical. Exit status 1 on any failure. A float32 section checks the non-finite rule
+// (NaN rows for ±Inf keys and overflowing logits, masked keys never read; see run_dense_nonfinite).
 //
 // Tolerances (relative L2 ‖gpu − cpu‖/‖cpu‖, and max |gpu − cpu| / max |cpu|), and why:
 //   storage-dtype outputs (o, aL, y, aR): both backends round the result once to the storage dtype, so
@@ -32,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -364,6 +366,158 @@ void run_dense(const DenseCase& c, DType dt, int D, uint64_t seed) {
   if (c.entropy) compare_bits(kase, "entropy", e1.data(), ge.data(), e1.size() * 4);
 }
 
+// ---- float32 non-finite inputs -------------------------------------------------------------------
+// The float32 row kernels against the CPU's non-finite rule (cpu/softmax.h): a NaN or ±Inf logit of a
+// visible key — a ±Inf key element (±Inf logits by the sign of q·e), or a key whose q·k overflows float32
+// to −Inf among finite logits — makes its row NaN (o, lse, entropy; aL, y, cL and every query that sees
+// the row), and a masked key (keyValid 0, block-causal future) never leaks its NaN/Inf. Positions NaN on
+// both sides are left out of the tolerance; a NaN on one side only fails; output buffers are filled with
+// 0x7F bytes (≈ 3.4e38, finite) so that an unwritten element cannot pass for a NaN. Head 0 is poisoned,
+// head 1 is clean (must match as usual). Cases that must produce NaN fail when none appears.
+enum class Poison { kPlusInfKey, kMinusInfKey, kOverflowKey, kMaskedKeys };
+const char* poison_name(Poison x) {
+  return x == Poison::kPlusInfKey ? "+Inf key" : x == Poison::kMinusInfKey ? "-Inf key" : x == Poison::kOverflowKey ? "overflow key" : "masked NaN/Inf keys";
+}
+void fill_finite(DevBuf& d) { OK(cuda::memset_device(d.p, 0x7F, d.bytes, g_stream)); }
+
+// Element (b, s, h, d) of a BSHD activation [B][S][H][D].
+size_t bshd(int S, int H, int D, int b, int s, int h, int d) { return ((size_t(b) * S + s) * H + h) * D + d; }
+
+// Poisons head 0 of q / k (BSHD, B = 1) and the key mask kv for keys t1, t2.
+void apply_poison(Poison x, std::vector<float>& q, std::vector<float>& k, std::vector<uint8_t>& kv, int Sq, int Sk, int H,
+                  int D, int t1, int t2) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  kv[t1] = kv[t2] = 1;
+  switch (x) {
+    case Poison::kPlusInfKey: k[bshd(Sk, H, D, 0, t1, 0, 3 % D)] = inf; break;
+    case Poison::kMinusInfKey: k[bshd(Sk, H, D, 0, t1, 0, 3 % D)] = -inf; break;
+    case Poison::kOverflowKey:  // q ≡ 1e30: logits ~1e30·Σk, finite; key t1 ≡ −1e30: its logit −Inf
+      for (int s = 0; s < Sq; ++s)
+        for (int d = 0; d < D; ++d) q[bshd(Sq, H, D, 0, s, 0, d)] = 1e30f;
+      for (int d = 0; d < D; ++d) k[bshd(Sk, H, D, 0, t1, 0, d)] = -1e30f;
+      break;
+    case Poison::kMaskedKeys:
+      k[bshd(Sk, H, D, 0, t1, 0, 3 % D)] = nan, kv[t1] = 0;
+      k[bshd(Sk, H, D, 0, t2, 0, 0)] = -inf, kv[t2] = 0;
+      break;
+  }
+}
+
+// compare() on the positions that are not NaN on both sides; counts those (the rows poisoned on both).
+void compare_nf(const std::string& kase, const std::string& output, const std::vector<float>& ref,
+                const std::vector<float>& got, bool wantNaN, const std::function<bool(int64_t)>& use = nullptr) {
+  int64_t both = 0;
+  for (int64_t i = 0; i < int64_t(ref.size()); ++i)
+    if ((!use || use(i)) && std::isnan(ref[i]) && std::isnan(got[i])) ++both;
+  compare(kase, output + (wantNaN ? " NaN=" + std::to_string(both) : ""), ref, got, kTolF32,
+          [&](int64_t i) { return (!use || use(i)) && !(std::isnan(ref[i]) && std::isnan(got[i])); });
+  if (wantNaN && both == 0) {
+    ++g_failures;
+    g_rows.back().pass = false;
+    std::printf("  FAIL %-22s %-8s the poisoned head produced no NaN on the CPU\n", kase.c_str(), output.c_str());
+  }
+}
+
+void run_dense_nonfinite(Poison x, int D, int causalChunk, uint64_t seed) {
+  Rng rng(seed);
+  const int B = 1, H = 2, Nq = 100, Nk = 100;
+  const std::string kase = std::string("nf dense ") + poison_name(x) + (causalChunk ? " causal" : "") + "/f32/D" + std::to_string(D);
+  const size_t nq = size_t(Nq) * H * D, nk = size_t(Nk) * H * D, nr = size_t(H) * Nq;
+  std::vector<float> hq(nq), hk(nk), hv(nk), hout(nq), gout(nq), hl(nr), he(nr), gl(nr), ge(nr);
+  for (auto& e : hq) e = float(1.5 * rng.normal());
+  for (auto& e : hk) e = float(rng.normal());
+  for (auto& e : hv) e = float(rng.normal());
+  std::vector<uint8_t> kv(Nk);
+  for (auto& e : kv) e = rng.uniform() < 0.9;
+  apply_poison(x, hq, hk, kv, Nq, Nk, H, D, 57, 5);  // causal 32: queries 0..31 do not see key 57
+
+  DevBuf dq(nq * 4), dk(nk * 4), dv(nk * 4), dout(nq * 4), dkv(kv.size()), dl(nr * 4), de(nr * 4);
+  upload(dq, hq), upload(dk, hk), upload(dv, hv), upload(dkv, kv);
+  DenseParams p;
+  p.dtype = kF32, p.B = B, p.H = H, p.D = D, p.Nq = Nq, p.Nk = Nk, p.q0 = 0, p.causalChunk = causalChunk;
+  p.scale = 1.f / std::sqrt(float(D));
+  DenseParams g = p, h = p;
+  g.q = make_act(dq.p, B, Nq, H, D, false), g.o = make_act(dout.p, B, Nq, H, D, false);
+  g.k = make_act(dk.p, B, Nk, H, D, false), g.v = make_act(dv.p, B, Nk, H, D, false);
+  g.keyValid = static_cast<uint8_t*>(dkv.p), g.lse = static_cast<float*>(dl.p), g.entropy = static_cast<float*>(de.p);
+  h.q = make_act(hq.data(), B, Nq, H, D, false), h.o = make_act(hout.data(), B, Nq, H, D, false);
+  h.k = make_act(hk.data(), B, Nk, H, D, false), h.v = make_act(hv.data(), B, Nk, H, D, false);
+  h.keyValid = kv.data(), h.lse = hl.data(), h.entropy = he.data();
+  fill_finite(dout), fill_finite(dl), fill_finite(de);
+  OK(cuda::dense(g, g_stream));
+  download(gout, dout), download(gl, dl), download(ge, de);
+  OK(cpu::dense(h));
+  const bool wantNaN = x != Poison::kMaskedKeys;
+  compare_nf(kase, "o", hout, gout, wantNaN);
+  compare_nf(kase, "lse", hl, gl, wantNaN);
+  compare_nf(kase, "entropy", he, ge, wantNaN);
+}
+
+void run_monarch_nonfinite(Poison x, int D, int T, uint64_t seed) {
+  Rng rng(seed);
+  const int B = 1, H = 2, b1 = 6, b2 = 40, Aq = 2, Fk = 2;  // b2 = 40: a full and a partial key tile
+  const std::string kase = std::string("nf monarch ") + poison_name(x) + " T" + std::to_string(T) + "/f32/D" + std::to_string(D);
+  const int Sq = Aq * b1 * b2, Sk = Fk * b1 * b2;
+  const size_t nq = size_t(Sq) * H * D, nk = size_t(Sk) * H * D;
+  std::vector<float> hq(nq), hk(nk), hv(nk);
+  for (auto& e : hq) e = float(1.5 * rng.normal());
+  for (auto& e : hk) e = float(rng.normal());
+  for (auto& e : hv) e = float(rng.normal());
+  std::vector<uint8_t> kv(Sk);
+  for (auto& e : kv) e = rng.uniform() < 0.9;
+  apply_poison(x, hq, hk, kv, Sq, Sk, H, D, (b1 + 2) * b2 + 33, 7);  // tile f = 1, row k = 2, l = 33
+
+  MonarchParams p;
+  p.dtype = kF32;
+  p.B = B, p.H = H, p.D = D, p.b1 = b1, p.b2 = b2, p.Aq = Aq, p.Fk = Fk;
+  p.scale = 1.f / std::sqrt(float(D));
+  const int64_t nA = ws_aR_elems(p), nC = ws_c_elems(p);
+  DevBuf dq(nq * 4), dk(nk * 4), dv(nk * 4), dout(nq * 4), dkv(kv.size());
+  DevBuf daR(nA * 4), dcR(nC * 4), daL(nA * 4), dcL(nC * 4), dy(nA * 4);
+  upload(dq, hq), upload(dk, hk), upload(dv, hv), upload(dkv, kv);
+  MonarchParams g = p, h = p;
+  g.q = make_act(dq.p, B, Sq, H, D, false), g.k = make_act(dk.p, B, Sk, H, D, false);
+  g.v = make_act(dv.p, B, Sk, H, D, false), g.o = make_act(dout.p, B, Sq, H, D, false);
+  g.keyValid = static_cast<uint8_t*>(dkv.p);
+  g.aR = daR.p, g.cR = static_cast<float*>(dcR.p), g.aL = daL.p, g.cL = static_cast<float*>(dcL.p), g.y = dy.p;
+  std::vector<float> hout(nq), gout(nq), haR(nA), haL(nA), hy(nA), gaR(nA), gaL(nA), gy(nA);
+  std::vector<float> hcR(nC), hcL(nC), gcR(nC), gcL(nC);
+  h.q = make_act(hq.data(), B, Sq, H, D, false), h.k = make_act(hk.data(), B, Sk, H, D, false);
+  h.v = make_act(hv.data(), B, Sk, H, D, false), h.o = make_act(hout.data(), B, Sq, H, D, false);
+  h.keyValid = kv.data();
+  h.aR = haR.data(), h.cR = hcR.data(), h.aL = haL.data(), h.cL = hcL.data(), h.y = hy.data();
+  const bool wantNaN = x != Poison::kMaskedKeys;
+  for (int t = 0; t < T; ++t) {  // each stage on the GPU's previous-stage outputs, as run_monarch
+    const bool first = t == 0, last = t == T - 1;
+    const std::string st = "T" + std::to_string(t + 1) + ".";
+    fill_finite(daL), fill_finite(dcL), fill_finite(dy);
+    OK(cuda::r_step(g, first, last, g_stream));
+    download(gaL, daL), download(gcL, dcL);
+    if (last) download(gy, dy);
+    haR = gaR, hcR = gcR;
+    OK(cpu::r_step(h, first, last));
+    compare_nf(kase, st + "aL", haL, gaL, wantNaN);
+    compare_nf(kase, st + "cL", hcL, gcL, wantNaN);
+    if (last) compare_nf(kase, st + "y", hy, gy, wantNaN);
+    haL = gaL, hcL = gcL;
+    if (!last) {
+      fill_finite(daR), fill_finite(dcR);
+      OK(cuda::l_step(g, false, g_stream));
+      download(gaR, daR), download(gcR, dcR);
+      OK(cpu::l_step(h, false));
+      compare_nf(kase, st + "aR", haR, gaR, wantNaN);
+      compare_nf(kase, st + "cR", hcR, gcR, wantNaN);
+    } else {
+      hy = gy;
+      fill_finite(dout);
+      OK(cuda::l_step(g, true, g_stream));
+      download(gout, dout);
+      OK(cpu::l_step(h, true));
+      compare_nf(kase, st + "o", hout, gout, wantNaN);
+    }
+  }
+}
+
 // ---- gather -----------------------------------------------------------------------------------
 void run_gather(DType dt, int D, uint64_t seed) {
   Rng rng(seed);
@@ -420,28 +574,35 @@ struct TimeRow {
 };
 std::vector<TimeRow> g_times;
 
-void time_dense(int N, int H, int D, uint64_t seed) {
+void time_dense(int Nq, int Nk, int H, int D, DType dt, int causalChunk, uint64_t seed) {
   Rng rng(seed);
-  const DType dt = kBF16;
-  const size_t n = size_t(N) * H * D;
-  std::vector<uint16_t> hq = random_bits(rng, dt, n, 1.0), out(n);
-  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2), dl(size_t(H) * N * 4);
-  upload(dq, hq), upload(dk, random_bits(rng, dt, n, 1.0)), upload(dv, random_bits(rng, dt, n, 1.0));
+  const size_t nq = size_t(Nq) * H * D, nk = size_t(Nk) * H * D;
+  std::vector<uint16_t> hq = random_bits(rng, dt, nq, 1.0), out(nq);
+  DevBuf dq(nq * 2), dk(nk * 2), dv(nk * 2), dout(nq * 2), dl(size_t(H) * Nq * 4);
+  upload(dq, hq), upload(dk, random_bits(rng, dt, nk, 1.0)), upload(dv, random_bits(rng, dt, nk, 1.0));
   DenseParams p;
-  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.Nq = N, p.Nk = N, p.scale = 1.f / std::sqrt(float(D));
-  p.q = make_act(dq.p, 1, N, H, D, false), p.k = make_act(dk.p, 1, N, H, D, false);
-  p.v = make_act(dv.p, 1, N, H, D, false), p.o = make_act(dout.p, 1, N, H, D, false);
+  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.Nq = Nq, p.Nk = Nk, p.scale = 1.f / std::sqrt(float(D));
+  p.causalChunk = causalChunk;
+  p.q = make_act(dq.p, 1, Nq, H, D, false), p.k = make_act(dk.p, 1, Nk, H, D, false);
+  p.v = make_act(dv.p, 1, Nk, H, D, false), p.o = make_act(dout.p, 1, Nq, H, D, false);
   poison(dout);
   OK(cuda::dense(p, g_stream));
   download(out, dout);
   const bool finite = !any_nan(dt, out);
   const float ms = median_ms([&] { OK(cuda::dense(p, g_stream)); }, 5, 50);
-  const double flop = 4.0 * N * double(N) * D * H;
-  g_times.push_back({"dense B=1 H=" + std::to_string(H) + " N=" + std::to_string(N) + " D=" + std::to_string(D) + " bf16",
+  // Allowed (query, key) pairs: all, or under block-causal chunks the keys [0, (n/C + 1)·C) of row n.
+  double pairs = double(Nq) * Nk;
+  if (causalChunk > 0) {
+    pairs = 0;
+    for (int n = 0; n < Nq; ++n) pairs += std::min<double>(Nk, (double(n / causalChunk) + 1) * causalChunk);
+  }
+  const double flop = 4.0 * pairs * D * H;
+  g_times.push_back({"dense B=1 H=" + std::to_string(H) + " Nq=" + std::to_string(Nq) + " Nk=" + std::to_string(Nk) +
+                         " D=" + std::to_string(D) + " " + dname(dt) + (causalChunk ? " C=" + std::to_string(causalChunk) : ""),
                      ms, flop / (ms * 1e-3) / 1e12, finite});
   p.lse = static_cast<float*>(dl.p);
   DenseParams pe = p;
-  DevBuf de(size_t(H) * N * 4);
+  DevBuf de(size_t(H) * Nq * 4);
   pe.entropy = static_cast<float*>(de.p);
   const float ms2 = median_ms([&] { OK(cuda::dense(pe, g_stream)); }, 5, 50);
   g_times.push_back({"  same, + lse + entropy", ms2, flop / (ms2 * 1e-3) / 1e12, finite});
@@ -535,15 +696,16 @@ void time_monarch_t2(int F, int b1, int b2, int H, int D, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool small = false, timing = true, checks = true;
+  bool small = false, timing = true, checks = true, denseOnly = false;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true, timing = false;
     else if (!std::strcmp(argv[i], "--no-time")) timing = false;
+    else if (!std::strcmp(argv[i], "--dense-only")) denseOnly = true;
     else if (!std::strcmp(argv[i], "--time-only")) checks = false;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--seed N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--seed N]\n", argv[0]);
       return 2;
     }
   }
@@ -605,6 +767,9 @@ int main(int argc, char** argv) {
       {"dense causal q0=150", 1, 2, 150, 300, 150, 50, false, false, false, true, false, 1.5},
       {"dense 1x1", 1, 1, 1, 1, 0, 0, false, false, false, true, true, 1.0},
       {"dense 64x1000 sharp", 1, 1, 64, 1000, 0, 0, true, true, false, false, true, 4.0},
+      {"dense causal long q0=800", 1, 2, 700, 1500, 800, 96, false, true, false, true, true, 2.0},
+      {"dense BHSD 520x777", 2, 2, 520, 777, 0, 0, true, false, false, true, true, 1.0},
+      {"dense cross 300x512", 1, 3, 300, 512, 0, 0, false, false, false, true, true, 1.5},
   };
   std::vector<std::pair<DType, int>> configs = {{kBF16, 128}, {kF16, 128}, {kBF16, 64}, {kF16, 64}};
   if (small) {
@@ -620,6 +785,7 @@ int main(int argc, char** argv) {
   }
   uint64_t s = seed;
   if (!checks) configs.clear();
+  if (denseOnly) mcases.clear();
   for (auto [dt, D] : configs) {
     std::printf("== %s, D = %d\n", dname(dt), D);
     for (const auto& c : mcases) run_monarch(c, dt, D, ++s);
@@ -627,9 +793,26 @@ int main(int argc, char** argv) {
     run_gather(dt, D, ++s);
   }
 
+  if (checks) {
+    std::printf("== float32 non-finite inputs (the CPU's rule, cpu/softmax.h)\n");
+    const std::vector<int> dims = small ? std::vector<int>{40} : std::vector<int>{40, 128};
+    for (Poison x : {Poison::kPlusInfKey, Poison::kMinusInfKey, Poison::kOverflowKey, Poison::kMaskedKeys})
+      for (int D : dims) {
+        run_dense_nonfinite(x, D, 0, ++s);
+        run_dense_nonfinite(x, D, 32, ++s);
+        run_monarch_nonfinite(x, D, 1, ++s);
+        run_monarch_nonfinite(x, D, 3, ++s);
+      }
+  }
+
   if (timing) {
     std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
-    time_dense(32760, 12, 128, ++s);
+    time_dense(32760, 32760, 12, 128, kBF16, 0, ++s);
+    time_dense(32760, 32760, 12, 128, kBF16, 3 * 1560, ++s);  // 480p, block-causal chunks of 3 frames
+    time_dense(32760, 512, 12, 128, kBF16, 0, ++s);           // text cross-attention
+    time_dense(16384, 16384, 12, 64, kF16, 0, ++s);
+  }
+  if (timing && !denseOnly) {
     time_monarch(21, 30, 52, 12, 128, ++s);
     time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
     time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128

@@ -1,0 +1,64 @@
+// tma_map.cu — tensor-map encoding for the Hopper kernels (tma_map.h).
+#include "tma_map.h"
+
+#include <cuda_runtime.h>
+
+#include <mutex>
+
+namespace monarch {
+namespace cuda {
+namespace tma {
+namespace {
+
+using EncodeFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                              const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeFn encoder() {
+  static EncodeFn fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    // 12000: the ABI of cuTensorMapEncodeTiled since CUDA 12.0.
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) ==
+            cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<EncodeFn>(p);
+    cudaGetLastError();  // leave no sticky error behind
+  });
+  return fn;
+}
+
+}  // namespace
+
+Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows) {
+  if (dtype != kF16 && dtype != kBF16) return Status::Error("TMA tensor maps are built for 16-bit dtypes only");
+  if (B < 1 || S < 1 || H < 1 || D < 64 || D % 64 != 0 || boxRows < 1 || boxRows > 256)
+    return Status::Error("TMA tensor map: sizes out of range");
+  if ((reinterpret_cast<uintptr_t>(a.data) & 15u) != 0) return Status::Error("TMA tensor map: base not 16-byte aligned");
+  const uint64_t es = 2;
+  // A dimension of extent 1 is never stepped: give it a legal stride whatever the caller's is.
+  const uint64_t sS = uint64_t(a.sS) * es;
+  const uint64_t sH = H > 1 ? uint64_t(a.sH) * es : 16;
+  const uint64_t sB = B > 1 ? uint64_t(a.sB) * es : 16;
+  const uint64_t strides[3] = {S > 1 ? sS : 16, sH, sB};
+  for (uint64_t s : strides)
+    if (s == 0 || s % 16 != 0 || s >= (uint64_t(1) << 40))
+      return Status::Error("TMA tensor map: strides must be positive multiples of 16 bytes");
+  EncodeFn fn = encoder();
+  if (!fn) return Status::Error("TMA tensor map: the driver has no cuTensorMapEncodeTiled");
+  const cuuint64_t dims[4] = {cuuint64_t(D), cuuint64_t(S), cuuint64_t(H), cuuint64_t(B)};
+  const cuuint64_t gstr[3] = {strides[0], strides[1], strides[2]};
+  const cuuint32_t box[4] = {64, cuuint32_t(boxRows), 1, 1};
+  const cuuint32_t estr[4] = {1, 1, 1, 1};
+  const CUresult r = fn(map, dtype == kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                        a.data, dims, gstr, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return Status::Error("TMA tensor map: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
+  return Status::Ok();
+}
+
+}  // namespace tma
+}  // namespace cuda
+}  // namespace monarch

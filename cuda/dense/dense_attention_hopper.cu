@@ -1,0 +1,446 @@
+// dense_attention_hopper.cu — dense softmax attention forward for sm_90a (Hopper): the same results
+// as dense_attention.cu (masks, LSE, online entropy, NaN propagation: dense_softmax.cuh) with the
+// matrix products on wgmma and the tiles moved by the copy engine.
+//
+// CTA: three warpgroups, one per role (warp specialisation); persistent (one CTA per SM looping over
+// q-blocks, so one item's epilogue overlaps the loads of the next).
+//   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of the item's Q block, then K and V
+//     tiles of kBN keys into a kStages-deep ring; each slot (and Q) has a "full" mbarrier (completed
+//     by the copy's byte count) and an "empty" one (completed when both consumers are done with it).
+//     K and V of a tile have separate barriers, so the next K lands while V is in use.
+//   consumers (warpgroups 1, 2): 64 query rows each. Per key tile t: issue S_t = Q·K_tᵀ (wgmma, both
+//     operands in shared memory) and O += P_{t−1}·V_{t−1} (wgmma, P from registers, V MN-major in
+//     shared memory), run the masked streaming softmax of S_t while the second product is in flight
+//     (FlashAttention-3's intra-warpgroup overlap), then rescale O and form P_t (the FlashAttention-2
+//     C→A fragment trick: the wgmma accumulator layout is the mma.m16n8k16 one per warp).
+// The producer gives its registers to the consumers (setmaxnreg): 24 vs 240 per thread.
+// Shared memory: Q [D/64][kBM][64], K and V [kStages][D/64][kBN][64], all 128-byte swizzled
+// (hopper.cuh), plus the mbarriers.
+#include <monarch/monarch_cuda.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "../common/hopper.cuh"
+#include "../common/mma_utils.cuh"
+#include "../common/online_softmax.cuh"  // rescale_rows, zero_acc
+#include "../common/tma_map.h"
+#include "../common/wgmma.cuh"
+#include "dense_hopper.h"
+#include "dense_softmax.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace {
+
+using namespace detail;
+using namespace hopper;
+
+constexpr int kBM = 128;  // query rows per CTA: 2 consumer warpgroups × 64
+constexpr int kThreads = 384;
+
+// Keys per tile: 128, or 192 at head dim 64 (the per-tile fixed costs — barriers, fences, row
+// reductions — spread over more keys; registers: S 96 + P 48 + O 32 per thread).
+template <int D, int BN>
+constexpr int hopper_stages() {
+  return D == 128 ? 2 : BN == 128 ? 4 : 3;  // ring depth that fits 227 KB of shared memory
+}
+
+template <int D, int kBN>
+struct HopperSmem {
+  static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
+  static constexpr int kQBytes = kBM * D * 2;
+  static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
+  static constexpr int kStages = hopper_stages<D, kBN>();
+  static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
+  static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
+  static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
+};
+
+// The CTA's q-block / head / batch for work item w (q-blocks fastest, so the CTAs running at once
+// share a head's K and V in L2). Block-causal: the last q-blocks see the most keys and go first.
+struct WorkTile {
+  int qb, h, b;
+};
+__device__ __forceinline__ WorkTile work_tile(int w, int nQB, int H, bool causal) {
+  WorkTile t;
+  t.qb = w % nQB;
+  const int r = w / nQB;
+  t.h = r % H;
+  t.b = r / H;
+  if (causal) t.qb = nQB - 1 - t.qb;
+  return t;
+}
+// Keys q-block qb may see (kEnd) and keys every row of it sees (kAll); as dense_attention.cu.
+__device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEnd, int& kAll) {
+  kEnd = kAll = p.Nk;
+  if (p.causalChunk > 0) {
+    const int64_t C = p.causalChunk, row0 = int64_t(qb) * kBM;
+    const int64_t last = int64_t(p.q0) + min(int64_t(p.Nq), row0 + kBM) - 1;
+    kEnd = int(min(int64_t(p.Nk), (last / C + 1) * C));
+    kAll = int(min(int64_t(p.Nk), ((int64_t(p.q0) + row0) / C + 1) * C));
+  }
+}
+
+// Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
+// CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
+// across items, the same count in producer and consumers.
+template <typename T, int D, int kBN, bool kEntropy, bool kOverlap>
+__global__ void __launch_bounds__(kThreads, 1)
+    dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+                                  const __grid_constant__ CUtensorMap tmV, DenseParams p) {
+#if MONARCH_SM90A
+  static_assert(kBN == 128 || ((kBN == 160 || kBN == 192) && D == 64), "tile shapes with a register budget checked by ptxas -v");
+  using L = HopperSmem<D, kBN>;
+  constexpr int kStages = L::kStages;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  T* sQ = reinterpret_cast<T*>(base);
+  T* sK = reinterpret_cast<T*>(base + L::kQBytes);
+  T* sV = reinterpret_cast<T*>(base + L::kQBytes + kStages * L::kTileBytes);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOffset);
+  uint64_t* fullQ = bars;
+  uint64_t* emptyQ = bars + 1;
+  uint64_t* fullK = bars + 2;
+  uint64_t* emptyK = fullK + kStages;
+  uint64_t* fullV = emptyK + kStages;
+  uint64_t* emptyV = fullV + kStages;
+
+  const int wg = threadIdx.x / 128;
+  const int nQB = (p.Nq + kBM - 1) / kBM;
+  const int nWork = nQB * p.H * p.B;
+  const bool causal = p.causalChunk > 0;
+
+  if (threadIdx.x == 0) {
+    mbar_init(fullQ, 1);
+    mbar_init(emptyQ, 256);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(fullK + s, 1);
+      mbar_init(fullV + s, 1);
+      mbar_init(emptyK + s, 256);
+      mbar_init(emptyV + s, 256);
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer ----
+    regs_dealloc<24>();
+    if (threadIdx.x == 0) {
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmK);
+      tma_prefetch_map(&tmV);
+      int it = 0, n = 0;
+      for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
+        const WorkTile wt = work_tile(w, nQB, p.H, causal);
+        int kEnd, kAll;
+        key_range(p, wt.qb, kEnd, kAll);
+        const int nTiles = (kEnd + kBN - 1) / kBN;
+        mbar_wait(emptyQ, (n & 1) ^ 1);
+        mbar_arrive_expect_tx(fullQ, L::kQBytes);
+#pragma unroll
+        for (int a = 0; a < L::kAtoms; ++a) tma_load_4d(sQ + a * kBM * 64, &tmQ, fullQ, a * 64, wt.qb * kBM, wt.h, wt.b);
+        for (int t = 0; t < nTiles; ++t, ++it) {
+          const int s = it % kStages;
+          const uint32_t ph = (it / kStages) & 1;
+          mbar_wait(emptyK + s, ph ^ 1);
+          mbar_arrive_expect_tx(fullK + s, L::kTileBytes);
+#pragma unroll
+          for (int a = 0; a < L::kAtoms; ++a)
+            tma_load_4d(sK + (s * L::kAtoms + a) * kBN * 64, &tmK, fullK + s, a * 64, t * kBN, wt.h, wt.b);
+          mbar_wait(emptyV + s, ph ^ 1);
+          mbar_arrive_expect_tx(fullV + s, L::kTileBytes);
+#pragma unroll
+          for (int a = 0; a < L::kAtoms; ++a)
+            tma_load_4d(sV + (s * L::kAtoms + a) * kBN * 64, &tmV, fullV + s, a * 64, t * kBN, wt.h, wt.b);
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  // Per key tile t the warpgroup issues S_t = Q·K_tᵀ and O += P_{t−1}·V_{t−1} back to back, runs the
+  // softmax of S_t while the second product is in flight, and only then rescales O and overwrites P
+  // (the intra-warpgroup overlap of FlashAttention-3).
+  regs_alloc<240>();
+  const int c = wg - 1;  // rows 64c + [0, 64) of each q-block
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int g = lane / 4, qd = lane % 4;
+  const float scale2 = p.scale * kLog2e;
+  const uint32_t qAddr = smem_addr(sQ) + c * 64 * 128;  // this warpgroup's 64 rows of atom 0
+  const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
+
+  float O[D / 8][4];
+  float S[kBN / 8][4];
+  uint32_t pa[kBN / 16][4];
+#pragma unroll
+  for (int n = 0; n < kBN / 8; ++n) S[n][0] = S[n][1] = S[n][2] = S[n][3] = 0.f;
+
+  auto issue_s = [&](int s) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t atom = kk / 4, off = (kk % 4) * 32;
+      const uint64_t da = desc_kmajor(qAddr + atom * kBM * 128 + off);
+      const uint64_t db = desc_kmajor(kAddr + (s * L::kAtoms + atom) * kBN * 128 + off);
+      Wgmma<T, kBN>::ss(S, da, db, kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int s) {
+#pragma unroll
+    for (int kt = 0; kt < kBN / 16; ++kt)
+      Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128));
+    wgmma_commit();
+  };
+
+  if (kOverlap && c == 1) named_arrive(1, 256);  // warpgroup 0 issues first
+  int it = 0, n = 0;
+  for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
+    const WorkTile wt = work_tile(w, nQB, p.H, causal);
+    const int row0 = wt.qb * kBM;
+    const int wrow0 = row0 + c * 64 + warp * 16;  // this warp's 16 rows
+    int kEnd, kAll;
+    key_range(p, wt.qb, kEnd, kAll);
+    const int nTiles = (kEnd + kBN - 1) / kBN;
+    const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(wt.b) * p.Nk : nullptr;
+    int lim[2] = {p.Nk, p.Nk};
+    if (causal) {
+      const int64_t C = p.causalChunk;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int64_t pos = int64_t(p.q0) + wrow0 + g + 8 * hh;
+        lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
+      }
+    }
+    if (kv != nullptr || !(scale2 > 0.f)) kAll = 0;
+
+    // Softmax of S (tile t) in place: returns whether O must be rescaled by alpha.
+    LazySoftmax<kBN, kEntropy> sm;
+    sm.init();
+    auto softmax = [&](int t, float (&alpha)[2]) -> bool {
+      if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid or scale2 ≤ 0
+#pragma unroll
+        for (int nn = 0; nn < kBN / 8; ++nn)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int col = t * kBN + nn * 8 + 2 * qd + (e & 1);
+            const bool ok = col < lim[e >> 1] && (kv == nullptr || kv[col] != 0);
+            S[nn][e] = ok ? S[nn][e] * scale2 : -INFINITY;
+          }
+        return sm.template update<false>(S, scale2, alpha);
+      }
+      return sm.template update<true>(S, scale2, alpha);
+    };
+
+    zero_acc<D>(O);
+    mbar_wait(fullQ, n & 1);
+    if constexpr (kOverlap) {
+      // Ping-pong: the two consumer warpgroups take turns issuing their products (named barrier
+      // 1 + c is "c may issue"), so one's softmax runs while the other's products use the tensor cores.
+      {  // tile 0: S only
+        const int s = it % kStages;
+        mbar_wait(fullK + s, (it / kStages) & 1);
+        named_sync(1 + c, 256);
+        wgmma_fence();
+        issue_s(s);
+        named_arrive(2 - c, 256);
+        wgmma_wait<0>();
+        fence_regs(S);
+        if (nTiles == 1) mbar_arrive(emptyQ);
+        mbar_arrive(emptyK + s);
+        float alpha[2];
+        softmax(0, alpha);  // O is still zero: nothing to rescale
+        c_to_a_frags<kBN, T>(pa, S);
+      }
+      for (int t = 1; t < nTiles; ++t) {
+        const int sc = (it + t) % kStages, sp = (it + t - 1) % kStages;
+        mbar_wait(fullK + sc, ((it + t) / kStages) & 1);
+        mbar_wait(fullV + sp, ((it + t - 1) / kStages) & 1);
+        named_sync(1 + c, 256);
+        wgmma_fence();
+        issue_s(sc);
+        issue_pv(sp);
+        named_arrive(2 - c, 256);
+        wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
+        fence_regs(S);
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
+        mbar_arrive(emptyK + sc);
+        float alpha[2];
+        const bool moved = softmax(t, alpha);
+        wgmma_wait<0>();
+        fence_regs(O);
+        mbar_arrive(emptyV + sp);
+        if (moved) rescale_rows<D>(O, alpha);
+        c_to_a_frags<kBN, T>(pa, S);
+      }
+      {  // last P·V
+        const int sp = (it + nTiles - 1) % kStages;
+        mbar_wait(fullV + sp, ((it + nTiles - 1) / kStages) & 1);
+        named_sync(1 + c, 256);
+        wgmma_fence();
+        issue_pv(sp);
+        named_arrive(2 - c, 256);
+        wgmma_wait<0>();
+        fence_regs(O);
+        mbar_arrive(emptyV + sp);
+      }
+    } else {
+      // Plain: per tile S, softmax, P·V in sequence; the two warpgroups interleave on their own.
+      for (int t = 0; t < nTiles; ++t) {
+        const int s = (it + t) % kStages;
+        const uint32_t ph = ((it + t) / kStages) & 1;
+        mbar_wait(fullK + s, ph);
+        wgmma_fence();
+        issue_s(s);
+        wgmma_wait<0>();
+        fence_regs(S);
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
+        mbar_arrive(emptyK + s);
+        float alpha[2];
+        if (softmax(t, alpha)) rescale_rows<D>(O, alpha);
+        c_to_a_frags<kBN, T>(pa, S);
+        mbar_wait(fullV + s, ph);
+        wgmma_fence();
+        issue_pv(s);
+        wgmma_wait<0>();
+        fence_regs(O);
+        mbar_arrive(emptyV + s);
+      }
+    }
+    it += nTiles;
+
+    T* og = static_cast<T*>(p.o.data) + wt.b * p.o.sB + wt.h * p.o.sH;
+    sm.finalize();
+    float inv[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+    store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
+      return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
+    });
+    if (qd == 0) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = wrow0 + g + 8 * hh;
+        if (row >= p.Nq) continue;
+        const int64_t idx = (int64_t(wt.b) * p.H + wt.h) * p.Nq + row;
+        if (p.lse) p.lse[idx] = sm.lse(hh);
+        if (kEntropy && p.entropy) {
+          const float ne = sm.neg_entropy(hh);
+          p.entropy[idx] = ne != ne ? ne : fmaxf(0.f, -ne);  // ≥ 0, as the CPU; NaN stays NaN
+        }
+      }
+    }
+  }
+  // Ping-pong: warpgroup 1 issued last and signalled barrier 1 once more; consume it.
+  if (kOverlap && c == 0) named_sync(1, 256);
+#else
+  static_assert(HopperSmem<D, kBN>::kAtoms >= 1, "head dim is a multiple of 64");
+#endif
+}
+
+// Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap",
+// MONARCH_DENSE_PERSIST = "0" | "1", MONARCH_DENSE_BN64 = "128" | "160" | "192"; unset: the defaults).
+struct HopperKnobs {
+  int overlap = -1, persist = -1;  // −1: default
+  int bn64 = 128;                  // keys per tile at head dim 64 (MONARCH_DENSE_BN64 = 128 | 160 | 192)
+};
+const HopperKnobs& knobs() {
+  static const HopperKnobs k = [] {
+    HopperKnobs r;
+    if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
+    if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
+    if (const char* e = std::getenv("MONARCH_DENSE_BN64")) r.bn64 = std::atoi(e) == 192 ? 192 : std::atoi(e) == 160 ? 160 : 128;
+    return r;
+  }();
+  return k;
+}
+
+template <typename T, int D, int kBN, bool kEntropy, bool kOverlap>
+Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
+                      const CUtensorMap& mv, bool persist) {
+  auto kernel = dense_attention_hopper_kernel<T, D, kBN, kEntropy, kOverlap>;
+  const size_t smem = HopperSmem<D, kBN>::kBytes;
+  Status st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
+  if (!st.ok) return st;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return launch_status("dense_attention_hopper_kernel");
+  const int64_t work = int64_t((p.Nq + kBM - 1) / kBM) * p.H * p.B;
+  if (work > INT32_MAX) return Status::Error("dense_attention_hopper_kernel: more than 2^31 q-blocks");
+  // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
+  // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
+  const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
+  kernel<<<unsigned(grid), kThreads, smem, s>>>(mq, mk, mv, p);
+  return launch_status("dense_attention_hopper_kernel");
+}
+
+template <typename T, int D, int kBN, bool kEntropy>
+Status launch_bn(const DenseParams& p, cudaStream_t s) {
+  CUtensorMap mq, mk, mv;
+  Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, kBM);
+  if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
+  if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
+  if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
+  const HopperKnobs& k = knobs();
+  // Defaults from the H200 A/B (benchmarks/notes/kernel-dense-hopper.md): the overlapped schedule
+  // everywhere; persistent unless block-causal (uneven items balance better one CTA per item).
+  const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
+  const bool overlap = k.overlap >= 0 ? k.overlap == 1 : true;
+  return overlap ? launch_variant<T, D, kBN, kEntropy, true>(p, s, mq, mk, mv, persist)
+                 : launch_variant<T, D, kBN, kEntropy, false>(p, s, mq, mk, mv, persist);
+}
+
+template <typename T, int D, bool kEntropy>
+Status launch(const DenseParams& p, cudaStream_t s) {
+  if constexpr (D == 64) {
+    if (knobs().bn64 == 192) return launch_bn<T, D, 192, kEntropy>(p, s);
+    if (knobs().bn64 == 160) return launch_bn<T, D, 160, kEntropy>(p, s);
+    return launch_bn<T, D, 128, kEntropy>(p, s);
+  } else {
+    return launch_bn<T, D, 128, kEntropy>(p, s);
+  }
+}
+
+// The build holds sm_90a code (the architecture list CMake compiled for names 90a).
+constexpr bool build_has_sm90a() {
+#ifdef MONARCH_CUDA_ARCHS
+  const char* s = MONARCH_CUDA_ARCHS;
+  for (int i = 0; s[i] && s[i + 1] && s[i + 2]; ++i)
+    if (s[i] == '9' && s[i + 1] == '0' && s[i + 2] == 'a') return true;
+#endif
+  return false;
+}
+
+}  // namespace
+
+bool dense_hopper_applies(const DenseParams& p) {
+  if (!build_has_sm90a() || (p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
+  if (p.Nk < 1 || p.Nq < 1) return false;
+  static const int mode = [] {
+    const char* e = std::getenv("MONARCH_DENSE_KERNEL");  // "mma": the sm_80 kernel everywhere (A/B runs)
+    return e && std::string(e) == "mma" ? 0 : 1;
+  }();
+  if (mode == 0) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
+Status dense_hopper(const DenseParams& p, cudaStream_t s) {
+  const bool entropy = p.entropy != nullptr;
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return entropy ? launch<T, D, true>(p, s) : launch<T, D, false>(p, s);
+  });
+}
+
+}  // namespace cuda
+}  // namespace monarch
