@@ -1,5 +1,5 @@
 // addon.cc — module init of build/Release/monarch.node: registers the surface typed in lib/native.ts
-// (info, Plan, DeviceBuffer, the host dtype conversions, setCpuThreads, nccl).
+// (info, Plan, DeviceBuffer, CudaStream, CudaEvent, the host dtype conversions, setCpuThreads, nccl).
 #include "binding_common.h"
 #include "binding_convert.h"
 #include "binding_device_buffer.h"
@@ -7,6 +7,7 @@
 #include "binding_info.h"
 #include "binding_nccl.h"
 #include "binding_plan.h"
+#include "binding_stream.h"
 
 namespace monarch {
 namespace binding {
@@ -23,6 +24,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("Plan", plan);
   exports.Set("DeviceBuffer", deviceBuffer);
+  exports.Set("CudaStream", CudaStream::Init(env));
+  exports.Set("CudaEvent", CudaEvent::Init(env));
   exports.Set("f32ToBf16", Napi::Function::New<F32ToBf16>(env, "f32ToBf16"));
   exports.Set("bf16ToF32", Napi::Function::New<Bf16ToF32>(env, "bf16ToF32"));
   exports.Set("f32ToF16", Napi::Function::New<F32ToF16>(env, "f32ToF16"));

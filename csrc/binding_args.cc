@@ -89,6 +89,10 @@ Act ReadAct(Napi::Env env, const Napi::Object& args, const char* name, DType dty
                               DescribeValue(data) + ")");
     }
     if (db->disposed()) ThrowError(env, where + ": DeviceBuffer was disposed");
+    if (db->device() != ctx.device) {
+      ThrowRangeError(env, where + " is on device " + std::to_string(db->device()) + " but the plan is on device " +
+                               std::to_string(ctx.device));
+    }
     size_t es = dtype_size(dtype);
     if (reinterpret_cast<uintptr_t>(db->data()) % es != 0) {
       ThrowRangeError(env, where + ": device address is not aligned to the " + dtype_name(dtype) +
@@ -153,6 +157,10 @@ float* ReadRowOutput(Napi::Env env, const Napi::Object& args, const char* name, 
   if (ctx.cuda) {
     if (!db) ThrowTypeError(env, where + " must be a DeviceBuffer for a CUDA plan, got " + DescribeValue(v));
     if (db->disposed()) ThrowError(env, where + ": DeviceBuffer was disposed");
+    if (db->device() != ctx.device) {
+      ThrowRangeError(env, where + " is on device " + std::to_string(db->device()) + " but the plan is on device " +
+                               std::to_string(ctx.device));
+    }
     if (reinterpret_cast<uintptr_t>(db->data()) % 4 != 0) {
       ThrowRangeError(env, where + ": device address is not aligned to 4 bytes");
     }

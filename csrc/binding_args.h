@@ -34,6 +34,7 @@ class DeviceBuffer;
 struct ArgContext {
   const char* op = "";  // method name for messages: "rStep", "lStep", "dense", "gather"
   bool cuda = false;    // DeviceBuffers (true) or host typed arrays (false)
+  int device = 0;       // CUDA: the plan's GPU; every DeviceBuffer must be on it
   // Non-null for CPU async calls: every JS object whose memory the params point into is referenced
   // here, so it stays alive until the worker completes.
   std::vector<Napi::ObjectReference>* keep = nullptr;

@@ -60,6 +60,14 @@ std::string DescribeValue(const Napi::Value& v) {
   return "an object";
 }
 
+void* ToHandle(Napi::Env env, const Napi::Value& v, const std::string& where) {
+  if (!v.IsBigInt()) ThrowTypeError(env, where + " must be a bigint CUDA handle, got " + DescribeValue(v));
+  bool lossless = false;
+  uint64_t h = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || h == 0) ThrowRangeError(env, where + " must be a non-zero 64-bit unsigned handle");
+  return reinterpret_cast<void*>(uintptr_t(h));
+}
+
 int64_t ToInt(Napi::Env env, const Napi::Value& v, const std::string& where, int64_t lo, int64_t hi) {
   if (!v.IsNumber()) ThrowTypeError(env, where + " must be a number, got " + DescribeValue(v));
   double d = v.As<Napi::Number>().DoubleValue();

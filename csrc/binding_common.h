@@ -44,6 +44,10 @@ int64_t ReadInt(Napi::Env env, const Napi::Object& o, const char* key, const std
 int64_t ToInt(Napi::Env env, const Napi::Value& v, const std::string& where, int64_t lo, int64_t hi);
 double ReadFiniteNumber(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where);
 bool ToBool(Napi::Env env, const Napi::Value& v, const std::string& where);
+// A CUDA handle (cudaStream_t / cudaEvent_t) passed from JS as a bigint: TypeError when v is not a
+// bigint, RangeError when it is 0n, negative or wider than 64 bits. Nothing can check that the address
+// really is a live stream / event; lib/ documents the caller's contract.
+void* ToHandle(Napi::Env env, const Napi::Value& v, const std::string& where);
 // The args object itself (first parameter of a method).
 Napi::Object ToObject(Napi::Env env, const Napi::Value& v, const std::string& where);
 
@@ -66,6 +70,8 @@ AddonData& GetAddonData(Napi::Env env);
 // Why the CUDA backend cannot be used in this process, or "" when it can (compiled in, the runtime
 // initialises and at least one device is visible). Probed once per process.
 const std::string& CudaUnavailableReason();
+// CUDA devices visible to this process (0 when CUDA is unavailable). Probed once per process, like the above.
+int VisibleDeviceCount();
 
 }  // namespace binding
 }  // namespace monarch

@@ -38,15 +38,23 @@ Status StreamHandle::Create() {
   Status st = cuda::stream_create(&s);
   if (!st.ok) return st;
   s_ = s;
+  borrowed_ = false;
   return Status::Ok();
+}
+
+void StreamHandle::Borrow(cuda::Stream s) {
+  Reset();
+  s_ = s;
+  borrowed_ = true;
 }
 
 void StreamHandle::Reset() {
   if (s_) {
     cuda::stream_sync(s_);
-    cuda::stream_destroy(s_);
+    if (!borrowed_) cuda::stream_destroy(s_);
   }
   s_ = nullptr;
+  borrowed_ = false;
 }
 
 Status UploadSlot::Upload(const void* src, size_t bytes, cuda::Stream s, const void** devicePtr) {
@@ -104,6 +112,42 @@ void FreePinnedHost(void* p) { cudaFreeHost(p); }
 Status DeviceSynchronize() {
   cudaError_t e = cudaDeviceSynchronize();
   return e == cudaSuccess ? Status::Ok() : CudaFail("cudaDeviceSynchronize", e);
+}
+
+Status EventCreate(void** ev) {
+  cudaEvent_t e = nullptr;
+  cudaError_t st = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  *ev = st == cudaSuccess ? static_cast<void*>(e) : nullptr;
+  return st == cudaSuccess ? Status::Ok() : CudaFail("cudaEventCreate", st);
+}
+
+void EventDestroy(void* ev) {
+  if (ev) cudaEventDestroy(static_cast<cudaEvent_t>(ev));
+}
+
+Status EventRecord(void* ev, cuda::Stream s) {
+  cudaError_t e = cudaEventRecord(static_cast<cudaEvent_t>(ev), static_cast<cudaStream_t>(s));
+  return e == cudaSuccess ? Status::Ok() : CudaFail("cudaEventRecord", e);
+}
+
+Status StreamWaitEvent(cuda::Stream s, void* ev) {
+  cudaError_t e = cudaStreamWaitEvent(static_cast<cudaStream_t>(s), static_cast<cudaEvent_t>(ev), 0);
+  return e == cudaSuccess ? Status::Ok() : CudaFail("cudaStreamWaitEvent", e);
+}
+
+Status EventSynchronize(void* ev) {
+  cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(ev));
+  return e == cudaSuccess ? Status::Ok() : CudaFail("cudaEventSynchronize", e);
+}
+
+Status EventQuery(void* ev, bool* done) {
+  cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(ev));
+  *done = e == cudaSuccess;
+  if (e == cudaSuccess || e == cudaErrorNotReady) {
+    if (e == cudaErrorNotReady) cudaGetLastError();  // not sticky; keep the last-error slot clean
+    return Status::Ok();
+  }
+  return CudaFail("cudaEventQuery", e);
 }
 
 Status EventPool::Record(cuda::Stream s, int* index) {

@@ -46,12 +46,17 @@ class StreamHandle {
   StreamHandle(const StreamHandle&) = delete;
   StreamHandle& operator=(const StreamHandle&) = delete;
   Status Create();
-  void Reset();  // synchronises, then destroys
-  void Abandon() { s_ = nullptr; }
+  // Uses a stream owned elsewhere (a caller's cudaStream_t): Reset() synchronises it but never
+  // destroys it.
+  void Borrow(cuda::Stream s);
+  void Reset();  // synchronises, then destroys (owned streams only)
+  void Abandon() { s_ = nullptr; borrowed_ = false; }
   cuda::Stream get() const { return s_; }
+  bool borrowed() const { return borrowed_; }
 
  private:
   cuda::Stream s_ = nullptr;
+  bool borrowed_ = false;
 };
 
 // Device copies of small host arrays (key/query masks, gather maps) for kernels on one stream: a few
@@ -88,6 +93,17 @@ void FreePinnedHost(void* p);
 // Waits for all work on every stream of the current device (cudaDeviceSynchronize): DeviceBuffer
 // transfers use it so that they are ordered after whatever any plan enqueued before them.
 Status DeviceSynchronize();
+
+// Events as opaque handles (cudaEvent_t) for stream interop (binding_stream.cc, Plan.waitEvent /
+// Plan.recordEventHandle). Created without timing (cudaEventDisableTiming: cheapest to record and wait).
+Status EventCreate(void** ev);
+void EventDestroy(void* ev);
+Status EventRecord(void* ev, cuda::Stream s);
+// Work enqueued on s after this call waits until the event's last recorded work has completed (no host wait).
+Status StreamWaitEvent(cuda::Stream s, void* ev);
+Status EventSynchronize(void* ev);
+// done = the event's recorded work has completed (cudaEventQuery; cudaErrorNotReady is not an error).
+Status EventQuery(void* ev, bool* done);
 
 // CUDA events recorded on a plan's stream, addressed by index (recordEvent returns the index).
 class EventPool {

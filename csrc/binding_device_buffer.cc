@@ -4,6 +4,7 @@
 // (cudaDeviceSynchronize), so a transfer never races a kernel that a plan enqueued earlier on its own
 // stream; download does that wait and the copy in an AsyncWorker, off the event loop.
 #include "binding_device_buffer.h"
+#include "binding_device_scope.h"
 #include "binding_host_memory.h"
 
 #include "binding_safe_worker.h"
@@ -28,6 +29,7 @@ namespace {
 struct InitToken {
   void* ptr = nullptr;
   size_t bytes = 0;
+  int device = 0;
   bool owned = false;
   bool taken = false;  // the constructor took ownership of ptr
 };
@@ -85,7 +87,8 @@ class DownloadWorker : public SafeWorker {
         buf_(buf),
         kind_(kind),
         src_(buf->data()),
-        bytes_(buf->byteLength()) {
+        bytes_(buf->byteLength()),
+        device_(buf->device()) {
     self_ = Napi::Persistent(self);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
     dst_ = ab.Data();
@@ -96,7 +99,9 @@ class DownloadWorker : public SafeWorker {
  protected:
   void Run() override {
 #ifdef MONARCH_WITH_CUDA
-    Status s = CopyToHost(dst_, src_, bytes_);
+    DeviceScope dev(device_);  // a libuv thread: the buffer's device
+    Status s = dev.status();
+    if (s.ok) s = CopyToHost(dst_, src_, bytes_);
     if (!s.ok) Fail("DeviceBuffer.download: " + s.message);
 #else
     Fail("CUDA backend unavailable: " + CudaUnavailableReason());
@@ -117,6 +122,7 @@ class DownloadWorker : public SafeWorker {
   HostKind kind_;
   const void* src_;
   size_t bytes_;
+  int device_;
   void* dst_ = nullptr;
   Napi::ObjectReference self_;
   Napi::Reference<Napi::ArrayBuffer> host_;
@@ -134,6 +140,7 @@ Napi::Function DeviceBuffer::Init(Napi::Env env) {
           InstanceAccessor<&DeviceBuffer::GetPointer>("pointer"),
           InstanceAccessor<&DeviceBuffer::GetOwned>("owned"),
           InstanceAccessor<&DeviceBuffer::GetDisposed>("disposed"),
+          InstanceAccessor<&DeviceBuffer::GetDevice>("device"),
           InstanceMethod<&DeviceBuffer::Upload>("upload"),
           InstanceMethod<&DeviceBuffer::DownloadSync>("downloadSync"),
           InstanceMethod<&DeviceBuffer::Download>("download"),
@@ -161,6 +168,7 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   ptr_ = t->ptr;
   bytes_ = t->bytes;
   owned_ = t->owned;
+  device_ = t->device;
   t->taken = true;
   if (owned_ && bytes_ > 0) {
     // Device memory held by a JS object: reported so that dropped buffers put pressure on the GC.
@@ -178,6 +186,7 @@ DeviceBuffer::~DeviceBuffer() {
 void DeviceBuffer::FreeMemory() {
 #ifdef MONARCH_WITH_CUDA
   if (owned_ && ptr_) {
+    DeviceScope dev(device_);
     cuda::free_device(ptr_);
     CountDeviceFree(bytes_);
   }
@@ -201,9 +210,18 @@ void DeviceBuffer::CheckLive(Napi::Env env, const char* method) const {
 Napi::Value DeviceBuffer::Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t bytes = ToInt(env, info[0], "DeviceBuffer.alloc: bytes", 1, kMaxSafeInteger);
+  const int device = info[1].IsUndefined() ? 0 : int(ToInt(env, info[1], "DeviceBuffer.alloc: device", 0, kMaxInt32));
 #ifdef MONARCH_WITH_CUDA
   if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
+  const int count = VisibleDeviceCount();
+  if (device >= count) {
+    ThrowRangeError(env, "DeviceBuffer.alloc: device " + std::to_string(device) + " is out of range: " + std::to_string(count) +
+                             " CUDA device(s) visible");
+  }
+  DeviceScope dev(device);
+  ThrowIfFailed(env, dev.status());
   InitToken t;
+  t.device = device;
   Status s = cuda::malloc_device(&t.ptr, size_t(bytes));
   if (!s.ok) ThrowError(env, "DeviceBuffer.alloc(" + std::to_string(bytes) + "): " + s.message);
   t.bytes = size_t(bytes);
@@ -220,6 +238,7 @@ Napi::Value DeviceBuffer::Alloc(const Napi::CallbackInfo& info) {
   }
 #else
   (void)bytes;
+  (void)device;
   ThrowUnavailable(env);
 #endif
 }
@@ -235,15 +254,24 @@ Napi::Value DeviceBuffer::FromPointer(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "DeviceBuffer.fromPointer: ptr must be a non-zero 64-bit unsigned address");
   }
   int64_t bytes = ToInt(env, info[1], "DeviceBuffer.fromPointer: bytes", 1, kMaxSafeInteger);
+  const int given = info[2].IsUndefined() ? -1 : int(ToInt(env, info[2], "DeviceBuffer.fromPointer: device", 0, kMaxInt32));
 #ifdef MONARCH_WITH_CUDA
   if (!CudaUnavailableReason().empty()) ThrowUnavailable(env);
+  const int count = VisibleDeviceCount();
+  if (given >= count) {
+    ThrowRangeError(env, "DeviceBuffer.fromPointer: device " + std::to_string(given) + " is out of range: " +
+                             std::to_string(count) + " CUDA device(s) visible");
+  }
   InitToken t;
   t.ptr = reinterpret_cast<void*>(uintptr_t(ptr));
+  const int found = cuda::pointer_device(t.ptr);
+  t.device = given >= 0 ? given : (found >= 0 ? found : 0);
   t.bytes = size_t(bytes);
   t.owned = false;
   return GetAddonData(env).deviceBufferCtor.New({Napi::External<InitToken>::New(env, &t)});
 #else
   (void)bytes;
+  (void)given;
   ThrowUnavailable(env);
 #endif
 }
@@ -259,6 +287,10 @@ Napi::Value DeviceBuffer::GetPointer(const Napi::CallbackInfo& info) {
 
 Napi::Value DeviceBuffer::GetOwned(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), owned_);
+}
+
+Napi::Value DeviceBuffer::GetDevice(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), device_);
 }
 
 Napi::Value DeviceBuffer::GetDisposed(const Napi::CallbackInfo& info) {
@@ -286,6 +318,8 @@ void DeviceBuffer::Upload(const Napi::CallbackInfo& info) {
   }
 #ifdef MONARCH_WITH_CUDA
   const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   ThrowIfFailed(env, CopyToDevice(ptr_, src, bytes_));
 #else
   ThrowUnavailable(env);
@@ -302,7 +336,9 @@ Napi::Value DeviceBuffer::DownloadSync(const Napi::CallbackInfo& info) {
   }
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
 #ifdef MONARCH_WITH_CUDA
-  Status s = CopyToHost(ab.Data(), ptr_, bytes_);
+  DeviceScope dev(device_);
+  Status s = dev.status();
+  if (s.ok) s = CopyToHost(ab.Data(), ptr_, bytes_);
   if (!s.ok) ThrowError(env, "DeviceBuffer.downloadSync: " + s.message);
 #else
   ThrowUnavailable(env);
@@ -354,6 +390,8 @@ void DeviceBuffer::Fill(const Napi::CallbackInfo& info) {
     std::memcpy(pattern, &h, 2);
   }
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   bool uniform = std::all_of(pattern, pattern + es, [&](uint8_t b) { return b == pattern[0]; });
   if (uniform) {  // e.g. 0.0: one memset
     Status s = DeviceSynchronize();

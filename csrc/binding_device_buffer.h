@@ -1,6 +1,7 @@
 // binding_device_buffer.h — DeviceBuffer (lib/native.ts NativeDeviceBuffer): a span of GPU memory,
 // either allocated here (owned: dispose and the finalizer free it) or wrapped from a pointer owned
-// elsewhere (fromPointer: never freed here). Created only through the static alloc / fromPointer.
+// elsewhere (fromPointer: never freed here). alloc(bytes, device = 0); fromPointer(ptr, bytes, device =
+// the pointer's device as CUDA reports it, else 0). Created only through the static alloc / fromPointer.
 // In a build without CUDA every way of creating one throws "CUDA backend unavailable: ...".
 #pragma once
 
@@ -22,6 +23,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   ~DeviceBuffer() override;
 
   void* data() const { return ptr_; }
+  int device() const { return device_; }
   size_t byteLength() const { return bytes_; }
   bool disposed() const { return disposed_; }
 
@@ -37,6 +39,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   Napi::Value GetPointer(const Napi::CallbackInfo& info);
   Napi::Value GetOwned(const Napi::CallbackInfo& info);
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
   void Upload(const Napi::CallbackInfo& info);
   Napi::Value DownloadSync(const Napi::CallbackInfo& info);
   Napi::Value Download(const Napi::CallbackInfo& info);
@@ -50,6 +53,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   size_t bytes_ = 0;
   bool owned_ = false;
   bool disposed_ = false;
+  int device_ = 0;  // the GPU holding the memory; current around every copy and the free (DeviceScope)
   int inflight_ = 0;
   int64_t externalBytes_ = 0;  // reported to V8 (napi_adjust_external_memory) while the memory is held
 };

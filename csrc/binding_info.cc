@@ -28,6 +28,18 @@ const std::string& CudaUnavailableReason() {
   return reason;
 }
 
+int VisibleDeviceCount() {
+  static const int count = []() {
+#ifdef MONARCH_WITH_CUDA
+    if (!CudaUnavailableReason().empty()) return 0;
+    return cuda::device_info().count;
+#else
+    return 0;
+#endif
+  }();
+  return count;
+}
+
 // The support table (monarch/support.h) as [{ backend, dtype, headDims: [..] | { min, max }, minSm, engine }];
 // listed whether or not this build has the CUDA kernels (compiledWithCuda says that).
 static Napi::Array SupportTable(Napi::Env env) {
@@ -78,6 +90,23 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   } else {
     o.Set("device", env.Null());
   }
+  // Every visible device (index = the `device` option's value).
+  Napi::Array devices = Napi::Array::New(env);
+  for (int i = 0; d.runtimeStatus == 0 && i < d.count; ++i) {
+    cuda::DeviceProps p;
+    Napi::Object dev = Napi::Object::New(env);
+    dev.Set("index", i);
+    if (cuda::device_props(i, &p).ok) {
+      dev.Set("name", p.name);
+      dev.Set("major", p.major);
+      dev.Set("minor", p.minor);
+      dev.Set("smCount", p.smCount);
+      dev.Set("memoryBytes", double(p.totalMem));
+      dev.Set("pciBusId", p.pciBusId);
+    }
+    devices.Set(uint32_t(devices.Length()), dev);
+  }
+  o.Set("devices", devices);
 #else
   o.Set("compiledWithCuda", false);
   o.Set("cudaArchs", env.Null());
@@ -85,6 +114,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("cudaMessage", "this build has no CUDA kernels");
   o.Set("deviceCount", 0);
   o.Set("device", env.Null());
+  o.Set("devices", Napi::Array::New(env));
 #endif
   o.Set("support", SupportTable(env));
   o.Set("cpuThreads", cpu::num_threads());

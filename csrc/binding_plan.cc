@@ -48,6 +48,9 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),
                          InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
                          InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
+                         InstanceMethod<&Plan::WaitEvent>("waitEvent"),
+                         InstanceMethod<&Plan::RecordEventHandle>("recordEventHandle"),
+                         InstanceAccessor<&Plan::GetStream>("stream"),
                          InstanceMethod<&Plan::Upload>("upload"),
                          InstanceMethod<&Plan::Download>("download"),
                          InstanceMethod<&Plan::Dispose>("dispose"),
@@ -101,18 +104,44 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     }
   }
 
+  // The GPU (options.device, default 0): made current around every CUDA call of this plan.
+  Napi::Value deviceValue = o.Get("device");
+  if (!deviceValue.IsUndefined()) {
+    device_ = int(ToInt(env, deviceValue, w + ".device", 0, kMaxInt32));
+    if (!cuda_ && device_ != 0) ThrowRangeError(env, w + ".device " + std::to_string(device_) + " needs the CUDA backend (a CPU plan runs on device 0)");
+  }
+  // An external stream (a caller's cudaStream_t as a bigint): the plan enqueues on it and never destroys it.
+  Napi::Value streamValue = o.Get("stream");
+  void* external = nullptr;
+  if (!streamValue.IsUndefined()) {
+    external = ToHandle(env, streamValue, w + ".stream");
+    if (!cuda_) ThrowTypeError(env, w + ".stream needs the CUDA backend (a CPU plan has no stream)");
+  }
   if (cuda_) {
     const std::string& reason = CudaUnavailableReason();
     if (!reason.empty()) ThrowError(env, "CUDA backend unavailable: " + reason);
+#ifdef MONARCH_WITH_CUDA
+    const int count = VisibleDeviceCount();
+    if (device_ >= count) {
+      ThrowRangeError(env, w + ".device " + std::to_string(device_) + " is out of range: " + std::to_string(count) +
+                               " CUDA device(s) visible (0.." + std::to_string(count - 1) + ")");
+    }
+#endif
   }
+  DeviceScope dev(device_, cuda_);  // the workspace and the stream belong to this device
+  ThrowIfFailed(env, dev.status());
   // From here on every resource is held by an RAII member: a throw frees what was allocated.
   Status s = ws_.Allocate(geom_, cuda_);
   if (!s.ok) ThrowError(env, "Plan: " + s.message);
 #ifdef MONARCH_WITH_CUDA
-  if (cuda_) {
+  if (cuda_ && external) {
+    stream_.Borrow(external);
+  } else if (cuda_) {
     s = stream_.Create();
     if (!s.ok) ThrowError(env, "Plan: " + s.message);
   }
+#else
+  (void)external;
 #endif
   threads_ = threads;  // this plan's CPU calls only (cpu::ThreadsScope); 0 = the process-wide setting
   // Tell V8 about the native memory this object holds, so that dropping it without dispose() puts
@@ -140,6 +169,7 @@ Plan::~Plan() {
 }
 
 void Plan::FreeResources() {
+  DeviceScope dev(device_, cuda_);  // a failure to switch leaves nothing better to do than try the frees
 #ifdef MONARCH_WITH_CUDA
   if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
   inflightHost_.clear();
@@ -271,23 +301,28 @@ std::function<Status()> Plan::GatherJob(const Napi::CallbackInfo& info, ArgConte
 Napi::Value Plan::Run(const Napi::CallbackInfo& info, Op op, bool async) {
   Napi::Env env = info.Env();
   const char* name = OpName(int(op), async);
+  DeviceScope dev(device_, cuda_);  // CUDA: slot uploads and the enqueue run on the plan's device
   if (!async) {
+    ThrowIfFailed(env, dev.status());
     CheckLive(env, name);
     CheckIdle(env, name);
     ArgContext ctx;
     ctx.op = name;
     ctx.cuda = cuda_;
+    ctx.device = device_;
     std::function<Status()> job = BuildJob(info, op, ctx);
     ThrowIfFailed(env, job());  // CPU: computes here; CUDA: enqueues on the stream
     return env.Undefined();
   }
   Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
   try {
+    ThrowIfFailed(env, dev.status());
     CheckLive(env, name);
     std::vector<Napi::ObjectReference> keep;
     ArgContext ctx;
     ctx.op = name;
     ctx.cuda = cuda_;
+    ctx.device = device_;
     ctx.keep = cuda_ ? nullptr : &keep;
     ctx.secure = !cuda_;  // CPU workers read host memory off the main thread
     std::function<Status()> job = BuildJob(info, op, ctx);
@@ -315,6 +350,8 @@ void Plan::Synchronize(const Napi::CallbackInfo& info) {
   CheckIdle(env, "synchronize");  // CPU: sync calls have completed already; nothing to wait for
 #ifdef MONARCH_WITH_CUDA
   if (cuda_) {
+    DeviceScope dev(device_);
+    ThrowIfFailed(env, dev.status());
     Status s = cuda::stream_sync(stream_.get());
     if (!s.ok) ThrowError(env, "synchronize: " + s.message);
     inflightHost_.clear();  // every copy enqueued so far has completed
@@ -335,8 +372,10 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
       // released when the worker is deleted (after the sync, on the main thread).
       auto held = std::make_shared<std::vector<HostBlockRef>>(std::move(inflightHost_));
       inflightHost_.clear();
-      job = [s, held]() {
-        Status st = cuda::stream_sync(s);
+      job = [s, held, device = device_]() {
+        DeviceScope dev(device);  // a libuv thread: make the plan's device current there too
+        Status st = dev.status();
+        if (st.ok) st = cuda::stream_sync(s);
         if (!st.ok) st.message = "synchronizeAsync: " + st.message;
         return st;
       };
@@ -359,6 +398,8 @@ Napi::Value Plan::RecordEvent(const Napi::CallbackInfo& info) {
   CheckLive(env, "recordEvent");
   if (!cuda_) ThrowError(env, "recordEvent: events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   int index = -1;
   Status s = events_.Record(stream_.get(), &index);
   if (!s.ok) ThrowError(env, "recordEvent: " + s.message);
@@ -378,6 +419,8 @@ Napi::Value Plan::EventElapsedMs(const Napi::CallbackInfo& info) {
   int start = int(ToInt(env, info[0], "eventElapsedMs: start", 0, hi));
   int end = int(ToInt(env, info[1], "eventElapsedMs: end", 0, hi));
   float ms = 0.f;
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = events_.ElapsedMs(start, end, &ms);
   if (!s.ok) ThrowError(env, "eventElapsedMs: " + s.message);
   return Napi::Number::New(env, ms);
@@ -391,7 +434,37 @@ void Plan::ReleaseEvents(const Napi::CallbackInfo& info) {
   CheckLive(env, "releaseEvents");
   if (!cuda_) ThrowError(env, "releaseEvents: events need the CUDA backend");
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
   events_.Release();
+#endif
+}
+
+Napi::Value Plan::GetStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckLive(env, "stream");
+#ifdef MONARCH_WITH_CUDA
+  if (cuda_) return Napi::BigInt::New(env, uint64_t(reinterpret_cast<uintptr_t>(stream_.get())));
+#endif
+  return env.Null();
+}
+
+// waitEvent(handle) / recordEventHandle(handle): stream-ordered interop with a caller's cudaEvent_t.
+void Plan::WaitEvent(const Napi::CallbackInfo& info) { EventOp(info, true); }
+void Plan::RecordEventHandle(const Napi::CallbackInfo& info) { EventOp(info, false); }
+
+void Plan::EventOp(const Napi::CallbackInfo& info, bool wait) {
+  Napi::Env env = info.Env();
+  const char* name = wait ? "waitEvent" : "recordEventHandle";
+  CheckLive(env, name);
+  void* ev = ToHandle(env, info[0], std::string(name) + ": event");
+  if (!cuda_) ThrowError(env, std::string(name) + ": events need the CUDA backend");
+#ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
+  Status s = wait ? StreamWaitEvent(stream_.get(), ev) : EventRecord(ev, stream_.get());
+  if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);
+#else
+  (void)ev;
 #endif
 }
 

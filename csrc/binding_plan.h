@@ -1,5 +1,6 @@
 // binding_plan.h — Plan (lib/native.ts NativePlan): owns the workspace of one MonarchAttention geometry
-// and, on CUDA, its stream, the device copies of host masks / gather maps, and timing events.
+// and, on CUDA, its stream (created here, or a caller's stream passed as options.stream: used, never
+// destroyed), the device copies of host masks / gather maps, and timing events.
 //
 // Execution model:
 //   CPU plan  — sync methods run on the calling thread; async methods run on the libuv pool through a
@@ -23,6 +24,7 @@
 
 #include "binding_args.h"
 #include "binding_common.h"
+#include "binding_device_scope.h"
 #include "binding_workers.h"
 #include "binding_workspace.h"
 
@@ -55,6 +57,10 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value RecordEvent(const Napi::CallbackInfo& info);
   Napi::Value EventElapsedMs(const Napi::CallbackInfo& info);
   void ReleaseEvents(const Napi::CallbackInfo& info);
+  Napi::Value GetStream(const Napi::CallbackInfo& info);  // the stream as a bigint (CUDA), null (CPU)
+  void WaitEvent(const Napi::CallbackInfo& info);          // waitEvent(event: bigint): cudaStreamWaitEvent
+  void RecordEventHandle(const Napi::CallbackInfo& info);  // recordEventHandle(event: bigint): cudaEventRecord
+  void EventOp(const Napi::CallbackInfo& info, bool wait);
   void Upload(const Napi::CallbackInfo& info);    // upload(dst: DeviceBuffer, src: addon typed array)
   void Download(const Napi::CallbackInfo& info);  // download(dst: addon typed array, src: DeviceBuffer)
   void Transfer(const Napi::CallbackInfo& info, bool toDevice);
@@ -78,6 +84,7 @@ class Plan : public Napi::ObjectWrap<Plan> {
 
   bool cuda_ = false;
   bool disposed_ = false;
+  int device_ = 0;             // CUDA: the GPU of every call (DeviceScope on each thread that calls CUDA)
   int threads_ = 0;            // CPU threads of this plan's calls (0 = process-wide setting)
   int64_t externalBytes_ = 0;  // reported to V8 with napi_adjust_external_memory, reversed on free
   PlanGeometry geom_;

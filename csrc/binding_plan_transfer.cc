@@ -7,6 +7,8 @@
 // synchronize / synchronizeAsync has seen the stream pass the copy (or when the plan is freed), so the
 // memory outlives the copy whatever JS does with its ArrayBuffer meanwhile. Ordinary or shared arrays
 // are refused (lib/host.ts stages them into pinned addon memory at call time).
+#include "binding_transfer.h"
+
 #include "binding_device_buffer.h"
 #include "binding_plan.h"
 
@@ -19,16 +21,6 @@
 namespace monarch {
 namespace binding {
 
-namespace {
-
-struct TransferArgs {
-  DeviceBuffer* dev = nullptr;
-  void* host = nullptr;
-  size_t bytes = 0;
-  HostBlockRef block;
-};
-
-// (device buffer, host typed array) of upload(dst, src) / download(dst, src), validated.
 TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Value& hostV, const std::string& name,
                           const char* devName, const char* hostName) {
   TransferArgs t;
@@ -52,8 +44,6 @@ TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Va
   return t;
 }
 
-}  // namespace
-
 void Plan::Upload(const Napi::CallbackInfo& info) { Transfer(info, true); }
 void Plan::Download(const Napi::CallbackInfo& info) { Transfer(info, false); }
 
@@ -64,7 +54,13 @@ void Plan::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   if (!cuda_) ThrowError(env, std::string(name) + ": host<->device copies need a CUDA plan");
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
+  if (t.dev->device() != device_) {
+    ThrowRangeError(env, std::string(name) + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) +
+                             " but the plan is on device " + std::to_string(device_));
+  }
 #ifdef MONARCH_WITH_CUDA
+  DeviceScope dev(device_);
+  ThrowIfFailed(env, dev.status());
   Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
                       : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
   if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);

@@ -6,7 +6,7 @@ import cjs from '../dist/lib/index.js';
 
 export const {
   castTensor, fromBfloat16, fromFloat16, tensor, toBfloat16, toFloat16, toFloat32,
-  DeviceTensor, MonarchAttention, KVCache, KVCachePool, denseAttention, denseAttentionSync, denseTime, info, version,
+  DeviceTensor, CudaStream, CudaEvent, MonarchAttention, KVCache, KVCachePool, denseAttention, denseAttentionSync, denseTime, info, version,
   allocTensor, hostMemoryKind, memoryStats, fromOrt, toOrt,
   SequenceParallelAttention, SequenceParallelKVCache, createSimulatedGroup, SimulatedCommunicator, headGroups,
   NcclCommunicator, ncclInfo, ncclUniqueId,

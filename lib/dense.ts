@@ -3,16 +3,19 @@
 import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
+import { checkDevice, checkTensorDevices, deviceCount } from './devices';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { addonArray, StagingPool } from './host';
 import { checkSignal, publishStart, throwIfAborted, traced } from './serving';
+import { checkCallEvents, checkHandle, withEvents, type CallEvents } from './stream';
 import { resolveBackend } from './options';
 import { dtypeCode, localF32, tensor, type ActDims } from './tensor';
-import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions, isTyped } from './validate';
+import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** The keys of DenseOptions. */
-export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal'] as const;
+export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal',
+  'stream', 'waitEvent', 'recordEvent', 'device'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -27,6 +30,10 @@ interface DenseSetup {
   causalChunk: number;
   qOffset: number;
   signal?: AbortSignal;
+  stream?: bigint;
+  /** The GPU (options.device, else the inputs' device, else 0). */
+  gpu: number;
+  events: CallEvents;
   c: ReturnType<typeof checkQKV>;
 }
 
@@ -40,6 +47,10 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   if (c.device && backend !== 'cuda') {
     throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
   }
+  // The GPU: options.device, else that of DeviceTensor inputs, else 0; DeviceTensors must all be on it.
+  const gpu = o.device === undefined && c.device ? (q as DeviceTensor).device
+    : checkDevice('device', o.device, backend, deviceCount());
+  if (c.device) checkTensorDevices('denseAttention call', gpu, [['q', q as DeviceTensor], ['k', k as DeviceTensor], ['v', v as DeviceTensor]]);
   const scale = o.scale === undefined ? 1 / Math.sqrt(c.q.D) : checkScale('scale', o.scale);
   const keyMask = o.keyMask === undefined ? undefined : checkMask('keyMask', o.keyMask, c.q.B * c.k.S, 'B·Nk');
   const causalChunk = o.causalChunk === undefined ? 0 : checkInt('causalChunk', o.causalChunk, 1, c.k.S);
@@ -50,14 +61,16 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   return {
     backend, layout, q: c.q, k: c.k, device: c.device, scale,
     returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
-    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal), c,
+    keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal),
+    stream: checkHandle('stream', o.stream, backend === 'cuda'), gpu, events: checkCallEvents(o, backend === 'cuda'), c,
   };
 }
 
 function densePlan(s: DenseSetup, dtype: HostTensor['dtype']): NativePlan {
   return new (native().Plan)({
     backend: s.backend, dtype: dtypeCode(dtype), B: s.q.B, H: s.q.H, D: s.q.D,
-    b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0,
+    b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0, ...(s.stream !== undefined && { stream: s.stream }),
+    ...(s.backend === 'cuda' && { device: s.gpu }),
   });
 }
 
@@ -72,28 +85,46 @@ function denseOp(s: DenseSetup, st: Staged, dtype: HostTensor['dtype'], lse?: Si
   return { op: 'dense', args };
 }
 
-function sides(s: DenseSetup): { lse?: Side; entropy?: Side } {
-  const n = s.q.B * s.q.H * s.q.S;
-  const make = (): Side => (s.backend === 'cuda' ? native().DeviceBuffer.alloc(n * 4) : addonArray('float32', n) as Float32Array);
-  return { lse: s.returnLse ? make() : undefined, entropy: s.returnEntropy ? make() : undefined };
+/**
+ * The lse / entropy outputs of one call: where the kernel writes them (CPU: addon arrays; CUDA: device
+ * scratch), the ops that bring them to the host (CUDA: downloads on the plan's stream into pinned scratch,
+ * run with the call's other ops before its one synchronisation) and how to hand them back (async: copied
+ * into ordinary arrays off the event loop).
+ */
+interface SideOutputs {
+  lse?: Side;
+  entropy?: Side;
+  post: Op[];
+  collect(): { lse?: HostTensor; entropy?: HostTensor };
+  collectAsync(): Promise<{ lse?: HostTensor; entropy?: HostTensor }>;
 }
 
-async function sideTensor(s: DenseSetup, x: Side | undefined): Promise<HostTensor | undefined> {
-  if (!x) return undefined;
-  const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(localF32(await native().cloneHostAsync(x)), shape, 'float32');  // ordinary, transferable
-  const data = localF32((await x.download('f32')) as Float32Array);
-  x.dispose();
-  return tensor(data, shape, 'float32');
-}
-
-function sideTensorSync(s: DenseSetup, x: Side | undefined): HostTensor | undefined {
-  if (!x) return undefined;
-  const shape = [s.q.B, s.q.H, s.q.S];
-  if (isTyped(x, 'Float32Array')) return tensor(x.slice(), shape, 'float32');
-  const data = localF32(x.downloadSync('f32') as Float32Array);
-  x.dispose();
-  return tensor(data, shape, 'float32');
+function sides(s: DenseSetup, scratch: Scratch): SideOutputs {
+  const n = s.q.B * s.q.H * s.q.S, shape = [s.q.B, s.q.H, s.q.S];
+  const cuda = s.backend === 'cuda';
+  const post: Op[] = [];
+  // host: the array the values are read from once the ops have run.
+  const one = (want: boolean, key: string): { side?: Side; host?: Float32Array } => {
+    if (!want) return {};
+    if (!cuda) {
+      const a = addonArray('float32', n) as Float32Array;
+      return { side: a, host: a };
+    }
+    const dev = scratch.get(`dense.${key}`, 'float32', n) as NativeDeviceBuffer;
+    const host = scratch.host(`host.${key}`, 'float32', n) as Float32Array;
+    post.push({ op: 'download', dst: host, src: dev });
+    return { side: dev, host };
+  };
+  const lse = one(s.returnLse, 'lse'), entropy = one(s.returnEntropy, 'entropy');
+  const sync = (x: Float32Array | undefined): HostTensor | undefined => x && tensor(x.slice(), shape, 'float32');
+  const async = async (x: Float32Array | undefined): Promise<HostTensor | undefined> =>
+    x && tensor(localF32(await native().cloneHostAsync(x)), shape, 'float32');  // ordinary, transferable
+  const pick = (l?: HostTensor, e?: HostTensor): { lse?: HostTensor; entropy?: HostTensor } => ({ ...(l && { lse: l }), ...(e && { entropy: e }) });
+  return {
+    lse: lse.side, entropy: entropy.side, post,
+    collect: () => pick(sync(lse.host), sync(entropy.host)),
+    collectAsync: async () => pick(await async(lse.host), await async(entropy.host)),
+  };
 }
 
 /**
@@ -113,16 +144,15 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   const held = !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], cuda) : null;
   const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
   if (held) [q, k, v] = held.tensors;
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, s.gpu);
   const plan = densePlan(s, q.dtype);
   return traced(end, async () => {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
-    const side = sides(s);
-    await runAsync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda, signal);
+    const side = sides(s, scratch);
+    const ops = [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post];
+    await runAsync(plan, withEvents(ops, s.events), cuda, signal);
     const out = await st.collectAsync();
-    const lse = await sideTensor(s, side.lse);
-    const entropy = await sideTensor(s, side.entropy);
-    return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+    return { out, ...(await side.collectAsync()) };
   }, () => {
     plan.dispose();
     scratch.dispose();
@@ -136,18 +166,17 @@ export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?:
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, s.gpu);
   const plan = densePlan(s, q.dtype);
   const held = cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
   if (held) [q, k, v] = held.tensors;
   try {
     const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
-    const side = sides(s);
-    runSync(plan, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post], cuda);
+    const side = sides(s, scratch);
+    const ops = [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post];
+    runSync(plan, withEvents(ops, s.events), cuda);
     const out = st.collect();
-    const lse = sideTensorSync(s, side.lse);
-    const entropy = sideTensorSync(s, side.entropy);
-    return { out, ...(lse && { lse }), ...(entropy && { entropy }) };
+    return { out, ...side.collect() };
   } finally {
     plan.dispose();
     scratch.dispose();
@@ -167,12 +196,10 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
   const first = inSet(0, () => setup(sets[0][0], sets[0][1], sets[0][2], dense));
   const cuda = first.backend === 'cuda';
   const dtype = sets[0][0].dtype;
-  const scratch = new Scratch(cuda);
+  const scratch = new Scratch(cuda, Infinity, first.gpu);
   const plan = densePlan(first, dtype);
-  let side: ReturnType<typeof sides> = {};
   try {
-    side = sides(first);
-    const { lse, entropy } = side;
+    const { lse, entropy } = sides(first, scratch);  // device scratch, freed with it
     return timeInputSets(plan, cuda, sets, t, ([q, k, v], owned) => {
       const s = setup(q, k, v, dense);
       const same = (['B', 'S', 'H', 'D'] as const).every((key) => s.q[key] === first.q[key]) && s.k.S === first.k.S;
@@ -183,7 +210,6 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
       return [denseOp(s, stageForTiming(cuda, scratch, s.layout, s.c, q, k, v, owned), dtype, lse, entropy)];
     });
   } finally {
-    for (const x of [side.lse, side.entropy]) if (x && !isTyped(x, 'Float32Array')) x.dispose();
     plan.dispose();
     scratch.dispose();
   }

@@ -3,7 +3,19 @@
 import { native, type NativeDeviceBuffer } from './native';
 import type { DType, HostTensor } from './types';
 import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, tensor, DTYPES } from './tensor';
-import { show } from './validate';
+import { show, snapshot } from './validate';
+import { checkDevice, deviceCount } from './devices';
+
+/** Options of DeviceTensor's static constructors. */
+export interface DeviceTensorOptions {
+  /** The GPU (0..deviceCount−1). Default 0; fromPointer: the pointer's device as CUDA reports it, else 0. */
+  device?: number;
+}
+
+function deviceOption(opts: unknown): number | undefined {
+  const o = snapshot('options', opts, ['device'], true);
+  return o.device === undefined ? undefined : checkDevice('device', o.device, 'cuda', deviceCount());
+}
 
 const buffers = new WeakMap<DeviceTensor, NativeDeviceBuffer>();
 /** Outputs whose memory goes back to their instance's DeviceOutputPool on dispose() (lib/outputs.ts). */
@@ -37,30 +49,37 @@ export class DeviceTensor {
     buffers.set(this, buf);
   }
 
-  /** Allocates device memory and uploads t (synchronous). */
-  static fromHost(t: HostTensor): DeviceTensor {
+  /** Allocates device memory (on options.device, default 0) and uploads t (synchronous). */
+  static fromHost(t: HostTensor, options?: DeviceTensorOptions): DeviceTensor {
     checkHostTensor('t', t);
-    const d = DeviceTensor.empty(t.shape.slice(), t.dtype);
+    const d = DeviceTensor.empty(t.shape.slice(), t.dtype, options);
     buffers.get(d)!.upload(t.data);
     return d;
   }
 
-  /** Uninitialised device memory of `shape` and `dtype`. */
-  static empty(shape: readonly number[], dtype: DType): DeviceTensor {
+  /** Uninitialised device memory of `shape` and `dtype` on options.device (default 0). */
+  static empty(shape: readonly number[], dtype: DType, options?: DeviceTensorOptions): DeviceTensor {
     const shp = checkShape('shape', shape);
     const dt = checkDeviceDtype(dtype);
     requireCuda();
-    return new DeviceTensor(native().DeviceBuffer.alloc(numel(shp) * dtypeSize(dt)), shp, dt);
+    const device = deviceOption(options) ?? 0;
+    return new DeviceTensor(native().DeviceBuffer.alloc(numel(shp) * dtypeSize(dt), device), shp, dt);
   }
 
   /** Wraps device memory owned elsewhere (zero-copy); dispose() does not free it. */
-  static fromPointer(ptr: bigint, shape: readonly number[], dtype: DType): DeviceTensor {
+  static fromPointer(ptr: bigint, shape: readonly number[], dtype: DType, options?: DeviceTensorOptions): DeviceTensor {
     if (typeof ptr !== 'bigint') throw new TypeError(`ptr must be a bigint, received ${show(ptr)}`);
     if (ptr <= 0n) throw new RangeError(`ptr ${ptr} must be a non-null device address`);
     const shp = checkShape('shape', shape);
     const dt = checkDeviceDtype(dtype);
     requireCuda();
-    return new DeviceTensor(native().DeviceBuffer.fromPointer(ptr, numel(shp) * dtypeSize(dt)), shp, dt);
+    const device = deviceOption(options);
+    return new DeviceTensor(native().DeviceBuffer.fromPointer(ptr, numel(shp) * dtypeSize(dt), device), shp, dt);
+  }
+
+  /** The GPU holding the memory (the `device` option of the constructor that made it). */
+  get device(): number {
+    return buffers.get(this)!.device;
   }
 
   get disposed(): boolean {
@@ -135,7 +154,7 @@ export function bufferView(buf: NativeDeviceBuffer, byteOffset: number, byteLeng
   if (byteOffset < 0 || byteOffset + byteLength > buf.byteLength) {
     throw new RangeError(`internal: view [${byteOffset}, ${byteOffset + byteLength}) outside a buffer of ${buf.byteLength} bytes`);
   }
-  return native().DeviceBuffer.fromPointer(buf.pointer + BigInt(byteOffset), byteLength);
+  return native().DeviceBuffer.fromPointer(buf.pointer + BigInt(byteOffset), byteLength, buf.device);
 }
 
 /**

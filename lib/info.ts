@@ -31,6 +31,10 @@ export function info(): InfoResult {
       driverVersion: i.device.driverVersion,
       runtimeVersion: i.device.runtimeVersion,
     },
+    devices: (i.devices ?? []).map((d) => ({
+      index: d.index, name: d.name ?? '', computeCapability: d.major === undefined ? '' : `${d.major}.${d.minor}`,
+      smCount: d.smCount ?? 0, memoryBytes: d.memoryBytes ?? 0, pciBusId: d.pciBusId ?? -1,
+    })),
     cpuThreads: i.cpuThreads,
     support: supportTable().map(copyEntry),
   };

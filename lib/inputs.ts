@@ -62,9 +62,12 @@ export class Scratch {
   private readonly hostBufs = new Map<string, HostArray>();
   /** Memory of device outputs returned without `out` (lib/outputs.ts), reused once the caller disposes them. */
   readonly outputs: DeviceOutputPool;
-  /** `idleOutputBytes`: idle output memory kept for reuse at most (the rest of maxWorkspaceBytes). */
-  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity) {
-    this.outputs = new DeviceOutputPool(4, undefined, idleOutputBytes);
+  /**
+   * `idleOutputBytes`: idle output memory kept for reuse at most (the rest of maxWorkspaceBytes);
+   * `device`: the GPU of every device buffer (CUDA).
+   */
+  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity, readonly device = 0) {
+    this.outputs = new DeviceOutputPool(4, (bytes) => native().DeviceBuffer.alloc(bytes, device), idleOutputBytes);
   }
 
   /** Bytes held by get()'s buffers and idle output buffers (device memory on CUDA). */
@@ -96,7 +99,7 @@ export class Scratch {
     const have = this.bufs.get(key);
     if (have && have.byteLength === bytes) return have;
     if (have && !(isTyped(have, 'Float32Array') || isTyped(have, 'Uint16Array'))) have.dispose();
-    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes) : addonArray(dtype, elems);
+    const b: NativeData = this.cuda ? native().DeviceBuffer.alloc(bytes, this.device) : addonArray(dtype, elems);
     this.bufs.set(key, b);
     return b;
   }
@@ -248,10 +251,10 @@ export function stageForTiming(cuda: boolean, scratch: Scratch, layout: TensorLa
   q: AnyTensor, k: AnyTensor, v: AnyTensor, owned: Array<{ dispose(): void }>): Staged {
   if (!cuda) return stage(false, scratch, layout, c, q, k, v);
   if (!c.device) {
-    [q, k, v] = [q, k, v].map((t) => { const d = DeviceTensor.fromHost(t as HostTensor); owned.push(d); return d; });
+    [q, k, v] = [q, k, v].map((t) => { const d = DeviceTensor.fromHost(t as HostTensor, { device: scratch.device }); owned.push(d); return d; });
     c = { ...c, device: true };
   }
-  const out = wrapBuffer(native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype)), q.shape.slice(), q.dtype);
+  const out = wrapBuffer(native().DeviceBuffer.alloc(numel(q.shape) * dtypeSize(q.dtype), scratch.device), q.shape.slice(), q.dtype);
   owned.push(out);
   return stage(true, scratch, layout, c, q, k, v, out);
 }

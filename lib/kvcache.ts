@@ -6,6 +6,8 @@
 // on the CPU, device memory on CUDA). An attend runs the chunk's C query tiles against the key tiles of
 // its window — always the physical prefix of the slots — so its output equals the chunk's rows of the
 // one-shot block-causal forward over the frames it sees.
+import { checkCallEvents, withEvents, type CallEvents } from './stream';
+import { checkTensorDevices } from './devices';
 import './dispose';
 import type { NativeAct, NativeData, NativePlan, StageArgs } from './native';
 import type { HostTensor, StepOptions } from './types';
@@ -53,6 +55,10 @@ export interface AttendOptions {
   out?: AnyTensor;
   /** Aborts the call (as ForwardOptions.signal; what an abort leaves in the cache: docs/API.md). */
   signal?: AbortSignal;
+  /** CUDA only: a cudaEvent_t the call waits for on the GPU first (as ForwardOptions.waitEvent). */
+  waitEvent?: bigint;
+  /** CUDA only: a cudaEvent_t recorded after the call's last op (as ForwardOptions.recordEvent). */
+  recordEvent?: bigint;
 }
 
 export interface WriteOptions {
@@ -60,6 +66,10 @@ export interface WriteOptions {
   frame: number;
   /** Aborts the call before it starts (a write that has started completes). */
   signal?: AbortSignal;
+  /** CUDA only: a cudaEvent_t the call waits for on the GPU first (as ForwardOptions.waitEvent). */
+  waitEvent?: bigint;
+  /** CUDA only: a cudaEvent_t recorded after the call's last op (as ForwardOptions.recordEvent). */
+  recordEvent?: bigint;
 }
 
 /** The pool a cache belongs to, as the cache sees it. */
@@ -72,7 +82,7 @@ export interface CacheOwner {
 type Frame = number | 'next';
 interface Request {
   frame: Frame; name: string; op: CallEvent['op'];
-  q?: AnyTensor; k?: AnyTensor; v?: AnyTensor; out?: AnyTensor; signal?: AbortSignal;
+  q?: AnyTensor; k?: AnyTensor; v?: AnyTensor; out?: AnyTensor; signal?: AbortSignal; events?: CallEvents;
 }
 interface Built { writeOps: Op[]; attendOps: Op[]; state: CacheState; output: StagedOutput | null }
 
@@ -136,6 +146,11 @@ export class KVCache {
     return this.core.plan;
   }
 
+  /** CUDA: the stream the cache's pool enqueues on (MonarchOptions.stream, or its own) as a bigint; null on the CPU. */
+  get stream(): bigint | null {
+    return this.live().stream;
+  }
+
   private usable(): void {
     if (this.failure !== null) throw new Error(`KVCache is unusable after a failed call (${this.failure}); call reset()`);
   }
@@ -185,6 +200,10 @@ export class KVCache {
     if (r.out !== undefined) {
       if (!r.q) throw new TypeError('out needs a query chunk q');
       r.out = checkOut(r.out, r.q, device, [['q', r.q], ['k', r.k], ['v', r.v]]);
+    }
+    if (device) {
+      const dev = (t: AnyTensor | undefined): DeviceTensor | undefined => t as DeviceTensor | undefined;
+      checkTensorDevices('KVCache', cfg.device, [['q', dev(r.q)], ['k', dev(r.k)], ['v', dev(r.v)], ['out', dev(r.out)]]);
     }
     return device;
   }
@@ -338,7 +357,7 @@ export class KVCache {
       const b = this.build(r, this.state);
       try {
         if (cuda) {
-          await runAsync(plan, [...b.writeOps, ...b.attendOps], true);  // one sync; enqueued work cannot be recalled
+          await runAsync(plan, withEvents([...b.writeOps, ...b.attendOps], r.events), true);  // one sync; enqueued work cannot be recalled
           this.state = b.state;
         } else {
           await runAsync(plan, b.writeOps, false);
@@ -367,7 +386,7 @@ export class KVCache {
     try {
       const b = this.build(r, this.state);
       try {
-        runSync(plan, [...b.writeOps, ...b.attendOps], cuda);
+        runSync(plan, withEvents([...b.writeOps, ...b.attendOps], r.events), cuda);
       } catch (e) {
         this.fail(e);
       }
@@ -379,9 +398,9 @@ export class KVCache {
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {
-    const o = snapshot('attend options', opts, ['frame', 'write', 'out', 'signal']);
+    const o = snapshot('attend options', opts, ['frame', 'write', 'out', 'signal', 'waitEvent', 'recordEvent']);
     const frame = this.parseFrame('frame', o.frame);
-    const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
+    const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
     if (o.write !== undefined) {
       const w = snapshot('write', o.write, ['k', 'v']);
       r.k = w.k as AnyTensor;
@@ -391,13 +410,17 @@ export class KVCache {
   }
 
   private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
-    const o = snapshot('write options', opts, ['frame', 'signal']);
-    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal) };
+    const o = snapshot('write options', opts, ['frame', 'signal', 'waitEvent', 'recordEvent']);
+    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal), events: this.events(o) };
   }
 
   private stepRequest(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: unknown): Request {
-    const o = snapshot('step options', opts, ['out', 'signal'], true);
-    return { frame: 'next', name: 'frame', op: 'step', q, k, v, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal) };
+    const o = snapshot('step options', opts, ['out', 'signal', 'waitEvent', 'recordEvent'], true);
+    return { frame: 'next', name: 'frame', op: 'step', q, k, v, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
+  }
+
+  private events(o: Record<string, unknown>): CallEvents {
+    return checkCallEvents(o, this.core.cfg.backend === 'cuda');
   }
 
   /**

@@ -104,7 +104,7 @@ export class KVCachePool implements CacheOwner {
       throw new RangeError(`KV cache needs ${bytes.total} bytes (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging}), over maxBytes ${maxBytes}`);
     }
     // The instance-wide budget too (MonarchOptions.maxWorkspaceBytes, default the machine's / GPU's memory).
-    const dflt = defaultMemoryBudget(cfg.backend);
+    const dflt = defaultMemoryBudget(cfg.backend, cfg.device);
     checkBudget(`KV cache (cache ${bytes.cache} + workspace ${bytes.workspace} + staging ${bytes.staging} bytes)`, bytes.total,
       cfg.maxWorkspaceBytes, cfg.maxWorkspaceBytes !== dflt.bytes, dflt.source, 'lower layers, localAttnFrames, layout.frames, batch or heads, or raise maxWorkspaceBytes');
     this.bytes = Object.freeze(bytes);
@@ -116,13 +116,13 @@ export class KVCachePool implements CacheOwner {
     const layerElems = win.slots * cfg.batch * g.chunkTokens * cfg.heads * cfg.headDim;
     try {
       // CPU: addon memory, so the workers read and write it in place (lib/host.ts).
-      this.storage = cuda ? native().DeviceBuffer.alloc(bytes.cache) : addonArray(cfg.dtype, 2 * layers * layerElems);
+      this.storage = cuda ? native().DeviceBuffer.alloc(bytes.cache, cfg.device) : addonArray(cfg.dtype, 2 * layers * layerElems);
     } catch (e) {
       plan.dispose();
       throw new Error(`KV cache: allocating ${bytes.cache} bytes of ${cuda ? 'device' : 'host'} memory failed: ${(e as Error).message}`);
     }
     this.core = {
-      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest), staging: new StagingPool(rest), queue: new WorkQueue(),
+      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest, cfg.device), staging: new StagingPool(rest), queue: new WorkQueue(),
       gatherMap: maps.gather ?? Int32Array.from({ length: g.chunkTokens }, (_, i) => i),
       scatterMap: maps.scatter, needsGather: maps.gather !== null, identity: new Map(),
       disposedMessage: single ? 'KVCache was disposed' : 'KVCache was disposed (its KVCachePool was disposed)',
@@ -136,6 +136,12 @@ export class KVCachePool implements CacheOwner {
     const caches: KVCache[] = [];
     for (let l = 0; l < layers; l++) caches.push(new KVCache(this.core, view(2 * l), view(2 * l + 1), l, this, single));
     this.layers = Object.freeze(caches);
+  }
+
+  /** CUDA: the stream the pool's caches enqueue on (MonarchOptions.stream, or its own) as a bigint; null on the CPU. */
+  get stream(): bigint | null {
+    if (this.disposed) throw new Error('KVCachePool was disposed');
+    return this.core.plan!.stream;
   }
 
   /** True after dispose() / close() (the memory may still be in use by calls queued before it). */

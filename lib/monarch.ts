@@ -16,6 +16,8 @@ import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
+import { checkCallEvents, withEvents, type CallEvents } from './stream';
+import { checkTensorDevices } from './devices';
 import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
 
 /** Rows [t0, t0 + n) of each batch of a [B][P] mask (the mask itself when that is all of it). */
@@ -53,7 +55,7 @@ export class MonarchAttention {
     const rest = Math.max(0, cfg.maxWorkspaceBytes - cfg.workspaceBytes);
     this.staging = new StagingPool(rest);
     this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda', rest);
+    this.scratch = new Scratch(cfg.backend === 'cuda', rest, cfg.device);
   }
 
   private live(): NativePlan {
@@ -75,7 +77,7 @@ export class MonarchAttention {
     return denseEquivalentFlops(c.geometry, c.headDim, c.batch, c.heads);
   }
 
-  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array; out?: AnyTensor; signal?: AbortSignal } {
+  private check(q: unknown, k: unknown, v: unknown, opts: unknown): { c: CheckedQKV; keyMask?: Uint8Array; out?: AnyTensor; signal?: AbortSignal; events?: CallEvents } {
     const cfg = this.config;
     const c = checkQKV(q, k, v, cfg.tensorLayout, cfg.dtype, 'options.dtype', {
       B: { value: cfg.batch, label: `batch ${cfg.batch}` },
@@ -86,9 +88,10 @@ export class MonarchAttention {
     if (c.device && this.backend !== 'cuda') {
       throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     }
-    let keyMask: Uint8Array | undefined, out: AnyTensor | undefined, signal: AbortSignal | undefined;
+    let keyMask: Uint8Array | undefined, out: AnyTensor | undefined, signal: AbortSignal | undefined, events: CallEvents | undefined;
     if (opts !== undefined) {
-      const o = snapshot('forward options', opts, ['keyMask', 'out', 'signal']);
+      const o = snapshot('forward options', opts, ['keyMask', 'out', 'signal', 'waitEvent', 'recordEvent']);
+      events = checkCallEvents(o, this.backend === 'cuda');
       if (o.keyMask !== undefined) {
         if (this.geometry.kind !== 'sequence') throw new RangeError('keyMask is only supported for sequence layouts, received a video layout');
         keyMask = checkMask('keyMask', o.keyMask, cfg.batch * this.numTokens, 'batch·length');
@@ -96,7 +99,10 @@ export class MonarchAttention {
       out = checkOut(o.out, q as AnyTensor, c.device, [['q', q as AnyTensor], ['k', k as AnyTensor], ['v', v as AnyTensor]]);
       signal = checkSignal(o.signal);
     }
-    return { c, keyMask, out, signal };
+    if (c.device) {
+      checkTensorDevices('MonarchAttention', cfg.device, [['q', q as DeviceTensor], ['k', k as DeviceTensor], ['v', v as DeviceTensor], ['out', out as DeviceTensor | undefined]]);
+    }
+    return { c, keyMask, out, signal, events };
   }
 
   /** The op list of one forward on staged inputs (CUDA host tensors: uploads first, the download last). */
@@ -153,7 +159,7 @@ export class MonarchAttention {
   forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const plan = this.live();
-    const { c, keyMask, out, signal } = this.check(q, k, v, opts);
+    const { c, keyMask, out, signal, events } = this.check(q, k, v, opts);
     throwIfAborted(signal);
     const cuda = this.backend === 'cuda';
     // Host inputs are read after this returns (CPU: on libuv workers; CUDA: by copies on the stream):
@@ -165,7 +171,7 @@ export class MonarchAttention {
     return this.queue.run(() => traced(end, async () => {
       throwIfAborted(signal);
       const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-      await runAsync(plan, this.ops(s, mask), cuda, signal);
+      await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal);
       return s.collectAsync();
     }, () => held?.release()));
   }
@@ -177,14 +183,14 @@ export class MonarchAttention {
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
-    const { c, keyMask, out } = this.check(q, k, v, opts);
+    const { c, keyMask, out, events } = this.check(q, k, v, opts);
     const cuda = this.backend === 'cuda';
     // CUDA host inputs go through pinned staging (the upload ops copy from it); the CPU reads them in place.
     const held = cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[], true) : null;
     if (held) [q, k, v] = held.tensors;
     try {
       const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-      runSync(plan, this.ops(s, keyMask), cuda);
+      runSync(plan, withEvents(this.ops(s, keyMask), events), cuda);
       return s.collect();
     } finally {
       held?.release();
@@ -223,6 +229,19 @@ export class MonarchAttention {
     this.live();
     checkCacheConfig(this.config, 'createKVCachePool');
     return new KVCachePool(this.config, opts, false);
+  }
+
+  /** The GPU of the instance (MonarchOptions.device; 0 on the CPU backend). */
+  get device(): number {
+    return this.config.device;
+  }
+
+  /**
+   * CUDA: the stream the instance enqueues on (MonarchOptions.stream, or its own) as a bigint
+   * cudaStream_t, for CudaEvent.record / wait and other CUDA code; null on the CPU backend.
+   */
+  get stream(): bigint | null {
+    return this.live().stream;
   }
 
   /** Bytes held by this instance (workspace, staging, scratch; device bytes on CUDA). */

@@ -19,6 +19,8 @@ export interface NativeDeviceBuffer {
   readonly pointer: bigint;
   readonly owned: boolean;            // false for fromPointer wrappers
   readonly disposed: boolean;
+  /** The GPU holding the memory (made current around every copy and the free). */
+  readonly device: number;
   /** Copy host bytes in (sync). Throws on size mismatch. */
   upload(src: Float32Array | Uint16Array | Uint8Array | Int32Array): void;
   /** Copy to a new host array of the given kind (sync / async off the event loop). */
@@ -85,6 +87,10 @@ export interface PlanOptions {
   threads: number;
   /** The plan refuses (RangeError naming both) a workspace larger than this, before allocating. Absent = no limit. */
   maxWorkspaceBytes?: number;
+  /** CUDA: a caller's cudaStream_t to enqueue on (never destroyed by the plan); absent = a stream of its own. */
+  stream?: bigint;
+  /** CUDA: the GPU of the plan (made current around each of its CUDA calls, on every thread). Default 0. */
+  device?: number;
 }
 
 /**
@@ -110,6 +116,12 @@ export interface NativePlan {
   recordEvent(): number;
   eventElapsedMs(start: number, end: number): number;
   releaseEvents(): void;
+  /** CUDA: the plan's stream (its own or options.stream) as a bigint; null for a CPU plan. */
+  readonly stream: bigint | null;
+  /** CUDA: later work on the plan's stream waits for a caller's cudaEvent_t (cudaStreamWaitEvent). */
+  waitEvent(event: bigint): void;
+  /** CUDA: records a caller's cudaEvent_t on the plan's stream after the work enqueued so far. */
+  recordEventHandle(event: bigint): void;
   /** CUDA: enqueue a host→device copy on the plan's stream; src must be addon memory (referenced until a later synchronize). */
   upload(dst: NativeDeviceBuffer, src: ArrayBufferView): void;
   /** CUDA: enqueue a device→host copy on the plan's stream into addon memory (done after a later synchronize). */
@@ -122,14 +134,22 @@ export interface NativeBinding {
     compiledWithCuda: boolean; cudaArchs: string | null; cudaStatus: number | null; cudaMessage: string;
     deviceCount: number;
     device: null | { name: string; major: number; minor: number; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+    /** Every visible device (empty without CUDA); the properties are absent when cudaGetDeviceProperties failed. */
+    devices: Array<{ index: number; name?: string; major?: number; minor?: number; smCount?: number; memoryBytes?: number; pciBusId?: number }>;
     cpuThreads: number; napiVersion: number;
     support: SupportEntry[];
   };
   Plan: new (o: PlanOptions) => NativePlan;
   DeviceBuffer: {
-    alloc(bytes: number): NativeDeviceBuffer;
-    fromPointer(ptr: bigint, bytes: number): NativeDeviceBuffer;
+    /** `device`: the GPU (default 0; RangeError past the visible devices). */
+    alloc(bytes: number, device?: number): NativeDeviceBuffer;
+    /** `device`: default the pointer's device as cudaPointerGetAttributes reports it, else 0. */
+    fromPointer(ptr: bigint, bytes: number, device?: number): NativeDeviceBuffer;
   };
+  /** An addon-owned stream (csrc/binding_stream.h); throws "CudaStream: CUDA backend unavailable: ..." without CUDA. */
+  CudaStream: new (device?: number) => NativeCudaStream;
+  /** An addon-owned event without timing (csrc/binding_stream.h). */
+  CudaEvent: new (device?: number) => NativeCudaEvent;
   /** Host conversions (round to nearest even). */
   f32ToBf16(x: Float32Array): Uint16Array;
   bf16ToF32(x: Uint16Array): Float32Array;
@@ -168,6 +188,29 @@ export interface NativeNccl {
   /** A new ncclUniqueId (128 bytes). */
   uniqueId(): Uint8Array;
   Comm: new () => NativeNcclComm;
+}
+
+/** csrc/binding_stream.h. Every method but dispose() throws "CudaStream was disposed" afterwards. */
+export interface NativeCudaStream {
+  readonly handle: bigint;
+  readonly disposed: boolean;
+  /** Enqueues a copy from addon host memory (referenced until a later synchronize) into a device buffer. */
+  upload(dst: NativeDeviceBuffer, src: ArrayBufferView): void;
+  download(dst: ArrayBufferView, src: NativeDeviceBuffer): void;
+  synchronize(): void;
+  synchronizeAsync(): Promise<void>;
+  dispose(): void;
+}
+
+/** csrc/binding_stream.h. */
+export interface NativeCudaEvent {
+  readonly handle: bigint;
+  readonly disposed: boolean;
+  record(stream: bigint): void;
+  wait(stream: bigint): void;
+  synchronize(): void;
+  query(): boolean;
+  dispose(): void;
 }
 
 /** Process-wide native memory counters (csrc/binding_host_memory.h). */

@@ -6,7 +6,7 @@
 //   - enqueue only (CUDA timing between events).
 // CUDA host tensors travel as 'upload' / 'download' ops: copies on the plan's stream between pinned
 // addon memory and device buffers, so they run in order with the kernels and nothing waits for the
-// whole device.
+// whole device. 'waitEvent' / 'recordEvent' order a call with a caller's CUDA events (lib/stream.ts).
 import type { DenseArgs, DTypeCode, GatherArgs, NativeDeviceBuffer, NativePlan, StageArgs } from './native';
 import { throwIfAborted } from './serving';
 
@@ -16,7 +16,9 @@ export type Op =
   | { op: 'gather'; args: GatherArgs & { dtype: DTypeCode } }
   | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } }
   | { op: 'upload'; dst: NativeDeviceBuffer; src: ArrayBufferView }
-  | { op: 'download'; dst: ArrayBufferView; src: NativeDeviceBuffer };
+  | { op: 'download'; dst: ArrayBufferView; src: NativeDeviceBuffer }
+  | { op: 'waitEvent'; event: bigint }
+  | { op: 'recordEvent'; event: bigint };
 
 /**
  * THE T LOOP (docs/ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
@@ -43,6 +45,8 @@ function callSync(plan: NativePlan, o: Op): void {
     case 'dense': plan.dense(o.args); break;
     case 'upload': plan.upload(o.dst, o.src); break;
     case 'download': plan.download(o.dst, o.src); break;
+    case 'waitEvent': plan.waitEvent(o.event); break;
+    case 'recordEvent': plan.recordEventHandle(o.event); break;
   }
 }
 
@@ -52,7 +56,8 @@ function callAsync(plan: NativePlan, o: Op): Promise<void> {
     case 'l': return plan.lStepAsync(o.args, o.final);
     case 'dense': return plan.denseAsync(o.args);
     case 'gather': return plan.gatherAsync(o.args);
-    case 'upload': case 'download': throw new Error('internal: host<->device copies are CUDA ops');
+    case 'upload': case 'download': case 'waitEvent': case 'recordEvent':
+      throw new Error(`internal: '${o.op}' is a CUDA op`);
   }
 }
 
@@ -84,14 +89,20 @@ export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boole
   throwIfAborted(signal);
 }
 
-/** Serialises async work on one object (one plan workspace, one set of scratch buffers). */
+/**
+ * Serialises async work on one object (one plan workspace, one set of scratch buffers). An idle queue
+ * starts `fn` at once, inside run(): a CUDA call then enqueues its work on the stream before the API call
+ * returns (what stream interop relies on: docs/API.md "Stream interop"); a busy one starts it after
+ * every earlier fn has settled.
+ */
 export class WorkQueue {
   private tail: Promise<unknown> = Promise.resolve();
   private pending = 0;
   get busy(): boolean { return this.pending > 0; }
   run<T>(fn: () => Promise<T>): Promise<T> {
+    const idle = this.pending === 0;
     this.pending++;
-    const p = this.tail.then(fn, fn);
+    const p = idle ? fn() : this.tail.then(fn, fn);
     this.tail = p.then(() => { this.pending--; }, () => { this.pending--; });
     return p;
   }

@@ -5,6 +5,8 @@ import { dtypeCode, dtypeSize } from './tensor';
 import type { Backend, DType, MonarchOptions, TensorLayout, VideoLayout } from './types';
 import { geometryShape, withMaps, type Geometry } from './layout';
 import { cpuMaxHeadDim, cpuShapeProblem, cudaShapeProblem, cudaUnavailableReason, info } from './info';
+import { checkHandle } from './stream';
+import { checkDevice, deviceCount } from './devices';
 import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
@@ -36,12 +38,16 @@ export interface ResolvedOptions {
   maxWorkspaceBytes: number;
   /** Bytes the instance allocates: the plan's workspace plus tile-order staging and maps (≤ maxWorkspaceBytes). */
   workspaceBytes: number;
+  /** A caller's CUDA stream (MonarchOptions.stream), or undefined for a stream of the plan's own. */
+  stream?: bigint;
+  /** The GPU (MonarchOptions.device; 0 on the CPU backend). */
+  device: number;
 }
 
 /** The keys of MonarchOptions (anything else is a typo: TypeError with a suggestion). */
 export const MONARCH_OPTION_KEYS = [
   'layout', 'heads', 'headDim', 'batch', 'numIters', 'causal', 'recompute', 'dtype', 'backend', 'tensorLayout',
-  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes',
+  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes', 'stream', 'device',
 ] as const;
 
 /**
@@ -62,11 +68,11 @@ function stagingBytes(c: { batch: number; heads: number; headDim: number; dtype:
   return maps + tiles;
 }
 
-/** Default memory budget: the machine's RAM (CPU backend) or the GPU's memory (CUDA). */
-export function defaultMemoryBudget(backend: 'cpu' | 'cuda'): { bytes: number; source: string } {
+/** Default memory budget: the machine's RAM (CPU backend) or the memory of GPU `device` (CUDA). */
+export function defaultMemoryBudget(backend: 'cpu' | 'cuda', device = 0): { bytes: number; source: string } {
   if (backend === 'cuda') {
-    const d = info().device;
-    if (d) return { bytes: d.memoryBytes, source: "the GPU's memory" };
+    const d = info().devices[device];
+    if (d && d.memoryBytes > 0) return { bytes: d.memoryBytes, source: device === 0 ? "the GPU's memory" : `GPU ${device}'s memory` };
   }
   return { bytes: os.totalmem(), source: 'os.totalmem()' };
 }
@@ -134,7 +140,9 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
     throw new RangeError(`queryTilesPerCall ${queryTilesPerCall} must be a multiple or a divisor of the causal chunk's ${C} tiles`);
   }
   const backend = resolveBackend(requested, dtype, headDim);
-  const dflt = defaultMemoryBudget(backend);
+  const stream = checkHandle('stream', o.stream, backend === 'cuda');
+  const device = checkDevice('device', o.device, backend, deviceCount());
+  const dflt = defaultMemoryBudget(backend, device);
   const maxWorkspaceBytes = budgetIn ?? dflt.bytes;
   const dims = { batch, heads, headDim, dtype, numIters };
   const bytes = workspaceBytes(dims, g0, queryTilesPerCall, A) + stagingBytes(dims, g0);
@@ -146,6 +154,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   return {
     geometry, layout: shape.layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout,
     scale, maxInvTemp, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
+    ...(stream !== undefined && { stream }), device,
   };
 }
 
@@ -160,7 +169,8 @@ export function createPlan(cfg: ResolvedOptions, maxAq: number, maxFk: number): 
   return new (native().Plan)({
     backend: cfg.backend, dtype: dtypeCode(cfg.dtype), B: cfg.batch, H: cfg.heads, D: cfg.headDim,
     b1: g.b1, b2: g.b2, maxAq, maxFk, iterative: cfg.numIters >= 2, threads: cfg.threads,
-    maxWorkspaceBytes: cfg.maxWorkspaceBytes,
+    maxWorkspaceBytes: cfg.maxWorkspaceBytes, ...(cfg.stream !== undefined && { stream: cfg.stream }),
+    ...(cfg.backend === 'cuda' && { device: cfg.device }),
   });
 }
 

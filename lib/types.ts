@@ -108,6 +108,21 @@ export interface MonarchOptions {
    * elements each) shrinks by A / queryTilesPerCall. Default: all tiles in one call.
    */
   queryTilesPerCall?: number;
+  /**
+   * CUDA only: a caller's cudaStream_t (bigint, e.g. a model runtime's stream or CudaStream.handle) on
+   * which the instance and its KV caches enqueue all their work instead of a stream of their own. The
+   * instance never destroys it; it must stay valid until the instance is disposed (close() waits for it).
+   * Default: a non-blocking stream owned by the instance. 0n / negative → RangeError; not a bigint or the
+   * CPU backend → TypeError. See docs/API.md "Stream interop".
+   */
+  stream?: bigint;
+  /**
+   * The GPU of the instance and its KV caches (0..info().deviceCount − 1; every CUDA call of the instance
+   * runs with it current, on the main thread and on worker threads). DeviceTensor inputs and `out` must be
+   * on it (RangeError naming both devices). Default 0. Not an integer → TypeError; out of range →
+   * RangeError naming the option and the device count; the CPU backend accepts only 0.
+   */
+  device?: number;
 }
 
 export interface ForwardOptions {
@@ -125,12 +140,26 @@ export interface ForwardOptions {
   /** Aborts the call: before it starts → rejects with an AbortError, nothing runs; while it runs → CPU
    * stops between native stages, CUDA lets enqueued work finish; then rejects with an AbortError. */
   signal?: AbortSignal;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) that the call's first op waits for on the GPU (cudaStreamWaitEvent:
+   * the host does not wait), e.g. recorded by other CUDA code after it wrote q, k, v.
+   */
+  waitEvent?: bigint;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) recorded on the instance's stream after the call's last op, before
+   * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
+   */
+  recordEvent?: bigint;
 }
 
 /** Options of KVCache.step(): `out` and `signal` as for forward(). An aborted step does not advance the cache. */
 export interface StepOptions {
   out?: HostTensor | import('./device').DeviceTensor;
   signal?: AbortSignal;
+  /** CUDA only: a cudaEvent_t the step waits for on the GPU first (as ForwardOptions.waitEvent). */
+  waitEvent?: bigint;
+  /** CUDA only: a cudaEvent_t recorded after the step's last op (as ForwardOptions.recordEvent). */
+  recordEvent?: bigint;
 }
 
 export interface DenseOptions {
@@ -150,6 +179,23 @@ export interface DenseOptions {
   qOffset?: number;
   tensorLayout?: TensorLayout;
   backend?: Backend;
+  /** CUDA only: a caller's cudaStream_t to run on (as MonarchOptions.stream). Default: a stream per call. */
+  stream?: bigint;
+  /**
+   * The GPU (as MonarchOptions.device). Default: the device of DeviceTensor inputs (which must all be on
+   * one device), else 0.
+   */
+  device?: number;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) that the call's first op waits for on the GPU (cudaStreamWaitEvent:
+   * the host does not wait), e.g. recorded by other CUDA code after it wrote q, k, v.
+   */
+  waitEvent?: bigint;
+  /**
+   * CUDA only: a cudaEvent_t (bigint) recorded on the instance's stream after the call's last op, before
+   * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
+   */
+  recordEvent?: bigint;
 }
 
 export interface DenseResult<T> {
@@ -183,7 +229,13 @@ export interface InfoResult {
   cudaStatus: number | null;
   cudaMessage: string;
   deviceCount: number;
+  /** Device 0 (null without a usable GPU). */
   device: null | { name: string; computeCapability: string; smCount: number; memoryBytes: number; driverVersion: number; runtimeVersion: number };
+  /**
+   * Every visible device, by index (the value of the `device` options); empty without a usable GPU. A
+   * device whose properties could not be read has name '', computeCapability '', 0 sizes and pciBusId −1.
+   */
+  devices: Array<{ index: number; name: string; computeCapability: string; smCount: number; memoryBytes: number; pciBusId: number }>;
   cpuThreads: number;
   /** The supported (backend, dtype, head dims, arch) set; listed in every build (compiledWithCuda says whether CUDA is in this one). */
   support: SupportEntry[];

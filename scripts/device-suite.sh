@@ -52,8 +52,8 @@ for s in $steps; do
     probes)
       echo "== serving: event-loop delay with concurrent host/device-tensor forwards (benchmarks/loop_delay_probe.js)"
       if [ -f benchmarks/loop_delay_probe.js ]; then
-        node benchmarks/loop_delay_probe.js --preset wan-480p --instances ${PROBE_INSTANCES:-4} --seconds ${PROBE_SECONDS:-5} \
-          > "$out/loop-delay.json" 2> "$out/loop-delay.err"; echo "probe exit $?"; tail -c 1500 "$out/loop-delay.json"
+        timeout 300 node benchmarks/loop_delay_probe.js --preset wan-480p --instances ${PROBE_INSTANCES:-1,4} --seconds ${PROBE_SECONDS:-2} \
+          --out "$out" > "$out/loop-delay.log" 2> "$out/loop-delay.err"; echo "probe exit $?"; tail -c 1500 "$out/loop_delay.json"
       fi ;;
     stream)
       echo "== streaming: the example server at 480p (profile, 1 and 8 sessions, long run; examples/streaming-server/gpu-run.sh)"

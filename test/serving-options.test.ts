@@ -28,7 +28,7 @@ describe('serving options: unknown keys and snapshots', () => {
       const [q, k, v] = qkv(8);
       const e = await rejection(attn.forward(q, k, v, { signl: new AbortController().signal } as never));
       expect(e).toBeInstanceOf(TypeError);
-      expect(e.message).toMatch(/forward options\.signl is not a known option; did you mean 'signal'\? \(known: keyMask, out, signal\)/);
+      expect(e.message).toMatch(/forward options\.signl is not a known option; did you mean 'signal'\? \(known: keyMask, out, signal, waitEvent, recordEvent\)/);
       expect(() => attn.forwardSync(q, k, v, { outt: q } as never)).toThrow(/forward options\.outt .*did you mean 'out'/);
       // Accepted, and read once: a getter that answers differently later cannot swap the output.
       const out = allocTensor(q.shape, 'float32');

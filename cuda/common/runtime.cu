@@ -53,6 +53,40 @@ DeviceInfo device_info() {
 
 const char* compiled_archs() { return MONARCH_CUDA_ARCHS; }
 
+Status device_props(int index, DeviceProps* out) {
+  cudaDeviceProp prop;
+  cudaError_t e = cudaGetDeviceProperties(&prop, index);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return check(e, "cudaGetDeviceProperties");
+  }
+  out->name = prop.name;
+  out->major = prop.major;
+  out->minor = prop.minor;
+  out->smCount = prop.multiProcessorCount;
+  out->totalMem = prop.totalGlobalMem;
+  out->pciBusId = prop.pciBusID;
+  return Status::Ok();
+}
+
+Status get_device(int* device) { return check(cudaGetDevice(device), "cudaGetDevice"); }
+
+Status set_device(int device) {
+  cudaError_t e = cudaSetDevice(device);
+  if (e != cudaSuccess) cudaGetLastError();  // an invalid ordinal is not sticky
+  return check(e, "cudaSetDevice");
+}
+
+int pointer_device(const void* p) {
+  cudaPointerAttributes a;
+  cudaError_t e = cudaPointerGetAttributes(&a, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ? a.device : -1;
+}
+
 Status malloc_device(void** ptr, size_t bytes) {
   *ptr = nullptr;
   if (bytes == 0) return Status::Ok();

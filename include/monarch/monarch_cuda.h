@@ -26,6 +26,19 @@ struct DeviceInfo {
   int driverVersion = 0, runtimeVersion = 0;
 };
 DeviceInfo device_info();
+// Properties of device `index` (0 ≤ index < count).
+struct DeviceProps {
+  std::string name;
+  int major = 0, minor = 0, smCount = 0;
+  size_t totalMem = 0;
+  int pciBusId = 0;
+};
+Status device_props(int index, DeviceProps* out);
+// The calling thread's current device (cudaGetDevice / cudaSetDevice; per host thread).
+Status get_device(int* device);
+Status set_device(int device);
+// The device holding the memory at p, or -1 when CUDA does not know it as device memory.
+int pointer_device(const void* p);
 // Architectures compiled into the fatbin, e.g. "80-real;89-real;90a-real;..." (from CMake).
 const char* compiled_archs();
 
