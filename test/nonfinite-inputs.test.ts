@@ -13,17 +13,20 @@ import { expectClose } from './helpers/compare';
 import { FP32 } from './helpers/tolerances';
 
 const [N, H, D, b] = [24, 2, 8, 4];  // sequence of 24 tokens in blocks of 4: tile 6 rows × 4 columns
+// CUDA's tensor-core kernels (bfloat16 / float16) take head dims 64 and 128 only (include/monarch/support.h).
+const D16 = 64;
 
-type Run = (q: HostTensor, k: HostTensor, v: HostTensor) => Float32Array;
+/** Runs one attention (head dim from q's shape); `scale` overrides the default 1/√D. */
+type Run = (q: HostTensor, k: HostTensor, v: HostTensor, scale?: number) => Float32Array;
 type Poison = { tensor: 'q' | 'k' | 'v'; token: number; value: number };
 
-function hostInputs(seed: number, dtype: DType, poison?: Poison, fill?: (name: string, x: Float64Array) => void): HostTensor[] {
+function hostInputs(seed: number, dtype: DType, poison?: Poison, fill?: (name: string, x: Float64Array) => void, d = D): HostTensor[] {
   const rng = mulberry32(seed);
   return ['q', 'k', 'v'].map((name) => {
-    const x = randAct(rng, 1, N, H, D, 1, dtype).x;
+    const x = randAct(rng, 1, N, H, d, 1, dtype).x;
     fill?.(name, x);
-    if (poison && poison.tensor === name) x[(poison.token * H + 1) * D + 3] = poison.value;  // head 1, element 3
-    return tensor(encode(x, dtype), [1, N, H, D], dtype);
+    if (poison && poison.tensor === name) x[(poison.token * H + 1) * d + 3] = poison.value;  // head 1, element 3
+    return tensor(encode(x, dtype), [1, N, H, d], dtype);
   });
 }
 
@@ -39,13 +42,14 @@ function toF32(t: HostTensor): Float32Array {
   return out;
 }
 
-/** Per output row (token, head): 'N' NaN, '0' all zeros, '.' finite. */
+/** Per output row (token, head) of an output [1][N][H][d]: 'N' NaN, '0' all zeros, '.' finite. */
 function rowKinds(o: Float32Array): string[][] {
+  const d = o.length / (N * H);
   const rows: string[][] = [];
   for (let t = 0; t < N; t++) {
     rows.push([]);
     for (let h = 0; h < H; h++) {
-      const r = o.subarray((t * H + h) * D, (t * H + h + 1) * D);
+      const r = o.subarray((t * H + h) * d, (t * H + h + 1) * d);
       rows[t].push(r.some(Number.isNaN) ? 'N' : r.every((x) => x === 0) ? '0' : r.every(Number.isFinite) ? '.' : 'I');
     }
   }
@@ -57,7 +61,7 @@ function expected(hit: (t: number) => boolean): string[][] {
   return Array.from({ length: N }, (_, t) => ['.', hit(t) ? 'N' : '.']);
 }
 
-type DenseStats = (q: HostTensor, k: HostTensor, v: HostTensor) => { out: Float32Array; lse: Float32Array; entropy: Float32Array };
+type DenseStats = (q: HostTensor, k: HostTensor, v: HostTensor, scale?: number) => { out: Float32Array; lse: Float32Array; entropy: Float32Array };
 
 /** Per (head, query) of an lse / entropy [1][H][N]: 'N' NaN, '-' −Infinity, '.' finite. */
 function statKinds(x: Float32Array): string[][] {
@@ -69,40 +73,57 @@ function statKinds(x: Float32Array): string[][] {
 
 // A −Inf logit of a visible key (a ±Inf key, or a q·k that overflows float32) is non-finite like NaN: the
 // row is NaN, never a "masked key" whose row comes out finite (the float32 CUDA row kernels mark masked
-// keys with a separate flag, not with −Inf; cuda/common/fp32_rows.cuh).
-function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense') => Run, dtypes: DType[], denseStats: DenseStats): void {
+// keys with a separate flag, not with −Inf, cuda/common/fp32_rows.cuh; the 16-bit tensor-core kernels map
+// a visible key's non-finite logit to NaN or check the smallest raw score, cuda/common/online_softmax.cuh).
+// headDim(dtype): the head dim the backend runs that dtype at.
+function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense') => Run, dtypes: DType[], denseStats: DenseStats,
+  headDim: (dtype: DType) => number = () => D): void {
   describe(label, () => {
     for (const dtype of dtypes) {
+      const d = headDim(dtype);
+      const inputs = (seed: number, poison?: Poison, fill?: (name: string, x: Float64Array) => void) =>
+        hostInputs(seed, dtype, poison, fill, d) as [HostTensor, HostTensor, HostTensor];
       for (const kind of ['monarch1', 'monarch2', 'dense'] as const) {
         const run = (): Run => runFor(dtype, kind);
         const qHit = (t0: number) => (t: number) => (kind === 'dense' ? t === t0 : t % b === t0 % b);  // same R column j
         test.each([NaN, Infinity, -Infinity])(`${dtype} ${kind}: q token 9 = %s → NaN in exactly the rows it feeds, the rest unchanged`, (value) => {
           const r = run();
-          const clean = r(...(hostInputs(501, dtype) as [HostTensor, HostTensor, HostTensor]));
-          const out = r(...(hostInputs(501, dtype, { tensor: 'q', token: 9, value }) as [HostTensor, HostTensor, HostTensor]));
+          const clean = r(...inputs(501));
+          const out = r(...inputs(501, { tensor: 'q', token: 9, value }));
           expect(rowKinds(out)).toEqual(expected(qHit(9)));
           for (let t = 0; t < N; t++) {
             for (let h = 0; h < H; h++) {
               if (h === 1 && qHit(9)(t)) continue;
-              const i = (t * H + h) * D;
-              expect([t, h, Array.from(out.subarray(i, i + D))]).toEqual([t, h, Array.from(clean.subarray(i, i + D))]);
+              const i = (t * H + h) * d;
+              expect([t, h, Array.from(out.subarray(i, i + d))]).toEqual([t, h, Array.from(clean.subarray(i, i + d))]);
             }
           }
         });
         test.each([NaN, Infinity, -Infinity])(`${dtype} ${kind}: k token 14 = %s → NaN in every row of that head (all see it)`, (value) => {
-          const out = run()(...(hostInputs(502, dtype, { tensor: 'k', token: 14, value }) as [HostTensor, HostTensor, HostTensor]));
+          const out = run()(...inputs(502, { tensor: 'k', token: 14, value }));
           expect(rowKinds(out)).toEqual(expected(() => true));
         });
         test(`${dtype} ${kind}: v token 3 = NaN → NaN in every row of that head`, () => {
-          const out = run()(...(hostInputs(503, dtype, { tensor: 'v', token: 3, value: NaN }) as [HostTensor, HostTensor, HostTensor]));
+          const out = run()(...inputs(503, { tensor: 'v', token: 3, value: NaN }));
           expect(rowKinds(out)).toEqual(expected(() => true));
         });
+        // float16 cannot hold 1e30 (max 65504): q = +Inf, k = −Inf after rounding, so every q·k is −Inf as well
+        // (the overflow proper, for float16 too, is the scale case below).
         test(`${dtype} ${kind}: q = 1e30, k = −1e30 (every logit overflows to −Inf) → NaN rows, never zeros`, () => {
-          const big = 1e30;  // float16: ±Inf after rounding, also NaN rows
-          const out = run()(...(hostInputs(504, dtype, undefined, (name, x) => {
+          const big = 1e30;
+          const out = run()(...inputs(504, undefined, (name, x) => {
             if (name === 'q') x.fill(big);
             if (name === 'k') x.fill(-big);
-          }) as [HostTensor, HostTensor, HostTensor]));
+          }));
+          expect(rowKinds(out).flat().every((c) => c === 'N')).toBe(true);
+        });
+        // Finite in every dtype (256 is exact in float16), q·k = −65536·D, times the scale 1e35 overflows float32:
+        // the only way float16 inputs overflow, since |q·k| ≤ 65504²·128 ≈ 5.5e11 at D ≤ 128.
+        test(`${dtype} ${kind}: q = 256, k = −256, scale 1e35 (q·k·scale overflows to −Inf) → NaN rows, never zeros`, () => {
+          const out = run()(...inputs(511, undefined, (name, x) => {
+            if (name === 'q') x.fill(256);
+            if (name === 'k') x.fill(-256);
+          }), 1e35);
           expect(rowKinds(out).flat().every((c) => c === 'N')).toBe(true);
         });
       }
@@ -113,28 +134,62 @@ function cases(label: string, runFor: (dtype: DType, kind: 'monarch1' | 'monarch
         ['k token 14 = -Infinity', { tensor: 'k', token: 14, value: -Infinity }, () => true],
         ['k token 14 = Infinity', { tensor: 'k', token: 14, value: Infinity }, () => true],
       ] as Array<[string, Poison, (t: number) => boolean]>)(`${dtype} dense: %s → lse and entropy NaN in exactly the NaN output rows`, (_, poison, hit) => {
-        const r = denseStats(...(hostInputs(508, dtype, poison) as [HostTensor, HostTensor, HostTensor]));
+        const r = denseStats(...inputs(508, poison));
         expect(rowKinds(r.out)).toEqual(expected(hit));
         expect(statKinds(r.lse)).toEqual(expected(hit));
         expect(statKinds(r.entropy)).toEqual(expected(hit));
       });
       test(`${dtype} dense: every logit overflows to −Inf → out, lse and entropy all NaN`, () => {
-        const r = denseStats(...(hostInputs(509, dtype, undefined, (name, x) => {
+        const r = denseStats(...inputs(509, undefined, (name, x) => {
           if (name === 'q') x.fill(1e30);
           if (name === 'k') x.fill(-1e30);
-        }) as [HostTensor, HostTensor, HostTensor]));
+        }));
         expect([rowKinds(r.out), statKinds(r.lse), statKinds(r.entropy)].map((k) => k.flat().every((c) => c === 'N'))).toEqual([true, true, true]);
+      });
+      // 320 keys: whole key tiles (64 or 128 keys) that no mask touches, where the CUDA dense kernels take their
+      // unmasked fast path (a −Inf logit there is caught by the min of the raw scores, dense_softmax.cuh).
+      test.each([
+        ['k token 200 = -Infinity', (name: string, x: Float64Array) => { if (name === 'k') x[(200 * H + 1) * d + 3] = -Infinity; }],
+        ['k token 200 = Infinity', (name: string, x: Float64Array) => { if (name === 'k') x[(200 * H + 1) * d + 3] = Infinity; }],
+        ['k token 200 = NaN', (name: string, x: Float64Array) => { if (name === 'k') x[(200 * H + 1) * d + 3] = NaN; }],
+        ['head 1: q = 256, k token 200 = -256, scale 1e35', (name: string, x: Float64Array) => {
+          for (let t = 0; t < NL; t++) {
+            for (let e = 0; e < d; e++) {
+              const i = (t * H + 1) * d + e;
+              if (name === 'q') x[i] = 256;
+              else if (name === 'k' && t === 200) x[i] = -256;
+              else if (name === 'k') x[i] = 1 / 256;  // the other logits: 256·(1/256)·D·1e35/√D, finite
+            }
+          }
+        }],
+      ] as Array<[string, (name: string, x: Float64Array) => void]>)(`${dtype} dense, 320 keys (unmasked key tiles): %s → head 1 NaN in every row, lse and entropy too; head 0 finite`, (what, fill) => {
+        const rng = mulberry32(512);
+        const [q, k, v] = ['q', 'k', 'v'].map((name) => {
+          const x = randAct(rng, 1, NL, H, d, 1, dtype).x;
+          fill(name, x);
+          return tensor(encode(x, dtype), [1, NL, H, d], dtype);
+        });
+        const r = denseStats(q, k, v, what.includes('scale') ? 1e35 : undefined);
+        for (let t = 0; t < NL; t++) {
+          for (let h = 0; h < H; h++) {
+            const row = r.out.subarray((t * H + h) * d, (t * H + h + 1) * d);
+            const kinds = [row.some(Number.isNaN), Number.isNaN(r.lse[h * NL + t]), Number.isNaN(r.entropy[h * NL + t])];
+            const finite = row.every(Number.isFinite) && Number.isFinite(r.lse[h * NL + t]) && Number.isFinite(r.entropy[h * NL + t]);
+            expect([t, h, ...kinds, h === 0 ? finite : true]).toEqual([t, h, h === 1, h === 1, h === 1, true]);
+          }
+        }
       });
     }
   });
 }
+const NL = 320;
 
-const seqOpts = (T: number, dtype: DType, backend: 'cpu' | 'cuda'): MonarchOptions =>
-  ({ layout: { kind: 'sequence', length: N, blockSize: b }, heads: H, headDim: D, numIters: T, dtype, backend });
+const seqOpts = (T: number, dtype: DType, backend: 'cpu' | 'cuda', d = D, scale?: number): MonarchOptions =>
+  ({ layout: { kind: 'sequence', length: N, blockSize: b }, heads: H, headDim: d, numIters: T, dtype, backend, ...(scale === undefined ? {} : { scale }) });
 
-const cpuRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
-  if (kind === 'dense') return toF32(denseAttentionSync(q, k, v, { backend: 'cpu' }).out);
-  const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cpu'));
+const cpuRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v, scale) => {
+  if (kind === 'dense') return toF32(denseAttentionSync(q, k, v, { backend: 'cpu', scale }).out);
+  const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cpu', q.shape[3], scale));
   try {
     return toF32(attn.forwardSync(q, k, v));
   } finally {
@@ -142,8 +197,8 @@ const cpuRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (
   }
 };
 
-const cpuStats: DenseStats = (q, k, v) => {
-  const r = denseAttentionSync(q, k, v, { backend: 'cpu', returnLse: true, returnEntropy: true });
+const cpuStats: DenseStats = (q, k, v, scale) => {
+  const r = denseAttentionSync(q, k, v, { backend: 'cpu', returnLse: true, returnEntropy: true, scale });
   return { out: toF32(r.out), lse: toF32(r.lse!), entropy: toF32(r.entropy!) };
 };
 
@@ -196,16 +251,16 @@ describe('CPU backend: masks, extreme finite inputs, scale', () => {
 
 // The CUDA kernels follow the CPU's non-finite rule: a NaN or ±Inf logit of a visible key makes the row's
 // softmax sum NaN, and the kernels keep that NaN (no "empty row" zeros, no masked candidate) through cL,
-// lse, aR and the output. float32 only here (the row kernels); see docs/API.md for bfloat16/float16.
+// lse, aR and the output, in every dtype (the masked-key cases below are float32 only: docs/API.md).
 describeCuda('non-finite inputs', () => {
-  const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v) => {
+  const cudaRun = (dtype: DType, kind: 'monarch1' | 'monarch2' | 'dense'): Run => (q, k, v, scale) => {
     const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
     try {
       if (kind === 'dense') {
-        const o = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda' }).out;
+        const o = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda', scale }).out;
         try { return toF32(o.downloadSync()); } finally { o.dispose(); }
       }
-      const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cuda'));
+      const attn = new MonarchAttention(seqOpts(kind === 'monarch1' ? 1 : 2, dtype, 'cuda', q.shape[3], scale));
       try {
         const o = attn.forwardSync(dev[0], dev[1], dev[2]);
         try { return toF32(o.downloadSync()); } finally { o.dispose(); }
@@ -216,10 +271,10 @@ describeCuda('non-finite inputs', () => {
       dev.forEach((t) => t.dispose());
     }
   };
-  const cudaStats: DenseStats = (q, k, v) => {
+  const cudaStats: DenseStats = (q, k, v, scale) => {
     const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
     try {
-      const r = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda', returnLse: true, returnEntropy: true });
+      const r = denseAttentionSync(dev[0], dev[1], dev[2], { backend: 'cuda', returnLse: true, returnEntropy: true, scale });
       try {
         return { out: toF32(r.out.downloadSync()), lse: toF32(r.lse!), entropy: toF32(r.entropy!) };
       } finally {
@@ -229,7 +284,9 @@ describeCuda('non-finite inputs', () => {
       dev.forEach((t) => t.dispose());
     }
   };
-  cases('CUDA backend', cudaRun, ['float32'], cudaStats);
+  // float32 on the row kernels at D = 8; bfloat16 / float16 on the tensor-core kernels at D = 64 (their
+  // smallest head dim). With MONARCH_DENSE_KERNEL=mma the dense cases run the mma.sync kernel on sm_90a too.
+  cases('CUDA backend', cudaRun, ['float32', 'bfloat16', 'float16'], cudaStats, (dtype) => (dtype === 'float32' ? D : D16));
 
   // The other side of the float32 kernels' mask flag: a masked key's NaN / ±Inf never reaches a row.
   test.each([NaN, Infinity, -Infinity])('float32: a key = %s that keyMask masks out never reaches the output; CPU result (dense and Monarch T = 2)', (value) => {

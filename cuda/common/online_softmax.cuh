@@ -1,12 +1,14 @@
 // online_softmax.cuh — the streaming softmax state of one thread's two rows (g and g+8 of its warp's
 // 16-row tile; see mma_utils.cuh for the fragment layout), with the optional online-entropy
 // accumulator of docs/ALGORITHMS.md §C.3 in its shifted, base-2 form:
-//   logits t = x·log2(e) (masked: −INF), running max m, ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m)
+//   logits t = x·log2(e) (masked: −INF; a visible key's non-finite logit: NaN, visible_logit below),
+//   running max m, ℓ = Σ 2^(t−m), ũ = Σ 2^(t−m)·(t−m)
 //   per tile: m' = max(m, max t_B), α = 2^(m−m'), p = 2^(t_B−m'),
 //             ũ ← α·(ũ + (m−m')·ℓ) + Σ p·(t_B−m'),  ℓ ← α·ℓ + Σ p
 //   finalise: log2 Z = m + log2 ℓ,  Σ p log p = (ũ/ℓ − log2 ℓ)·ln 2   (natural units)
 // ℓ and ũ are per-thread partial sums over this thread's columns (the max is shared by the quad);
-// finalize() adds them over the quad. A row that has seen no finite logit keeps m = −INF, ℓ = ũ = 0.
+// finalize() adds them over the quad. A row that has seen only masked keys keeps m = −INF, ℓ = ũ = 0
+// (empty: outputs 0, lse −INF); one NaN logit makes p, ℓ and the row's accumulators NaN for good.
 #pragma once
 
 #include "mma_utils.cuh"
@@ -18,6 +20,18 @@ namespace detail {
 // The state both streaming softmaxes share (this one and LazySoftmax in dense_softmax.cuh): per row
 // h ∈ {g, g+8} the reference max m (base 2), ℓ and ũ as per-thread partial sums over this thread's
 // columns until finalize() adds them over the quad; then the LSE and Σ p log p in natural units.
+// The CPU's non-finite rule (cpu/softmax.h) for the logit x of a visible key: NaN, ±Inf (an Inf input, or a
+// q·k or s·scale that overflows float32) poisons the row, so x becomes NaN, which then reaches p, ℓ, the
+// accumulators and every output of the row; a finite x is returned bit-exactly (x·0 + x = x). One FFMA,
+// in inline PTX so that no compiler folds x·0 + x to x. Masked keys keep −INF (weight 0) and never pass here.
+__device__ __forceinline__ float visible_logit(float x) {
+  float y;
+  asm("fma.rn.f32 %0, %1, 0f00000000, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+constexpr float kNaN = __builtin_nanf("");
+
 template <bool kEntropy>
 struct SoftmaxRows {
   float m[2], l[2], u[2];
@@ -86,6 +100,18 @@ struct OnlineSoftmax : SoftmaxRows<kEntropy> {
     }
   }
 
+  // For callers whose masked entries are −INF by construction (the L-steps: u = s·⟨q, aL⟩ − cL with
+  // cL = +INF), where a visible entry's −Inf logit cannot be told from a masked one after the fact:
+  // mn[h] is the smallest raw score s of row h among this thread's entries of the tile, scale2 > 0 its
+  // scale; when mn·scale2 = −Inf (a −Inf score, or an overflowing s·scale2) the row is poisoned — one p
+  // of this thread's row (the P·V product spreads it over the whole output row) and ℓ become NaN. NaN
+  // and +Inf logits poison the row by themselves in update(). One FMNMX per score for the caller.
+  __device__ __forceinline__ void poison_neg_inf(float (&p)[NK / 8][4], const float (&mn)[2], float scale2) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (mn[h] * scale2 == -INFINITY) p[0][2 * h] = l[h] = kNaN;
+    }
+  }
 };
 
 template <int D>

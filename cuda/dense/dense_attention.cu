@@ -9,6 +9,8 @@
 // entropy variant uses the same tiling (one extra FMA per logit).
 // Masks: key tail (Nk), keyValid, block-causal (query at position q0 + n sees keys
 // [0, ((q0+n)/C + 1)·C)); the key loop stops at the last tile any row of the block may see.
+// Non-finite logits of visible keys (NaN, ±Inf, overflow) make the row NaN as on the CPU (cpu/softmax.h):
+// visible_logit on masked tiles, the fused path's min in dense_softmax.cuh.
 #include "../common/fp32_stages.h"
 #include <monarch/monarch_cuda.h>
 #include "dense_hopper.h"
@@ -167,7 +169,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
           for (int e = 0; e < 4; ++e) {
             const int c = t * kBN + n * 8 + 2 * qd + (e & 1);
             const bool ok = c < lim[mt][e >> 1] && (kv == nullptr || kv[c] != 0);
-            S[mt][n][e] = ok ? S[mt][n][e] * scale2 : -INFINITY;
+            S[mt][n][e] = ok ? visible_logit(S[mt][n][e] * scale2) : -INFINITY;  // visible non-finite: NaN
           }
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {

@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int e = 0; e < 4; ++e) {
             const int col = t * kBN + nn * 8 + 2 * qd + (e & 1);
             const bool ok = col < lim[e >> 1] && (kv == nullptr || kv[col] != 0);
-            S[nn][e] = ok ? S[nn][e] * scale2 : -INFINITY;
+            S[nn][e] = ok ? visible_logit(S[nn][e] * scale2) : -INFINITY;
           }
         return sm.template update<false>(S, scale2, alpha);
       }

@@ -9,6 +9,11 @@
 // always (FlashAttention-4's conditional rescaling). The decision is warp-uniform (__any_sync).
 // Fused path (unmasked tile, scale2 > 0): t = s·scale2 never materialises; max is taken on raw s and
 // p = 2^(fma(s, scale2, −m)), with ũ += p·(t−m) as one FMA on the exponent already in a register.
+// Non-finite logits (the CPU's rule, cpu/softmax.h): NaN and +Inf make p NaN by themselves; a −Inf
+// logit (a −Inf score, or s·scale2 overflowing) would give p = 0, so the fused path also takes the
+// min of raw s (one FMNMX per score) and, when min·scale2 = −Inf, sets one p of that row to NaN: the
+// P·V product spreads it to the whole output row, ℓ to lse and entropy. The masked path gets its
+// logits through visible_logit (online_softmax.cuh): a visible key's non-finite logit is NaN there.
 #pragma once
 
 #include "../common/online_softmax.cuh"  // SoftmaxRows
@@ -25,17 +30,23 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
   using SoftmaxRows<kEntropy>::l;
   using SoftmaxRows<kEntropy>::u;
 
-  // s: this tile's scores. kFused: raw S·(no scale), all finite, and scale2 > 0; otherwise base-2
-  // logits already scaled, masked ones −INF. Replaced by p = 2^(t − m). Returns true (warp-uniform)
-  // when m moved: then alpha holds the factor for the earlier accumulators (O must be rescaled).
+  // s: this tile's scores. kFused: raw S (no scale) of visible keys only, and scale2 > 0; otherwise
+  // base-2 logits already scaled, masked ones −INF, a visible key's non-finite one NaN
+  // (visible_logit). Replaced by p = 2^(t − m). Returns true (warp-uniform) when m moved: then alpha
+  // holds the factor for the earlier accumulators (O must be rescaled).
   template <bool kFused>
   __device__ __forceinline__ bool update(float (&s)[NK / 8][4], float scale2, float (&alpha)[2]) {
     float mx[2];
+    bool poison[2];  // fused: this thread saw a −Inf logit in row h (NaN / +Inf poison by themselves)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float v = -INFINITY;
+      float v = -INFINITY, mn = INFINITY;
 #pragma unroll
-      for (int n = 0; n < NK / 8; ++n) v = fmaxf(v, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+      for (int n = 0; n < NK / 8; ++n) {
+        v = fmaxf(v, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+        if (kFused) mn = fminf(mn, fminf(s[n][2 * h], s[n][2 * h + 1]));
+      }
+      poison[h] = kFused && mn * scale2 == -INFINITY;
       v = quad_max(v);
       mx[h] = kFused ? v * scale2 : v;
     }
@@ -71,6 +82,7 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
           s[n][2 * h + e] = p;
         }
       }
+      if (kFused && poison[h]) s[0][2 * h] = rs = kNaN;
       l[h] += rs;
       if (kEntropy) u[h] += ru;
     }

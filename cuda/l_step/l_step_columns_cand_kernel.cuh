@@ -72,8 +72,10 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
   const uint8_t* qv = p.queryValid ? p.queryValid + int64_t(col.b) * p.Aq * p.b1 * p.b2 + col.qTok0 : nullptr;
 
   // Logits of this warp's 16 candidates of the tile in buffer buf against the NQ queries, base 2 and
-  // biased: S[n][e] is candidate row g + 8·(e >> 1), query column n·8 + 2·qd + (e & 1).
-  auto logits = [&](float (&S)[NQ / 8][4], int buf, int c0) {
+  // biased: S[n][e] is candidate row g + 8·(e >> 1), query column n·8 + 2·qd + (e & 1). checked (pass 1):
+  // a masked candidate's logit is −INF and a visible one's non-finite logit NaN (visible_logit), so that
+  // lse is NaN for a query that sees one (l_step_config.cuh); pass 2 needs no check (lse is NaN then).
+  auto logits = [&](bool checked, float (&S)[NQ / 8][4], int buf, int c0) {  // checked: a literal, folded
     uint32_t ca[D / 16][4];
     load_a_frags<D>(ca, sC + buf * CT * LD + warp * 16 * LD, lane);
     warp_gemm_abt<D, NQ, T>(S, ca, sQ, lane);
@@ -86,7 +88,10 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
 #pragma unroll
     for (int n = 0; n < NQ / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) S[n][e] = S[n][e] * scale2 - bias[e >> 1];
+      for (int e = 0; e < 4; ++e) {
+        const float x = S[n][e] * scale2 - bias[e >> 1];
+        S[n][e] = !checked ? x : bias[e >> 1] < INFINITY ? visible_logit(x) : -INFINITY;
+      }
   };
 
   // ---- pass 1: lse_i over all candidates --------------------------------------------------
@@ -103,7 +108,7 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     if (t + 1 < nCT) l_cols_cand_issue<T, D>(sC + (buf ^ 1) * CT * LD, sBias + (buf ^ 1) * CT, p, col, (t + 1) * CT);
     cp_async_commit();
     float S[NQ / 8][4];
-    logits(S, buf, t * CT);
+    logits(true, S, buf, t * CT);
 #pragma unroll
     for (int n = 0; n < NQ / 8; ++n)
 #pragma unroll
@@ -165,7 +170,7 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     if (t + 1 < nCT) l_cols_cand_issue<T, D>(sC + (buf ^ 1) * CT * LD, sBias + (buf ^ 1) * CT, p, col, (t + 1) * CT);
     cp_async_commit();
     float S[NQ / 8][4];
-    logits(S, buf, t * CT);
+    logits(false, S, buf, t * CT);
     float csum[2] = {0.f, 0.f};
 #pragma unroll
     for (int n = 0; n < NQ / 8; ++n)

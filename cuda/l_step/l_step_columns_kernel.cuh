@@ -77,13 +77,18 @@ __global__ void __launch_bounds__(kThreads, 2) l_step_columns_kernel(MonarchPara
       if (t == 0) load_a_frags<D>(qa, sA + warp * 16 * LD, lane);
       float S[kBN / 8][4];
       warp_gemm_abt<D, kBN, T>(S, qa, sB + buf * kBN * LD, lane);
+      float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row: a visible −Inf logit (l_step_config.cuh)
 #pragma unroll
       for (int n = 0; n < kBN / 8; ++n) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) S[n][e] = S[n][e] * scale2 - sBias[buf * kBN + n * 8 + 2 * qd + (e & 1)];
+        for (int e = 0; e < 4; ++e) {
+          mn[e >> 1] = fminf(mn[e >> 1], S[n][e]);
+          S[n][e] = S[n][e] * scale2 - sBias[buf * kBN + n * 8 + 2 * qd + (e & 1)];
+        }
       }
       float alpha[2];
       sm.update(S, alpha);
+      sm.poison_neg_inf(S, mn, scale2);
       __syncthreads();
     }
     cp_async_wait<0>();

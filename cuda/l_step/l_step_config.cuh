@@ -15,6 +15,15 @@ constexpr int kBM = 64;  // rows per CTA (queries i in the final step, candidate
 constexpr int kBN = 64;  // columns per streamed tile (candidates, or queries in pass 2)
 constexpr int kThreads = 128;
 
+// Non-finite logits (the CPU's rule, cpu/softmax.h): u = s·⟨q, aL⟩ − cL is −INF for a masked candidate
+// (cL = +INF: an R row with no valid key; padding past nCand gets a +INF bias too), which stays a weight
+// of 0; a visible candidate's NaN or ±Inf logit poisons the query's row (o, or lse and so aR, cR). NaN and
+// +Inf do so through the softmax by themselves; a −Inf one is caught by the smallest raw score s·⟨q, aL⟩
+// of the row (OnlineSoftmax::poison_neg_inf, one FMNMX per score), or, where candidates are the mma rows
+// (l_step_columns_cand_kernel), by visible_logit under the candidate's mask. The raw score tells them apart
+// because a masked candidate's is never −Inf: its aL row is the R-step's empty row, 0 (NaN when a masked
+// key held a NaN), and padding rows are zero-filled, so its score is 0 or NaN.
+
 // Geometry of one (b, h, a, j) column problem.
 struct Column {
   int b, h, a, j;

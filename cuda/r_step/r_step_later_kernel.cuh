@@ -72,10 +72,7 @@ __global__ void __launch_bounds__(kThreads, 2) r_step_later_kernel(MonarchParams
   for (int hh = 0; hh < 2; ++hh) {
     float invT = 1.f;
     const int j = j0 + warp * 16 + g + 8 * hh;
-    if (j < b2) {
-      const float c = p.cR[rowJ0 + j];
-      invT = c > 0.f ? fminf(1.f / c, p.maxInvTemp) : p.maxInvTemp;
-    }
+    if (j < b2) invT = r_inv_temp(p.cR[rowJ0 + j], p.maxInvTemp);
     scale2[hh] = p.scale * invT * kLog2e;
   }
 

@@ -57,15 +57,14 @@ __device__ __forceinline__ void r_rowwise_issue(T* block, const T* kg, const T* 
   if constexpr (kLast) load_rows_async<NKEY, D, NT>(block + NKEY * Smem<D>::kLd, vg + tok * vS, vS, b2);
 }
 
-// The R temperature of query column j (docs/ALGORITHMS.md §A.5): 1 on the first step, else min(1/cR, max).
+// The R temperature of query column j (docs/ALGORITHMS.md §A.5): 1 on the first step, else r_inv_temp.
 template <bool kFirst>
 __device__ __forceinline__ float row_inv_temp(const MonarchParams& p, int64_t rowJ0, int j) {
   if constexpr (kFirst) {
     return 1.f;
   } else {
     if (j >= p.b2) return 1.f;
-    const float c = p.cR[rowJ0 + j];
-    return c > 0.f ? fminf(1.f / c, p.maxInvTemp) : p.maxInvTemp;
+    return r_inv_temp(p.cR[rowJ0 + j], p.maxInvTemp);
   }
 }
 
