@@ -1,12 +1,13 @@
 // Exact softmax attention through a native Plan (our FlashAttention kernel on CUDA, the C++ reference on
 // the CPU), with optional per-row LSE and entropy (docs/ALGORITHMS.md §C.3). Also the dense baseline timer.
-import { native, type DenseArgs, type NativeDeviceBuffer, type NativePlan } from './native';
+import { native, type DenseArgs, type NativeCudaEvent, type NativeDeviceBuffer, type NativePlan } from './native';
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
 import { checkDevice, checkTensorDevices, deviceCount } from './devices';
 import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
-import { addonArray, StagingPool } from './host';
+import { StagingPool } from './host';
+import { PlanCache } from './plancache';
 import { checkSignal, publishStart, throwIfAborted, traced } from './serving';
 import { checkCallEvents, checkHandle, withEvents, type CallEvents } from './stream';
 import { resolveBackend } from './options';
@@ -66,12 +67,75 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
   };
 }
 
-function densePlan(s: DenseSetup, dtype: HostTensor['dtype']): NativePlan {
+/** `stream`: enqueue on it (denseTime); the cached plans of calls always have a stream of their own. */
+function densePlan(s: DenseSetup, dtype: HostTensor['dtype'], stream?: bigint): NativePlan {
   return new (native().Plan)({
     backend: s.backend, dtype: dtypeCode(dtype), B: s.q.B, H: s.q.H, D: s.q.D,
-    b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0, ...(s.stream !== undefined && { stream: s.stream }),
+    b1: 1, b2: 1, maxAq: 1, maxFk: 1, iterative: false, threads: 0, ...(stream !== undefined && { stream }),
     ...(s.backend === 'cuda' && { device: s.gpu }),
   });
+}
+
+/** Idle dense plans kept per process (docs/API.md "Dense attention"). */
+export const DENSE_PLAN_CACHE_SIZE = 4;
+
+/**
+ * What one dense call runs on: a plan (with, on CUDA, a stream of its own), the scratch it stages into
+ * (uploaded inputs, the output and its pinned download target, lse / entropy; the pool of device outputs
+ * without `out`), staging copies of ordinary host inputs and, for calls with a caller's `stream`, the two
+ * events that order the plan's stream with it. Cached between calls of one shape (lib/plancache.ts).
+ */
+interface DenseEntry {
+  plan: NativePlan;
+  scratch: Scratch;
+  staging: StagingPool;
+  events?: [NativeCudaEvent, NativeCudaEvent];
+  dispose(): void;
+}
+
+const plans = new PlanCache<DenseEntry>(DENSE_PLAN_CACHE_SIZE);
+
+/** The keys of the idle cached plans, least recently used first (internal: tests). */
+export function densePlanKeys(): string[] {
+  return plans.keys();
+}
+
+/** Everything that decides the sizes of an entry's plan and buffers. */
+function planKey(s: DenseSetup, dtype: HostTensor['dtype']): string {
+  return [s.backend, s.gpu, dtype, s.q.B, s.q.H, s.q.S, s.k.S, s.q.D, s.layout, s.device ? 'device' : 'host',
+    s.returnLse ? 'lse' : '', s.returnEntropy ? 'entropy' : ''].join('/');
+}
+
+function newEntry(s: DenseSetup, dtype: HostTensor['dtype']): DenseEntry {
+  const scratch = new Scratch(s.backend === 'cuda', Infinity, s.gpu);
+  const plan = densePlan(s, dtype);
+  const staging = new StagingPool();
+  const e: DenseEntry = {
+    plan, scratch, staging,
+    dispose: () => {
+      plan.dispose();
+      scratch.dispose();
+      staging.clear();
+      for (const ev of e.events ?? []) ev.dispose();
+    },
+  };
+  return e;
+}
+
+/**
+ * A call with a caller's `stream`: the plan's stream first waits for the work enqueued there before the
+ * call (event 0), and, once the call's ops are enqueued (`enqueued`), work enqueued there later waits for
+ * them (event 1). No handle of the caller's is kept after the call.
+ */
+function onCallerStream(e: DenseEntry, s: DenseSetup, ops: Op[]): { ops: Op[]; enqueued?: () => void } {
+  const stream = s.stream;
+  if (stream === undefined) return { ops };
+  const [before, after] = e.events ??= [new (native().CudaEvent)(s.gpu), new (native().CudaEvent)(s.gpu)];
+  before.record(stream);
+  return {
+    ops: [{ op: 'waitEvent', event: before.handle }, ...ops, { op: 'recordEvent', event: after.handle }],
+    enqueued: () => after.wait(stream),
+  };
 }
 
 type Side = Float32Array | NativeDeviceBuffer;
@@ -107,7 +171,7 @@ function sides(s: DenseSetup, scratch: Scratch): SideOutputs {
   const one = (want: boolean, key: string): { side?: Side; host?: Float32Array } => {
     if (!want) return {};
     if (!cuda) {
-      const a = addonArray('float32', n) as Float32Array;
+      const a = scratch.get(`dense.${key}`, 'float32', n) as Float32Array;
       return { side: a, host: a };
     }
     const dev = scratch.get(`dense.${key}`, 'float32', n) as NativeDeviceBuffer;
@@ -139,24 +203,37 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   const signal = s.signal;
   throwIfAborted(signal);
   const cuda = s.backend === 'cuda';
-  // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
-  // detach them as soon as this returns (lib/host.ts).
-  const held = !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], cuda) : null;
-  const end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
+  // A cached plan of this shape, or a new one; no other call uses it until it is given back.
+  const key = planKey(s, q.dtype);
+  const e = plans.take(key, () => newEntry(s, q.dtype));
+  let held: ReturnType<StagingPool['secure']> | null = null;
+  let ok = false;
+  const settle = (): void => {
+    held?.release();
+    if (ok) plans.give(key, e);
+    else e.dispose();  // after a failure, nothing of the call is reused
+  };
+  let end: (error?: unknown) => void;
+  try {
+    // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
+    // detach them as soon as this returns (lib/host.ts).
+    held = !s.device ? e.staging.secure([q, k, v] as HostTensor[], cuda) : null;
+    end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
+  } catch (err) {
+    settle();
+    throw err;
+  }
   if (held) [q, k, v] = held.tensors;
-  const scratch = new Scratch(cuda, Infinity, s.gpu);
-  const plan = densePlan(s, q.dtype);
   return traced(end, async () => {
-    const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
-    const side = sides(s, scratch);
-    const ops = [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post];
-    await runAsync(plan, withEvents(ops, s.events), cuda, signal);
+    const st = stage(cuda, e.scratch, s.layout, s.c, q, k, v);
+    const side = sides(s, e.scratch);
+    const run = onCallerStream(e, s, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post]);
+    await runAsync(e.plan, withEvents(run.ops, s.events), cuda, signal, run.enqueued);
     const out = await st.collectAsync();
-    return { out, ...(await side.collectAsync()) };
-  }, () => {
-    plan.dispose();
-    scratch.dispose();
-  });
+    const result = { out, ...(await side.collectAsync()) };
+    ok = true;
+    return result;
+  }, settle);
 }
 
 /** Synchronous twin of denseAttention(). */
@@ -166,20 +243,24 @@ export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?:
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
   const cuda = s.backend === 'cuda';
-  const scratch = new Scratch(cuda, Infinity, s.gpu);
-  const plan = densePlan(s, q.dtype);
-  const held = cuda && !s.device ? new StagingPool().secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
-  if (held) [q, k, v] = held.tensors;
+  const key = planKey(s, q.dtype);
+  const e = plans.take(key, () => newEntry(s, q.dtype));
+  let held: ReturnType<StagingPool['secure']> | null = null;
+  let ok = false;
   try {
-    const st = stage(cuda, scratch, s.layout, s.c, q, k, v);
-    const side = sides(s, scratch);
-    const ops = [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post];
-    runSync(plan, withEvents(ops, s.events), cuda);
-    const out = st.collect();
-    return { out, ...side.collect() };
+    held = cuda && !s.device ? e.staging.secure([q, k, v] as HostTensor[], true) : null;  // pinned, for the uploads
+    if (held) [q, k, v] = held.tensors;
+    const st = stage(cuda, e.scratch, s.layout, s.c, q, k, v);
+    const side = sides(s, e.scratch);
+    const run = onCallerStream(e, s, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post]);
+    runSync(e.plan, withEvents(run.ops, s.events), cuda, run.enqueued);
+    const result = { out: st.collect(), ...side.collect() };
+    ok = true;
+    return result;
   } finally {
-    plan.dispose();
-    scratch.dispose();
+    held?.release();
+    if (ok) plans.give(key, e);
+    else e.dispose();
   }
 }
 
@@ -197,7 +278,7 @@ export function denseTime(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts
   const cuda = first.backend === 'cuda';
   const dtype = sets[0][0].dtype;
   const scratch = new Scratch(cuda, Infinity, first.gpu);
-  const plan = densePlan(first, dtype);
+  const plan = densePlan(first, dtype, first.stream);
   try {
     const { lse, entropy } = sides(first, scratch);  // device scratch, freed with it
     return timeInputSets(plan, cuda, sets, t, ([q, k, v], owned) => {

@@ -66,18 +66,23 @@ export function enqueue(plan: NativePlan, ops: readonly Op[]): void {
   for (const o of ops) callSync(plan, o);
 }
 
-/** Runs the ops to completion on the calling thread. */
-export function runSync(plan: NativePlan, ops: readonly Op[], cuda: boolean): void {
+/** Runs the ops to completion on the calling thread (`enqueued`: called once every op is enqueued). */
+export function runSync(plan: NativePlan, ops: readonly Op[], cuda: boolean, enqueued?: () => void): void {
   enqueue(plan, ops);
+  enqueued?.();
   if (cuda) plan.synchronize();
 }
 
-/** Runs the ops off the event loop; resolves when they have finished. */
-export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean, signal?: AbortSignal): Promise<void> {
+/**
+ * Runs the ops off the event loop; resolves when they have finished. `enqueued` (CUDA): called once
+ * every op is enqueued, before the wait.
+ */
+export async function runAsync(plan: NativePlan, ops: readonly Op[], cuda: boolean, signal?: AbortSignal, enqueued?: () => void): Promise<void> {
   throwIfAborted(signal);
   if (cuda) {
     // Enqueued GPU work cannot be recalled: an abort while it runs rejects once it has completed.
     enqueue(plan, ops);
+    enqueued?.();
     await plan.synchronizeAsync();
     throwIfAborted(signal);
     return;
