@@ -237,24 +237,31 @@ Napi::Value AllocHost(const Napi::CallbackInfo& info) {
   }
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    b->refs = 1;  // the JS ArrayBuffer's
+    // Two references: the JS ArrayBuffer's (dropped by FinalizeBlock) and this call's, dropped below.
+    // Node runs the finalizer at once when it cannot create the buffer (e.g. past its maximum
+    // length), so the block must outlive that until this call lets go of it.
+    b->refs = 2;
     g_blocks[reinterpret_cast<uintptr_t>(b->ptr)] = b;
     g_counters.hostBlocks++;
     g_counters.hostBlocksLive++;
     g_counters.hostBytesLive += b->bytes;
     if (b->pinned) g_counters.pinnedBytesLive += b->bytes;
   }
+  // Tell V8 about the memory behind the external buffer (pinned staging and host outputs included), so
+  // that dropping such buffers puts pressure on the garbage collector; FinalizeBlock reverses it (also
+  // when Node finalizes a buffer it failed to create).
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, int64_t(b->bytes), &ignored);
   Napi::ArrayBuffer ab;
   try {
     ab = Napi::ArrayBuffer::New(env, b->ptr, b->bytes, FinalizeBlock, b);
   } catch (...) {
-    Unref(b);
-    throw;
+    Unref(b);  // this call's reference; the JS one went with the finalizer (or leaks one block if
+               // Node failed without finalizing: never seen, and better than a double free)
+    throw Napi::RangeError::New(env, "allocHost: Node could not create an ArrayBuffer of " + std::to_string(bytes) +
+                                         " bytes (past its maximum length?)");
   }
-  // Tell V8 about the memory behind the external buffer (pinned staging and host outputs included), so
-  // that dropping such buffers puts pressure on the garbage collector; FinalizeBlock reverses it.
-  int64_t ignored = 0;
-  napi_adjust_external_memory(env, int64_t(b->bytes), &ignored);
+  Unref(b);
   return ab;
 }
 

@@ -242,6 +242,7 @@ export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTe
 export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): DenseResult<AnyTensor>;
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
   const s = setup(q, k, v, opts);
+  throwIfAborted(s.signal);  // a sync call cannot be interrupted, but an already-aborted signal is honoured
   const cuda = s.backend === 'cuda';
   const key = planKey(s, q.dtype);
   const e = plans.take(key, () => newEntry(s, q.dtype));

@@ -6,6 +6,7 @@
 //   - an ordinary ArrayBuffer: copied into the instance's staging buffers (addon memory) before the
 //     call returns its Promise (a multi-threaded memcpy on the main thread).
 // csrc/binding_host_memory.h is the native half (and a safety net for every span a worker touches).
+import { constants as bufferConstants } from 'node:buffer';
 import { native, type NativeMemoryStats } from './native';
 import type { DType, HostTensor } from './types';
 import { checkShape, dtypeSize, numel, tensor } from './tensor';
@@ -14,9 +15,17 @@ import { DTYPES } from './tensor';
 
 export type HostArray = Float32Array | Uint16Array;
 
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+
 /** A new zeroed typed array of `n` elements of `dtype` in addon memory (pinned: page-locked if a GPU is usable). */
 export function addonArray(dtype: DType, n: number, pinned = false): HostArray {
-  const ab = native().allocHost(Math.max(1, n * dtypeSize(dtype)), pinned);
+  const bytes = Math.max(1, n * dtypeSize(dtype));
+  // Node's largest ArrayBuffer / typed array (buffer.constants.MAX_LENGTH, in bytes for Uint8): a host
+  // tensor past it cannot exist in JS at all.
+  if (bytes > MAX_LENGTH) {
+    throw new RangeError(`host tensor of ${bytes} bytes exceeds the largest ArrayBuffer this Node allows (${MAX_LENGTH} bytes)`);
+  }
+  const ab = native().allocHost(bytes, pinned);
   return dtype === 'float32' ? new Float32Array(ab, 0, n) : new Uint16Array(ab, 0, n);
 }
 

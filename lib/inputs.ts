@@ -167,8 +167,12 @@ export function uploadInput(scratch: Scratch, key: string, t: HostTensor, pre: O
  *     ordinary (transferable) array, copied off the event loop for async calls;
  *   CUDA, host q: the scratch device buffer 'stage.o', downloaded into a new array or `out`.
  */
-export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: Strides, out?: AnyTensor): StagedOutput {
-  const shape = q.shape.slice(), dtype = q.dtype, n = numel(shape);
+export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: Strides, out: AnyTensor | undefined,
+  d: ActDims, layout: TensorLayout): StagedOutput {
+  // The shape comes from the validated dims, never from q.shape again (a getter or Proxy could answer
+  // differently on a second read).
+  const shape = layout === 'BSHD' ? [d.B, d.S, d.H, d.D] : [d.B, d.H, d.S, d.D];
+  const dtype = q.dtype, n = numel(shape);
   if (q instanceof DeviceTensor) {
     if (!cuda) throw new TypeError("q is a DeviceTensor but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
     const dev = out as DeviceTensor | undefined;
@@ -222,7 +226,7 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   q: AnyTensor, k: AnyTensor, v: AnyTensor, out?: AnyTensor): Staged {
   const qs = actStrides(c.q, layout), ks = actStrides(c.k, layout);
   if (c.device && !cuda) throw new TypeError("q, k, v are DeviceTensors but the backend is 'cpu'; pass host tensors or use backend 'cuda'");
-  const o = stageOutput(cuda, scratch, q, qs, out);
+  const o = stageOutput(cuda, scratch, q, qs, out, c.q, layout);
   if (c.device) {
     return { ...o, pre: [], q: act(deviceBuffer(q as DeviceTensor), qs), k: act(deviceBuffer(k as DeviceTensor), ks), v: act(deviceBuffer(v as DeviceTensor), ks) };
   }

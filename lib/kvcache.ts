@@ -238,7 +238,7 @@ export class KVCache {
       const pre: Op[] = [];
       const q = staged ? staged.q : stageInput(cuda, core.scratch, 'stage.q', r.q, dims(), cfg.tensorLayout, pre);
       const o: StagedOutput = staged ? { o: staged.o, post: [], collect: () => r.q!, collectAsync: async () => r.q! }
-        : stageOutput(cuda, core.scratch, r.q, actStrides(dims(), cfg.tensorLayout), r.out);
+        : stageOutput(cuda, core.scratch, r.q, actStrides(dims(), cfg.tensorLayout), r.out, dims(), cfg.tensorLayout);
       attendOps = [...pre, ...this.attendOps(q, o.o, c, keys), ...o.post];
       output = o;
     }

@@ -183,7 +183,8 @@ export class MonarchAttention {
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
-    const { c, keyMask, out, events } = this.check(q, k, v, opts);
+    const { c, keyMask, out, events, signal } = this.check(q, k, v, opts);
+    throwIfAborted(signal);  // a sync call cannot be interrupted, but an already-aborted signal is honoured
     const cuda = this.backend === 'cuda';
     // CUDA host inputs go through pinned staging (the upload ops copy from it); the CPU reads them in place.
     const held = cuda && !c.device ? this.staging.secure([q, k, v] as HostTensor[], true) : null;

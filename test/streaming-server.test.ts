@@ -2,6 +2,7 @@
 // the CPU backend: one session's SSE stream (start, a chunk event per chunk, end; a second session on the
 // reused pool gives the same checksums), bad requests, busy (503), then a bounded load.
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { resolveConfig } from '../examples/streaming-server/config';
 import { runLoad } from '../examples/streaming-server/load';
 import { startServer, type RunningServer } from '../examples/streaming-server/server';
@@ -72,6 +73,28 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect((await get(`${s.url}/session?chunks=0`)).status).toBe(400);
     expect((await get(`${s.url}/session?chunks=abc`)).body).toMatch(/chunks must be an integer in 1\.\.10000/);
     expect((await get(`${s.url}/nope`)).status).toBe(404);
+    expect(JSON.parse((await get(`${s.url}/health`)).body)).toEqual({ ok: true });
+  });
+
+  test('hostile request targets and loose numbers get 400, never a crash', async () => {
+    // Raw request lines Node's parser accepts but `new URL` rejects (the server used to throw and exit).
+    const raw = (target: string): Promise<string> => new Promise((resolve, reject) => {
+      const u = new URL(s.url);
+      const sock = net.connect(Number(u.port), u.hostname, () => sock.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+      let data = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => { data += d; });
+      sock.on('end', () => resolve(data));
+      sock.on('error', reject);
+    });
+    for (const target of ['http://[::1', '//[', 'http://a:99999/health', '//a@:/']) {
+      expect(await raw(target)).toMatch(/^HTTP\/1\.1 400/);
+    }
+    for (const v of ['', '%20', '0x10', '1e3', '1.0', '-1']) {
+      expect((await post(`${s.url}/scheduler?inflight=${v}`)).status).toBe(400);
+      expect((await get(`${s.url}/session?chunks=${v}`)).status).toBe(400);
+    }
+    expect((await get(`${s.url}/profile?iters=201`)).status).toBe(400);
     expect(JSON.parse((await get(`${s.url}/health`)).body)).toEqual({ ok: true });
   });
 

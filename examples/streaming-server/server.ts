@@ -116,7 +116,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
     const raw = url.searchParams.get('chunks');
-    const chunks = raw === null ? Math.min(config.defaultChunks, chunkLimit) : Number(raw);
+    const chunks = raw === null ? Math.min(config.defaultChunks, chunkLimit) : decimalInt(raw);
     if (!Number.isInteger(chunks) || chunks < 1 || chunks > chunkLimit) {
       json(res, 400, { error: `chunks must be an integer in 1..${chunkLimit}, received ${JSON.stringify(raw)}` });
       return;
@@ -156,14 +156,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const profile = async (res: http.ServerResponse, url: URL): Promise<void> => {
     const num = (name: string, dflt: number, max: number): number | null => {
-      const raw = url.searchParams.get(name), n = raw === null ? dflt : Number(raw);
+      const raw = url.searchParams.get(name), n = raw === null ? dflt : decimalInt(raw);
       if (!Number.isInteger(n) || n < 1 || n > max) {
         json(res, 400, { error: `${name} must be an integer in 1..${max}, received ${JSON.stringify(raw)}` });
         return null;
       }
       return n;
     };
-    const repeats = num('repeats', 5, 100), iters = num('iters', 50, 10000);
+    const repeats = num('repeats', 5, 20), iters = num('iters', 50, 200);  // iters run synchronously on the event loop
     if (repeats === null || iters === null) return;
     if (active > 0 || profiling) return json(res, 409, { error: `profile needs an idle server (${active} sessions running)` });
     const slot = acquire();
@@ -184,13 +184,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     }
   };
 
+  // A query parameter as a plain decimal integer ("", " ", "0x10", "1e3" are not): NaN otherwise.
+  const decimalInt = (raw: string): number => (/^[0-9]{1,9}$/.test(raw) ? Number(raw) : NaN);
+
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');  // Node's parser lets odd targets through ("//[")
+    } catch {
+      return json(res, 400, { error: `malformed request target ${JSON.stringify(req.url)}` });
+    }
     if (url.pathname === '/scheduler') {
       if (req.method !== 'POST') return json(res, 405, { error: 'POST /scheduler?inflight=N' });
       const raw = url.searchParams.get('inflight');
       try {
-        gate.setLimit(raw === null ? NaN : Number(raw));
+        gate.setLimit(raw === null ? NaN : decimalInt(raw));
       } catch (e) {
         return json(res, 400, { error: (e as Error).message });
       }
