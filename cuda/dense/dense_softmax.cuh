@@ -23,6 +23,7 @@ namespace cuda {
 namespace detail {
 
 constexpr float kLazyThreshold = 8.f;  // log2 units: p ≤ 256 between rescales
+constexpr float kFusedMaxLogit = 4194304.f;  // 2^22 (log2 units): see update<true>
 
 template <int NK, bool kEntropy>
 struct LazySoftmax : SoftmaxRows<kEntropy> {
@@ -49,6 +50,20 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
       poison[h] = kFused && mn * scale2 == -INFINITY;
       v = quad_max(v);
       mx[h] = kFused ? v * scale2 : v;
+    }
+    if (kFused) {
+      // The folded exponent fma(s, scale2, −m) is exact, but m = round(max·scale2) is not: the residual
+      // (≤ half an ulp of m) stays below 1 only while |m| < 2^22. Past that (huge logits: scale or
+      // inputs near the float32 range) the tile takes the exact path on t = s·scale2 (rare, warp-uniform).
+      const bool huge = fabsf(mx[0]) > kFusedMaxLogit || fabsf(mx[1]) > kFusedMaxLogit ||
+                        fabsf(m[0]) > kFusedMaxLogit || fabsf(m[1]) > kFusedMaxLogit;
+      if (__any_sync(0xffffffffu, huge)) {
+#pragma unroll
+        for (int n = 0; n < NK / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[n][e] = visible_logit(s[n][e] * scale2);
+        return update<false>(s, scale2, alpha);
+      }
     }
     const bool need = mx[0] > m[0] + kLazyThreshold || mx[1] > m[1] + kLazyThreshold;
     const bool moved = __any_sync(0xffffffffu, need);
