@@ -10,9 +10,11 @@
 #include "binding_transfer.h"
 
 #include "binding_device_buffer.h"
+#include "binding_device_scope.h"
 #include "binding_plan.h"
 
 #include <string>
+#include <utility>
 
 #ifdef MONARCH_WITH_CUDA
 #include <monarch/monarch_cuda.h>
@@ -54,19 +56,28 @@ void Plan::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   if (!cuda_) ThrowError(env, std::string(name) + ": host<->device copies need a CUDA plan");
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
-  if (t.dev->device() != device_) {
-    ThrowRangeError(env, std::string(name) + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) +
-                             " but the plan is on device " + std::to_string(device_));
-  }
 #ifdef MONARCH_WITH_CUDA
-  DeviceScope dev(device_);
-  ThrowIfFailed(env, dev.status());
-  Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
-                      : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
-  if (!s.ok) ThrowError(env, std::string(name) + ": " + s.message);
-  inflightHost_.push_back(std::move(t.block));
+  EnqueueTransfer(env, std::move(t), toDevice, device_, stream_.get(), name, "the plan", inflightHost_);
+#else
+  (void)t;  // a CPU build has no streams: the checks above are all it does
 #endif
 }
+
+#ifdef MONARCH_WITH_CUDA
+void EnqueueTransfer(Napi::Env env, TransferArgs t, bool toDevice, int device, void* stream, const std::string& name,
+                     const char* owner, std::vector<HostBlockRef>& inflight) {
+  if (t.dev->device() != device) {
+    ThrowRangeError(env, name + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) + " but " + owner +
+                             " is on device " + std::to_string(device));
+  }
+  DeviceScope dev(device);
+  ThrowIfFailed(env, dev.status());
+  Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream)
+                      : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream);
+  if (!s.ok) ThrowError(env, name + ": " + s.message);
+  inflight.push_back(std::move(t.block));
+}
+#endif
 
 }  // namespace binding
 }  // namespace monarch

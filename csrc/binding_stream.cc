@@ -149,17 +149,10 @@ void CudaStream::Transfer(const Napi::CallbackInfo& info, bool toDevice) {
   CheckLive(env, toDevice ? "upload" : "download");
   TransferArgs t = toDevice ? ReadTransfer(env, info[0], info[1], name, "dst", "src")
                             : ReadTransfer(env, info[1], info[0], name, "src", "dst");
-  if (t.dev->device() != device_) {
-    ThrowRangeError(env, name + ": the DeviceBuffer is on device " + std::to_string(t.dev->device()) +
-                             " but the stream is on device " + std::to_string(device_));
-  }
 #ifdef MONARCH_WITH_CUDA
-  DeviceScope dev(device_);
-  ThrowIfFailed(env, dev.status());
-  Status s = toDevice ? cuda::memcpy_h2d(t.dev->data(), t.host, t.bytes, stream_.get())
-                      : cuda::memcpy_d2h(t.host, t.dev->data(), t.bytes, stream_.get());
-  if (!s.ok) ThrowError(env, name + ": " + s.message);
-  inflightHost_.push_back(std::move(t.block));
+  EnqueueTransfer(env, std::move(t), toDevice, device_, stream_.get(), name, "the stream", inflightHost_);
+#else
+  (void)t;  // a CPU build has no streams: the checks above are all it does
 #endif
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "binding_common.h"
 #include "binding_host_memory.h"
@@ -25,6 +26,14 @@ struct TransferArgs {
 // with `name` and call the two `devName` / `hostName`.
 TransferArgs ReadTransfer(Napi::Env env, const Napi::Value& devV, const Napi::Value& hostV, const std::string& name,
                           const char* devName, const char* hostName);
+
+// Checks that t's DeviceBuffer is on `device` (the owner's, which the message calls `owner`: "the plan",
+// "the stream"), makes that device current and enqueues the copy on `stream` (a cudaStream_t); t's host
+// block joins `inflight`, which the owner keeps until its stream has passed the copy. CUDA builds only.
+#ifdef MONARCH_WITH_CUDA
+void EnqueueTransfer(Napi::Env env, TransferArgs t, bool toDevice, int device, void* stream, const std::string& name,
+                     const char* owner, std::vector<HostBlockRef>& inflight);
+#endif
 
 }  // namespace binding
 }  // namespace monarch
