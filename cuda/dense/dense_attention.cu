@@ -162,15 +162,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
     uint32_t pa[kMT][kBN / 16][4];
     if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid or scale2 ≤ 0
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int c = t * kBN + n * 8 + 2 * qd + (e & 1);
-            const bool ok = c < lim[mt][e >> 1] && (kv == nullptr || kv[c] != 0);
-            S[mt][n][e] = ok ? visible_logit(S[mt][n][e] * scale2) : -INFINITY;  // visible non-finite: NaN
-          }
+      for (int mt = 0; mt < kMT; ++mt) mask_scale_tile<kBN>(S[mt], t * kBN, qd, lim[mt], kv, scale2);
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
         float alpha[2];
@@ -200,19 +192,7 @@ __global__ void __launch_bounds__(kThreads, 2) dense_attention_kernel(DenseParam
     store_rows<D, T>(O[mt], inv, lane, [&](int r) -> T* {
       return mrow0 + r < p.Nq ? og + int64_t(mrow0 + r) * p.o.sS : nullptr;
     });
-    if (qd == 0) {
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int n = mrow0 + g + 8 * hh;
-        if (n >= p.Nq) continue;
-        const int64_t idx = (int64_t(b) * p.H + h) * p.Nq + n;
-        if (p.lse) p.lse[idx] = sm[mt].lse(hh);
-        if (kEntropy && p.entropy) {
-          const float ne = sm[mt].neg_entropy(hh);
-          p.entropy[idx] = ne != ne ? ne : fmaxf(0.f, -ne);  // ≥ 0, as the CPU; NaN stays NaN
-        }
-      }
-    }
+    store_row_stats(sm[mt], p, b, h, mrow0, g, qd);
   }
 }
 

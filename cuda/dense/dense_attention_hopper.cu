@@ -41,19 +41,20 @@ using namespace hopper;
 constexpr int kBM = 128;  // query rows per CTA: 2 consumer warpgroups × 64
 constexpr int kThreads = 384;
 
-// Keys per tile: 128, or 192 at head dim 64 (the per-tile fixed costs — barriers, fences, row
-// reductions — spread over more keys; registers: S 96 + P 48 + O 32 per thread).
-template <int D, int BN>
+// Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
+// benchmarks/notes/kernel-dense-hopper.md). Ring depth: what fits 227 KB of shared memory.
+constexpr int kBN = 128;
+template <int D>
 constexpr int hopper_stages() {
-  return D == 128 ? 2 : BN == 128 ? 4 : 3;  // ring depth that fits 227 KB of shared memory
+  return D == 128 ? 2 : 4;
 }
 
-template <int D, int kBN>
+template <int D>
 struct HopperSmem {
   static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
   static constexpr int kQBytes = kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
-  static constexpr int kStages = hopper_stages<D, kBN>();
+  static constexpr int kStages = hopper_stages<D>();
   static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
   static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
@@ -87,13 +88,12 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, int kBN, bool kEntropy, bool kOverlap>
+template <typename T, int D, bool kEntropy, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p) {
 #if MONARCH_SM90A
-  static_assert(kBN == 128 || ((kBN == 160 || kBN == 192) && D == 64), "tile shapes with a register budget checked by ptxas -v");
-  using L = HopperSmem<D, kBN>;
+  using L = HopperSmem<D>;
   constexpr int kStages = L::kStages;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -222,14 +222,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm.init();
     auto softmax = [&](int t, float (&alpha)[2]) -> bool {
       if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid or scale2 ≤ 0
-#pragma unroll
-        for (int nn = 0; nn < kBN / 8; ++nn)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int col = t * kBN + nn * 8 + 2 * qd + (e & 1);
-            const bool ok = col < lim[e >> 1] && (kv == nullptr || kv[col] != 0);
-            S[nn][e] = ok ? visible_logit(S[nn][e] * scale2) : -INFINITY;
-          }
+        mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
         return sm.template update<false>(S, scale2, alpha);
       }
       return sm.template update<true>(S, scale2, alpha);
@@ -320,49 +313,35 @@ __global__ void __launch_bounds__(kThreads, 1)
     store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
       return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
     });
-    if (qd == 0) {
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int row = wrow0 + g + 8 * hh;
-        if (row >= p.Nq) continue;
-        const int64_t idx = (int64_t(wt.b) * p.H + wt.h) * p.Nq + row;
-        if (p.lse) p.lse[idx] = sm.lse(hh);
-        if (kEntropy && p.entropy) {
-          const float ne = sm.neg_entropy(hh);
-          p.entropy[idx] = ne != ne ? ne : fmaxf(0.f, -ne);  // ≥ 0, as the CPU; NaN stays NaN
-        }
-      }
-    }
+    store_row_stats(sm, p, wt.b, wt.h, wrow0, g, qd);
   }
   // Ping-pong: warpgroup 1 issued last and signalled barrier 1 once more; consume it.
   if (kOverlap && c == 0) named_sync(1, 256);
 #else
-  static_assert(HopperSmem<D, kBN>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(HopperSmem<D>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
-// Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap",
-// MONARCH_DENSE_PERSIST = "0" | "1", MONARCH_DENSE_BN64 = "128" | "160" | "192"; unset: the defaults).
+// Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap" and
+// MONARCH_DENSE_PERSIST = "0" | "1"; unset: the defaults below).
 struct HopperKnobs {
   int overlap = -1, persist = -1;  // −1: default
-  int bn64 = 128;                  // keys per tile at head dim 64 (MONARCH_DENSE_BN64 = 128 | 160 | 192)
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
     HopperKnobs r;
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_BN64")) r.bn64 = std::atoi(e) == 192 ? 192 : std::atoi(e) == 160 ? 160 : 128;
     return r;
   }();
   return k;
 }
 
-template <typename T, int D, int kBN, bool kEntropy, bool kOverlap>
+template <typename T, int D, bool kEntropy, bool kOverlap>
 Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
                       const CUtensorMap& mv, bool persist) {
-  auto kernel = dense_attention_hopper_kernel<T, D, kBN, kEntropy, kOverlap>;
-  const size_t smem = HopperSmem<D, kBN>::kBytes;
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap>;
+  const size_t smem = HopperSmem<D>::kBytes;
   Status st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
   int dev = 0, sms = 0;
@@ -377,8 +356,8 @@ Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& m
   return launch_status("dense_attention_hopper_kernel");
 }
 
-template <typename T, int D, int kBN, bool kEntropy>
-Status launch_bn(const DenseParams& p, cudaStream_t s) {
+template <typename T, int D, bool kEntropy>
+Status launch(const DenseParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, kBM);
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
@@ -389,19 +368,8 @@ Status launch_bn(const DenseParams& p, cudaStream_t s) {
   // everywhere; persistent unless block-causal (uneven items balance better one CTA per item).
   const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
   const bool overlap = k.overlap >= 0 ? k.overlap == 1 : true;
-  return overlap ? launch_variant<T, D, kBN, kEntropy, true>(p, s, mq, mk, mv, persist)
-                 : launch_variant<T, D, kBN, kEntropy, false>(p, s, mq, mk, mv, persist);
-}
-
-template <typename T, int D, bool kEntropy>
-Status launch(const DenseParams& p, cudaStream_t s) {
-  if constexpr (D == 64) {
-    if (knobs().bn64 == 192) return launch_bn<T, D, 192, kEntropy>(p, s);
-    if (knobs().bn64 == 160) return launch_bn<T, D, 160, kEntropy>(p, s);
-    return launch_bn<T, D, 128, kEntropy>(p, s);
-  } else {
-    return launch_bn<T, D, 128, kEntropy>(p, s);
-  }
+  return overlap ? launch_variant<T, D, kEntropy, true>(p, s, mq, mk, mv, persist)
+                 : launch_variant<T, D, kEntropy, false>(p, s, mq, mk, mv, persist);
 }
 
 // The build holds sm_90a code (the architecture list CMake compiled for names 90a).

@@ -105,6 +105,43 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
   }
 };
 
+
+// A masked key tile (key tail, causal edge, keyValid, or scale2 ≤ 0) in place: base-2 logits
+// s·scale2, −INF for keys the row may not see, NaN for a visible key's non-finite logit
+// (visible_logit). col0: the tile's first key; lim: the key limit of this thread's rows g and g+8;
+// kv: the batch row's keyValid or null. Shared by both dense kernels.
+template <int NK>
+__device__ __forceinline__ void mask_scale_tile(float (&s)[NK / 8][4], int col0, int qd, const int (&lim)[2],
+                                                const uint8_t* kv, float scale2) {
+#pragma unroll
+  for (int n = 0; n < NK / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int c = col0 + n * 8 + 2 * qd + (e & 1);
+      const bool ok = c < lim[e >> 1] && (kv == nullptr || kv[c] != 0);
+      s[n][e] = ok ? visible_logit(s[n][e] * scale2) : -INFINITY;
+    }
+}
+
+// After finalize(): the per-row outputs of rows row0 + g and row0 + g + 8 (lane qd == 0 of each
+// quad writes): lse, and the entropy (≥ 0, as the CPU; NaN stays NaN). Shared by both dense kernels.
+template <int NK, bool kEntropy>
+__device__ __forceinline__ void store_row_stats(const LazySoftmax<NK, kEntropy>& sm, const DenseParams& p, int b, int h,
+                                                int row0, int g, int qd) {
+  if (qd != 0) return;
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int row = row0 + g + 8 * hh;
+    if (row >= p.Nq) continue;
+    const int64_t idx = (int64_t(b) * p.H + h) * p.Nq + row;
+    if (p.lse) p.lse[idx] = sm.lse(hh);
+    if (kEntropy && p.entropy) {
+      const float ne = sm.neg_entropy(hh);
+      p.entropy[idx] = ne != ne ? ne : fmaxf(0.f, -ne);
+    }
+  }
+}
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace monarch
