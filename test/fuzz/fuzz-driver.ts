@@ -36,6 +36,21 @@ const TOL: Record<DType, { atol: number; rtol: number }> = {
   float32: { atol: 5e-4, rtol: 5e-4 }, bfloat16: { atol: 2 ** -3, rtol: 2 ** -6 }, float16: { atol: 2 ** -6, rtol: 2 ** -8 },
 };
 
+/**
+ * The Monarch paths store aR, aL and y in the 16-bit dtype, and their rounding error grows with the
+ * sharpness of the softmax: measured on the CPU backend (400 seeds × T 1..3, video 4×4×4, D 8/16/17,
+ * scale 0.1..1.1) the worst error is ≤ 11u·κ with κ = max(1, scale·√D)² (u = 2^-12 fp16, 2^-9 bf16);
+ * at scale·√D = 4.1 that is 98u in fp16 and 160u in bf16, above the flat 64u this driver used before.
+ * The bound here, 32u·κ, keeps a 3× margin at every temperature and is still 24u (0.047 bf16, 0.006
+ * fp16) at the default scale 1/√D, where a wrong tile, mask or pass errs by ≥ 0.1.
+ */
+function monarchTol(dtype: DType, scale: number, D: number): { atol: number; rtol: number } {
+  if (dtype === 'float32') return TOL.float32;
+  const u = dtype === 'float16' ? 2 ** -12 : 2 ** -9;
+  const kappa = Math.max(1, scale * Math.sqrt(D)) ** 2;
+  return { atol: 32 * u * kappa, rtol: 2 * u * kappa };
+}
+
 interface Outcome { kind: 'accepted' | 'rejected'; reason?: string }
 class Failure extends Error {}
 
@@ -174,8 +189,11 @@ async function caseMonarch(r: Rng): Promise<Outcome> {
       ref = videoRef(q, k, v, l, { numIters: cfg.numIters, scale: cfg.scale, chunkFrames: cfg.chunkFrames, recompute: cfg.recompute });
     }
     const got = fromHost(out, tl);
-    const c = compare(got, ref, TOL[dtype]);
-    if (!c.ok) throw new Failure(`output differs from the float64 reference: worst index ${c.worst}: ${got[c.worst]} vs ${ref[c.worst]} (${c.bad} bad)`);
+    const c = compare(got, ref, monarchTol(dtype, cfg.scale, D));
+    if (!c.ok) {
+      throw new Failure(`output differs from the float64 reference: worst index ${c.worst}: ${got[c.worst]} vs ${ref[c.worst]} ` +
+        `(${c.bad} bad); options ${JSON.stringify(o)}`);
+    }
     return { kind: 'accepted' };
   } finally {
     attn.dispose();
