@@ -16,6 +16,11 @@
 // The producer gives its registers to the consumers (setmaxnreg): 24 vs 240 per thread.
 // Shared memory: Q [D/64][kBM][64], K and V [kStages][D/64][kBN][64], all 128-byte swizzled
 // (hopper.cuh), plus the mbarriers.
+// Keys-out variant (kKeysOut, dense_hopper_keys_out): the K tile in shared memory also serves as a
+// second value matrix, oKeys = softmax(Q·Kᵀ)·K next to o = softmax(Q·Kᵀ)·V, from one softmax. That
+// is VMonarch's first R-step (aL = R·K and y = R·V with the entropy, r_step_frames_dense.cuh), which
+// otherwise takes two dense passes. K slots are released after both products of their tile; at head
+// dim 128 the tiles hold 64 keys (two fp32 accumulators fit the 240 registers next to S and P).
 #include <monarch/monarch_cuda.h>
 
 #include <algorithm>
@@ -42,19 +47,23 @@ constexpr int kBM = 128;  // query rows per CTA: 2 consumer warpgroups × 64
 constexpr int kThreads = 384;
 
 // Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
-// benchmarks/notes/kernel-dense-hopper.md). Ring depth: what fits 227 KB of shared memory.
-constexpr int kBN = 128;
-template <int D>
+// benchmarks/notes/kernel-dense-hopper.md); the keys-out variant at head dim 128 takes 64. Ring depth:
+// what fits 227 KB of shared memory.
+template <int D, bool kKeysOut>
+constexpr int hopper_bn() {
+  return kKeysOut && D == 128 ? 64 : 128;
+}
+template <int D, int kBN>
 constexpr int hopper_stages() {
-  return D == 128 ? 2 : 4;
+  return D == 128 && kBN == 128 ? 2 : 4;
 }
 
-template <int D>
+template <int D, int kBN>
 struct HopperSmem {
   static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
   static constexpr int kQBytes = kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
-  static constexpr int kStages = hopper_stages<D>();
+  static constexpr int kStages = hopper_stages<D, kBN>();
   static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
   static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
@@ -76,6 +85,7 @@ __device__ __forceinline__ WorkTile work_tile(int w, int nQB, int H, bool causal
 }
 // Keys q-block qb may see (kEnd) and keys every row of it sees (kAll); as dense_attention.cu.
 __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEnd, int& kAll) {
+  // (kBM-row q-blocks; the key tile size does not enter)
   kEnd = kAll = p.Nk;
   if (p.causalChunk > 0) {
     const int64_t C = p.causalChunk, row0 = int64_t(qb) * kBM;
@@ -88,12 +98,13 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, bool kEntropy, bool kOverlap>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 __global__ void __launch_bounds__(kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                                  const __grid_constant__ CUtensorMap tmV, DenseParams p) {
+                                  const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko) {
 #if MONARCH_SM90A
-  using L = HopperSmem<D>;
+  constexpr int kBN = hopper_bn<D, kKeysOut>();
+  using L = HopperSmem<D, kBN>;
   constexpr int kStages = L::kStages;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -174,6 +185,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
 
   float O[D / 8][4];
+  float O2[kKeysOut ? D / 8 : 1][4];  // keys-out: P·K
   float S[kBN / 8][4];
   uint32_t pa[kBN / 16][4];
 #pragma unroll
@@ -193,7 +205,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int kt = 0; kt < kBN / 16; ++kt)
       Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128));
+    if constexpr (kKeysOut) {
+#pragma unroll
+      for (int kt = 0; kt < kBN / 16; ++kt)
+        Wgmma<T, D>::rs(O2, pa[kt], desc_mnmajor(kAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128));
+    }
     wgmma_commit();
+  };
+  // K slot s: released after S (plain attention) or after both products (keys-out).
+  auto release_k_after_s = [&](int s) {
+    if constexpr (!kKeysOut) mbar_arrive(emptyK + s);
+  };
+  auto release_after_pv = [&](int s) {
+    mbar_arrive(emptyV + s);
+    if constexpr (kKeysOut) mbar_arrive(emptyK + s);
   };
 
   if (kOverlap && c == 1) named_arrive(1, 256);  // warpgroup 0 issues first
@@ -229,6 +254,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
 
     zero_acc<D>(O);
+    if constexpr (kKeysOut) zero_acc<D>(O2);
     mbar_wait(fullQ, n & 1);
     if constexpr (kOverlap) {
       // Ping-pong: the two consumer warpgroups take turns issuing their products (named barrier
@@ -243,7 +269,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<0>();
         fence_regs(S);
         if (nTiles == 1) mbar_arrive(emptyQ);
-        mbar_arrive(emptyK + s);
+        release_k_after_s(s);
         float alpha[2];
         softmax(0, alpha);  // O is still zero: nothing to rescale
         c_to_a_frags<kBN, T>(pa, S);
@@ -260,13 +286,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
         fence_regs(S);
         if (t == nTiles - 1) mbar_arrive(emptyQ);
-        mbar_arrive(emptyK + sc);
+        release_k_after_s(sc);
         float alpha[2];
         const bool moved = softmax(t, alpha);
         wgmma_wait<0>();
         fence_regs(O);
-        mbar_arrive(emptyV + sp);
-        if (moved) rescale_rows<D>(O, alpha);
+        if constexpr (kKeysOut) fence_regs(O2);
+        release_after_pv(sp);
+        if (moved) {
+          rescale_rows<D>(O, alpha);
+          if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
+        }
         c_to_a_frags<kBN, T>(pa, S);
       }
       {  // last P·V
@@ -278,7 +308,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         named_arrive(2 - c, 256);
         wgmma_wait<0>();
         fence_regs(O);
-        mbar_arrive(emptyV + sp);
+        if constexpr (kKeysOut) fence_regs(O2);
+        release_after_pv(sp);
       }
     } else {
       // Plain: per tile S, softmax, P·V in sequence; the two warpgroups interleave on their own.
@@ -291,16 +322,20 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<0>();
         fence_regs(S);
         if (t == nTiles - 1) mbar_arrive(emptyQ);
-        mbar_arrive(emptyK + s);
+        release_k_after_s(s);
         float alpha[2];
-        if (softmax(t, alpha)) rescale_rows<D>(O, alpha);
+        if (softmax(t, alpha)) {
+          rescale_rows<D>(O, alpha);
+          if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
+        }
         c_to_a_frags<kBN, T>(pa, S);
         mbar_wait(fullV + s, ph);
         wgmma_fence();
         issue_pv(s);
         wgmma_wait<0>();
         fence_regs(O);
-        mbar_arrive(emptyV + s);
+        if constexpr (kKeysOut) fence_regs(O2);
+        release_after_pv(s);
       }
     }
     it += nTiles;
@@ -313,12 +348,29 @@ __global__ void __launch_bounds__(kThreads, 1)
     store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
       return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
     });
+    if constexpr (kKeysOut) {
+      T* okg = static_cast<T*>(ko.o.data) + wt.b * ko.o.sB + wt.h * ko.o.sH;
+      store_rows<D, T>(O2, inv, lane, [&](int r) -> T* {
+        return wrow0 + r < p.Nq ? okg + int64_t(wrow0 + r) * ko.o.sS : nullptr;
+      });
+      if constexpr (kEntropy) {
+        if (ko.negEntropy && qd == 0) {
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            const int row = wrow0 + g + 8 * hh;
+            if (row >= p.Nq) continue;
+            const float ne = sm.neg_entropy(hh);  // Σ p log p: −max(0, entropy) as store_row_stats, NaN kept
+            ko.negEntropy[wt.b * ko.sB + wt.h * ko.sH + int64_t(row) * ko.sRow] = ne != ne ? ne : fminf(0.f, ne);
+          }
+        }
+      }
+    }
     store_row_stats(sm, p, wt.b, wt.h, wrow0, g, qd);
   }
   // Ping-pong: warpgroup 1 issued last and signalled barrier 1 once more; consume it.
   if (kOverlap && c == 0) named_sync(1, 256);
 #else
-  static_assert(HopperSmem<D>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(HopperSmem<D, 128>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
@@ -337,11 +389,11 @@ const HopperKnobs& knobs() {
   return k;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap>
-Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
-                      const CUtensorMap& mv, bool persist) {
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap>;
-  const size_t smem = HopperSmem<D>::kBytes;
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
+Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, const CUtensorMap& mq,
+                      const CUtensorMap& mk, const CUtensorMap& mv, bool persist) {
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut>;
+  const size_t smem = HopperSmem<D, hopper_bn<D, kKeysOut>()>::kBytes;
   Status st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
   int dev = 0, sms = 0;
@@ -352,12 +404,13 @@ Status launch_variant(const DenseParams& p, cudaStream_t s, const CUtensorMap& m
   // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
   // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
   const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
-  kernel<<<unsigned(grid), kThreads, smem, s>>>(mq, mk, mv, p);
+  kernel<<<unsigned(grid), kThreads, smem, s>>>(mq, mk, mv, p, oKeys);
   return launch_status("dense_attention_hopper_kernel");
 }
 
-template <typename T, int D, bool kEntropy>
-Status launch(const DenseParams& p, cudaStream_t s) {
+template <typename T, int D, bool kEntropy, bool kKeysOut>
+Status launch(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s) {
+  constexpr int kBN = hopper_bn<D, kKeysOut>();
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, kBM);
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
@@ -368,8 +421,8 @@ Status launch(const DenseParams& p, cudaStream_t s) {
   // everywhere; persistent unless block-causal (uneven items balance better one CTA per item).
   const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
   const bool overlap = k.overlap >= 0 ? k.overlap == 1 : true;
-  return overlap ? launch_variant<T, D, kEntropy, true>(p, s, mq, mk, mv, persist)
-                 : launch_variant<T, D, kEntropy, false>(p, s, mq, mk, mv, persist);
+  return overlap ? launch_variant<T, D, kEntropy, true, kKeysOut>(p, oKeys, s, mq, mk, mv, persist)
+                 : launch_variant<T, D, kEntropy, false, kKeysOut>(p, oKeys, s, mq, mk, mv, persist);
 }
 
 // The build holds sm_90a code (the architecture list CMake compiled for names 90a).
@@ -403,10 +456,22 @@ bool dense_hopper_applies(const DenseParams& p) {
 
 Status dense_hopper(const DenseParams& p, cudaStream_t s) {
   const bool entropy = p.entropy != nullptr;
+  const DenseKeysOut none;
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;
-    return entropy ? launch<T, D, true>(p, s) : launch<T, D, false>(p, s);
+    return entropy ? launch<T, D, true, false>(p, none, s) : launch<T, D, false, false>(p, none, s);
+  });
+}
+
+Status dense_hopper_keys_out(const DenseParams& p, const DenseKeysOut& ko, cudaStream_t s) {
+  if (ko.o.data == nullptr || p.lse != nullptr || p.entropy != nullptr)
+    return Status::Error("dense_hopper_keys_out: needs a keys output and no lse / entropy outputs");
+  const bool entropy = ko.negEntropy != nullptr;
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return entropy ? launch<T, D, true, true>(p, ko, s) : launch<T, D, false, true>(p, ko, s);
   });
 }
 

@@ -14,6 +14,17 @@ bool dense_hopper_applies(const DenseParams& p);
 // Launch it (the tensor maps may still refuse a layout: then the status says why and the caller
 // takes the mma.sync kernel).
 Status dense_hopper(const DenseParams& p, cudaStream_t s);
+// Second outputs of dense_hopper_keys_out.
+struct DenseKeysOut {
+  Act o;                        // softmax(Q·Kᵀ)·K, rows as p.o's ([B][Nq][H][D] through these strides)
+  float* negEntropy = nullptr;  // Σ p log p (= −entropy, ≤ 0; NaN rows stay NaN) of row n of batch b,
+  int64_t sB = 0, sH = 0, sRow = 0;  // head h at negEntropy[b·sB + h·sH + n·sRow]; or null
+};
+// The same attention, also writing softmax(Q·Kᵀ)·K (the keys as a second value matrix) and the
+// row's Σ p log p from the one softmax: VMonarch's first R-step (aL, y and cL) in one pass.
+// Requires dense_hopper_applies(p), p.lse and p.entropy null; the tensor maps may refuse as for
+// dense_hopper (then nothing was launched).
+Status dense_hopper_keys_out(const DenseParams& p, const DenseKeysOut& ko, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace monarch

@@ -7,12 +7,16 @@
 // by r_step_entropy_to_cl_kernel), then, on the last step, dense(q, k, v) → y. The outputs go straight
 // into the workspace layout [j][k][D] through the dense output's strides. The entropy of batch b is
 // staged in the y buffer (free until y is written, which happens after every transposition).
+// On sm_90a the last step takes one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
+// written in its layout from one softmax); where that kernel does not apply, the two passes above.
 #pragma once
 
 #include <algorithm>
+#include <string>
 
 #include "../common/launch_utils.cuh"
 #include "../common/mma_utils.cuh"
+#include "../dense/dense_hopper.h"
 #include <monarch/monarch_cuda.h>
 
 namespace monarch {
@@ -55,6 +59,22 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
     return d;
   };
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (last && dense_hopper_applies(dense_for(0, p.v, p.y))) {
+    bool launched = true;
+    for (int b = 0; b < p.B && launched; ++b) {
+      DenseKeysOut ko;
+      ko.o = dense_for(b, p.k, p.aL).o;
+      // cL[((b·H + h)·b2 + j)·b1 + k]: dense batch k, head h, query row j.
+      ko.negEntropy = p.cL + int64_t(b) * p.H * p.b2 * p.b1;
+      ko.sB = 1, ko.sH = int64_t(p.b2) * p.b1, ko.sRow = p.b1;
+      const Status st = dense_hopper_keys_out(dense_for(b, p.v, p.y), ko, s);
+      if (st.ok) continue;
+      // TMA refused the layout (all batches share strides, so only batch 0 can): the two passes below.
+      if (b > 0 || st.message.find("TMA tensor map") == std::string::npos) return st;
+      launched = false;
+    }
+    if (launched) return Status::Ok();
+  }
   float* entropy = static_cast<float*>(p.y);  // staging, see above
   for (int b = 0; b < p.B; ++b) {
     DenseParams d = dense_for(b, p.k, p.aL);

@@ -839,6 +839,10 @@ int main(int argc, char** argv) {
       {"frames-dense b1=7 b2=300 T=1", 1, 2, 7, 300, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"frames-dense B=2 b2=160 T=2 BHSD qmask", 2, 3, 5, 160, 1, 1, 0, 0, 2, true, false, false, true, 1.5},
       {"frames-dense b1=21 b2=200 T=3 sharp", 1, 1, 21, 200, 1, 1, 0, 0, 3, false, false, false, false, 3.0},
+      // T = 1 on sm_90a: y, aL and cL from one pass (dense_hopper_keys_out); key tails of 64- and 128-key tiles
+      {"frames-dense B=2 b2=257 T=1 BHSD sharp", 2, 2, 3, 257, 1, 1, 0, 0, 1, true, false, false, false, 4.0},
+      {"frames-dense b1=2 b2=1560 T=1", 1, 1, 2, 1560, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+      {"frames-dense b1=4 b2=200 T=1 qmask", 1, 2, 4, 200, 1, 1, 0, 0, 1, false, false, false, true, 1.5},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -859,7 +863,8 @@ int main(int argc, char** argv) {
               {"small b2=52 Fk=3", 1, 1, 4, 52, 1, 3, 0, 0, 1, false, true, false, false, 1.5},
               {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5},
               {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5},
-              {"small frames-dense T=2", 2, 1, 3, 150, 1, 1, 0, 0, 2, false, false, false, false, 1.5}};
+              {"small frames-dense T=2", 2, 1, 3, 150, 1, 1, 0, 0, 2, false, false, false, false, 1.5},
+              {"small frames-dense T=1", 2, 1, 3, 150, 1, 1, 0, 0, 1, true, false, false, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
