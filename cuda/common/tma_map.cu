@@ -30,7 +30,28 @@ EncodeFn encoder() {
   return fn;
 }
 
+// The build holds sm_90a code (the architecture list CMake compiled for names 90a).
+constexpr bool build_has_sm90a() {
+#ifdef MONARCH_CUDA_ARCHS
+  const char* s = MONARCH_CUDA_ARCHS;
+  for (int i = 0; s[i] && s[i + 1] && s[i + 2]; ++i)
+    if (s[i] == '9' && s[i + 1] == '0' && s[i + 2] == 'a') return true;
+#endif
+  return false;
+}
+
 }  // namespace
+
+bool hopper_kernels_usable() {
+  if (!build_has_sm90a()) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
 
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows) {
   if (dtype != kF16 && dtype != kBF16) return Status::Error("TMA tensor maps are built for 16-bit dtypes only");
@@ -53,6 +74,33 @@ Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, in
   const cuuint32_t box[4] = {64, cuuint32_t(boxRows), 1, 1};
   const cuuint32_t estr[4] = {1, 1, 1, 1};
   const CUresult r = fn(map, dtype == kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                        a.data, dims, gstr, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return Status::Error("TMA tensor map: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
+  return Status::Ok();
+}
+
+Status encode_tile_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int rows, int b2, int H, int D,
+                        int boxRows) {
+  if (dtype != kF16 && dtype != kBF16) return Status::Error("TMA tensor maps are built for 16-bit dtypes only");
+  if (B < 1 || rows < 1 || b2 < 1 || H < 1 || D < 64 || D % 64 != 0 || boxRows < 1 || boxRows > 256)
+    return Status::Error("TMA tensor map: sizes out of range");
+  if ((reinterpret_cast<uintptr_t>(a.data) & 15u) != 0) return Status::Error("TMA tensor map: base not 16-byte aligned");
+  const uint64_t es = 2;
+  const uint64_t sS = uint64_t(a.sS) * es;
+  const uint64_t sRow = sS * uint64_t(b2);
+  const uint64_t strides[4] = {b2 > 1 ? sS : 16, rows > 1 ? sRow : 16, H > 1 ? uint64_t(a.sH) * es : 16,
+                               B > 1 ? uint64_t(a.sB) * es : 16};
+  for (uint64_t s : strides)
+    if (s == 0 || s % 16 != 0 || s >= (uint64_t(1) << 40))
+      return Status::Error("TMA tensor map: strides must be positive multiples of 16 bytes");
+  EncodeFn fn = encoder();
+  if (!fn) return Status::Error("TMA tensor map: the driver has no cuTensorMapEncodeTiled");
+  const cuuint64_t dims[5] = {cuuint64_t(D), cuuint64_t(b2), cuuint64_t(rows), cuuint64_t(H), cuuint64_t(B)};
+  const cuuint64_t gstr[4] = {strides[0], strides[1], strides[2], strides[3]};
+  const cuuint32_t box[5] = {64, cuuint32_t(boxRows), 1, 1, 1};
+  const cuuint32_t estr[5] = {1, 1, 1, 1, 1};
+  const CUresult r = fn(map, dtype == kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5,
                         a.data, dims, gstr, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                         CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) return Status::Error("TMA tensor map: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");

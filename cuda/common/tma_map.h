@@ -20,7 +20,17 @@ namespace tma {
 // Rows of `a` (S rows of D 16-bit elements per (b, h)) as a tensor map with boxes of 64 columns ×
 // boxRows rows. Fails (ok = false, message says why) when the driver has no encoder or the layout
 // breaks a TMA rule (base not 16-byte aligned, a stride not a multiple of 16 bytes, sizes ≥ 2^31).
+// Whether the sm_90a kernels can run here: the build holds sm_90a code (the CMake architecture list
+// names 90a) and the current device has compute capability 9.0.
+bool hopper_kernels_usable();
+
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows);
+
+// The S = rows·b2 tokens of `a` per (b, h) as rows of b2 tokens (Monarch tile rows, monarch.h): a 5-D
+// map {D, b2, rows, H, B} with boxes of 64 columns × boxRows tokens of one row; tokens of a box past
+// b2 are out of bounds, so TMA fills them with zeros (never the next row's tokens). Same failures.
+Status encode_tile_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int rows, int b2, int H, int D,
+                        int boxRows);
 
 }  // namespace tma
 }  // namespace cuda

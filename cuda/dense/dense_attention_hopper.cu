@@ -425,33 +425,16 @@ Status launch(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s) {
                  : launch_variant<T, D, kEntropy, false, kKeysOut>(p, oKeys, s, mq, mk, mv, persist);
 }
 
-// The build holds sm_90a code (the architecture list CMake compiled for names 90a).
-constexpr bool build_has_sm90a() {
-#ifdef MONARCH_CUDA_ARCHS
-  const char* s = MONARCH_CUDA_ARCHS;
-  for (int i = 0; s[i] && s[i + 1] && s[i + 2]; ++i)
-    if (s[i] == '9' && s[i + 1] == '0' && s[i + 2] == 'a') return true;
-#endif
-  return false;
-}
-
 }  // namespace
 
 bool dense_hopper_applies(const DenseParams& p) {
-  if (!build_has_sm90a() || (p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
+  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
   if (p.Nk < 1 || p.Nq < 1) return false;
   static const int mode = [] {
     const char* e = std::getenv("MONARCH_DENSE_KERNEL");  // "mma": the sm_80 kernel everywhere (A/B runs)
     return e && std::string(e) == "mma" ? 0 : 1;
   }();
-  if (mode == 0) return false;
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
+  return mode != 0 && tma::hopper_kernels_usable();
 }
 
 Status dense_hopper(const DenseParams& p, cudaStream_t s) {

@@ -11,6 +11,7 @@
 // and three mma products S, aL, y):
 //   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
 //     dense kernel (r_step_frames_dense.cuh);
+//   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu;
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
@@ -28,6 +29,7 @@
 #include "r_step_persist_kernel.cuh"
 #include "r_step_frames_dense.cuh"
 #include "r_step_rowwise_kernel.cuh"
+#include "r_step_hopper.h"
 
 namespace monarch {
 namespace cuda {
@@ -69,6 +71,12 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   // One tile with long key rows (VMonarch's frames as blocks): the first step is dense attention per row.
   if (first && r_step_frames_dense_applies(p)) return r_step_frames_dense(p, last, stream);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first step; a layout its tensor
+  // maps refuse falls through to the mma.sync kernels.
+  if (first && r_step_first_hopper_applies(p)) {
+    Status hs = r_step_first_hopper(p, last, s);
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+  }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;

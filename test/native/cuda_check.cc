@@ -835,6 +835,9 @@ int main(int argc, char** argv) {
       {"b1=45 T=2 qmask masked", 1, 2, 45, 16, 2, 3, 0, 0, 2, false, true, true, true, 1.5},
       {"b1=64 T=3 causal", 1, 1, 64, 24, 2, 3, 0, 1, 3, true, true, false, false, 1.5},
       {"b1=17 T=2 sharp", 1, 1, 17, 40, 2, 5, 0, 0, 2, false, false, false, true, 4.0},
+      // sm_90a first R-step (b2 in 33..64): an odd number of query tiles, causal with q0 > 0, b2 = 64, B = 2
+      {"b2=64 causal q0>0 Aq=3", 1, 2, 7, 64, 3, 5, 2, 1, 1, true, true, false, false, 1.5},
+      {"b2=45 T=1 B=2 sharp", 2, 1, 9, 45, 3, 2, 0, 0, 1, false, false, false, false, 4.0},
       // one tile, long key rows (VMonarch frames as blocks): the first R-step on the dense kernel
       {"frames-dense b1=7 b2=300 T=1", 1, 2, 7, 300, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"frames-dense B=2 b2=160 T=2 BHSD qmask", 2, 3, 5, 160, 1, 1, 0, 0, 2, true, false, false, true, 1.5},
@@ -864,7 +867,8 @@ int main(int argc, char** argv) {
               {"small b2=52 T=2 causal", 1, 1, 4, 52, 2, 3, 0, 1, 2, false, true, true, false, 1.5},
               {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5},
               {"small frames-dense T=2", 2, 1, 3, 150, 1, 1, 0, 0, 2, false, false, false, false, 1.5},
-              {"small frames-dense T=1", 2, 1, 3, 150, 1, 1, 0, 0, 1, true, false, false, false, 1.5}};
+              {"small frames-dense T=1", 2, 1, 3, 150, 1, 1, 0, 0, 1, true, false, false, false, 1.5},
+              {"small b2=40 Aq=3 causal", 1, 1, 5, 40, 3, 4, 1, 1, 1, false, true, false, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }

@@ -1,0 +1,316 @@
+// r_step_first_hopper.cu — the first R-step (L = I, docs/ALGORITHMS.md §A.2, §C.3) for key rows of
+// 33..64 tokens on sm_90a: MonarchRT's tiled layouts (480p: b2 = 52), with the same results as
+// r_step_rowwise_kernel (masks, causal pairs, entropy, NaN propagation, empty rows).
+//
+// Problem: for every (b, h, query tile a, key row k) and every allowed key tile f, the b2 × b2
+// attention of the tokens of row k of tile a (queries j) with the tokens of row k of tile f (keys l),
+//   aL[a,f,j,k] = Σ_l R·k[f,k,l],  y[a,f,j,k] = Σ_l R·v[f,k,l] (last step),  cL = Σ_l R log R,
+// each key tile its own softmax (no state carried between tiles).
+//
+// CTA: three warpgroups (warp specialisation), persistent over work items (b, h, k, pair of query
+// tiles a = 2·ap, 2·ap + 1); the two consumer warpgroups take one query tile each and share every
+// key tile (both tiles' rows k see the same key rows (f, k)).
+//   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of each consumer's 64-row Q box,
+//     then per key tile f the K (and V) boxes into a 4-deep ring with full/empty mbarriers. The boxes
+//     come from a 5-D map {D, b2, rows, H, B} (tma_map.h), so tokens past b2 are zero-filled by the
+//     copy engine and a box never carries the next row's tokens into the products.
+//   consumers (warpgroups 1, 2): per key tile S = Q·Kᵀ (wgmma m64n64, both operands in shared
+//     memory), the one-pass masked softmax with entropy in registers (the wgmma accumulator layout is
+//     the mma.m16n8k16 one per warp, so the mma.sync R-step's softmax helpers apply), then
+//     aL = P·K and y = P·V (wgmma, P from registers, K and V MN-major in shared memory), normalised
+//     and stored through each warp's 16 staging rows as 16-byte stores (store_rows_staged).
+// The producer gives its registers to the consumers (setmaxnreg 24 / 240).
+#include <monarch/monarch_cuda.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "../common/hopper.cuh"
+#include "../common/tma_map.h"
+#include "../common/wgmma.cuh"
+#include "r_step_config.cuh"
+#include "r_step_hopper.h"
+
+namespace monarch {
+namespace cuda {
+namespace {
+
+using namespace detail;
+using namespace hopper;
+
+constexpr int kRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+constexpr int kHThreads = 384;
+constexpr int kRing = 4;   // key tiles in flight
+
+template <int D, bool kLast>
+struct RfhSmem {
+  static constexpr int kAtoms = D / 64;
+  static constexpr int kTileBytes = kRows * D * 2;  // one Q box (a consumer's queries), K or V tile
+  static constexpr int kKOff = 2 * kTileBytes;      // after the two consumers' Q boxes
+  static constexpr int kVOff = kKOff + kRing * kTileBytes;
+  static constexpr int kStageOff = kVOff + (kLast ? kRing * kTileBytes : 0);
+  static constexpr int kStageBytes = 8 * 16 * Smem<D>::kLd * 2;  // 8 consumer warps × 16 rows
+  static constexpr int kBarOff = kStageOff + kStageBytes;
+  static constexpr int kBars = 4 + 4 * kRing;  // Q full/empty per consumer; K, V full/empty per slot
+  static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
+};
+
+struct RfhItem {
+  int ap, k, h, b;
+};
+// Work item w: query-tile pairs fastest, then key rows, heads, batch rows (CTAs running at once share
+// the key rows (f, k) of a few k in L2).
+__device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
+  RfhItem t;
+  t.ap = int(w % nAp);
+  w /= nAp;
+  t.k = int(w % b1);
+  w /= b1;
+  t.h = int(w % H);
+  t.b = int(w / H);
+  return t;
+}
+// Key tiles the item loads: the longer allowed prefix of its two query tiles.
+__device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap) {
+  const int a0 = 2 * ap, a1 = a0 + 1;
+  int n = allowed_key_tiles(p, a0);
+  if (a1 < p.Aq) n = max(n, allowed_key_tiles(p, a1));
+  return n;
+}
+
+template <typename T, int D, bool kLast>
+__global__ void __launch_bounds__(kHThreads, 1)
+    r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+                               const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
+#if MONARCH_SM90A
+  using L = RfhSmem<D, kLast>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  T* sQ = reinterpret_cast<T*>(base);
+  T* sK = reinterpret_cast<T*>(base + L::kKOff);
+  T* sV = reinterpret_cast<T*>(base + L::kVOff);
+  T* sStage = reinterpret_cast<T*>(base + L::kStageOff);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOff);
+  uint64_t* fullQ = bars;       // [2]
+  uint64_t* emptyQ = bars + 2;  // [2]
+  uint64_t* fullK = bars + 4;
+  uint64_t* emptyK = fullK + kRing;
+  uint64_t* fullV = emptyK + kRing;
+  uint64_t* emptyV = fullV + kRing;
+
+  const int wg = threadIdx.x / 128;
+  const int nAp = (p.Aq + 1) / 2;
+  const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
+
+  if (threadIdx.x == 0) {
+    for (int c = 0; c < 2; ++c) {
+      mbar_init(fullQ + c, 1);
+      mbar_init(emptyQ + c, 128);
+    }
+    for (int s = 0; s < kRing; ++s) {
+      mbar_init(fullK + s, 1);
+      mbar_init(fullV + s, 1);
+      mbar_init(emptyK + s, 256);
+      mbar_init(emptyV + s, 256);
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer ----
+    regs_dealloc<24>();
+    if (threadIdx.x == 0) {
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmK);
+      if (kLast) tma_prefetch_map(&tmV);
+      int it = 0, nq[2] = {0, 0};
+      for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+        const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
+        const int nTiles = rfh_tiles(p, t.ap);
+        for (int c = 0; c < 2; ++c) {
+          const int a = 2 * t.ap + c;
+          if (a >= p.Aq) continue;
+          mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
+          mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
+#pragma unroll
+          for (int at = 0; at < L::kAtoms; ++at)
+            tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, 0, a * p.b1 + t.k, t.h, t.b);
+          ++nq[c];
+        }
+        for (int f = 0; f < nTiles; ++f, ++it) {
+          const int s = it % kRing;
+          const uint32_t ph = (it / kRing) & 1;
+          mbar_wait(emptyK + s, ph ^ 1);
+          mbar_arrive_expect_tx(fullK + s, L::kTileBytes);
+#pragma unroll
+          for (int at = 0; at < L::kAtoms; ++at)
+            tma_load_5d(sK + (s * L::kAtoms + at) * kRows * 64, &tmK, fullK + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
+          if constexpr (kLast) {
+            mbar_wait(emptyV + s, ph ^ 1);
+            mbar_arrive_expect_tx(fullV + s, L::kTileBytes);
+#pragma unroll
+            for (int at = 0; at < L::kAtoms; ++at)
+              tma_load_5d(sV + (s * L::kAtoms + at) * kRows * 64, &tmV, fullV + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  regs_alloc<240>();
+  const int c = wg - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int g = lane / 4, qd = lane % 4;
+  const int b2 = p.b2;
+  const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};
+  const uint32_t qAddr = smem_addr(sQ) + c * L::kTileBytes;
+  const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
+  T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
+  const int wj0 = warp * 16;      // this warp's query columns j = wj0 + [0, 16)
+  const int nRows = b2 - wj0;     // rows r < nRows are real columns (warp-uniform)
+  const int64_t rowStride = int64_t(p.b1) * D;
+  const int64_t tileToks = int64_t(p.b1) * b2;
+
+  float S[kRows / 8][4];
+  uint32_t pa[kRows / 16][4];
+  float O1[D / 8][4];
+  float O2[kLast ? D / 8 : 1][4];
+
+  int it = 0, nq = 0;
+  for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+    const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
+    const int nTiles = rfh_tiles(p, t.ap);
+    const int a = 2 * t.ap + c;
+    const bool active = a < p.Aq;
+    const int mine = active ? allowed_key_tiles(p, a) : 0;  // this consumer's allowed prefix
+    if (active) mbar_wait(fullQ + c, nq & 1);
+    const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk;  // pair (b, h, a, f = 0)
+    const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(t.b) * p.Fk * tileToks + int64_t(t.k) * b2 : nullptr;
+
+    for (int f = 0; f < nTiles; ++f, ++it) {
+      const int s = it % kRing;
+      const uint32_t ph = (it / kRing) & 1;
+      mbar_wait(fullK + s, ph);
+      if (f >= mine) {  // not this query tile's pair (causal), or no query tile: just free the slot
+        if constexpr (kLast) mbar_wait(fullV + s, ph);  // the copy must land before the slot is refilled
+        mbar_arrive(emptyK + s);
+        if constexpr (kLast) mbar_arrive(emptyV + s);
+        continue;
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t atom = kk / 4, off = (kk % 4) * 32;
+        const uint64_t da = desc_kmajor(qAddr + atom * kRows * 128 + off);
+        const uint64_t db = desc_kmajor(kAddr + (s * L::kAtoms + atom) * kRows * 128 + off);
+        Wgmma<T, kRows>::ss(S, da, db, kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(S);
+      if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+
+      const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
+      scale_mask_logits<kRows>(S, 0, b2, kvf, scale2, qd);
+      OnlineSoftmax<kRows, true> sm;  // one update from the initial state = a plain softmax
+      sm.init();
+      float alpha[2];
+      sm.update(S, alpha);
+      c_to_a_frags<kRows, T>(pa, S);
+      sm.finalize();
+      float inv[2];
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+
+      zero_acc<D>(O1);
+      if constexpr (kLast) {
+        zero_acc<D>(O2);
+        mbar_wait(fullV + s, ph);
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kt = 0; kt < kRows / 16; ++kt)
+        Wgmma<T, D>::rs(O1, pa[kt], desc_mnmajor(kAddr + s * L::kTileBytes + kt * 16 * 128, kRows * 128));
+      if constexpr (kLast) {
+#pragma unroll
+        for (int kt = 0; kt < kRows / 16; ++kt)
+          Wgmma<T, D>::rs(O2, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kRows * 128));
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(O1);
+      if constexpr (kLast) fence_regs(O2);
+      mbar_arrive(emptyK + s);
+      if constexpr (kLast) mbar_arrive(emptyV + s);
+
+      const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
+      const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
+      if (nRows > 0) {
+        store_rows_staged<D, T>(O1, inv, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+        if constexpr (kLast) store_rows_staged<D, T>(O2, inv, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+      }
+      if (qd == 0) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int j = wj0 + g + 8 * hh;
+          if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy(hh);
+        }
+      }
+    }
+    if (active) ++nq;
+  }
+#else
+  static_assert(RfhSmem<D, kLast>::kAtoms >= 1, "head dim is a multiple of 64");
+#endif
+}
+
+template <typename T, int D, bool kLast>
+Status launch(const MonarchParams& p, cudaStream_t s) {
+  CUtensorMap mq, mk, mv;
+  Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
+  if (st.ok) st = tma::encode_tile_rows(&mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows);
+  if (st.ok) st = kLast ? tma::encode_tile_rows(&mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows) : st;
+  if (!kLast) mv = mk;  // unused
+  if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
+  auto kernel = r_step_first_hopper_kernel<T, D, kLast>;
+  const size_t smem = RfhSmem<D, kLast>::kBytes;
+  st = prepare_smem(kernel, smem, "r_step_first_hopper_kernel");
+  if (!st.ok) return st;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return launch_status("r_step_first_hopper_kernel");
+  const int64_t work = int64_t((p.Aq + 1) / 2) * p.b1 * p.H * p.B;
+  const int64_t grid = std::min<int64_t>(work, sms);
+  kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mk, mv, p);
+  return launch_status("r_step_first_hopper_kernel");
+}
+
+}  // namespace
+
+bool r_step_first_hopper_applies(const MonarchParams& p) {
+  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
+  if (p.b2 <= 32 || p.b2 > kRows || p.aL == nullptr || p.cL == nullptr) return false;
+  // TMA coordinates are 32-bit: rows of q and k per (b, h).
+  if (int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31) || int64_t(p.Fk) * p.b1 >= (int64_t(1) << 31)) return false;
+  static const bool off = [] {
+    const char* e = std::getenv("MONARCH_R_STEP_KERNEL");  // "mma": the mma.sync kernels everywhere (A/B runs)
+    return e && std::string(e) == "mma";
+  }();
+  return !off && tma::hopper_kernels_usable();
+}
+
+Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {
+  if (last && p.y == nullptr) return Status::Error("r_step_first_hopper_kernel: the last step needs y");
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return last ? launch<T, D, true>(p, s) : launch<T, D, false>(p, s);
+  });
+}
+
+}  // namespace cuda
+}  // namespace monarch
