@@ -3,7 +3,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 namespace monarch {
 namespace cuda {
@@ -51,6 +53,14 @@ bool hopper_kernels_usable() {
     return false;
   }
   return major == 9 && minor == 0;
+}
+
+bool preview_kernels_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MONARCH_PREVIEW_KERNELS");
+    return e != nullptr && std::string(e) == "1";
+  }();
+  return on;
 }
 
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows) {

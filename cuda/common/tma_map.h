@@ -24,6 +24,10 @@ namespace tma {
 // names 90a) and the current device has compute capability 9.0.
 bool hopper_kernels_usable();
 
+// Whether kernels that are built but not yet verified on hardware may run: MONARCH_PREVIEW_KERNELS=1
+// (read once). Off by default; the verified kernels serve those problems meanwhile (docs/API.md).
+bool preview_kernels_enabled();
+
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows);
 
 // The S = rows·b2 tokens of `a` per (b, h) as rows of b2 tokens (Monarch tile rows, monarch.h): a 5-D

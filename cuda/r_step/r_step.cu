@@ -11,7 +11,8 @@
 // and three mma products S, aL, y):
 //   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
 //     dense kernel (r_step_frames_dense.cuh);
-//   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu;
+//   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu
+//     (a preview: MONARCH_PREVIEW_KERNELS=1 until it has run on hardware);
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.

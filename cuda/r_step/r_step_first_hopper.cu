@@ -227,8 +227,10 @@ __global__ void __launch_bounds__(kHThreads, 1)
       for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
 
       zero_acc<D>(O1);
+      fence_regs(O1);  // the zeros are written before the fence (else ptxas injects one of its own)
       if constexpr (kLast) {
         zero_acc<D>(O2);
+        fence_regs(O2);
         mbar_wait(fullV + s, ph);
       }
       wgmma_fence();
@@ -296,11 +298,8 @@ bool r_step_first_hopper_applies(const MonarchParams& p) {
   if (p.b2 <= 32 || p.b2 > kRows || p.aL == nullptr || p.cL == nullptr) return false;
   // TMA coordinates are 32-bit: rows of q and k per (b, h).
   if (int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31) || int64_t(p.Fk) * p.b1 >= (int64_t(1) << 31)) return false;
-  static const bool off = [] {
-    const char* e = std::getenv("MONARCH_R_STEP_KERNEL");  // "mma": the mma.sync kernels everywhere (A/B runs)
-    return e && std::string(e) == "mma";
-  }();
-  return !off && tma::hopper_kernels_usable();
+  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
+  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

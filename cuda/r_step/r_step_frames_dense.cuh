@@ -7,8 +7,9 @@
 // by r_step_entropy_to_cl_kernel), then, on the last step, dense(q, k, v) → y. The outputs go straight
 // into the workspace layout [j][k][D] through the dense output's strides. The entropy of batch b is
 // staged in the y buffer (free until y is written, which happens after every transposition).
-// On sm_90a the last step takes one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
+// On sm_90a the last step can take one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
 // written in its layout from one softmax); where that kernel does not apply, the two passes above.
+// That pass is a preview until it has run on hardware (MONARCH_PREVIEW_KERNELS=1, tma_map.h).
 #pragma once
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 
 #include "../common/launch_utils.cuh"
 #include "../common/mma_utils.cuh"
+#include "../common/tma_map.h"
 #include "../dense/dense_hopper.h"
 #include <monarch/monarch_cuda.h>
 
@@ -59,7 +61,8 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
     return d;
   };
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (last && dense_hopper_applies(dense_for(0, p.v, p.y))) {
+  // (Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1, tma_map.h.)
+  if (last && tma::preview_kernels_enabled() && dense_hopper_applies(dense_for(0, p.v, p.y))) {
     bool launched = true;
     for (int b = 0; b < p.B && launched; ++b) {
       DenseKeysOut ko;

@@ -9,7 +9,8 @@ namespace monarch {
 namespace cuda {
 
 // True when the Hopper kernel runs this first R-step: 16-bit dtype, head dim 64 or 128, key rows of
-// 33..64 tokens, a usable sm_90a device (hopper_kernels_usable) and MONARCH_R_STEP_KERNEL not "mma".
+// 33..64 tokens, a usable sm_90a device (hopper_kernels_usable) and, while the kernel awaits its first
+// hardware verification, MONARCH_PREVIEW_KERNELS=1.
 bool r_step_first_hopper_applies(const MonarchParams& p);
 // Launch it (the tensor maps may still refuse a layout: then nothing ran, the status says why and
 // the caller takes the mma.sync kernels).
