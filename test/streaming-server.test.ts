@@ -182,7 +182,7 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect(r.overhead!.kernelMsPerChunk).toBeCloseTo(10 * r.profile!.kernel.msPerCall, 9);
     expect(r.overhead!.serverChunkMs).toBe(r.baseline!.steadyChunkMs.p50);
     expect(Object.keys(r.targets).sort()).toEqual(['aggregateVsBaseline', 'checksumsAgree', 'errors', 'eventLoopDelayP99Ms', 'memoryFlat',
-      'p99OverP50', 'protocolAndServerOverhead']);
+      'p99OverP50', 'protocolAndServerOverhead', 'protocolOverhead']);
     expect(r.targets.checksumsAgree.pass).toBe(true);
   });
 });
