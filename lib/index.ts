@@ -12,7 +12,7 @@ export { DeviceTensor, type DeviceTensorOptions } from './device';
 export { CudaEvent, CudaStream } from './stream';
 export { MonarchAttention } from './monarch';
 export { KVCache } from './kvcache';
-export type { AttendOptions, WriteOptions } from './kvcache';
+export type { AttendOptions, FlushOptions, WriteOptions } from './kvcache';
 export { KVCachePool } from './kvpool';
 export { denseAttention, denseAttentionSync, denseTime } from './dense';
 export { info, version } from './info';

@@ -17,7 +17,8 @@ import { stageInput } from './kvstage';
 import type { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, traced, type CallEvent, type MemoryFigures } from './serving';
 import { chunkOf, planAttend, planWrite, shiftPieces, type CacheState, type CacheWindow, type WritePlan } from './kvwindow';
-import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
+import { enqueue, runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
+import type { EnqueueLedger } from './kvenqueue';
 import type { ResolvedOptions } from './options';
 import { actStrides, dtypeCode, type ActDims } from './tensor';
 import { isErrorLike, snapshot, TIME_OPTION_KEYS, timeOptions, type TimeOptions } from './validate';
@@ -33,6 +34,8 @@ export interface CacheCore {
   /** Copies of ordinary-ArrayBuffer host inputs, made at call time (lib/host.ts). */
   staging: StagingPool;
   queue: WorkQueue;
+  /** Enqueued calls not yet flushed and flushes in flight (lib/kvenqueue.ts). */
+  ledger: EnqueueLedger;
   /** Chunk-local tile-order token → chunk token (identity when no reorder). */
   gatherMap: Int32Array;
   scatterMap: Int32Array | null;
@@ -72,10 +75,20 @@ export interface WriteOptions {
   recordEvent?: bigint;
 }
 
+/** Options of KVCachePool.flush() / KVCache.flush(). */
+export interface FlushOptions {
+  /**
+   * The flush still waits for the work it covers (enqueued GPU work cannot be recalled), then rejects
+   * with the AbortError instead of resolving; an enqueued call's failure wins over the abort.
+   */
+  signal?: AbortSignal;
+}
+
 /** The pool a cache belongs to, as the cache sees it. */
 export interface CacheOwner {
   dispose(): void;
   close(): Promise<void>;
+  flush(opts?: FlushOptions): Promise<void>;
   readonly memory: MemoryFigures;
 }
 
@@ -96,6 +109,10 @@ export class KVCache {
   private readonly owns: boolean;
   private state: CacheState = { end: 0, evicted: 0 };
   private failure: string | null = null;
+  /** Slot s's views of K and V (non-owning device views are native objects: made once, not per call). */
+  private readonly slotViews = new Map<number, [NativeAct, NativeAct]>();
+  /** Marks this layer unusable (a flush found its enqueued work failed). */
+  private readonly markFailed = (message: string): void => { this.failure = message; };
   /** Frames per chunk (causal.chunkFrames). */
   readonly chunkFrames: number;
   /** Tokens per chunk (chunkFrames·height·width). */
@@ -157,6 +174,14 @@ export class KVCache {
 
   private guardIdle(what: string): void {
     if (this.core.queue.busy) throw new Error(`KVCache is busy with an async call; await it before calling ${what}()`);
+  }
+
+  /** Awaited and sync calls, time() and reset() need the pool's enqueued calls flushed (and the flushes settled). */
+  private guardFlushed(what: string): void {
+    const l = this.core.ledger;
+    if (l.pending) {
+      throw new Error(`KVCache has enqueued calls in flight (${l.unflushed} not flushed, ${l.flushing} flushes pending); await pool.flush() before calling ${what}()`);
+    }
   }
 
   private chunkDims(name: 'q' | 'k' | 'v', t: unknown): ActDims {
@@ -247,8 +272,13 @@ export class KVCache {
 
   /** Slot `s`'s view of a storage buffer (token offset s·chunkTokens). */
   private slot(buf: NativeData, s: number): NativeAct {
-    const cfg = this.core.cfg;
-    return act(offsetView(buf, cfg.dtype, s * this.chunkTokens * cfg.heads * cfg.headDim), this.storageStrides());
+    let v = this.slotViews.get(s);
+    if (!v) {
+      const cfg = this.core.cfg, off = s * this.chunkTokens * cfg.heads * cfg.headDim, st = this.storageStrides();
+      v = [act(offsetView(this.k, cfg.dtype, off), st), act(offsetView(this.v, cfg.dtype, off), st)];
+      this.slotViews.set(s, v);
+    }
+    return buf === this.k ? v[0] : v[1];
   }
 
   private storageStrides(): [number, number, number] {
@@ -334,6 +364,7 @@ export class KVCache {
     let end: (e?: unknown) => void = () => {};
     try {
       this.live();
+      this.guardFlushed(r.op);
       const device = this.checkRequest(r);
       throwIfAborted(r.signal);
       const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
@@ -376,6 +407,7 @@ export class KVCache {
   private runNow(r: Request, what: string): AnyTensor | undefined {
     const plan = this.live();
     this.guardIdle(what);
+    this.guardFlushed(what);
     this.usable();
     const device = this.checkRequest(r);
     const cuda = this.core.cfg.backend === 'cuda';
@@ -395,6 +427,33 @@ export class KVCache {
     } finally {
       held?.release();
     }
+  }
+
+  /**
+   * Enqueues a request and returns: CUDA (DeviceTensors only) enqueues its ops on the pool's stream and
+   * returns the output DeviceTensor, valid in stream order; the CPU runs it now (as the sync twins).
+   * Everything the host can check is checked first (nothing is applied when that throws); a native
+   * failure while enqueueing leaves the cache unusable, as for the sync twins.
+   */
+  private runEnqueued(r: Request, what: string): AnyTensor | undefined {
+    const plan = this.live();
+    this.guardIdle(what);
+    this.usable();
+    const device = this.checkRequest(r);
+    const cuda = this.core.cfg.backend === 'cuda';
+    if (cuda && !device) {
+      throw new TypeError(`${what}() on the CUDA backend takes DeviceTensors; host tensors need a wait for their copies: use ${r.op}() or ${r.op}Sync()`);
+    }
+    throwIfAborted(r.signal);
+    const b = this.build(r, this.state);
+    try {
+      enqueue(plan, withEvents([...b.writeOps, ...b.attendOps], r.events));
+    } catch (e) {
+      this.fail(e);
+    }
+    this.state = b.state;
+    this.core.ledger.record(this.markFailed, this.layer, r.op === 'write' ? 'write' : 'attend', (r.frame === 'next' ? b.state.end - 1 : r.frame) * this.core.win.chunkFrames);
+    return b.output ? b.output.collect() : undefined;
   }
 
   private attendRequest(q: unknown, opts: unknown): Request {
@@ -480,6 +539,32 @@ export class KVCache {
   }
 
   /**
+   * attend() without a wait: CUDA, DeviceTensors only — enqueues the call on the pool's stream and returns
+   * the output DeviceTensor (`out` when given) at once; its contents become valid in stream order, and
+   * the call's GPU failures surface at the next flush(). CPU backend: runs now on the calling thread (as
+   * attendSync). The positions move at once, so the next enqueued call builds on this one. Options as
+   * attend(); `signal` is only honoured when already aborted (nothing is enqueued). docs/API.md
+   * "Enqueued calls".
+   */
+  enqueueAttend(q: HostTensor, opts: AttendOptions): HostTensor;
+  enqueueAttend(q: DeviceTensor, opts: AttendOptions): DeviceTensor;
+  enqueueAttend(q: AnyTensor, opts: AttendOptions): AnyTensor;
+  enqueueAttend(q: AnyTensor, opts: AttendOptions): AnyTensor {
+    return this.runEnqueued(this.attendRequest(q, opts), 'enqueueAttend')!;
+  }
+
+  /** write() without a wait (as enqueueAttend). */
+  enqueueWrite<T extends AnyTensor>(k: T, v: T, opts: WriteOptions): void;
+  enqueueWrite(k: AnyTensor, v: AnyTensor, opts: WriteOptions): void {
+    this.runEnqueued(this.writeRequest(k, v, opts), 'enqueueWrite');
+  }
+
+  /** The pool's flush(): resolves once every call enqueued on the pool before it has completed. */
+  flush(opts?: FlushOptions): Promise<void> {
+    return this.pool.flush(opts);
+  }
+
+  /**
    * Times attend(q, { frame, write: { k, v } }) without taking it (default frame: nextFrame, i.e. the
    * next step): `iters` calls after `warmup`, rotating over the input sets; one time in ms per call. The
    * cache's positions do not move, so the next real call overwrites what timing wrote. A timed call may
@@ -489,6 +574,7 @@ export class KVCache {
   time(inputs: Array<[AnyTensor, AnyTensor, AnyTensor]>, opts: TimeOptions & { frame?: number } = {}): number[] {
     const plan = this.live();
     this.guardIdle('time');
+    this.guardFlushed('time');
     this.usable();
     const o = snapshot('options', opts, [...TIME_OPTION_KEYS, 'frame'], true);
     const { frame, ...rest } = o;
@@ -513,6 +599,7 @@ export class KVCache {
   reset(): void {
     this.live();
     this.guardIdle('reset');
+    this.guardFlushed('reset');
     this.state = { end: 0, evicted: 0 };
     this.failure = null;
   }

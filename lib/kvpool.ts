@@ -9,7 +9,8 @@ import { native, type NativeData, type NativeDeviceBuffer } from './native';
 import type { KVCacheBytes, KVCacheOptions, KVCachePoolOptions, MonarchOptions } from './types';
 import { bufferView } from './device';
 import { Scratch } from './inputs';
-import { KVCache, type CacheCore, type CacheOwner } from './kvcache';
+import { KVCache, type CacheCore, type CacheOwner, type FlushOptions } from './kvcache';
+import { describeBatch, EnqueueLedger } from './kvenqueue';
 import { addonArray, StagingPool } from './host';
 import type { MemoryFigures } from './serving';
 import type { CacheWindow } from './kvwindow';
@@ -17,7 +18,8 @@ import { chunkMaps } from './layout';
 import { WorkQueue } from './ops';
 import { checkBudget, createPlan, defaultMemoryBudget, resolveOptions, videoLayout, type ResolvedOptions } from './options';
 import { dtypeSize } from './tensor';
-import { checkInt, show, snapshot } from './validate';
+import { checkInt, isErrorLike, show, snapshot } from './validate';
+import { abortError, checkSignal, throwIfAborted } from './serving';
 
 const MAX_LAYERS = 4096;
 const MAX_WINDOW_FRAMES = 65536;
@@ -123,6 +125,7 @@ export class KVCachePool implements CacheOwner {
     }
     this.core = {
       cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest, cfg.device), staging: new StagingPool(rest), queue: new WorkQueue(),
+      ledger: new EnqueueLedger(),
       gatherMap: maps.gather ?? Int32Array.from({ length: g.chunkTokens }, (_, i) => i),
       scatterMap: maps.scatter, needsGather: maps.gather !== null, identity: new Map(),
       disposedMessage: single ? 'KVCache was disposed' : 'KVCache was disposed (its KVCachePool was disposed)',
@@ -165,7 +168,42 @@ export class KVCachePool implements CacheOwner {
   reset(): void {
     if (this.disposed) throw new Error('KVCachePool was disposed');
     if (this.core.queue.busy) throw new Error('KVCachePool is busy with an async call; await it before calling reset()');
+    if (this.core.ledger.pending) throw new Error('KVCachePool has enqueued calls in flight; await pool.flush() before calling reset()');
     for (const c of this.layers) c.reset();
+  }
+
+  /**
+   * Waits for the calls enqueued on the pool (KVCache.enqueueAttend / enqueueWrite of any layer) before
+   * this call: CUDA, one stream synchronisation on a libuv worker (it may also cover calls enqueued while
+   * it waits); the CPU ran them when they were made. Rejects when their GPU work failed, naming the
+   * calls it covered, and marks those layers unusable until reset(). Flushes may overlap (each covers the
+   * calls before it); awaited and sync calls, time() and reset() throw until every flush has settled.
+   */
+  flush(opts?: FlushOptions): Promise<void> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = checkSignal(snapshot('flush options', opts, ['signal'], true).signal);
+      if (this.disposed) throw new Error(this.core.disposedMessage);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const core = this.core, ledger = core.ledger;
+    if (!ledger.pending) return signal?.aborted ? Promise.reject(abortError(signal)) : Promise.resolve();
+    const batch = ledger.begin();
+    const plan = core.plan!;
+    // CPU: the enqueued calls ran when they were made; earlier flushes settle first (microtask order).
+    const wait = core.cfg.backend === 'cuda' ? plan.synchronizeAsync() : Promise.resolve();
+    return wait.then(() => {
+      ledger.end();
+      throwIfAborted(signal);
+    }, (e: unknown) => {
+      ledger.end();
+      const message = `KVCachePool.flush: the GPU work of ${describeBatch(batch)} failed: ${isErrorLike(e) ? e.message : String(e)}`;
+      for (const fail of batch.fails) fail(message);
+      const err = new Error(message);
+      (err as Error & { cause?: unknown }).cause = e;
+      throw err;
+    });
   }
 
   /**
@@ -191,11 +229,14 @@ export class KVCachePool implements CacheOwner {
       this.storage = null;
       if (s && !ArrayBuffer.isView(s)) (s as NativeDeviceBuffer).dispose();
     };
-    if (!core.queue.busy) {
-      free();
+    if (!core.queue.busy && core.ledger.flushing === 0) {
+      free();  // enqueued work not flushed yet completes first: the plan synchronises its stream before freeing
       this.closed = Promise.resolve();
-    } else {
+    } else if (core.ledger.flushing === 0) {
       this.closed = core.queue.run(async () => free());
+    } else {
+      // Flushes in flight wait on the plan: free after them (no async call can be queued meanwhile).
+      this.closed = core.ledger.idle().then(free);
     }
     return this.closed;
   }

@@ -182,7 +182,7 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect(r.overhead!.kernelMsPerChunk).toBeCloseTo(10 * r.profile!.kernel.msPerCall, 9);
     expect(r.overhead!.serverChunkMs).toBe(r.baseline!.steadyChunkMs.p50);
     expect(Object.keys(r.targets).sort()).toEqual(['aggregateVsBaseline', 'checksumsAgree', 'errors', 'eventLoopDelayP99Ms', 'memoryFlat',
-      'p99OverP50', 'protocolAndServerOverhead']);
+      'p99OverP50', 'protocolAndServerOverhead', 'protocolOverhead']);
     expect(r.targets.checksumsAgree.pass).toBe(true);
   });
 });
@@ -204,4 +204,42 @@ test('preallocate: every pool exists at start-up and sessions reuse them (no all
   } finally {
     await s.close();
   }
+});
+
+test('cache calls enqueued (enqueueAttend + one flush per group) give the awaited loop\'s checksums; /profile compares both modes', async () => {
+  const awaited = await startServer(resolveConfig('tiny', { port: 0, maxSessions: 1, cacheCalls: 'await' }));
+  const enq = await startServer(resolveConfig('tiny', { port: 0, maxSessions: 1, cacheCalls: 'enqueue', enqueueGroup: 3 }));
+  try {
+    const a = events((await get(`${awaited.url}/session?chunks=5`)).body);
+    const e = events((await get(`${enq.url}/session?chunks=5`)).body);
+    expect(a[0].data).toMatchObject({ cacheCalls: 'await' });
+    expect(e[0].data).toMatchObject({ cacheCalls: 'enqueue', enqueueGroup: 3 });
+    const sums = (ev: typeof a) => ev.filter((x) => x.event === 'chunk').map((x) => x.data.checksum);
+    expect(sums(e)).toHaveLength(5);
+    expect(sums(e)).toEqual(sums(a));
+    expect(e.filter((x) => x.event === 'chunk').every((x) => x.data.enqueueMs > 0)).toBe(true);
+    expect(a.filter((x) => x.event === 'chunk').every((x) => x.data.enqueueMs === 0)).toBe(true);
+    // 10 calls per chunk in groups of 3: 4 gate turns per chunk
+    const st = JSON.parse((await get(`${enq.url}/stats?reset=1`)).body);
+    expect(st.cacheCalls).toEqual({ mode: 'enqueue', enqueueGroup: 3 });
+    await get(`${enq.url}/session?chunks=2`);
+    expect(JSON.parse((await get(`${enq.url}/stats`)).body).gate.calls).toBe(2 * 4);
+    const p = JSON.parse((await get(`${enq.url}/profile?repeats=2&iters=3`)).body);
+    expect(p.protocol.mode).toBe('enqueue');
+    expect(Object.keys(p.modes).sort()).toEqual(['await', 'enqueue']);
+    expect(p.protocol.chunkMs).toBe(p.modes.enqueue.chunkMs);
+    expect(p.modes.enqueue.mainThreadMsPerCall).toBeGreaterThan(0);
+    expect(p.modes.await.mainThreadMsPerCall).toBe(0);
+    expect(p.modes.enqueue.group).toBe(3);
+    const r = await runLoad({ url: enq.url, sessions: 1, chunks: 2, profile: { repeats: 2, iters: 3 } });
+    expect(r.errors).toBe(0);
+    expect(r.overhead!.mode).toBe('enqueue');
+    expect(Object.keys(r.overhead!.byMode).sort()).toEqual(['await', 'enqueue']);
+    expect(r.targets.protocolOverhead.value).toBe(r.profile!.protocol.overhead);
+  } finally {
+    await awaited.close();
+    await enq.close();
+  }
+  expect(() => resolveConfig('tiny', { cacheCalls: 'later' as never })).toThrow(/cacheCalls must be 'auto', 'await' or 'enqueue'/);
+  expect(() => resolveConfig('tiny', { enqueueGroup: 0 })).toThrow(/enqueueGroup must be an integer in 1\.\.4096/);
 });

@@ -24,6 +24,14 @@ export interface ServerConfig {
   checksumThreads: number;
   /** Create every session's pool at start-up (no cudaMalloc on the event loop while sessions run). */
   preallocate: boolean;
+  /**
+   * How a session issues its cache calls (session.ts): 'enqueue' (enqueueAttend + one flush per
+   * enqueueGroup calls), 'await' (one awaited attend per call), 'auto' = 'enqueue' on CUDA, 'await' on the CPU
+   * (where an enqueued call computes on the main thread).
+   */
+  cacheCalls: 'auto' | 'await' | 'enqueue';
+  /** 'enqueue': cache calls per flush (and per gate turn), 1..4096. */
+  enqueueGroup: number;
 }
 
 export const PRESETS: Record<string, Partial<ServerConfig>> = {
@@ -43,6 +51,7 @@ export const DEFAULTS: ServerConfig = {
   host: '127.0.0.1', port: 8080, backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, factorization: 'monarchrt',
   heads: 2, headDim: 32, dtype: 'float32', numIters: 1, layers: 4, passes: 4, localAttnFrames: 6, sinkFrames: 3,
   maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1, inflight: 4, checksumThreads: 2, preallocate: false,
+  cacheCalls: 'auto', enqueueGroup: 10,
 };
 
 /** The preset's config with explicit overrides applied. */
@@ -52,6 +61,12 @@ export function resolveConfig(preset: string, overrides: Partial<ServerConfig>):
   const c: ServerConfig = { ...DEFAULTS, ...p };
   for (const [key, val] of Object.entries(overrides)) if (val !== undefined) (c as unknown as Record<string, unknown>)[key] = val;
   FairGate.check(c.inflight);
+  if (!['auto', 'await', 'enqueue'].includes(c.cacheCalls)) {
+    throw new RangeError(`cacheCalls must be 'auto', 'await' or 'enqueue', received ${JSON.stringify(c.cacheCalls)}`);
+  }
+  if (!Number.isInteger(c.enqueueGroup) || c.enqueueGroup < 1 || c.enqueueGroup > 4096) {
+    throw new RangeError(`enqueueGroup must be an integer in 1..4096, received ${JSON.stringify(c.enqueueGroup)}`);
+  }
   if (!Number.isInteger(c.checksumThreads) || c.checksumThreads < 1 || c.checksumThreads > 64) {
     throw new RangeError(`checksumThreads must be an integer in 1..64, received ${c.checksumThreads}`);
   }

@@ -193,8 +193,12 @@ export async function runLoad(o: LoadOptions) {
     const protocolChunk = profile.roll ? profile.roll.chunkMs : profile.protocol.chunkMs;
     const serverChunk = baseline?.steadyChunkMs.p50 ?? null;
     overhead = {
+      mode: profile.protocol.mode,
       kernelMsPerChunk: profile.kernel.msPerChunk, kernelMsPerCall: profile.kernel.msPerCall,
       protocolMsPerCall: profile.protocol.msPerCall, protocolOverheadMsPerCall: profile.protocol.overheadMsPerCall,
+      /** The profile's chunk loop over calls × kernel, − 1, per mode (no HTTP, no gate). */
+      protocol: profile.protocol.overhead,
+      byMode: Object.fromEntries(Object.entries(profile.modes).map(([m, p]) => [m, { overhead: p.overhead, msPerCall: p.msPerCall, mainThreadMsPerCall: p.mainThreadMsPerCall }])),
       protocolChunkMs: protocolChunk, serverChunkMs: serverChunk,
       serverOverheadMsPerChunk: serverChunk === null ? null : serverChunk - protocolChunk,
       /** (server chunk) / (calls × kernel) − 1: what the protocol and the server add to the kernels. */
@@ -213,6 +217,7 @@ export async function runLoad(o: LoadOptions) {
       memoryFlat: check(flat.flat, () => true, `device bytes and allocations constant, RSS growth <= max(64 MiB, 5 %) (${long ? 'long' : 'load'} phase)`),
       errors: check(errors, (v) => v === 0, '0'),
       protocolAndServerOverhead: check(overhead?.total, (v) => v <= 0.1, '<= 0.10 over calls x kernel time'),
+      protocolOverhead: check(overhead?.protocol, (v) => v <= 0.1, `<= 0.10 over calls x kernel time (profile, ${overhead?.mode ?? 'no'} mode)`),
       checksumsAgree: check(load.checksumsAgree && (long?.checksumsAgree ?? true), () => true, 'every session the same checksums'),
     },
     errors,

@@ -3,16 +3,19 @@
 // cache (the last chunk of a whole video: 3 query frames against localAttnFrames or all frames):
 //   kernel    cache.time() of one attend-with-write at that frame: CUDA events on the pool's stream
 //             around the enqueued work (the CPU: the monotonic clock), median of `iters` after warm-up;
-//   protocol  wall time of the session's real chunk loop (layers × (passes + 1) awaited attend calls:
-//             validation, op building, enqueue, one synchronize per call, Promise resolution) rewriting
-//             that chunk, median of `repeats`; overhead = protocol / (calls × kernel) − 1;
+//   protocol  wall time of the session's real chunk loop in the server's mode (session.ts: 'enqueue' —
+//             enqueueAttend calls, one flush per group; 'await' — one awaited attend per call: validation,
+//             op building, enqueue, one synchronize, Promise resolution each) rewriting that chunk, median
+//             of `repeats`; overhead = protocol / (calls × kernel) − 1; mainThreadMsPerCall = the main
+//             thread's time per enqueued call ('enqueue'; what a call blocks the event loop);
+//   modes     the same for both modes, so one run compares them;
 //   roll      the same for new chunks past the window (the eviction shift included), when rolling;
 //   video     a whole video from an empty cache (frames / chunkFrames chunks): attention-only latent
 //             frames per second.
 // The server path on top (gate, SSE, download + checksum) is the session's chunk time minus `protocol`
 // (load.ts reports it).
 import type { KVCachePool } from '../../lib';
-import { runChunk, type SessionContext } from './session';
+import { runChunk, type CallMode, type SessionContext } from './session';
 
 export interface ProfileResult {
   backend: string;
@@ -20,9 +23,18 @@ export interface ProfileResult {
   /** Frames the profiled chunk attends (its own included). */
   keyFrames: number;
   kernel: { msPerCall: number; msPerChunk: number; iters: number };
-  protocol: { chunkMs: number; msPerCall: number; overheadMsPerCall: number; overhead: number; repeats: number };
+  protocol: ModeProfile & { mode: CallMode; repeats: number };
+  modes: Record<CallMode, ModeProfile>;
   roll: { chunkMs: number; overhead: number; evicts: boolean } | null;
   video: { frames: number; chunks: number; ms: number; chunkMs: number[]; latentFramesPerSecond: number };
+}
+
+export interface ModeProfile {
+  chunkMs: number; msPerCall: number; overheadMsPerCall: number; overhead: number;
+  /** Main-thread ms per call spent enqueueing ('enqueue'), median over the repeats; 0 for 'await'. */
+  mainThreadMsPerCall: number;
+  /** 'enqueue': calls per flush. */
+  group: number | null;
 }
 
 const median = (xs: number[]): number => {
@@ -46,9 +58,21 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
     const times = pool.layers[0].time([[q, k, v]], { frame, warmup: Math.min(10, o.iters), iters: o.iters });
     const kernelMs = median(times);
 
-    const rewrite: number[] = [];
-    for (let r = 0; r < o.repeats; r++) rewrite.push((await runChunk(pool, ctxNoGate, last, frame, c.passes, ctx.outs?.[0])).ms);
-    const chunk = median(rewrite);
+    const mode: CallMode = ctx.mode ?? 'await';
+    const modes = {} as Record<CallMode, ModeProfile>;
+    for (const m of [mode, mode === 'await' ? 'enqueue' : 'await'] as CallMode[]) {
+      const rewrite: number[] = [], main: number[] = [];
+      for (let r = 0; r < o.repeats; r++) {
+        const run = await runChunk(pool, { ...ctxNoGate, mode: m }, last, frame, c.passes, ctx.outs?.[0]);
+        rewrite.push(run.ms);
+        main.push(run.enqueueMs / calls);
+      }
+      const chunk = median(rewrite);
+      modes[m] = {
+        chunkMs: chunk, msPerCall: chunk / calls, overheadMsPerCall: chunk / calls - kernelMs, overhead: chunk / (calls * kernelMs) - 1,
+        mainThreadMsPerCall: median(main), group: m === 'enqueue' ? ctx.group ?? 10 : null,
+      };
+    }
 
     let roll: ProfileResult['roll'] = null;
     if (c.rolling) {
@@ -60,7 +84,7 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
     return {
       backend: c.backend, layers: pool.layers.length, passes: c.passes, callsPerChunk: calls, chunkFrames: cf, keyFrames,
       kernel: { msPerCall: kernelMs, msPerChunk: calls * kernelMs, iters: o.iters },
-      protocol: { chunkMs: chunk, msPerCall: chunk / calls, overheadMsPerCall: chunk / calls - kernelMs, overhead: chunk / (calls * kernelMs) - 1, repeats: o.repeats },
+      protocol: { mode, ...modes[mode], repeats: o.repeats }, modes,
       roll,
       video: { frames: c.frames, chunks: videoChunks, ms, chunkMs, latentFramesPerSecond: c.frames / (ms / 1e3) },
     };

@@ -17,7 +17,7 @@ import { ChecksumPool } from './checksum';
 import { FairGate } from './gate';
 import { profileChunk } from './profile';
 import { DEFAULTS, monarchOptions, PRESETS, resolveConfig, windowOptions, type ServerConfig } from './config';
-import { runSession, type SessionContext } from './session';
+import { runSession, type CallMode, type SessionContext } from './session';
 import { StandIn } from './standin';
 
 export interface RunningServer {
@@ -112,7 +112,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs });
+  const mode: CallMode = config.cacheCalls === 'auto' ? (device ? 'enqueue' : 'await') : config.cacheCalls;
+  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs, mode, group: config.enqueueGroup });
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
     const raw = url.searchParams.get('chunks');
@@ -131,7 +132,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     active++;
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.on('close', () => { if (!res.writableEnded) signal.aborted = true; });
-    sse(res, 'start', { session: id, chunks, backend: attn.backend, layers: config.layers, passes: config.passes,
+    sse(res, 'start', { session: id, chunks, backend: attn.backend, cacheCalls: mode, enqueueGroup: config.enqueueGroup, layers: config.layers, passes: config.passes,
       chunkFrames: config.chunkFrames, chunkTokens: config.chunkFrames * config.height * config.width, poolBytes: bytes.total });
     const t0 = process.hrtime.bigint();
     let ok = true;
@@ -210,6 +211,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       const reset = url.searchParams.get('reset') === '1';
       const body = {
         sessions: { active, pooled: idle.length, live, maxSessions, completed, failed, rejected },
+        cacheCalls: { mode, enqueueGroup: config.enqueueGroup },
         memory: process.memoryUsage(),
         // The addon's process-wide counters: deviceBytes / deviceAllocations are what the pools, their
         // outputs and the stand-in hold on the GPU (flat once every pool exists).
@@ -290,7 +292,9 @@ async function main(): Promise<void> {
     .option('--seed <n>', 'stand-in seed', intOpt)
     .option('--inflight <n>', 'cache calls in flight across sessions (fair gate; 0 = no gate)', intOpt)
     .option('--checksum-threads <n>', 'worker threads checksumming outputs', intOpt)
-    .option('--preallocate', 'create every session pool at start-up');
+    .option('--preallocate', 'create every session pool at start-up')
+    .option('--cache-calls <mode>', "auto | enqueue (enqueueAttend + one flush per group) | await (one awaited attend per call)")
+    .option('--enqueue-group <n>', 'enqueue mode: cache calls per flush and per gate turn', intOpt);
   const o = cmd.parse().opts();
   const config = resolveConfig(o.preset, {
     host: o.host, port: o.port ?? DEFAULTS.port, backend: o.backend, frames: o.frames, height: o.height, width: o.width,
@@ -298,6 +302,7 @@ async function main(): Promise<void> {
     numIters: o.iters, layers: o.layers, passes: o.passes, localAttnFrames: o.localAttnFrames, sinkFrames: o.sinkFrames,
     maxSessions: o.maxSessions, maxBytes: o.maxBytes, defaultChunks: o.chunks, seed: o.seed,
     inflight: o.inflight, checksumThreads: o.checksumThreads, preallocate: o.preallocate,
+    cacheCalls: o.cacheCalls, enqueueGroup: o.enqueueGroup,
   });
   const s = await startServer(config);
   process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, startupMs: Math.round(s.startupMs), gpu: info().device?.name ?? null, config })}\n`);

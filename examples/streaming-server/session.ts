@@ -1,11 +1,17 @@
 // One Self-Forcing-shaped session over a KVCachePool: per chunk c (frame c·chunkFrames), for each of the
-// passes (denoising steps, then the context pass) and for each of the L layers, one
-// cache.attend(q, { frame, write: { k, v } }) — every pass writes the chunk's K/V into the same slice and
-// attends over the sink + window up to the chunk's end. Every call goes through the server's fair gate
-// (gate.ts). After a chunk, its last layer's context-pass output is downloaded (a libuv worker) and
-// checksummed (a worker thread) while the next chunk already runs; the chunk's events follow in order.
+// passes (denoising steps, then the context pass) and for each of the L layers, one attend of the chunk's
+// queries with write: { k, v } — every pass writes the chunk's K/V into the same slice and attends over
+// the sink + window up to the chunk's end. Two ways to issue the calls (SessionContext.mode):
+//   'enqueue'  groups of `group` calls: cache.enqueueAttend() each (the main thread validates, builds and
+//              enqueues on the pool's stream, no wait), then one awaited pool.flush() per group — one
+//              host round trip per group instead of per call, and the event loop runs between groups;
+//   'await'    one awaited cache.attend() per call (a libuv wait and a Promise resolution each), kept to
+//              measure the difference.
+// Every gate turn (gate.ts) is one call ('await') or one group ('enqueue'). After a chunk, its last
+// layer's context-pass output is downloaded (a libuv worker) and checksummed (a worker thread) while the
+// next chunk already runs; the chunk's events follow in order.
 import { DeviceTensor } from '../../lib';
-import type { AnyTensor, HostTensor, KVCachePool } from '../../lib';
+import type { AnyTensor, AttendOptions, HostTensor, KVCachePool } from '../../lib';
 import type { Checksum, ChecksumPool } from './checksum';
 import type { FairGate } from './gate';
 import type { StandIn } from './standin';
@@ -17,17 +23,25 @@ export interface ChunkResult {
   ms: number;
   /** Attend calls in this chunk. */
   calls: number;
+  /** Main-thread time of the chunk's enqueueAttend() calls, ms (0 in 'await' mode). */
+  enqueueMs: number;
   /** Sum and sum of squares of the last layer's context-pass output (float64 over the stored values). */
   checksum: Checksum;
   framesCached: number;
   evictedFrames: number;
 }
 
+export type CallMode = 'await' | 'enqueue';
+
 /** What a session needs from the server besides its pool. */
 export interface SessionContext {
   inputs: StandIn;
   gate: FairGate | null;
   checksums: ChecksumPool;
+  /** How cache calls are issued (above); default 'await'. */
+  mode?: CallMode;
+  /** 'enqueue': calls per flush (default 10). */
+  group?: number;
   /** The pool's two reusable device outputs (device inputs only; chunk c writes outs[c % 2]). */
   outs?: [DeviceTensor, DeviceTensor];
 }
@@ -40,16 +54,53 @@ export interface SessionOptions {
   signal?: { aborted: boolean };
 }
 
+export interface ChunkRun {
+  /** Wall time of the chunk, ms. */
+  ms: number;
+  out: AnyTensor;
+  /** 'enqueue': main-thread time spent in enqueueAttend() calls, ms (0 for 'await'). */
+  enqueueMs: number;
+}
+
 /** Chunk c's (passes + 1) × layers attends at `frame`; resolves to its wall time and last output. */
-export async function runChunk(pool: KVCachePool, ctx: SessionContext, c: number, frame: number, passes: number, out?: DeviceTensor): Promise<{ ms: number; out: AnyTensor }> {
+export async function runChunk(pool: KVCachePool, ctx: SessionContext, c: number, frame: number, passes: number, out?: DeviceTensor): Promise<ChunkRun> {
   const t0 = process.hrtime.bigint();
   let last: AnyTensor | undefined;
-  for (let t = 0; t <= passes; t++) {
+  const L = pool.layers.length, calls = (passes + 1) * L;
+  const optsOf = (t: number): { q: AnyTensor; opts: AttendOptions } => {
     const { q, k, v } = ctx.inputs.get(t, c);
-    const opts = { frame, write: { k, v }, out: q instanceof DeviceTensor ? out : undefined };
-    for (const cache of pool.layers) last = ctx.gate ? await ctx.gate.run(() => cache.attend(q, opts)) : await cache.attend(q, opts);
+    return { q, opts: { frame, write: { k, v }, out: q instanceof DeviceTensor ? out : undefined } };
+  };
+  if (ctx.mode !== 'enqueue') {
+    for (let t = 0; t <= passes; t++) {
+      const { q, opts } = optsOf(t);
+      for (const cache of pool.layers) last = ctx.gate ? await ctx.gate.run(() => cache.attend(q, opts)) : await cache.attend(q, opts);
+    }
+    return { ms: Number(process.hrtime.bigint() - t0) / 1e6, out: last!, enqueueMs: 0 };
   }
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, out: last! };
+  const G = ctx.group ?? 10;
+  let enqueueNs = 0n;
+  for (let i0 = 0; i0 < calls; i0 += G) {
+    // Call i = pass ⌊i / L⌋, layer i mod L: the order of the awaited loop.
+    const group = async (): Promise<void> => {
+      const e0 = process.hrtime.bigint();
+      try {
+        for (let i = i0; i < Math.min(calls, i0 + G); i++) {
+          const { q, opts } = optsOf(Math.floor(i / L));
+          last = pool.layers[i % L].enqueueAttend(q, opts);
+        }
+      } catch (e) {
+        await pool.flush().catch(() => undefined);  // what was enqueued completes; the first error is the one reported
+        throw e;
+      } finally {
+        enqueueNs += process.hrtime.bigint() - e0;
+      }
+      await pool.flush();
+    };
+    if (ctx.gate) await ctx.gate.run(group);
+    else await group();
+  }
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, out: last!, enqueueMs: Number(enqueueNs) / 1e6 };
 }
 
 /**
@@ -68,8 +119,8 @@ export async function runSession(pool: KVCachePool, ctx: SessionContext, o: Sess
     for (let c = 0; c < o.chunks && !o.signal?.aborted && !failed; c++) {
       const frame = c * o.chunkFrames;
       await downloads[c % 2];  // chunk c − 2's output has left ctx.outs[c % 2]
-      const { ms, out } = await runChunk(pool, ctx, c, frame, o.passes, ctx.outs?.[c % 2]);
-      const base = { chunk: c, frame, ms, calls: pool.layers.length * (o.passes + 1), framesCached: last.framesCached, evictedFrames: last.evictedFrames };
+      const { ms, out, enqueueMs } = await runChunk(pool, ctx, c, frame, o.passes, ctx.outs?.[c % 2]);
+      const base = { chunk: c, frame, ms, enqueueMs, calls: pool.layers.length * (o.passes + 1), framesCached: last.framesCached, evictedFrames: last.evictedFrames };
       // A host output is a fresh array per call already; a device one is copied out (the host copy is ours).
       const host: Promise<HostTensor> = out instanceof DeviceTensor ? out.download() : Promise.resolve(out as HostTensor);
       downloads[c % 2] = host.catch(() => undefined);
