@@ -10,15 +10,25 @@
 //   loop delay p99 ≤ 2 ms with N concurrent instances (host paths);
 //   host wall (1 instance, p50) ≤ device wall (1 instance, p50) + the transfer time of q, k, v and the
 //   output at the measured pinned bandwidth, + 10%.
+// Host scenarios run once per output mode (--outputs, default all three):
+//   fresh   no `out`, hostOutputs 'fresh' (default): a new ordinary array per call;
+//   pooled  no `out`, hostOutputs 'pooled': the instance's reused pinned buffers (disposed after each call);
+//   out     an allocTensor `out` per instance, passed on every call (the download lands in it).
+// Every scenario also reports the garbage collector's pauses (PerformanceObserver 'gc': count, total and
+// max ms, ms per forward) — a new 100 MB ArrayBuffer per call costs the main thread a major GC; with
+// --phases it subscribes to monarch-attention:call and reports the main thread's own ms per forward by
+// phase (validate, stage, enqueue, complete: lib/serving.ts MainThreadMs; mean and p99).
 // Inputs are made once with a cheap integer PRNG straight into bf16 / f32 bits and shared by every
 // instance (read-only), so a 480p run spends its time measuring, not generating. Writes one JSON file
-// (loop_delay.json) into --out when given, and prints it.
+// (loop_delay.json, or --name) into --out when given, and prints it.
 //   npm run build:ts && node benchmarks/loop_delay_probe.js --out results/ [--preset wan-480p|small]
-//     [--instances 1,4] [--seconds 2] [--frames F --height H --width W --heads n --head-dim d --iters T]
+//     [--instances 1,4] [--seconds 2] [--outputs fresh,pooled,out] [--inputs ordinary,pinned,device]
+//     [--phases] [--name loop_delay.json] [--frames F --height H --width W --heads n --head-dim d --iters T]
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { monitorEventLoopDelay, performance } = require('node:perf_hooks');
+const { monitorEventLoopDelay, performance, PerformanceObserver } = require('node:perf_hooks');
+const diagnostics = require('node:diagnostics_channel');
 const root = path.join(__dirname, '..');
 let m;
 try { m = require(path.join(root, 'dist', 'lib', 'index.js')); } catch {
@@ -59,6 +69,13 @@ const counts = arg('instances', '1,4').split(',').map((s) => {
   return x;
 });
 const seconds = num('seconds', 2, 0.1);
+const list = (name, dflt, allowed) => arg(name, dflt).split(',').map((x) => {
+  if (!allowed.includes(x)) throw new RangeError(`--${name} must be a comma-separated list of ${allowed.join(', ')}, received ${JSON.stringify(x)}`);
+  return x;
+});
+const outputModes = list('outputs', 'fresh,pooled,out', ['fresh', 'pooled', 'out']);
+const phases = argv.includes('--phases');
+const outName = arg('name', 'loop_delay.json');
 const outDir = arg('out', undefined);
 const dtype = cuda ? 'bfloat16' : 'float32';
 const N = cfg.frames * cfg.height * cfg.width, shape = [1, N, cfg.heads, cfg.headDim];
@@ -96,28 +113,58 @@ function makeInputs(kind, base) {
 const ms3 = (x) => Number(x.toFixed(3));
 function pct(sorted, q) { return sorted.length === 0 ? null : ms3(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]); }
 
-async function scenario(name, attns, inputs) {
-  for (const a of attns) { const o = await a.forward(...inputs); if (o.dispose) o.dispose(); }  // warm-up: pools, staging
+/** Per-phase main-thread ms of the forwards that end while `fn` runs (mean and p99 per phase). */
+async function withPhases(fn) {
+  if (!phases) return { result: await fn(), phases: undefined };
+  const seen = [];
+  const sub = (m) => { if (m.phase === 'end' && m.op === 'forward' && m.mainThreadMs) seen.push(m.mainThreadMs); };
+  diagnostics.subscribe('monarch-attention:call', sub);
+  let result;
+  try { result = await fn(); } finally { diagnostics.unsubscribe('monarch-attention:call', sub); }
+  const out = { forwards: seen.length };
+  for (const k of ['validate', 'stage', 'enqueue', 'complete', 'total']) {
+    const v = seen.map((p) => (k === 'total' ? p.validate + p.stage + p.enqueue + p.complete : p[k])).sort((a, b) => a - b);
+    out[k] = { mean: v.length ? ms3(v.reduce((a, b) => a + b, 0) / v.length) : null, p99: pct(v, 0.99) };
+  }
+  return { result, phases: out };
+}
+
+/**
+ * `outs` (mode 'out'): one `out` tensor per instance. Device outputs and pooled host outputs are disposed
+ * after each call (back to the instance's pool); fresh ones are dropped for the GC.
+ */
+async function scenario(name, attns, inputs, outs) {
+  const call = (a, i) => a.forward(...inputs, outs ? { out: outs[i] } : undefined);
+  for (let i = 0; i < attns.length; i++) { const o = await call(attns[i], i); if (o.dispose) o.dispose(); }  // warm-up: pools, staging
+  const gc = { count: 0, ms: 0, maxMs: 0 };
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) { gc.count++; gc.ms += e.duration; gc.maxMs = Math.max(gc.maxMs, e.duration); }
+  });
+  obs.observe({ entryTypes: ['gc'] });
   const h = monitorEventLoopDelay({ resolution: 1 });
   const walls = [];
   let stop = false;
   const t0 = performance.now();
   h.enable();
-  await Promise.all(attns.map(async (a) => {
+  const { phases: ph } = await withPhases(() => Promise.all(attns.map(async (a, i) => {
     while (!stop) {
       const s = performance.now();
-      const out = await a.forward(...inputs);
+      const out = await call(a, i);
       walls.push(performance.now() - s);
-      if (out.dispose) out.dispose();  // device outputs go back to the instance's pool
+      if (out.dispose) out.dispose();
       if (performance.now() - t0 > seconds * 1000) stop = true;
     }
-  }));
+  })));
   h.disable();
+  await new Promise((r) => setImmediate(r));  // let the GC observer deliver
+  obs.disconnect();
   walls.sort((x, y) => x - y);
   return {
     scenario: name, instances: attns.length, forwards: walls.length, seconds: ms3((performance.now() - t0) / 1000),
     wallMs: { p50: pct(walls, 0.5), p99: pct(walls, 0.99), max: pct(walls, 1) },
     loopDelayMs: { p50: ms3(h.percentile(50) / 1e6), p99: ms3(h.percentile(99) / 1e6), max: ms3(h.max / 1e6) },
+    gc: { count: gc.count, ms: ms3(gc.ms), maxMs: ms3(gc.maxMs), msPerForward: walls.length ? ms3(gc.ms / walls.length) : null },
+    ...(ph && { mainThreadMsPerForward: ph }),
   };
 }
 
@@ -159,45 +206,53 @@ async function main() {
   fillRandom(base, 12345);
   const genMs = performance.now() - tStart;
   const maxCount = Math.max(...counts);
-  const attns = Array.from({ length: maxCount }, () => new m.MonarchAttention(options));
-  const kinds = cuda ? ['ordinary', 'pinned', 'device'] : ['ordinary', 'pinned'];
+  const fresh = Array.from({ length: maxCount }, () => new m.MonarchAttention(options));
+  const pooled = outputModes.includes('pooled') ? Array.from({ length: maxCount }, () => new m.MonarchAttention({ ...options, hostOutputs: 'pooled' })) : [];
+  const outs = outputModes.includes('out') ? Array.from({ length: maxCount }, () => m.allocTensor(shape, dtype)) : [];
+  const kinds = list('inputs', cuda ? 'ordinary,pinned,device' : 'ordinary,pinned', cuda ? ['ordinary', 'pinned', 'device'] : ['ordinary', 'pinned']);
   const results = [];
   for (const kind of kinds) {
     const inputs = makeInputs(kind, base);
-    for (const c of counts) results.push(await scenario(kind === 'device' ? 'device' : `host-${kind}`, attns.slice(0, c), inputs));
+    for (const mode of kind === 'device' ? ['device'] : outputModes) {
+      const attns = mode === 'pooled' ? pooled : fresh;
+      // 'host-pinned' / 'host-ordinary' keep their names for the default output (fresh), as before.
+      const name = kind === 'device' ? 'device' : `host-${kind}${mode === 'fresh' ? '' : `-${mode}`}`;
+      for (const c of counts) results.push(await scenario(name, attns.slice(0, c), inputs, mode === 'out' ? outs : undefined));
+    }
     for (const t of inputs) if (t.dispose) t.dispose();
   }
-  for (const a of attns) a.dispose();
+  for (const a of [...fresh, ...pooled]) a.dispose();
   const bw = bandwidth();
   const find = (name, c) => results.find((r) => r.scenario === name && r.instances === c);
   const targets = { loopDelayP99Ms: 2, wallSlack: 1.1 };
   const checks = {};
+  const hostNames = [...new Set(results.map((r) => r.scenario).filter((x) => x.startsWith('host-')))];
   if (counts.includes(maxCount)) {
-    for (const name of ['host-ordinary', 'host-pinned']) {
+    for (const name of hostNames) {
       const r = find(name, maxCount);
       checks[`${name} loop-delay p99 ≤ 2 ms (${maxCount} instances)`] = { value: r.loopDelayMs.p99, pass: r.loopDelayMs.p99 <= targets.loopDelayP99Ms };
     }
   }
-  if (cuda && counts.includes(1)) {
+  if (cuda && counts.includes(1) && find('device', 1)) {
     // Transfer time of q, k, v up and the output down at the measured pinned bandwidth.
     const transferMs = (3 * bw.bytes) / (bw.pinned.h2dGBs * 1e9) * 1e3 + bw.bytes / (bw.pinned.d2hGBs * 1e9) * 1e3;
     const dev = find('device', 1).wallMs.p50;
     const bound = (dev + transferMs) * targets.wallSlack;
-    for (const name of ['host-ordinary', 'host-pinned']) {
+    for (const name of hostNames) {
       const w = find(name, 1).wallMs.p50;
       checks[`${name} wall p50 ≤ (device ${dev} ms + transfer ${ms3(transferMs)} ms)·1.1 = ${ms3(bound)} ms (1 instance)`] = { value: w, pass: w <= bound };
     }
   }
   const i = m.info();
   const result = {
-    probe: 'loop_delay', preset: presetName, config: cfg, dtype, shape, instances: counts, secondsPerScenario: seconds,
+    probe: 'loop_delay', preset: presetName, config: cfg, dtype, shape, instances: counts, outputs: outputModes, secondsPerScenario: seconds,
     device: i.device, backend: options.backend, inputGenerationMs: ms3(genMs), results, bandwidth: bw, targets, checks,
     totalSeconds: ms3((performance.now() - tStart) / 1000),
   };
   const json = JSON.stringify(result, null, 2);
   if (outDir) {
     fs.mkdirSync(outDir, { recursive: true });
-    fs.writeFileSync(path.join(outDir, 'loop_delay.json'), json + '\n');
+    fs.writeFileSync(path.join(outDir, outName), json + '\n');
   }
   console.log(json);
 }

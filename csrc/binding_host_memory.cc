@@ -216,19 +216,23 @@ Napi::Value AllocHost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t bytes = ToInt(env, info[0], "allocHost: bytes", 1, kMaxSafeInteger);
   const bool wantPinned = info.Length() > 1 && ToBool(env, info[1], "allocHost: pinned");
+  // zero = false: the caller overwrites every byte before reading any (staging, download targets), so
+  // a pinned block skips its memset (~100 MB: tens of ms on the main thread). calloc memory is zero anyway.
+  const bool zero = info.Length() < 3 || info[2].IsUndefined() || ToBool(env, info[2], "allocHost: zero");
   auto* b = new HostBlock();
   b->bytes = size_t(bytes);
 #ifdef MONARCH_WITH_CUDA
   if (wantPinned && CudaUnavailableReason().empty()) {
     void* p = nullptr;
     if (AllocPinnedHost(&p, b->bytes).ok) {
-      std::memset(p, 0, b->bytes);
+      if (zero) std::memset(p, 0, b->bytes);
       b->ptr = static_cast<uint8_t*>(p);
       b->pinned = true;
     }
   }
 #else
   (void)wantPinned;
+  (void)zero;
 #endif
   if (!b->ptr) b->ptr = static_cast<uint8_t*>(std::calloc(b->bytes, 1));  // large: fresh zero pages
   if (!b->ptr) {
@@ -317,15 +321,16 @@ namespace {
 // goes through SafeWorker, so finishing during environment teardown neither throws nor aborts.
 class CloneWorker : public SafeWorker {
  public:
+  // `into`: an ordinary ArrayBuffer of `bytes` bytes to fill (checked by the caller), or empty for a new one.
   CloneWorker(Napi::Env env, napi_typedarray_type type, const void* src, size_t bytes, HostBlockRef block,
-              std::unique_ptr<uint8_t[]> snapshot)
+              std::unique_ptr<uint8_t[]> snapshot, Napi::ArrayBuffer into)
       : SafeWorker(env, "monarch:cloneHostAsync"),
         type_(type),
         src_(src),
         bytes_(bytes),
         block_(std::move(block)),
         snapshot_(std::move(snapshot)) {
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
+    Napi::ArrayBuffer ab = into.IsEmpty() ? Napi::ArrayBuffer::New(env, bytes_) : into;
     dst_ = ab.Data();
     host_ = Napi::Persistent(ab);
   }
@@ -335,6 +340,11 @@ class CloneWorker : public SafeWorker {
   std::string Complete(napi_env e) override {
     Napi::Env env(e);
     Napi::ArrayBuffer ab = host_.Value();
+    // A reused buffer must not have been detached meanwhile (lib/ never lets other code reach it while
+    // the copy runs; this catches direct use of the binding after the fact).
+    if (ab.IsDetached() || ab.Data() != dst_ || ab.ByteLength() != bytes_) {
+      return "cloneHostAsync: the destination ArrayBuffer was detached or resized while the copy ran";
+    }
     switch (type_) {
       case napi_float32_array: out_ = Napi::Float32Array::New(env, bytes_ / 4, ab, 0); break;
       case napi_uint16_array: out_ = Napi::Uint16Array::New(env, bytes_ / 2, ab, 0); break;
@@ -369,6 +379,18 @@ Napi::Value CloneHostAsync(const Napi::CallbackInfo& info) {
     if ((type == napi_float32_array && s.bytes % 4) || (type == napi_uint16_array && s.bytes % 2)) {
       ThrowRangeError(env, "cloneHostAsync: src byteLength is not a multiple of its element size");
     }
+    // into (optional): an ordinary, non-resizable ArrayBuffer of exactly src's byteLength that no other
+    // code can reach until the Promise settles (lib/outputs.ts HostOutputPool); filled instead of a new one.
+    Napi::ArrayBuffer into;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsArrayBuffer()) ThrowTypeError(env, "cloneHostAsync: into must be an ArrayBuffer, got " + DescribeValue(info[1]));
+      into = info[1].As<Napi::ArrayBuffer>();
+      if (into.IsDetached()) ThrowError(env, "cloneHostAsync: into is detached");
+      if (into.ByteLength() != s.bytes) {
+        ThrowRangeError(env, "cloneHostAsync: into has " + std::to_string(into.ByteLength()) + " bytes, src " + std::to_string(s.bytes));
+      }
+      if (FindHostBlock(into.Data(), into.ByteLength())) ThrowTypeError(env, "cloneHostAsync: into must be an ordinary ArrayBuffer, got addon memory");
+    }
     HostBlockRef block = s.shared ? HostBlockRef() : FindHostBlock(s.data, s.bytes);
     std::unique_ptr<uint8_t[]> snapshot;
     const void* src = s.data;
@@ -377,7 +399,7 @@ Napi::Value CloneHostAsync(const Napi::CallbackInfo& info) {
       ParallelCopy(snapshot.get(), s.data, s.bytes);
       src = snapshot.get();
     }
-    auto* w = new CloneWorker(env, type, src, s.bytes, std::move(block), std::move(snapshot));
+    auto* w = new CloneWorker(env, type, src, s.bytes, std::move(block), std::move(snapshot), into);
     Napi::Promise promise = w->Promise();
     if (!w->TryQueue()) w->DropUnqueued("cloneHostAsync: could not be queued (the environment is shutting down)");
     return promise;

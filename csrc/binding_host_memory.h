@@ -108,16 +108,20 @@ void CountDeviceFree(size_t bytes);
 void CountStagingCopy(size_t bytes);
 
 // JS functions (registered in addon.cc):
-//   allocHost(bytes, pinned): ArrayBuffer (zeroed addon memory)
+//   allocHost(bytes, pinned, zero = true): ArrayBuffer (addon memory; zeroed unless zero is false and
+//                        the block is pinned: callers that overwrite it all skip the memset)
 //   hostMemoryKind(typedArray): 0 ordinary | 1 shared | 2 addon
 //   isPinnedHost(typedArray): addon memory that is page-locked (cudaMemcpyAsync is truly async on it)
 //   copyHost(dst, src): dst.set(src) for same-size typed arrays, on several threads
 //   memoryStats(): MemoryCounters as numbers
-//   cloneHostAsync(src): Promise of a new ordinary typed array of src's kind with src's bytes, copied
-//                        on a libuv worker (src: addon memory, referenced until the copy is done;
-//                        other memory is copied on the calling thread first). Outputs are handed to
-//                        callers this way: ordinary ArrayBuffers stay transferable to workers, which
-//                        external (addon) ones are not.
+//   cloneHostAsync(src, into?): Promise of an ordinary typed array of src's kind with src's bytes,
+//                        copied on a libuv worker (src: addon memory, referenced until the copy is done;
+//                        other memory is copied on the calling thread first), over a new ArrayBuffer or
+//                        over `into` (an ordinary ArrayBuffer of src's byteLength that no JS code can
+//                        reach until the Promise settles: a pooled output; rejected if it was detached
+//                        meanwhile). Outputs are handed to callers this way: ordinary ArrayBuffers stay
+//                        transferable to workers, which external (addon) ones are not; the only
+//                        main-thread work is O(1) (no allocation at all with `into`).
 Napi::Value AllocHost(const Napi::CallbackInfo& info);
 Napi::Value HostMemoryKind(const Napi::CallbackInfo& info);
 Napi::Value IsPinnedHost(const Napi::CallbackInfo& info);

@@ -12,20 +12,25 @@ import type { DType, HostTensor } from './types';
 import { checkShape, dtypeSize, numel, tensor } from './tensor';
 import { isTyped, show } from './validate';
 import { DTYPES } from './tensor';
+import { hostOutputCounters } from './outputs';
 
 export type HostArray = Float32Array | Uint16Array;
 
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
-/** A new zeroed typed array of `n` elements of `dtype` in addon memory (pinned: page-locked if a GPU is usable). */
-export function addonArray(dtype: DType, n: number, pinned = false): HostArray {
+/**
+ * A new typed array of `n` elements of `dtype` in addon memory (pinned: page-locked if a GPU is usable),
+ * zeroed unless `zero` is false (then a pinned block skips its memset: for buffers every byte of which is
+ * written before anything reads them — staging copies, download targets, pooled outputs).
+ */
+export function addonArray(dtype: DType, n: number, pinned = false, zero = true): HostArray {
   const bytes = Math.max(1, n * dtypeSize(dtype));
   // Node's largest ArrayBuffer / typed array (buffer.constants.MAX_LENGTH, in bytes for Uint8): a host
   // tensor past it cannot exist in JS at all.
   if (bytes > MAX_LENGTH) {
     throw new RangeError(`host tensor of ${bytes} bytes exceeds the largest ArrayBuffer this Node allows (${MAX_LENGTH} bytes)`);
   }
-  const ab = native().allocHost(bytes, pinned);
+  const ab = native().allocHost(bytes, pinned, zero);
   return dtype === 'float32' ? new Float32Array(ab, 0, n) : new Uint16Array(ab, 0, n);
 }
 
@@ -55,8 +60,8 @@ export function hostMemoryKind(a: ArrayBufferView): 'ordinary' | 'shared' | 'add
 }
 
 /** Native memory counters of this process (tests and diagnostics; see docs/API.md "Memory"). */
-export function memoryStats(): NativeMemoryStats {
-  return native().memoryStats();
+export function memoryStats(): NativeMemoryStats & typeof hostOutputCounters {
+  return { ...native().memoryStats(), ...hostOutputCounters };
 }
 
 /** q, k, v safe to hand to off-thread work, and how to give the staging back. */
@@ -98,7 +103,7 @@ export class StagingPool {
         'maxWorkspaceBytes leaves after the instance\'s own buffers; pass allocTensor() or SharedArrayBuffer inputs (used in place), ' +
         'await earlier calls, or raise maxWorkspaceBytes');
     }
-    const a = addonArray(f32 ? 'float32' : 'bfloat16', like.length, true);
+    const a = addonArray(f32 ? 'float32' : 'bfloat16', like.length, true, false);  // overwritten by the copy
     this.all.add(a);
     return a;
   }

@@ -5,7 +5,7 @@ import { timeOps, type Op } from './ops';
 import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
 import { addonArray, type HostArray } from './host';
-import { DeviceOutputPool } from './outputs';
+import { DeviceOutputPool, HostOutputPool, type HostOutputArray } from './outputs';
 import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
@@ -62,12 +62,18 @@ export class Scratch {
   private readonly hostBufs = new Map<string, HostArray>();
   /** Memory of device outputs returned without `out` (lib/outputs.ts), reused once the caller disposes them. */
   readonly outputs: DeviceOutputPool;
+  /** Host outputs returned without `out` (MonarchOptions.hostOutputs 'pooled'; null: a fresh array per call). */
+  readonly hostOutputs: HostOutputPool | null;
   /**
    * `idleOutputBytes`: idle output memory kept for reuse at most (the rest of maxWorkspaceBytes);
-   * `device`: the GPU of every device buffer (CUDA).
+   * `device`: the GPU of every device buffer (CUDA); `pooledHost`: host outputs come from hostOutputs.
    */
-  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity, readonly device = 0) {
+  constructor(private readonly cuda: boolean, idleOutputBytes = Infinity, readonly device = 0, pooledHost = false) {
     this.outputs = new DeviceOutputPool(4, (bytes) => native().DeviceBuffer.alloc(bytes, device), idleOutputBytes);
+    // Page-locked where a GPU is usable (the download lands in it), never zeroed (fully written first).
+    this.hostOutputs = pooledHost
+      ? new HostOutputPool((f32, n) => localArray(addonArray(f32 ? 'float32' : 'bfloat16', n, cuda, false)), 2, idleOutputBytes)
+      : null;
   }
 
   /** Bytes held by get()'s buffers and idle output buffers (device memory on CUDA). */
@@ -77,9 +83,9 @@ export class Scratch {
     return b;
   }
 
-  /** Bytes held by host()'s pinned buffers. */
+  /** Bytes held by host()'s pinned buffers and idle pooled host outputs. */
   get hostBytes(): number {
-    let b = 0;
+    let b = this.hostOutputs?.bytes ?? 0;
     for (const x of this.hostBufs.values()) b += x.byteLength;
     return b;
   }
@@ -88,7 +94,7 @@ export class Scratch {
   host(key: string, dtype: DType, elems: number): HostArray {
     const have = this.hostBufs.get(key);
     if (have && have.length === elems && isTyped(have, 'Float32Array') === (dtype === 'float32')) return have;
-    const b = addonArray(dtype, elems, true);
+    const b = addonArray(dtype, elems, true, false);  // download targets: every byte is written first
     this.hostBufs.set(key, b);
     return b;
   }
@@ -111,6 +117,7 @@ export class Scratch {
     this.bufs.clear();
     this.hostBufs.clear();
     this.outputs.close();
+    this.hostOutputs?.close();
   }
 }
 
@@ -182,6 +189,15 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
     return { o: act(buf, st), post: [], collect: result, collectAsync: async () => result() };
   }
   const host = out as HostTensor | undefined;
+  if (!host && scratch.hostOutputs) {
+    // A pooled output (MonarchOptions.hostOutputs 'pooled'): written in place like an addon `out` (CPU
+    // workers write it; CUDA downloads into it), handed back with a dispose() that returns it.
+    const pool = scratch.hostOutputs, buf = pool.take(dtype === 'float32', n);
+    const result = (): HostTensor => pooledTensor(buf, shape, dtype, pool);
+    if (!cuda) return { o: act(buf, st), post: [], collect: result, collectAsync: async () => result() };
+    const dev = scratch.get('stage.o', dtype, n) as NativeDeviceBuffer;
+    return { o: act(dev, st), post: [{ op: 'download', dst: buf, src: dev }], collect: result, collectAsync: async () => result() };
+  }
   if (!cuda) {
     if (host && native().hostMemoryKind(host.data) !== 0) {
       return { o: act(host.data, st), post: [], collect: () => host, collectAsync: async () => host };
@@ -214,6 +230,15 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
     collect: () => tensor(pinned.slice(), shape, dtype),
     collectAsync: async () => tensor(localArray(await native().cloneHostAsync(pinned)), shape, dtype),
   };
+}
+
+/** A frozen host tensor over a pooled buffer whose (non-enumerable) dispose() gives the buffer back. */
+function pooledTensor(buf: HostOutputArray, shape: number[], dtype: DType, pool: HostOutputPool): HostTensor {
+  const dispose = (): void => pool.give(buf);
+  const t = { data: buf, shape: Object.freeze(shape), dtype };
+  Object.defineProperty(t, 'dispose', { value: dispose });
+  Object.defineProperty(t, Symbol.dispose, { value: dispose });
+  return Object.freeze(t) as HostTensor;
 }
 
 /**

@@ -124,7 +124,7 @@ export class KVCachePool implements CacheOwner {
       throw new Error(`KV cache: allocating ${bytes.cache} bytes of ${cuda ? 'device' : 'host'} memory failed: ${(e as Error).message}`);
     }
     this.core = {
-      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest, cfg.device), staging: new StagingPool(rest), queue: new WorkQueue(),
+      cfg, win, plan, closing: false, scratch: new Scratch(cuda, rest, cfg.device, cfg.hostOutputs === 'pooled'), staging: new StagingPool(rest), queue: new WorkQueue(),
       ledger: new EnqueueLedger(),
       gatherMap: maps.gather ?? Int32Array.from({ length: g.chunkTokens }, (_, i) => i),
       scatterMap: maps.scatter, needsGather: maps.gather !== null, identity: new Map(),

@@ -15,7 +15,7 @@ import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
 import { StagingPool } from './host';
-import { checkOut, checkSignal, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
+import { checkOut, checkSignal, phaseClock, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
 import { checkCallEvents, withEvents, type CallEvents } from './stream';
 import { checkTensorDevices } from './devices';
 import { checkMask, snapshot, timeOptions, type TimeOptions } from './validate';
@@ -55,7 +55,7 @@ export class MonarchAttention {
     const rest = Math.max(0, cfg.maxWorkspaceBytes - cfg.workspaceBytes);
     this.staging = new StagingPool(rest);
     this.plan = createPlan(cfg, cfg.queryTilesPerCall, cfg.geometry.tilesPerSequence);
-    this.scratch = new Scratch(cfg.backend === 'cuda', rest, cfg.device);
+    this.scratch = new Scratch(cfg.backend === 'cuda', rest, cfg.device, cfg.hostOutputs === 'pooled');
   }
 
   private live(): NativePlan {
@@ -158,21 +158,30 @@ export class MonarchAttention {
   forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
   forward<T extends AnyTensor>(q: T, k: T, v: T, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
+    const clock = phaseClock();  // main-thread time by phase, only while someone listens (lib/serving.ts)
     const plan = this.live();
     const { c, keyMask, out, signal, events } = this.check(q, k, v, opts);
     throwIfAborted(signal);
     const cuda = this.backend === 'cuda';
+    clock.lap('validate');
     // Host inputs are read after this returns (CPU: on libuv workers; CUDA: by copies on the stream):
     // secure them now (lib/host.ts), so the caller may transfer, detach or overwrite its arrays at once.
     const held = !c.device ? this.staging.secure([q, k, v] as HostTensor[], cuda) : null;
-    const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0);
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
+    clock.lap('stage');
+    const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0, clock);
     return this.queue.run(() => traced(end, async () => {
+      clock.start();  // a queued call starts here; the wait before is not main-thread work
       throwIfAborted(signal);
       const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-      await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal);
-      return s.collectAsync();
+      await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal, () => clock.lap('enqueue'));
+      clock.start();
+      const result = s.collectAsync();
+      clock.lap('complete');
+      const o = await result;
+      clock.start();  // the rest up to the end event is charged to 'complete' there
+      return o;
     }, () => held?.release()));
   }
 

@@ -157,7 +157,7 @@ export interface NativeBinding {
   f16ToF32(x: Uint16Array): Float32Array;
   setCpuThreads(n: number): void;
   /** Zeroed addon-owned host memory (pinned where a GPU is usable) as an external ArrayBuffer. */
-  allocHost(bytes: number, pinned: boolean): ArrayBuffer;
+  allocHost(bytes: number, pinned: boolean, zero?: boolean): ArrayBuffer;
   /** 0 = ordinary ArrayBuffer, 1 = SharedArrayBuffer, 2 = addon memory (allocHost). */
   hostMemoryKind(a: ArrayBufferView): 0 | 1 | 2;
   /** Addon memory that is page-locked. */
@@ -165,8 +165,12 @@ export interface NativeBinding {
   /** dst.set(src) for typed arrays of equal byteLength, split over the CPU threads. */
   copyHost(dst: ArrayBufferView, src: ArrayBufferView): void;
   memoryStats(): NativeMemoryStats;
-  /** A new ordinary typed array (same kind) with src's bytes, copied off the event loop. */
-  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T): Promise<T>;
+  /**
+   * An ordinary typed array (same kind) with src's bytes, copied off the event loop, over a new
+   * ArrayBuffer or over `into` (an ordinary ArrayBuffer of src's byteLength no other code can reach
+   * until the Promise settles).
+   */
+  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T, into?: ArrayBuffer): Promise<T>;
   /** NCCL loaded at run time (csrc/binding_nccl.h); lib/nccl.ts is its only user. */
   nccl: NativeNccl;
 }

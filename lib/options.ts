@@ -42,12 +42,14 @@ export interface ResolvedOptions {
   stream?: bigint;
   /** The GPU (MonarchOptions.device; 0 on the CPU backend). */
   device: number;
+  /** Host outputs without `out`: a new ordinary array per call, or the instance's pool (MonarchOptions.hostOutputs). */
+  hostOutputs: 'fresh' | 'pooled';
 }
 
 /** The keys of MonarchOptions (anything else is a typo: TypeError with a suggestion). */
 export const MONARCH_OPTION_KEYS = [
   'layout', 'heads', 'headDim', 'batch', 'numIters', 'causal', 'recompute', 'dtype', 'backend', 'tensorLayout',
-  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes', 'stream', 'device',
+  'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes', 'stream', 'device', 'hostOutputs',
 ] as const;
 
 /**
@@ -122,6 +124,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const dtype = checkEnum('dtype', o.dtype, ['float32', 'float16', 'bfloat16'] as const, 'float32');
   const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const tensorLayout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
+  const hostOutputs = checkEnum('hostOutputs', o.hostOutputs, ['fresh', 'pooled'] as const, 'fresh');
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkScale('scale', o.scale);
   const threads = optInt('threads', o.threads, 0, 0, 4096);
   const budgetIn = o.maxWorkspaceBytes === undefined ? undefined : checkInt('maxWorkspaceBytes', o.maxWorkspaceBytes, 1);
@@ -154,7 +157,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   return {
     geometry, layout: shape.layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout,
     scale, maxInvTemp, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
-    ...(stream !== undefined && { stream }), device,
+    ...(stream !== undefined && { stream }), device, hostOutputs,
   };
 }
 

@@ -55,3 +55,71 @@ export class DeviceOutputPool<B extends PooledBuffer = NativeDeviceBuffer> {
     this.idle.clear();
   }
 }
+
+// Host outputs with MonarchOptions.hostOutputs 'pooled': a forward / attend on host tensors without
+// `out` returns a tensor over a buffer of the instance's HostOutputPool (addon memory, page-locked on a
+// GPU machine, so the stream's download lands in it directly), and the tensor's dispose() gives the
+// buffer back for the next call. The same JS ArrayBuffer is handed out again: a new 100 MB ArrayBuffer
+// per call (the 'fresh' default) costs the main thread a major garbage collection and, inside those
+// pauses, freeing the previous outputs (benchmarks/notes/host-path.md). Addon memory is reference-counted
+// natively, so a stale reference kept past dispose() can at worst read a later call's values, never
+// crash the process. An output never disposed is freed by the garbage collector (the next call then
+// allocates a new buffer: the expensive case this mode exists to avoid).
+
+/** Process-wide counters of every HostOutputPool (merged into memoryStats()). */
+export const hostOutputCounters = { hostOutputAllocations: 0, hostOutputReuses: 0 };
+
+export type HostOutputArray = Float32Array | Uint16Array;
+
+export class HostOutputPool {
+  private readonly idle = new Map<string, HostOutputArray[]>();
+  private readonly lent = new WeakSet<HostOutputArray>();
+  private closed = false;
+
+  /**
+   * `maxIdle`: idle buffers kept per (dtype, length); `alloc`: how a new buffer is made (addon memory,
+   * not zeroed: every byte is written before the caller sees it); `maxIdleBytes`: idle bytes kept in all
+   * (what MonarchOptions.maxWorkspaceBytes leaves after the instance's own buffers).
+   */
+  constructor(private readonly alloc: (f32: boolean, n: number) => HostOutputArray,
+    private readonly maxIdle = 2, private readonly maxIdleBytes = Infinity) {}
+
+  /** An idle buffer of `n` elements (Float32Array when f32, else Uint16Array), or a new one. */
+  take(f32: boolean, n: number): HostOutputArray {
+    const list = this.idle.get(key(f32, n));
+    const a = list && list.length > 0 ? list.pop()! : undefined;
+    if (a) hostOutputCounters.hostOutputReuses++;
+    const b = a ?? this.alloc(f32, n);
+    if (!a) hostOutputCounters.hostOutputAllocations++;
+    this.lent.add(b);
+    return b;
+  }
+
+  /** Gives a lent buffer back (idempotent: a buffer not lent out is ignored). Kept unless the pool is full or closed. */
+  give(a: HostOutputArray): void {
+    if (!this.lent.has(a)) return;
+    this.lent.delete(a);
+    const k = key(a instanceof Float32Array || a.BYTES_PER_ELEMENT === 4, a.length);
+    const list = this.idle.get(k) ?? [];
+    if (this.closed || list.length >= this.maxIdle || this.bytes + a.byteLength > this.maxIdleBytes) return;  // the GC frees it
+    list.push(a);
+    this.idle.set(k, list);
+  }
+
+  /** Bytes held by idle buffers. */
+  get bytes(): number {
+    let b = 0;
+    for (const list of this.idle.values()) for (const a of list) b += a.byteLength;
+    return b;
+  }
+
+  /** Drops the idle buffers (freed by the garbage collector); buffers given back later are dropped too. */
+  close(): void {
+    this.closed = true;
+    this.idle.clear();
+  }
+}
+
+function key(f32: boolean, n: number): string {
+  return `${f32 ? 'f32' : 'u16'}:${n}`;
+}

@@ -25,14 +25,55 @@ export interface CallEvent {
   /** end only: wall time from the call to its end (ms), and the error message if it failed. */
   ms?: number;
   error?: string;
+  /** end only, forward only: the main thread's own time in the call, by phase (MainThreadMs). */
+  mainThreadMs?: MainThreadMs;
 }
+
+/**
+ * Main-thread milliseconds one forward spent, by phase (time waiting in the instance's queue or for the
+ * GPU / workers is not counted; garbage collection is counted in the phase it interrupts):
+ *   validate — argument and option checks;
+ *   stage    — securing host inputs (the copy of ordinary-ArrayBuffer inputs into staging: the only
+ *              O(bytes) main-thread work of a host forward; 0-cost for allocTensor / shared inputs);
+ *   enqueue  — staging the output and enqueueing every op (CUDA: copies and kernels on the stream);
+ *   complete — after the work has finished: handing the output back (and publishing this event).
+ */
+export interface MainThreadMs { validate: number; stage: number; enqueue: number; complete: number }
+
+/** Accumulates MainThreadMs: start() opens a segment, lap(phase) charges it to `phase` and opens the next. */
+export interface PhaseClock {
+  start(): void;
+  lap(phase: keyof MainThreadMs): void;
+  readonly ms: MainThreadMs | undefined;
+}
+
+class RunningClock implements PhaseClock {
+  readonly ms: MainThreadMs = { validate: 0, stage: 0, enqueue: 0, complete: 0 };
+  private last = performance.now();
+  start(): void { this.last = performance.now(); }
+  lap(phase: keyof MainThreadMs): void {
+    const t = performance.now();
+    this.ms[phase] += t - this.last;
+    this.last = t;
+  }
+}
+
+const NO_CLOCK: PhaseClock = { start() {}, lap() {}, ms: undefined };
 
 const CALL_CHANNEL = 'monarch-attention:call';
 let nextId = 1;
 
-/** Starts a call's event pair (inputs: its tensor inputs, the first one's shape reported); returns the function that publishes its end. */
+/** A running PhaseClock when someone subscribes to the call channel, else a shared no-op one (no cost). */
+export function phaseClock(): PhaseClock {
+  return diagnostics.channel(CALL_CHANNEL).hasSubscribers ? new RunningClock() : NO_CLOCK;
+}
+
+/**
+ * Starts a call's event pair (inputs: its tensor inputs, the first one's shape reported); returns the
+ * function that publishes its end (with `clock`'s phases, the last segment charged to 'complete').
+ */
 export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'], inputs: readonly AnyTensor[],
-  stagedBytes: number): (error?: unknown) => void {
+  stagedBytes: number, clock: PhaseClock = NO_CLOCK): (error?: unknown) => void {
   // Looked up per call, not cached: Node 20 keeps unsubscribed channels weakly, and a channel object
   // cached at load time can end up detached from the name that subscribers later look up.
   const callChannel = diagnostics.channel(CALL_CHANNEL);
@@ -45,6 +86,8 @@ export function publishStart(op: CallEvent['op'], backend: CallEvent['backend'],
   callChannel.publish({ phase: 'start', ...base } satisfies CallEvent);
   return (error?: unknown) => {
     const ev: CallEvent = { phase: 'end', ...base, ms: performance.now() - t0 };
+    clock.lap('complete');
+    if (clock.ms) ev.mainThreadMs = { ...clock.ms };
     if (error !== undefined) ev.error = error instanceof Error ? error.message : String(error);
     callChannel.publish(ev);
   };

@@ -21,6 +21,11 @@ export type HostTensor<D extends DType = DType> = D extends DType ? {
   readonly data: HostData<D>;
   readonly shape: readonly number[];
   readonly dtype: D;
+  /**
+   * Present (non-enumerable) only on pooled host outputs (MonarchOptions.hostOutputs 'pooled'): gives
+   * the memory back to its instance for a later call. Idempotent.
+   */
+  readonly dispose?: () => void;
 } : never;
 
 /** 1-D token sequence split into blocks of `blockSize` contiguous tokens (MonarchAttention, §A). */
@@ -123,6 +128,16 @@ export interface MonarchOptions {
    * RangeError naming the option and the device count; the CPU backend accepts only 0.
    */
   device?: number;
+  /**
+   * Host outputs of forward / KVCache attend / step called without `out`: 'fresh' (default) — a new
+   * ordinary, transferable typed array per call, filled off the event loop (each new array costs the
+   * main thread garbage-collection work in proportion to its size: ~100 MB at Wan 480p); 'pooled' — an
+   * array of the instance's (a KV cache: its pool's) reusable buffers (addon memory, page-locked on a GPU
+   * machine: the download lands in it, nothing is copied on any thread), whose `dispose()` gives it back
+   * for the next call. A pooled array is not transferable (like allocTensor memory); after dispose() its
+   * contents belong to a later call. Not a string → TypeError; another string → RangeError.
+   */
+  hostOutputs?: 'fresh' | 'pooled';
 }
 
 export interface ForwardOptions {

@@ -137,3 +137,38 @@ describeCuda('CUDA device outputs without out (bf16)', () => {
     dev.forEach((t) => t.dispose());
   });
 });
+
+describeCuda("CUDA pooled host outputs (hostOutputs 'pooled', bf16)", () => {
+  test('the download lands in a reused pinned buffer: bit-equal to the device path, nothing allocated at steady state', async () => {
+    const S = 512, shape = [1, S, H, D];
+    const opts = { layout: { kind: 'sequence' as const, length: S, blockSize: 32 }, heads: H, headDim: D, dtype: 'bfloat16' as const, backend: 'cuda' as const, numIters: 2 };
+    const attn = new MonarchAttention({ ...opts, hostOutputs: 'pooled' });
+    const sets = [[bf16(shape), bf16(shape), bf16(shape)], [bf16(shape), bf16(shape), bf16(shape)]].map((s) => s.map(asPinned));
+    const want = sets.map(([q, k, v]) => {
+      const dev = [q, k, v].map((t) => DeviceTensor.fromHost(t));
+      const o = attn.forwardSync(dev[0], dev[1], dev[2]);
+      const b = bits(o.downloadSync());
+      [...dev, o].forEach((t) => t.dispose());
+      return b;
+    });
+    const first = await attn.forward(sets[0][0], sets[0][1], sets[0][2]);
+    expect(bits(first)).toEqual(want[0]);
+    const buf = first.data.buffer;
+    first.dispose!();
+    const s0 = memoryStats();
+    for (let i = 1; i <= 6; i++) {
+      const [q, k, v] = sets[i % 2];
+      const o = await attn.forward(q, k, v);
+      expect(o.data.buffer).toBe(buf);
+      expect(bits(o)).toEqual(want[i % 2]);
+      o.dispose!();
+    }
+    const s1 = memoryStats();
+    expect(s1.hostOutputAllocations).toBe(s0.hostOutputAllocations);
+    expect(s1.hostAllocations).toBe(s0.hostAllocations);
+    expect(s1.deviceAllocations).toBe(s0.deviceAllocations);
+    expect(s1.pinnedBytes).toBe(s0.pinnedBytes);
+    expect(s1.stagingBytes).toBe(s0.stagingBytes);  // pinned inputs and a pooled output: no main-thread copy
+    attn.dispose();
+  });
+});
