@@ -16,6 +16,7 @@
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
+//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (a preview, as above);
 //   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
 //     r_step_rowwise_kernel<kFirst = false> where the key row fits (as above): one f-block, queries aR;
 //     r_step_later_kernel otherwise: 4 warps × 16 query columns j, keys in tiles of kBN through
@@ -72,10 +73,14 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   // One tile with long key rows (VMonarch's frames as blocks): the first step is dense attention per row.
   if (first && r_step_frames_dense_applies(p)) return r_step_frames_dense(p, last, stream);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first step; a layout its tensor
-  // maps refuse falls through to the mma.sync kernels.
+  // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first and later steps; a layout
+  // their tensor maps refuse falls through to the mma.sync kernels.
   if (first && r_step_first_hopper_applies(p)) {
     Status hs = r_step_first_hopper(p, last, s);
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+  }
+  if (!first && r_step_later_hopper_applies(p)) {
+    Status hs = r_step_later_hopper(p, last, s);
     if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
   }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {

@@ -30,8 +30,8 @@
 #include "../common/hopper.cuh"
 #include "../common/tma_map.h"
 #include "../common/wgmma.cuh"
-#include "r_step_config.cuh"
 #include "r_step_hopper.h"
+#include "r_step_hopper_tile.cuh"
 
 namespace monarch {
 namespace cuda {
@@ -40,7 +40,7 @@ namespace {
 using namespace detail;
 using namespace hopper;
 
-constexpr int kRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+constexpr int kRows = kHopperRows;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
 constexpr int kHThreads = 384;
 constexpr int kRing = 4;   // key tiles in flight
 
@@ -164,21 +164,15 @@ __global__ void __launch_bounds__(kHThreads, 1)
   regs_alloc<240>();
   const int c = wg - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const int g = lane / 4, qd = lane % 4;
   const int b2 = p.b2;
   const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};
   const uint32_t qAddr = smem_addr(sQ) + c * L::kTileBytes;
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
   T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
-  const int wj0 = warp * 16;      // this warp's query columns j = wj0 + [0, 16)
-  const int nRows = b2 - wj0;     // rows r < nRows are real columns (warp-uniform)
-  const int64_t rowStride = int64_t(p.b1) * D;
+  const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
 
-  float S[kRows / 8][4];
-  uint32_t pa[kRows / 16][4];
-  float O1[D / 8][4];
-  float O2[kLast ? D / 8 : 1][4];
+  RHopperRegs<D, kLast> regs;
 
   int it = 0, nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
@@ -201,67 +195,20 @@ __global__ void __launch_bounds__(kHThreads, 1)
         if constexpr (kLast) mbar_arrive(emptyV + s);
         continue;
       }
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t atom = kk / 4, off = (kk % 4) * 32;
-        const uint64_t da = desc_kmajor(qAddr + atom * kRows * 128 + off);
-        const uint64_t db = desc_kmajor(kAddr + (s * L::kAtoms + atom) * kRows * 128 + off);
-        Wgmma<T, kRows>::ss(S, da, db, kk > 0 ? 1 : 0);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(S);
-      if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
-
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
-      scale_mask_logits<kRows>(S, 0, b2, kvf, scale2, qd);
-      OnlineSoftmax<kRows, true> sm;  // one update from the initial state = a plain softmax
-      sm.init();
-      float alpha[2];
-      sm.update(S, alpha);
-      c_to_a_frags<kRows, T>(pa, S);
-      sm.finalize();
-      float inv[2];
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
-
-      zero_acc<D>(O1);
-      fence_regs(O1);  // the zeros are written before the fence (else ptxas injects one of its own)
-      if constexpr (kLast) {
-        zero_acc<D>(O2);
-        fence_regs(O2);
-        mbar_wait(fullV + s, ph);
-      }
-      wgmma_fence();
-#pragma unroll
-      for (int kt = 0; kt < kRows / 16; ++kt)
-        Wgmma<T, D>::rs(O1, pa[kt], desc_mnmajor(kAddr + s * L::kTileBytes + kt * 16 * 128, kRows * 128));
-      if constexpr (kLast) {
-#pragma unroll
-        for (int kt = 0; kt < kRows / 16; ++kt)
-          Wgmma<T, D>::rs(O2, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kRows * 128));
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(O1);
-      if constexpr (kLast) fence_regs(O2);
-      mbar_arrive(emptyK + s);
-      if constexpr (kLast) mbar_arrive(emptyV + s);
-
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
-      const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
-      if (nRows > 0) {
-        store_rows_staged<D, T>(O1, inv, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
-        if constexpr (kLast) store_rows_staged<D, T>(O2, inv, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
-      }
-      if (qd == 0) {
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int j = wj0 + g + 8 * hh;
-          if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy(hh);
-        }
-      }
+      r_hopper_tile<T, D, kLast>(
+          p, regs, qAddr, kAddr + s * L::kTileBytes, vAddr + s * L::kTileBytes, scale2, kvf, colK0, stage, wj0, lane,
+          [&] {
+            if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+          },
+          [&] {
+            if constexpr (kLast) mbar_wait(fullV + s, ph);
+          },
+          [&] {
+            mbar_arrive(emptyK + s);
+            if constexpr (kLast) mbar_arrive(emptyV + s);
+          });
     }
     if (active) ++nq;
   }

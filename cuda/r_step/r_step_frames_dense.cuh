@@ -72,8 +72,9 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
       ko.sB = 1, ko.sH = int64_t(p.b2) * p.b1, ko.sRow = p.b1;
       const Status st = dense_hopper_keys_out(dense_for(b, p.v, p.y), ko, s);
       if (st.ok) continue;
-      // TMA refused the layout (all batches share strides, so only batch 0 can): the two passes below.
-      if (b > 0 || st.message.find("TMA tensor map") == std::string::npos) return st;
+      // TMA refused the layout: the two passes below recompute every batch (all batches share strides,
+      // so in practice only batch 0 can be refused).
+      if (st.message.find("TMA tensor map") == std::string::npos) return st;
       launched = false;
     }
     if (launched) return Status::Ok();

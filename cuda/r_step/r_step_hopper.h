@@ -1,4 +1,5 @@
-// r_step_hopper.h — the sm_90a first R-step (r_step_first_hopper.cu) as seen by the R-step dispatch.
+// r_step_hopper.h — the sm_90a R-step kernels (r_step_first_hopper.cu, r_step_later_hopper.cu) as seen by
+// the R-step dispatch.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,6 +16,10 @@ bool r_step_first_hopper_applies(const MonarchParams& p);
 // Launch it (the tensor maps may still refuse a layout: then nothing ran, the status says why and
 // the caller takes the mma.sync kernels).
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s);
+
+// The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu.
+bool r_step_later_hopper_applies(const MonarchParams& p);
+Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace monarch

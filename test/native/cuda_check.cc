@@ -5,6 +5,7 @@
 //     --small    a few small cases and no timing (for compute-sanitizer)
 //     --no-time  skip the timing section
 //     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
+//     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 before the first launch)
 //
 // Method. Every GPU output buffer is poisoned with NaN (0xFF bytes) before each launch; every stage's
 // CPU reference runs on bit-identical inputs (the GPU's previous-stage outputs are copied into the CPU's
@@ -784,8 +785,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--dense-only")) denseOnly = true;
     else if (!std::strcmp(argv[i], "--time-only")) checks = false;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (!std::strcmp(argv[i], "--preview")) setenv("MONARCH_PREVIEW_KERNELS", "1", 1);  // before any launch
     else {
-      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--seed N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--preview] [--seed N]\n", argv[0]);
       return 2;
     }
   }
@@ -795,6 +797,10 @@ int main(int argc, char** argv) {
               info.totalMem / 1073741824.0, info.driverVersion, info.runtimeVersion, cuda::compiled_archs(),
               (unsigned long long)seed);
   if (info.count == 0) return 2;
+  {
+    const char* pv = std::getenv("MONARCH_PREVIEW_KERNELS");
+    std::printf("preview kernels (MONARCH_PREVIEW_KERNELS=1, docs/API.md): %s\n", pv && std::string(pv) == "1" ? "on" : "off");
+  }
   OK(cuda::stream_create(&g_stream));
 
   // Error paths must return a Status, never abort.
@@ -838,6 +844,7 @@ int main(int argc, char** argv) {
       // sm_90a first R-step (b2 in 33..64): an odd number of query tiles, causal with q0 > 0, b2 = 64, B = 2
       {"b2=64 causal q0>0 Aq=3", 1, 2, 7, 64, 3, 5, 2, 1, 1, true, true, false, false, 1.5},
       {"b2=45 T=1 B=2 sharp", 2, 1, 9, 45, 3, 2, 0, 0, 1, false, false, false, false, 4.0},
+      {"b2=64 T=3 causal q0>0 Aq=3 masks", 1, 1, 6, 64, 3, 5, 2, 1, 3, false, true, true, true, 1.5},
       // one tile, long key rows (VMonarch frames as blocks): the first R-step on the dense kernel
       {"frames-dense b1=7 b2=300 T=1", 1, 2, 7, 300, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"frames-dense B=2 b2=160 T=2 BHSD qmask", 2, 3, 5, 160, 1, 1, 0, 0, 2, true, false, false, true, 1.5},

@@ -1,0 +1,106 @@
+// r_step_hopper_tile.cuh — one R-step problem on a consumer warpgroup of the sm_90a R-step kernels
+// (r_step_first_hopper.cu, r_step_later_hopper.cu): the b2 × b2 attention of a 64-row query box with
+// one key tile already in shared memory (128-byte-swizzled boxes of 64 rows, hopper.cuh), written like
+// r_step_rowwise_kernel writes it:
+//   S = Q·Kᵀ (wgmma m64n64k16, both operands in shared memory), the one-pass masked softmax with
+//   entropy in registers (the wgmma accumulator layout is the mma.m16n8k16 one per warp, so the
+//   mma.sync helpers apply), aL = P·K and y = P·V (wgmma, P from registers, K and V MN-major), stored
+//   normalised through the warp's 16 staging rows (16-byte stores); cL = Σ R log R, +INF for an empty row.
+// The caller's hooks order the ring: after_s() once S is in registers (the queries may be released),
+// before_pv() before the products read V, after_pv() once K and V are no longer read.
+#pragma once
+
+#include "../common/hopper.cuh"
+#include "../common/wgmma.cuh"
+#include "r_step_config.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace {  // included by the sm_90a R-step kernels only
+
+constexpr int kHopperRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+
+// Registers of one consumer thread, kept across tiles so the compiler allocates them once.
+template <int D, bool kLast>
+struct RHopperRegs {
+  float S[kHopperRows / 8][4];
+  uint32_t pa[kHopperRows / 16][4];
+  float O1[D / 8][4];
+  float O2[kLast ? D / 8 : 1][4];
+};
+
+// qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
+// (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
+// two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
+// stage: this warp's 16 staging rows; wj0: this warp's first query column.
+template <typename T, int D, bool kLast, typename AfterS, typename BeforePV, typename AfterPV>
+__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast>& r, uint32_t qAddr,
+                                              uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
+                                              const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
+                                              AfterS after_s, BeforePV before_pv, AfterPV after_pv) {
+  using namespace hopper;
+  constexpr int R = kHopperRows;
+  const int g = lane / 4, qd = lane % 4;
+  const int b2 = p.b2;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const uint32_t atom = kk / 4, off = (kk % 4) * 32;
+    Wgmma<T, R>::ss(r.S, desc_kmajor(qAddr + atom * R * 128 + off), desc_kmajor(kAddr + atom * R * 128 + off),
+                    kk > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(r.S);
+  after_s();
+
+  scale_mask_logits<R>(r.S, 0, b2, kvf, scale2, qd);
+  OnlineSoftmax<R, true> sm;  // one update from the initial state = a plain softmax
+  sm.init();
+  float alpha[2];
+  sm.update(r.S, alpha);
+  c_to_a_frags<R, T>(r.pa, r.S);
+  sm.finalize();
+  float inv[2];
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+
+  zero_acc<D>(r.O1);
+  fence_regs(r.O1);  // the zeros are written before the fence (else ptxas injects one of its own)
+  if constexpr (kLast) {
+    zero_acc<D>(r.O2);
+    fence_regs(r.O2);
+  }
+  before_pv();
+  wgmma_fence();
+#pragma unroll
+  for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
+  if constexpr (kLast) {
+#pragma unroll
+    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O2, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(r.O1);
+  if constexpr (kLast) fence_regs(r.O2);
+  after_pv();
+
+  const int nRows = b2 - wj0;  // rows r < nRows of this warp are real columns j (warp-uniform)
+  if (nRows > 0) {
+    const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
+    const int64_t rowStride = int64_t(p.b1) * D;
+    store_rows_staged<D, T>(r.O1, inv, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+    if constexpr (kLast) store_rows_staged<D, T>(r.O2, inv, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+  }
+  if (qd == 0) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int j = wj0 + g + 8 * hh;
+      if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy(hh);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace monarch

@@ -1,0 +1,232 @@
+// r_step_later_hopper.cu — the later R-steps (T ≥ 2, docs/ALGORITHMS.md §A.5) for key rows of 33..64
+// tokens on sm_90a, with the results of r_step_rowwise_kernel<kFirst = false>: queries aR[a,f,k,j], a
+// per-query temperature min(1/cR, maxInvTemp), keys and values of key row (f, k), outputs aL, y (last
+// step) and cL of pair (a, f).
+//
+// Unlike the first step, the queries depend on f, so every (a, f, k) is one key tile with its own
+// queries. Work items (b, h, f, k, pair of query tiles a = 2·ap, 2·ap + 1), query-tile pairs fastest so
+// the CTAs running at once share the key rows (f, k) in L2; persistent, one CTA per SM.
+//   producer (warpgroup 0, one thread): per item, into one slot of a 2- or 3-deep ring (full/empty
+//     mbarriers), the TMA boxes of both consumers' aR queries (a 3-D map over the workspace) and of the
+//     item's K (and V) tile (the first step's 5-D maps: tokens past b2 zero-filled).
+//   consumers (warpgroups 1, 2): one query tile each, r_hopper_tile (r_step_hopper_tile.cuh) on the slot.
+// An item whose two pairs are both causally forbidden is skipped by every role alike; a consumer whose
+// pair is forbidden (or whose a ≥ Aq) still waits for the slot's copies before it frees the slot, so its
+// arrivals can never count towards a later use of the slot.
+#include <monarch/monarch_cuda.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "../common/tma_map.h"
+#include "r_step_hopper.h"
+#include "r_step_hopper_tile.cuh"
+
+namespace monarch {
+namespace cuda {
+namespace {
+
+using namespace detail;
+using namespace hopper;
+
+constexpr int kRows = kHopperRows;
+constexpr int kLThreads = 384;
+
+template <int D, bool kLast>
+struct RlhSmem {
+  static constexpr int kAtoms = D / 64;
+  static constexpr int kTileBytes = kRows * D * 2;              // one box: a consumer's queries, K or V
+  static constexpr int kSlotTiles = kLast ? 4 : 3;              // Q0, Q1, K (, V)
+  static constexpr int kSlotBytes = kSlotTiles * kTileBytes;
+  static constexpr int kSlots = (kLast && D == 128) ? 2 : 3;    // what fits next to the staging rows
+  static constexpr int kStageOff = kSlots * kSlotBytes;
+  static constexpr int kStageBytes = 8 * 16 * Smem<D>::kLd * 2;  // 8 consumer warps × 16 rows
+  static constexpr int kBarOff = kStageOff + kStageBytes;
+  static constexpr int kBars = 2 * kSlots;
+  static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
+};
+
+struct RlhItem {
+  int ap, k, f, h, b;
+};
+__device__ __forceinline__ RlhItem rlh_item(int64_t w, const MonarchParams& p, int nAp) {
+  RlhItem t;
+  t.ap = int(w % nAp);
+  w /= nAp;
+  t.k = int(w % p.b1);
+  w /= p.b1;
+  t.f = int(w % p.Fk);
+  w /= p.Fk;
+  t.h = int(w % p.H);
+  t.b = int(w / p.H);
+  return t;
+}
+// Whether consumer c has a problem in item t (its query tile exists and may see key tile f).
+__device__ __forceinline__ bool rlh_active(const MonarchParams& p, const RlhItem& t, int c) {
+  const int a = 2 * t.ap + c;
+  return a < p.Aq && pair_allowed(p, a, t.f);
+}
+// aR / cR row of (b, h, a, f, k): the query box's row in the workspace map.
+__device__ __forceinline__ int64_t rlh_qrow(const MonarchParams& p, const RlhItem& t, int a) {
+  return ((((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk) + t.f) * p.b1 + t.k;
+}
+
+template <typename T, int D, bool kLast>
+__global__ void __launch_bounds__(kLThreads, 1)
+    r_step_later_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+                               const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
+#if MONARCH_SM90A
+  using L = RlhSmem<D, kLast>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  T* sStage = reinterpret_cast<T*>(base + L::kStageOff);
+  uint64_t* full = reinterpret_cast<uint64_t*>(base + L::kBarOff);
+  uint64_t* empty = full + L::kSlots;
+  // Slot s: Q of consumer 0, Q of consumer 1, K, V — kTileBytes each.
+  auto slot_tile = [&](int s, int i) { return base + s * L::kSlotBytes + i * L::kTileBytes; };
+
+  const int wg = threadIdx.x / 128;
+  const int nAp = (p.Aq + 1) / 2;
+  const int64_t nWork = int64_t(nAp) * p.b1 * p.Fk * p.H * p.B;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < L::kSlots; ++s) {
+      mbar_init(full + s, 1);
+      mbar_init(empty + s, 256);
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer ----
+    regs_dealloc<24>();
+    if (threadIdx.x == 0) {
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmK);
+      if (kLast) tma_prefetch_map(&tmV);
+      int it = 0;
+      for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+        const RlhItem t = rlh_item(w, p, nAp);
+        const bool act[2] = {rlh_active(p, t, 0), rlh_active(p, t, 1)};
+        if (!act[0] && !act[1]) continue;
+        const int s = it % L::kSlots;
+        const uint32_t ph = (it / L::kSlots) & 1;
+        ++it;
+        mbar_wait(empty + s, ph ^ 1);
+        const int boxes = int(act[0]) + int(act[1]) + 1 + int(kLast);
+        mbar_arrive_expect_tx(full + s, uint32_t(boxes * L::kTileBytes));
+        for (int c = 0; c < 2; ++c) {
+          if (!act[c]) continue;
+          const int qrow = int(rlh_qrow(p, t, 2 * t.ap + c));
+#pragma unroll
+          for (int at = 0; at < L::kAtoms; ++at)
+            tma_load_5d(slot_tile(s, c) + at * kRows * 128, &tmQ, full + s, at * 64, 0, qrow, 0, 0);
+        }
+        const int krow = t.f * p.b1 + t.k;
+#pragma unroll
+        for (int at = 0; at < L::kAtoms; ++at)
+          tma_load_5d(slot_tile(s, 2) + at * kRows * 128, &tmK, full + s, at * 64, 0, krow, t.h, t.b);
+        if constexpr (kLast) {
+#pragma unroll
+          for (int at = 0; at < L::kAtoms; ++at)
+            tma_load_5d(slot_tile(s, 3) + at * kRows * 128, &tmV, full + s, at * 64, 0, krow, t.h, t.b);
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  regs_alloc<240>();
+  const int c = wg - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int b2 = p.b2;
+  T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
+  const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
+  const int64_t tileToks = int64_t(p.b1) * b2;
+  RHopperRegs<D, kLast> regs;
+
+  int it = 0;
+  for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+    const RlhItem t = rlh_item(w, p, nAp);
+    const bool mine = rlh_active(p, t, c);
+    if (!mine && !rlh_active(p, t, 1 - c)) continue;  // skipped by every role
+    const int s = it % L::kSlots;
+    const uint32_t ph = (it / L::kSlots) & 1;
+    ++it;
+    mbar_wait(full + s, ph);  // also when idle: see the file comment
+    if (!mine) {
+      mbar_arrive(empty + s);
+      continue;
+    }
+    const int a = 2 * t.ap + c;
+    const int64_t qrow = rlh_qrow(p, t, a);
+    const int64_t rowJ0 = qrow * b2;  // aR / cR row (j = 0)
+    float scale2[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int j = wj0 + g + 8 * hh;
+      scale2[hh] = p.scale * kLog2e * (j < b2 ? r_inv_temp(p.cR[rowJ0 + j], p.maxInvTemp) : 1.f);
+    }
+    const uint8_t* kvf = p.keyValid ? p.keyValid + (int64_t(t.b) * p.Fk + t.f) * tileToks + int64_t(t.k) * b2 : nullptr;
+    const int64_t pair = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk + t.f;
+    const int64_t colK0 = pair * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
+    r_hopper_tile<T, D, kLast>(
+        p, regs, smem_addr(slot_tile(s, c)), smem_addr(slot_tile(s, 2)), smem_addr(slot_tile(s, 3)), scale2, kvf, colK0,
+        stage, wj0, lane, [] {}, [] {}, [&] { mbar_arrive(empty + s); });
+  }
+#else
+  static_assert(RlhSmem<D, kLast>::kAtoms >= 1, "head dim is a multiple of 64");
+#endif
+}
+
+template <typename T, int D, bool kLast>
+Status launch(const MonarchParams& p, cudaStream_t s) {
+  // Queries: the aR workspace as rows of b2 × D (one box per (b, h, a, f, k)); keys and values as in the
+  // first step.
+  const int64_t qRows = int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1;
+  Act aR;
+  aR.data = p.aR, aR.sS = D;
+  CUtensorMap mq, mk, mv;
+  Status st = tma::encode_tile_rows(&mq, aR, p.dtype, 1, int(qRows), p.b2, 1, D, kRows);
+  if (st.ok) st = tma::encode_tile_rows(&mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows);
+  if (st.ok) st = kLast ? tma::encode_tile_rows(&mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows) : st;
+  if (!kLast) mv = mk;  // unused
+  if (!st.ok) return Status::Error("r_step_later_hopper_kernel: " + st.message);
+  auto kernel = r_step_later_hopper_kernel<T, D, kLast>;
+  const size_t smem = RlhSmem<D, kLast>::kBytes;
+  st = prepare_smem(kernel, smem, "r_step_later_hopper_kernel");
+  if (!st.ok) return st;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return launch_status("r_step_later_hopper_kernel");
+  const int64_t work = int64_t((p.Aq + 1) / 2) * p.b1 * p.Fk * p.H * p.B;
+  const int64_t grid = std::min<int64_t>(work, sms);
+  kernel<<<unsigned(grid), kLThreads, smem, s>>>(mq, mk, mv, p);
+  return launch_status("r_step_later_hopper_kernel");
+}
+
+}  // namespace
+
+bool r_step_later_hopper_applies(const MonarchParams& p) {
+  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
+  if (p.b2 <= 32 || p.b2 > kRows || p.aR == nullptr || p.cR == nullptr || p.aL == nullptr || p.cL == nullptr) return false;
+  // TMA coordinates are 32-bit: the aR rows of the whole problem, the key rows per (b, h).
+  if (int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1 >= (int64_t(1) << 31) || int64_t(p.Fk) * p.b1 >= (int64_t(1) << 31)) return false;
+  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
+  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
+}
+
+Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s) {
+  if (last && p.y == nullptr) return Status::Error("r_step_later_hopper_kernel: the last step needs y");
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return last ? launch<T, D, true>(p, s) : launch<T, D, false>(p, s);
+  });
+}
+
+}  // namespace cuda
+}  // namespace monarch
