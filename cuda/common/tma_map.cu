@@ -117,6 +117,35 @@ Status encode_tile_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int 
   return Status::Ok();
 }
 
+Status encode_box(CUtensorMap* map, const void* base, DType dtype, int rank, const uint64_t* dims,
+                  const uint64_t* strides, const uint32_t* box) {
+  if (dtype != kF16 && dtype != kBF16) return Status::Error("TMA tensor maps are built for 16-bit dtypes only");
+  if (rank < 1 || rank > 5 || dims[0] % 64 != 0 || box[0] != 64) return Status::Error("TMA tensor map: sizes out of range");
+  if ((reinterpret_cast<uintptr_t>(base) & 15u) != 0) return Status::Error("TMA tensor map: base not 16-byte aligned");
+  cuuint64_t d[5];
+  cuuint64_t st[4];
+  cuuint32_t bx[5], es[5];
+  for (int i = 0; i < rank; ++i) {
+    if (dims[i] < 1 || dims[i] >= (uint64_t(1) << 32) || box[i] < 1 || box[i] > 256)
+      return Status::Error("TMA tensor map: sizes out of range");
+    d[i] = dims[i], bx[i] = box[i], es[i] = 1;
+  }
+  for (int i = 0; i + 1 < rank; ++i) {
+    // A dimension of extent 1 is never stepped: give it a legal stride whatever the caller's is.
+    const uint64_t s = dims[i + 1] > 1 ? strides[i] : 16;
+    if (s == 0 || s % 16 != 0 || s >= (uint64_t(1) << 40))
+      return Status::Error("TMA tensor map: strides must be positive multiples of 16 bytes");
+    st[i] = s;
+  }
+  EncodeFn fn = encoder();
+  if (!fn) return Status::Error("TMA tensor map: the driver has no cuTensorMapEncodeTiled");
+  const CUresult r = fn(map, dtype == kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                        cuuint32_t(rank), const_cast<void*>(base), d, st, bx, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return Status::Error("TMA tensor map: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
+  return Status::Ok();
+}
+
 }  // namespace tma
 }  // namespace cuda
 }  // namespace monarch

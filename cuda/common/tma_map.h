@@ -36,6 +36,12 @@ Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, in
 Status encode_tile_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int rows, int b2, int H, int D,
                         int boxRows);
 
+// A 16-bit tensor of `rank` ≤ 5 dimensions (innermost first; dims[0] contiguous, a multiple of 64
+// elements) with byte strides strides[0..rank−2] of dimensions 1..rank−1, and boxes of box[] elements
+// (box[0] = 64: 128-byte swizzled rows). Coordinates past a dimension read as zeros. Same failures.
+Status encode_box(CUtensorMap* map, const void* base, DType dtype, int rank, const uint64_t* dims,
+                  const uint64_t* strides, const uint32_t* box);
+
 }  // namespace tma
 }  // namespace cuda
 }  // namespace monarch

@@ -1,0 +1,327 @@
+// l_step_final_hopper.cu — the final L-step (docs/ALGORITHMS.md §A.2; l_step.cu describes the stage) on
+// sm_90a for b1 ≤ 32 (MonarchRT at 480p: b1 = 30), with the results of l_step_final_ring_kernel:
+//   o[a,i,j] = Σ_c softmax_c(s·⟨q[a,i,j], aL[a,f,j,k]⟩ − cL[a,f,j,k])·y[a,f,j,k],  c = (f, k), f < fLim.
+// The stage is a stream of the aL and y rows (4.2 GB at 480p) with little arithmetic, so the kernel is
+// built to keep the copy engine busy:
+//
+// CTA: three warpgroups, persistent over work items (b, h, a, pair of columns j = 2·jp, 2·jp + 1).
+//   producer (warpgroup 0):
+//     thread 0 — TMA boxes of each consumer's queries (a 5-D map {D, b2, rows, H, B}: 64 rows i of
+//       column j; rows past the column's b1 are other columns' tokens or zeros, never stored) and per
+//       candidate tile of both consumers' aL and y rows into a 2-slot ring. A tile is two key tiles f of
+//       32 rows k (a 4-D map {D, b1, b2, pairs}: rows k ≥ b1 are out of bounds and zero-filled; a key
+//       tile f ≥ fLim is loaded at an out-of-bounds coordinate, so it is all zeros — never another
+//       column's or an unwritten pair's rows, whose NaNs 0 · NaN would spread);
+//     warp 1 — the biases cL of the tile's 64 candidates (+INF for the padding) into the slot, one
+//       mbarrier arrival per lane (release: the consumers' wait sees them).
+//   consumers (warpgroups 1, 2): one column each; per tile S = Q·aLᵀ (wgmma m64n64, both operands in
+//     shared memory), the online softmax with the bias and the −Inf poisoning of the ring kernel
+//     (OnlineSoftmax, its C-fragment layout is the wgmma accumulator's), O += P·y (wgmma, P from
+//     registers, y MN-major), then the normalised rows i < b1 stored.
+#include <monarch/monarch_cuda.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "../common/hopper.cuh"
+#include "../common/tma_map.h"
+#include "../common/wgmma.cuh"
+#include "l_step_config.cuh"
+#include "l_step_hopper.h"
+
+namespace monarch {
+namespace cuda {
+namespace {
+
+using namespace hopper;
+
+constexpr int kHRows = 64;    // query rows per consumer box, candidates per tile
+constexpr int kKRows = 32;    // rows k per key tile f in a candidate tile (b1 ≤ 32); two f per tile
+constexpr int kHThreads = 384;
+constexpr int kSlots = 2;
+
+template <int D>
+struct LfhSmem {
+  static constexpr int kAtoms = D / 64;
+  static constexpr int kTileBytes = kHRows * D * 2;   // a consumer's queries, or one aL / y tile
+  static constexpr int kSlotBytes = 4 * kTileBytes;   // aL, y of consumer 0, then of consumer 1
+  static constexpr int kQOff = kSlots * kSlotBytes;
+  static constexpr int kBiasOff = kQOff + 2 * kTileBytes;
+  static constexpr int kBiasBytes = kSlots * 2 * kHRows * 4;  // [slot][consumer][candidate] floats
+  static constexpr int kBarOff = kBiasOff + kBiasBytes;
+  static constexpr int kBars = 4 + 2 * kSlots;  // Q full/empty per consumer; slot full/empty
+  static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
+};
+
+struct LfhItem {
+  int jp, a, h, b;
+};
+__device__ __forceinline__ LfhItem lfh_item(int64_t w, const MonarchParams& p, int nJp) {
+  LfhItem t;
+  t.jp = int(w % nJp);
+  w /= nJp;
+  t.a = int(w % p.Aq);
+  w /= p.Aq;
+  t.h = int(w % p.H);
+  t.b = int(w / p.H);
+  return t;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kHThreads, 1)
+    l_step_final_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmAL,
+                               const __grid_constant__ CUtensorMap tmY, MonarchParams p) {
+#if MONARCH_SM90A
+  using L = LfhSmem<D>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  float* sBias = reinterpret_cast<float*>(base + L::kBiasOff);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOff);
+  uint64_t* fullQ = bars;       // [2]
+  uint64_t* emptyQ = bars + 2;  // [2]
+  uint64_t* full = bars + 4;    // [kSlots]
+  uint64_t* empty = full + kSlots;
+  // Slot s, consumer c: aL tile (i = 0) or y tile (i = 1).
+  auto tile = [&](int s, int c, int i) { return base + s * L::kSlotBytes + (2 * c + i) * L::kTileBytes; };
+  auto qbox = [&](int c) { return base + L::kQOff + c * L::kTileBytes; };
+
+  const int wg = threadIdx.x / 128;
+  const int nJp = (p.b2 + 1) / 2;
+  const int64_t nWork = int64_t(nJp) * p.Aq * p.H * p.B;
+  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
+
+  if (threadIdx.x == 0) {
+    for (int c = 0; c < 2; ++c) {
+      mbar_init(fullQ + c, 1);
+      mbar_init(emptyQ + c, 128);
+    }
+    for (int s = 0; s < kSlots; ++s) {
+      mbar_init(full + s, 1 + 32);  // the TMA thread's expect_tx arrival and the bias warp's 32 lanes
+      mbar_init(empty + s, 256);
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer ----
+    regs_dealloc<40>();  // the bias warp's index arithmetic spills at 24 (128·40 + 256·232 ≤ 64 K)
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp == 0 && lane == 0) {  // TMA
+      tma_prefetch_map(&tmQ);
+      tma_prefetch_map(&tmAL);
+      tma_prefetch_map(&tmY);
+      int it = 0, nq[2] = {0, 0};
+      for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+        const LfhItem t = lfh_item(w, p, nJp);
+        const int fLim = allowed_key_tiles(p, t.a);
+        const int nTiles = (fLim + 1) / 2;
+        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
+        for (int c = 0; c < 2; ++c) {
+          const int j = 2 * t.jp + c;
+          if (j >= p.b2) continue;
+          mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
+          mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
+#pragma unroll
+          for (int at = 0; at < L::kAtoms; ++at)
+            tma_load_5d(qbox(c) + at * kHRows * 128, &tmQ, fullQ + c, at * 64, j, t.a * p.b1, t.h, t.b);
+          ++nq[c];
+        }
+        const int active = 1 + int(2 * t.jp + 1 < p.b2);
+        for (int tt = 0; tt < nTiles; ++tt, ++it) {
+          const int s = it % kSlots;
+          const uint32_t ph = (it / kSlots) & 1;
+          mbar_wait(empty + s, ph ^ 1);
+          mbar_arrive_expect_tx(full + s, uint32_t(active * 2 * L::kTileBytes));
+          for (int c = 0; c < active; ++c) {
+            const int j = 2 * t.jp + c;
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+              const int f = 2 * tt + hf;
+              // A key tile past fLim: an out-of-bounds pair coordinate, so the box is all zeros.
+              const int pc = f < fLim ? int(pair0 + f) : int(nPairs);
+#pragma unroll
+              for (int at = 0; at < L::kAtoms; ++at) {
+                const int off = at * kHRows * 128 + hf * kKRows * 128;
+                tma_load_4d(tile(s, c, 0) + off, &tmAL, full + s, at * 64, 0, j, pc);
+                tma_load_4d(tile(s, c, 1) + off, &tmY, full + s, at * 64, 0, j, pc);
+              }
+            }
+          }
+        }
+      }
+    } else if (warp == 1) {  // biases
+      int it = 0;
+      for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+        const LfhItem t = lfh_item(w, p, nJp);
+        const int fLim = allowed_key_tiles(p, t.a);
+        const int nTiles = (fLim + 1) / 2;
+        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
+        for (int tt = 0; tt < nTiles; ++tt, ++it) {
+          const int s = it % kSlots;
+          const uint32_t ph = (it / kSlots) & 1;
+          mbar_wait(empty + s, ph ^ 1);
+          for (int c = 0; c < 2; ++c) {
+            const int j = 2 * t.jp + c;
+            if (j >= p.b2) continue;
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+              const int f = 2 * tt + hf, k = lane;  // candidate hf·32 + lane of the tile
+              const bool ok = f < fLim && k < p.b1;
+              const float bias = ok ? p.cL[((pair0 + f) * p.b2 + j) * p.b1 + k] : INFINITY;
+              sBias[(s * 2 + c) * kHRows + hf * kKRows + k] = bias;
+            }
+          }
+          mbar_arrive(full + s);
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  regs_alloc<232>();
+  const int c = wg - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int qd = lane % 4;
+  const float scale2 = p.scale * kLog2e;
+  const uint32_t qAddr = smem_addr(qbox(c));
+
+  float S[kHRows / 8][4];
+  uint32_t pa[kHRows / 16][4];
+  float O[D / 8][4];
+
+  int it = 0, nq = 0;
+  for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
+    const LfhItem t = lfh_item(w, p, nJp);
+    const int j = 2 * t.jp + c;
+    const bool active = j < p.b2;
+    const int fLim = allowed_key_tiles(p, t.a);
+    const int nTiles = (fLim + 1) / 2;
+    if (active) mbar_wait(fullQ + c, nq & 1);
+    zero_acc<D>(O);
+    OnlineSoftmax<kHRows, false> sm;
+    sm.init();
+
+    for (int tt = 0; tt < nTiles; ++tt, ++it) {
+      const int s = it % kSlots;
+      const uint32_t ph = (it / kSlots) & 1;
+      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
+      if (!active) {
+        mbar_arrive(empty + s);
+        continue;
+      }
+      const uint32_t aAddr = smem_addr(tile(s, c, 0)), yAddr = smem_addr(tile(s, c, 1));
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t atom = kk / 4, off = (kk % 4) * 32;
+        Wgmma<T, kHRows>::ss(S, desc_kmajor(qAddr + atom * kHRows * 128 + off),
+                             desc_kmajor(aAddr + atom * kHRows * 128 + off), kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(S);
+      if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+
+      const float* bias = sBias + (s * 2 + c) * kHRows;
+      float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row (l_step_config.cuh)
+#pragma unroll
+      for (int n = 0; n < kHRows / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float bb = bias[n * 8 + 2 * qd + e] * kLog2e;
+          mn[0] = fminf(mn[0], S[n][e]);
+          mn[1] = fminf(mn[1], S[n][e + 2]);
+          S[n][e] = S[n][e] * scale2 - bb;
+          S[n][e + 2] = S[n][e + 2] * scale2 - bb;
+        }
+      }
+      float alpha[2];
+      sm.update(S, alpha);
+      sm.poison_neg_inf(S, mn, scale2);
+      rescale_rows<D>(O, alpha);
+      c_to_a_frags<kHRows, T>(pa, S);
+      fence_regs(O);
+      wgmma_fence();
+#pragma unroll
+      for (int kt = 0; kt < kHRows / 16; ++kt)
+        Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(yAddr + kt * 16 * 128, kHRows * 128));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(O);
+      mbar_arrive(empty + s);
+    }
+    if (!active) continue;
+    ++nq;
+
+    sm.finalize();
+    float inv[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+    const int64_t qTok0 = int64_t(t.a) * p.b1 * p.b2 + j;
+    T* og = static_cast<T*>(p.o.data) + t.b * p.o.sB + t.h * p.o.sH + qTok0 * p.o.sS;
+    const int64_t oStride = int64_t(p.b2) * p.o.sS;
+    const int wi0 = warp * 16;
+    const int nRows = p.b1 - wi0;
+    store_rows<D, T>(O, inv, lane, [&](int r) -> T* { return r < nRows ? og + int64_t(wi0 + r) * oStride : nullptr; });
+  }
+#else
+  static_assert(LfhSmem<D>::kAtoms >= 1, "head dim is a multiple of 64");
+#endif
+}
+
+template <typename T, int D>
+Status launch(const MonarchParams& p, cudaStream_t s) {
+  CUtensorMap mq, mal, my;
+  // Queries: q as {D, b2 (j), rows, H, B} with boxes of 64 rows i of one column j.
+  Status st;
+  {
+    const uint64_t es = 2;
+    const uint64_t qd[5] = {uint64_t(D), uint64_t(p.b2), uint64_t(p.Aq) * p.b1, uint64_t(p.H), uint64_t(p.B)};
+    const uint64_t qs[4] = {uint64_t(p.q.sS) * es, uint64_t(p.q.sS) * p.b2 * es, uint64_t(p.q.sH) * es, uint64_t(p.q.sB) * es};
+    const uint32_t qb[5] = {64, 1, uint32_t(kHRows), 1, 1};
+    st = tma::encode_box(&mq, p.q.data, p.dtype, 5, qd, qs, qb);
+  }
+  // aL and y: [pairs][b2 (j)][b1 (k)][D] as {D, b1, b2, pairs}, boxes of 32 rows k of one (pair, j).
+  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
+  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), uint64_t(nPairs)};
+  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
+  const uint32_t box[4] = {64, uint32_t(kKRows), 1, 1};
+  if (st.ok) st = tma::encode_box(&mal, p.aL, p.dtype, 4, dims, strides, box);
+  if (st.ok) st = tma::encode_box(&my, p.y, p.dtype, 4, dims, strides, box);
+  if (!st.ok) return Status::Error("l_step_final_hopper_kernel: " + st.message);
+  auto kernel = l_step_final_hopper_kernel<T, D>;
+  const size_t smem = LfhSmem<D>::kBytes;
+  st = prepare_smem(kernel, smem, "l_step_final_hopper_kernel");
+  if (!st.ok) return st;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return launch_status("l_step_final_hopper_kernel");
+  const int64_t work = int64_t((p.b2 + 1) / 2) * p.Aq * p.H * p.B;
+  const int64_t grid = std::min<int64_t>(work, sms);
+  kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mal, my, p);
+  return launch_status("l_step_final_hopper_kernel");
+}
+
+}  // namespace
+
+bool l_step_final_hopper_applies(const MonarchParams& p) {
+  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
+  if (p.b1 < 1 || p.b1 > kKRows || p.aL == nullptr || p.y == nullptr || p.cL == nullptr || p.o.data == nullptr) return false;
+  // TMA coordinates are 32-bit, and nPairs itself is the out-of-bounds pair coordinate.
+  if (int64_t(p.B) * p.H * p.Aq * p.Fk >= (int64_t(1) << 31) - 1 || int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31)) return false;
+  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
+  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
+}
+
+Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return launch<T, D>(p, s);
+  });
+}
+
+}  // namespace cuda
+}  // namespace monarch

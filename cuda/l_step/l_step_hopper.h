@@ -1,0 +1,18 @@
+// l_step_hopper.h — the sm_90a final L-step (l_step_final_hopper.cu) as seen by the L-step dispatch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <monarch/monarch.h>
+
+namespace monarch {
+namespace cuda {
+
+// True when the Hopper kernel runs this final L-step: 16-bit dtype, head dim 64 or 128, b1 ≤ 32, a
+// usable sm_90a device and, while it awaits its first hardware verification, MONARCH_PREVIEW_KERNELS=1.
+bool l_step_final_hopper_applies(const MonarchParams& p);
+// Launch it (a refused tensor map: nothing ran, the status says why, the caller takes the ring kernel).
+Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace monarch
