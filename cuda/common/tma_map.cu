@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -61,6 +62,17 @@ bool preview_kernels_enabled() {
     return e != nullptr && std::string(e) == "1";
   }();
   return on;
+}
+
+int64_t hopper_grid(int64_t items, int sms) {
+  static const int64_t cap = [] {
+    const char* e = std::getenv("MONARCH_HOPPER_MAX_GRID");
+    const long long v = e ? std::atoll(e) : 0;
+    return v > 0 ? int64_t(v) : int64_t(0);
+  }();
+  int64_t g = std::min<int64_t>(items, sms);
+  if (cap > 0) g = std::min(g, cap);
+  return std::max<int64_t>(g, 1);
 }
 
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows) {

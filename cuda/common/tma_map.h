@@ -28,6 +28,10 @@ bool hopper_kernels_usable();
 // (read once). Off by default; the verified kernels serve those problems meanwhile (docs/API.md).
 bool preview_kernels_enabled();
 
+// The grid of a persistent sm_90a preview kernel: min(items, SMs), or min(items, N) with
+// MONARCH_HOPPER_MAX_GRID=N (read once; a test knob: few CTAs make every ring slot be reused often).
+int64_t hopper_grid(int64_t items, int sms);
+
 Status encode_rows(CUtensorMap* map, const Act& a, DType dtype, int B, int S, int H, int D, int boxRows);
 
 // The S = rows·b2 tokens of `a` per (b, h) as rows of b2 tokens (Monarch tile rows, monarch.h): a 5-D

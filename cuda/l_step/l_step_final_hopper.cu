@@ -299,7 +299,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return launch_status("l_step_final_hopper_kernel");
   const int64_t work = int64_t((p.b2 + 1) / 2) * p.Aq * p.H * p.B;
-  const int64_t grid = std::min<int64_t>(work, sms);
+  const int64_t grid = tma::hopper_grid(work, sms);
   kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mal, my, p);
   return launch_status("l_step_final_hopper_kernel");
 }

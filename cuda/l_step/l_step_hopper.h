@@ -1,4 +1,5 @@
-// l_step_hopper.h — the sm_90a final L-step (l_step_final_hopper.cu) as seen by the L-step dispatch.
+// l_step_hopper.h — the sm_90a L-step kernels (l_step_final_hopper.cu, l_step_columns_hopper.cu) as seen
+// by the L-step dispatch.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,6 +14,10 @@ namespace cuda {
 bool l_step_final_hopper_applies(const MonarchParams& p);
 // Launch it (a refused tensor map: nothing ran, the status says why, the caller takes the ring kernel).
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s);
+
+// The same for the non-final L-step (aR, cR): l_step_columns_hopper.cu.
+bool l_step_columns_hopper_applies(const MonarchParams& p);
+Status l_step_columns_hopper(const MonarchParams& p, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace monarch

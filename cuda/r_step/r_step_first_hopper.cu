@@ -233,7 +233,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return launch_status("r_step_first_hopper_kernel");
   const int64_t work = int64_t((p.Aq + 1) / 2) * p.b1 * p.H * p.B;
-  const int64_t grid = std::min<int64_t>(work, sms);
+  const int64_t grid = tma::hopper_grid(work, sms);
   kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mk, mv, p);
   return launch_status("r_step_first_hopper_kernel");
 }

@@ -7,7 +7,8 @@
 // queries. Work items (b, h, f, k, pair of query tiles a = 2·ap, 2·ap + 1), query-tile pairs fastest so
 // the CTAs running at once share the key rows (f, k) in L2; persistent, one CTA per SM.
 //   producer (warpgroup 0, one thread): per item, into one slot of a 2- or 3-deep ring (full/empty
-//     mbarriers), the TMA boxes of both consumers' aR queries (a 3-D map over the workspace) and of the
+//     mbarriers), the TMA boxes of both consumers' aR queries (encode_tile_rows over the workspace with
+//     B = H = 1) and of the
 //     item's K (and V) tile (the first step's 5-D maps: tokens past b2 zero-filled).
 //   consumers (warpgroups 1, 2): one query tile each, r_hopper_tile (r_step_hopper_tile.cuh) on the slot.
 // An item whose two pairs are both causally forbidden is skipped by every role alike; a consumer whose
@@ -203,7 +204,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return launch_status("r_step_later_hopper_kernel");
   const int64_t work = int64_t((p.Aq + 1) / 2) * p.b1 * p.Fk * p.H * p.B;
-  const int64_t grid = std::min<int64_t>(work, sms);
+  const int64_t grid = tma::hopper_grid(work, sms);
   kernel<<<unsigned(grid), kLThreads, smem, s>>>(mq, mk, mv, p);
   return launch_status("r_step_later_hopper_kernel");
 }
