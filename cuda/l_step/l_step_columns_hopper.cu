@@ -107,7 +107,8 @@ __global__ void __launch_bounds__(kCThreads, 1)
     if (warp == 0 && lane == 0) {  // TMA: per item the queries, then the candidate tiles twice
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmAL);
-      int it = 0, nq[2] = {0, 0};
+      uint64_t it = 0;  // ring uses (64-bit: never wraps)
+      int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const LchItem t = lch_item(w, p, nJp);
         const int fLim = allowed_key_tiles(p, t.a);
@@ -144,7 +145,7 @@ __global__ void __launch_bounds__(kCThreads, 1)
         }
       }
     } else if (warp == 1) {  // biases, in the same order
-      int it = 0;
+      uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const LchItem t = lch_item(w, p, nJp);
         const int fLim = allowed_key_tiles(p, t.a);
@@ -217,7 +218,8 @@ __global__ void __launch_bounds__(kCThreads, 1)
       }
   };
 
-  int it = 0, nq = 0;
+  uint64_t it = 0;
+  int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const LchItem t = lch_item(w, p, nJp);
     const int j = 2 * t.jp + c;

@@ -8,7 +8,7 @@
 //   producer (warpgroup 0):
 //     thread 0 — TMA boxes of each consumer's queries (a 5-D map {D, b2, rows, H, B}: 64 rows i of
 //       column j; rows past the column's b1 are other columns' tokens or zeros, never stored) and per
-//       candidate tile of both consumers' aL and y rows into a 2-slot ring. A tile is two key tiles f of
+//       candidate tile of both consumers' aL and y rows into a 3-slot ring. A tile is two key tiles f of
 //       32 rows k (a 4-D map {D, b1, b2, pairs}: rows k ≥ b1 are out of bounds and zero-filled; a key
 //       tile f ≥ fLim is loaded at an out-of-bounds coordinate, so it is all zeros — never another
 //       column's or an unwritten pair's rows, whose NaNs 0 · NaN would spread);
@@ -39,7 +39,7 @@ using namespace hopper;
 constexpr int kHRows = 64;    // query rows per consumer box, candidates per tile
 constexpr int kKRows = 32;    // rows k per key tile f in a candidate tile (b1 ≤ 32); two f per tile
 constexpr int kHThreads = 384;
-constexpr int kSlots = 2;
+constexpr int kSlots = 3;  // 3 × 64 KB at d 128 still fits next to the query boxes (232,016 of 232,448 B)
 
 template <int D>
 struct LfhSmem {
@@ -111,7 +111,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmAL);
       tma_prefetch_map(&tmY);
-      int it = 0, nq[2] = {0, 0};
+      uint64_t it = 0;  // ring uses (64-bit: never wraps)
+      int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const LfhItem t = lfh_item(w, p, nJp);
         const int fLim = allowed_key_tiles(p, t.a);
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
         }
       }
     } else if (warp == 1) {  // biases
-      int it = 0;
+      uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const LfhItem t = lfh_item(w, p, nJp);
         const int fLim = allowed_key_tiles(p, t.a);
@@ -191,7 +192,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
   uint32_t pa[kHRows / 16][4];
   float O[D / 8][4];
 
-  int it = 0, nq = 0;
+  uint64_t it = 0;
+  int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const LfhItem t = lfh_item(w, p, nJp);
     const int j = 2 * t.jp + c;

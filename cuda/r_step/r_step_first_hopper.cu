@@ -125,7 +125,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       if (kLast) tma_prefetch_map(&tmV);
-      int it = 0, nq[2] = {0, 0};
+      uint64_t it = 0;  // ring uses (64-bit: never wraps)
+      int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
         const int nTiles = rfh_tiles(p, t.ap);
@@ -174,7 +175,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
 
   RHopperRegs<D, kLast> regs;
 
-  int it = 0, nq = 0;
+  uint64_t it = 0;
+  int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
     const int nTiles = rfh_tiles(p, t.ap);

@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kLThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       if (kLast) tma_prefetch_map(&tmV);
-      int it = 0;
+      uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RlhItem t = rlh_item(w, p, nAp);
         const bool act[2] = {rlh_active(p, t, 0), rlh_active(p, t, 1)};
@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kLThreads, 1)
   const int64_t tileToks = int64_t(p.b1) * b2;
   RHopperRegs<D, kLast> regs;
 
-  int it = 0;
+  uint64_t it = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RlhItem t = rlh_item(w, p, nAp);
     const bool mine = rlh_active(p, t, c);
