@@ -12,8 +12,27 @@ import { wrapBuffer } from '../lib/device';
 import { KVCachePool } from '../lib/kvpool';
 import type { DeviceTensor, MonarchOptions } from '../lib';
 
-/** What the doubles saw: ops enqueued per kind, synchronisations. */
-export interface FakeCudaLog { ops: Record<string, number>; synchronize: number; synchronizeAsync: number; fail: Error | null }
+/**
+ * What the doubles saw: ops enqueued per kind (`seq`: all of them, the position on the "stream"),
+ * synchronisations and fences. A fence covers the ops enqueued before it (`seq` at its call).
+ */
+export interface FakeCudaLog {
+  ops: Record<string, number>; seq: number; synchronize: number; synchronizeAsync: number; fences: number;
+  /** Set → the next synchronizeAsync / fenceAsync rejects with it (a GPU fault found by the wait). */
+  fail: Error | null;
+  /** A sticky fault at op `at` (0-based): every fence covering it (and every later one) rejects with `error`. */
+  fault: { at: number; error: Error } | null;
+  /** true → fences stay pending until complete() (the "GPU" is slow); false → they settle at once. */
+  hold: boolean;
+  /** The "GPU" has run the ops before `upTo` (default: all): fences covering no more settle, in call order. */
+  complete(upTo?: number): void;
+  /** Fences (and held synchronizeAsync calls: the current op count) not settled yet, by the op count they cover. */
+  readonly pendingFences: number[];
+  /** Set when the plan was disposed with a fence not settled (what a pool must never do). */
+  disposedWithFencePending: boolean;
+  /** Per fence called, the id of its plan (plans are numbered 0, 1, … in creation order). */
+  fencePlans: number[];
+}
 
 let nextPointer = 0x10000n;
 
@@ -25,26 +44,63 @@ function fakeBuffer(bytes: number, device = 0, pointer?: bigint): Record<string,
 
 /**
  * Runs fn with the native Plan / DeviceBuffer replaced by doubles that record what a CUDA plan would
- * enqueue (until its Promise settles when fn is async); `log.fail` set → the next synchronizeAsync
- * rejects with it (a GPU fault found by the wait).
+ * enqueue (until its Promise settles when fn is async). fenceAsync models the stream: it covers the ops
+ * enqueued before it; with `log.hold` it settles only once complete() says the "GPU" has run them.
  */
 export function withFakeCuda<T>(fn: (log: FakeCudaLog) => T): T {
   const b = native() as NativeBinding & Record<string, unknown>;
   const realPlan = b.Plan, realBuffer = b.DeviceBuffer;
-  const log: FakeCudaLog = { ops: {}, synchronize: 0, synchronizeAsync: 0, fail: null };
-  const count = (op: string) => (): void => { log.ops[op] = (log.ops[op] ?? 0) + 1; };
+  const fences: Array<{ at: number | (() => number); settle: () => void }> = [];
+  const log: FakeCudaLog = {
+    ops: {}, seq: 0, synchronize: 0, synchronizeAsync: 0, fences: 0, fail: null, fault: null, hold: false, disposedWithFencePending: false, fencePlans: [],
+    get pendingFences() { return fences.map((f) => (typeof f.at === 'number' ? f.at : f.at())); },
+    complete(upTo = Infinity) {
+      while (fences.length > 0) {
+        const f = fences[0], at = typeof f.at === 'number' ? f.at : f.at();
+        if (at > upTo) break;
+        fences.shift()!.settle();
+      }
+    },
+  };
+  const count = (op: string) => (): void => { log.ops[op] = (log.ops[op] ?? 0) + 1; log.seq++; };
+  const takeFail = (): Error | null => {
+    const f = log.fail;
+    log.fail = null;
+    return f;
+  };
+  let plans = 0;
   function FakePlan(this: Record<string, unknown>): void {
+    const id = plans++;
     Object.assign(this, {
       rStep: count('r'), lStep: count('l'), gather: count('gather'), dense: count('dense'),
       upload: count('upload'), download: count('download'), waitEvent: count('waitEvent'), recordEventHandle: count('recordEvent'),
       synchronize: () => { log.synchronize++; },
       synchronizeAsync: () => {
+        // A whole-stream wait: with `hold` it also waits for the ops enqueued while it waits.
         log.synchronizeAsync++;
-        const f = log.fail;
-        log.fail = null;
-        return f ? Promise.reject(f) : Promise.resolve();
+        const f = takeFail();
+        if (!log.hold) return f ? Promise.reject(f) : Promise.resolve();
+        return new Promise<void>((resolve, reject) => {
+          fences.push({ at: () => log.seq, settle: () => (f ? reject(f) : resolve()) });
+        });
       },
-      stream: 0x5ea0n, dispose: () => undefined,
+      fenceAsync: () => {
+        log.fences++;
+        log.fencePlans.push(id);
+        const at = log.seq, failure = takeFail();
+        return new Promise<void>((resolve, reject) => {
+          const settle = (): void => {
+            const sticky = log.fault !== null && at > log.fault.at ? log.fault.error : null;
+            const e = failure ?? sticky;
+            if (e) reject(e);
+            else resolve();
+          };
+          if (log.hold) fences.push({ at, settle });
+          else settle();
+        });
+      },
+      stream: 0x5ea0n,
+      dispose: () => { if (fences.length > 0) log.disposedWithFencePending = true; },
     });
   }
   const restore = (): void => {

@@ -45,6 +45,7 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::GatherAsync>("gatherAsync"),
                          InstanceMethod<&Plan::Synchronize>("synchronize"),
                          InstanceMethod<&Plan::SynchronizeAsync>("synchronizeAsync"),
+                         InstanceMethod<&Plan::FenceAsync>("fenceAsync"),
                          InstanceMethod<&Plan::RecordEvent>("recordEvent"),
                          InstanceMethod<&Plan::EventElapsedMs>("eventElapsedMs"),
                          InstanceMethod<&Plan::ReleaseEvents>("releaseEvents"),
@@ -140,6 +141,7 @@ Plan::Plan(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plan>(info) {
     s = stream_.Create();
     if (!s.ok) ThrowError(env, "Plan: " + s.message);
   }
+  if (cuda_) fences_ = std::make_shared<FencePool>(device_);
 #else
   (void)external;
 #endif
@@ -162,6 +164,7 @@ Plan::~Plan() {
 #ifdef MONARCH_WITH_CUDA
     stream_.Abandon();
     new std::vector<HostBlockRef>(std::move(inflightHost_));  // copies may be in flight: leak, never free
+    fences_.reset();  // a fence still waiting keeps the pool and its event (binding_fence.h)
 #endif
     return;
   }
@@ -174,6 +177,7 @@ void Plan::FreeResources() {
   if (cuda_ && stream_.get()) cuda::stream_sync(stream_.get());
   inflightHost_.clear();
   events_.Release();
+  if (fences_) fences_->Close();
   keyValidSlot_.Reset();
   queryValidSlot_.Reset();
   denseKeyValidSlot_.Reset();
@@ -381,16 +385,53 @@ Napi::Value Plan::SynchronizeAsync(const Napi::CallbackInfo& info) {
       };
     }
 #endif
-    std::vector<Napi::ObjectReference> keep;
-    keep.push_back(Napi::Persistent(Value()));
-    auto* w = new PlanWorker(env, "monarch:synchronizeAsync", &queue_, std::move(job), std::move(keep));
-    Napi::Promise promise = w->Promise();
-    queue_.Push(w);
-    return promise;
+    return QueueWait(env, "monarch:synchronizeAsync", std::move(job));
   } catch (const Napi::Error& e) {
     settled.Reject(e.Value());
   }
   return settled.Promise();
+}
+
+// fenceAsync(): an event recorded on the stream now, waited for on a libuv thread (after the plan's
+// earlier waits, in call order): it resolves once the work enqueued before the call has completed,
+// whatever was enqueued since. CPU: resolves after the earlier async calls (as synchronizeAsync).
+Napi::Value Plan::FenceAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred settled = Napi::Promise::Deferred::New(env);
+  try {
+    CheckLive(env, "fenceAsync");
+    std::function<Status()> job = []() { return Status::Ok(); };
+#ifdef MONARCH_WITH_CUDA
+    if (cuda_) {
+      DeviceScope dev(device_);  // the event is recorded on the plan's device
+      ThrowIfFailed(env, dev.status());
+      std::shared_ptr<FencePool::Lease> lease;
+      Status s = fences_->Record(stream_.get(), &lease);
+      if (!s.ok) ThrowError(env, "fenceAsync: " + s.message);
+      // The copies enqueued so far come before the event: their host blocks go with the fence.
+      auto held = std::make_shared<std::vector<HostBlockRef>>(std::move(inflightHost_));
+      inflightHost_.clear();
+      job = [lease, held, device = device_]() {
+        Status st = FenceWait(*lease, device);
+        if (!st.ok) st.message = "fenceAsync: " + st.message;
+        return st;
+      };
+    }
+#endif
+    return QueueWait(env, "monarch:fenceAsync", std::move(job));
+  } catch (const Napi::Error& e) {
+    settled.Reject(e.Value());
+  }
+  return settled.Promise();
+}
+
+Napi::Value Plan::QueueWait(Napi::Env env, const char* name, std::function<Status()> job) {
+  std::vector<Napi::ObjectReference> keep;
+  keep.push_back(Napi::Persistent(Value()));  // the plan outlives the worker
+  auto* w = new PlanWorker(env, name, &queue_, std::move(job), std::move(keep));
+  Napi::Promise promise = w->Promise();  // before Push: a worker Node refuses is deleted there
+  queue_.Push(w);
+  return promise;
 }
 
 Napi::Value Plan::RecordEvent(const Napi::CallbackInfo& info) {

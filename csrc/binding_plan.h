@@ -8,7 +8,9 @@
 //               async work is in flight throws (it would race the workspace).
 //   CUDA plan — sync and async methods both enqueue on the plan's stream and return (async: an
 //               already-settled Promise); synchronize() waits on the calling thread,
-//               synchronizeAsync() in an AsyncWorker. upload() / download() enqueue host<->device
+//               synchronizeAsync() in an AsyncWorker; fenceAsync() records an event on the stream now and
+//               waits for that event in an AsyncWorker (binding_fence.h), so it covers the work enqueued
+//               before it and not the work enqueued while it waits. upload() / download() enqueue host<->device
 //               copies on the same stream (binding_plan_transfer.cc); the host blocks they touch are
 //               referenced until a later synchronize has passed them.
 // Async methods report argument errors as rejected Promises; sync methods throw.
@@ -29,7 +31,10 @@
 #include "binding_workspace.h"
 
 #ifdef MONARCH_WITH_CUDA
+#include <memory>
+
 #include "binding_cuda.h"
+#include "binding_fence.h"
 #endif
 
 namespace monarch {
@@ -54,6 +59,9 @@ class Plan : public Napi::ObjectWrap<Plan> {
   Napi::Value GatherAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kGather, true); }
   void Synchronize(const Napi::CallbackInfo& info);
   Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info);
+  Napi::Value FenceAsync(const Napi::CallbackInfo& info);
+  // Queues an AsyncWorker running `job` after the plan's earlier async calls (synchronizeAsync / fenceAsync).
+  Napi::Value QueueWait(Napi::Env env, const char* name, std::function<Status()> job);
   Napi::Value RecordEvent(const Napi::CallbackInfo& info);
   Napi::Value EventElapsedMs(const Napi::CallbackInfo& info);
   void ReleaseEvents(const Napi::CallbackInfo& info);
@@ -94,6 +102,8 @@ class Plan : public Napi::ObjectWrap<Plan> {
   StreamHandle stream_;
   UploadSlot keyValidSlot_, queryValidSlot_, denseKeyValidSlot_, mapSlot_;
   EventPool events_;
+  // Events of fenceAsync, reused (shared with the fences in flight: binding_fence.h).
+  std::shared_ptr<FencePool> fences_;
   // Host blocks of copies enqueued since the last synchronize (kept alive until the stream passes them).
   std::vector<HostBlockRef> inflightHost_;
 #endif

@@ -174,10 +174,12 @@ export class KVCachePool implements CacheOwner {
 
   /**
    * Waits for the calls enqueued on the pool (KVCache.enqueueAttend / enqueueWrite of any layer) before
-   * this call: CUDA, one stream synchronisation on a libuv worker (it may also cover calls enqueued while
-   * it waits); the CPU ran them when they were made. Rejects when their GPU work failed, naming the
-   * calls it covered, and marks those layers unusable until reset(). Flushes may overlap (each covers the
-   * calls before it); awaited and sync calls, time() and reset() throw until every flush has settled.
+   * this call, and for no later one: CUDA records an event on the pool's stream now (from a small pool of
+   * reused events) and waits for it on a libuv worker, so calls enqueued while it waits (the next group
+   * of a pipelined session) do not delay it; the CPU ran them when they were made. Rejects when their GPU
+   * work failed, naming the calls it covered, and marks those layers unusable until reset(). Flushes may
+   * overlap and settle in call order (each covers the calls before it); awaited and sync calls, time()
+   * and reset() throw until every flush has settled.
    */
   flush(opts?: FlushOptions): Promise<void> {
     let signal: AbortSignal | undefined;
@@ -191,8 +193,9 @@ export class KVCachePool implements CacheOwner {
     if (!ledger.pending) return signal?.aborted ? Promise.reject(abortError(signal)) : Promise.resolve();
     const batch = ledger.begin();
     const plan = core.plan!;
-    // CPU: the enqueued calls ran when they were made; earlier flushes settle first (microtask order).
-    const wait = core.cfg.backend === 'cuda' ? plan.synchronizeAsync() : Promise.resolve();
+    // CUDA: a fence at this point of the stream (after the plan's earlier waits). CPU: the enqueued calls
+    // ran when they were made; earlier flushes settle first (microtask order).
+    const wait = core.cfg.backend === 'cuda' ? plan.fenceAsync() : Promise.resolve();
     return wait.then(() => {
       ledger.end();
       throwIfAborted(signal);

@@ -112,6 +112,13 @@ export interface NativePlan {
   gatherAsync(a: GatherArgs & { dtype: DTypeCode }): Promise<void>;
   synchronize(): void;
   synchronizeAsync(): Promise<void>;
+  /**
+   * Resolves once the work enqueued before this call has completed (CUDA: an event recorded on the
+   * stream now, from a per-plan pool of reused events, waited for on a libuv worker after the plan's
+   * earlier waits; work enqueued meanwhile is not waited for). Rejects with the stream's failure. CPU:
+   * resolves after the earlier async calls.
+   */
+  fenceAsync(): Promise<void>;
   /** CUDA: record an event on the stream, returns its handle; elapsed between two handles in ms. */
   recordEvent(): number;
   eventElapsedMs(start: number, end: number): number;

@@ -2,11 +2,13 @@
 // enqueueAttend in groups with one flush each gives the same bits as the awaited attend() path (same
 // kernels, same order on one stream) and matches the CPU backend's fp32 protocol within 3× the CPU's own
 // bf16 error; outputs are readable after a flush, and DeviceTensor.download() (a device-wide wait) orders
-// itself after enqueued work without one; dispose with enqueued work pending frees after it.
+// itself after enqueued work without one; dispose with enqueued work pending frees after it. A flush is a
+// fence: it resolves while calls enqueued after it still run on the GPU, and pipelined groups (group n + 1
+// enqueued before group n's flush is awaited) give the same bits.
 import { describeCuda } from './helpers/backend';
 import { expectAllFinite, expectBitIdentical, expectClose } from './helpers/compare';
 import { cudaTolerance, deviceBits, fromDevice, toDevice } from './helpers/cuda';
-import { DeviceTensor, MonarchAttention, memoryStats } from './helpers/pkg';
+import { CudaEvent, DeviceTensor, MonarchAttention, memoryStats } from './helpers/pkg';
 import type { DType, MonarchOptions } from './helpers/pkg';
 import { mulberry32 } from './helpers/rng';
 import { protocolInputs } from './helpers/self-forcing';
@@ -56,6 +58,68 @@ describeCuda('KV cache enqueued calls (bf16, device tensors)', () => {
     } finally {
       dev.flat().forEach((d) => [d.q, d.k, d.v].forEach((t) => t.dispose()));
       for (const x of [p32, p16, awaited, enq, cpu32, cpu16, gpu]) x.dispose();
+    }
+  });
+
+  test('flush() is a fence: it resolves while later calls still run; pipelined groups (depth 2) give the depth-1 bits', async () => {
+    // Wan-sized chunks (2 frames × 30 × 52 tokens, 12 × 128): each call is ~0.5 ms of GPU work and tens of
+    // µs of host work, so 40 calls enqueued after a flush are still running when it resolves.
+    const big: MonarchOptions = { layout: { kind: 'video', frames: 6, height: 30, width: 52 }, heads: 12, headDim: 128, numIters: 1, causal: { chunkFrames: 2 } };
+    const gpu = new MonarchAttention({ ...big, dtype, backend: 'cuda' });
+    const shape = [1, 2 * 30 * 52, 12, 128];
+    const [q, k, v, out] = [0, 1, 2, 3].map(() => DeviceTensor.empty(shape, dtype));
+    [q, k, v].forEach((t, i) => t.fill(0.01 * (i + 1)));
+    const pool = gpu.createKVCachePool({ layers: 1 });
+    const late = new CudaEvent();
+    try {
+      pool.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out });
+      const first = pool.flush();
+      for (let i = 0; i < 40; i++) pool.layers[0].enqueueAttend(q, { frame: 2, write: { k, v }, out, recordEvent: i === 39 ? late.handle : undefined });
+      await first;
+      expect(late.query()).toBe(false);  // a stream synchronisation would have waited for the 40 calls too
+      await pool.flush();
+      expect(late.query()).toBe(true);
+    } finally {
+      late.dispose();
+      [q, k, v, out].forEach((t) => t.dispose());
+      pool.dispose();
+      gpu.dispose();
+    }
+
+    // The same calls at depth 1 and depth 2 (groups of 3): the same bits.
+    const rng = mulberry32(142000);
+    const inputs = Array.from({ length: L }, () => protocolInputs(rng, chunks, PASSES, 1, chunkN, H, D, dtype));
+    const small = new MonarchAttention({ ...base, dtype, backend: 'cuda' });
+    const dev = inputs.map((ps) => ps.map((p) => ({ q: toDevice(p.q, dtype), k: toDevice(p.k, dtype), v: toDevice(p.v, dtype) })));
+    const run = async (depth: number): Promise<Uint16Array[]> => {
+      const p = small.createKVCachePool({ layers: L, ...win });
+      const outs: DeviceTensor[] = [], pending: Array<Promise<void>> = [];
+      try {
+        for (let i = 0; i < inputs[0].length; i += PASSES + 1) {
+          const order = Array.from({ length: (PASSES + 1) * L }, (_, j) => ({ t: Math.floor(j / L), l: j % L }));
+          for (let g = 0; g < order.length; g += 3) {
+            for (const { t, l } of order.slice(g, g + 3)) {
+              const d = dev[l][i + t];
+              outs.push(p.layers[l].enqueueAttend(d.q, { frame: inputs[l][i + t].c * cf, write: { k: d.k, v: d.v } }));
+            }
+            pending.push(p.flush());
+            while (pending.length >= depth) await pending.shift();
+          }
+        }
+        while (pending.length > 0) await pending.shift();
+        return outs.map((o) => deviceBits(o));
+      } finally {
+        outs.forEach((o) => o.dispose());
+        p.dispose();
+      }
+    };
+    try {
+      const one = await run(1), two = await run(2);
+      expect(two).toHaveLength(one.length);
+      two.forEach((b, i) => expectBitIdentical(b, one[i], `call ${i}: depth 2 vs depth 1`));
+    } finally {
+      dev.flat().forEach((d) => [d.q, d.k, d.v].forEach((t) => t.dispose()));
+      small.dispose();
     }
   });
 

@@ -201,7 +201,7 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
   };
   const shape = [1, 16, 2, 64];
 
-  test('no host wait per call: ops are enqueued, one synchronizeAsync per flush; outputs are DeviceTensors; host tensors refused', async () => {
+  test('no host wait per call: ops are enqueued, one fence per flush (no stream synchronisation); outputs are DeviceTensors; host tensors refused', async () => {
     await withFakeCuda(async (log) => {
       const pool = fakeCudaPool(opts, { layers: 2, localAttnFrames: 4, sinkFrames: 2 });
       const [q, k, v, out] = [0, 1, 2, 3].map(() => fakeDeviceTensor(shape, 'bfloat16'));
@@ -216,6 +216,7 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
       pool.layers[1].enqueueWrite(k, v, { frame: 10, recordEvent: 0xe0n });
       expect(log.synchronize).toBe(0);
       expect(log.synchronizeAsync).toBe(0);
+      expect(log.fences).toBe(0);
       expect(log.ops.r).toBeGreaterThan(0);
       expect(log.ops.recordEvent).toBe(1);
       expect(pool.layers[0].evictedFrames).toBe(6);  // sink chunk 0 kept, chunks 1..3 evicted by chunk 4
@@ -223,9 +224,10 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
       expect(() => pool.layers[0].enqueueAttend(host, { frame: 8 })).toThrow(TypeError);
       expect(() => pool.layers[0].enqueueAttend(host, { frame: 8 })).toThrow(/enqueueAttend\(\) on the CUDA backend takes DeviceTensors; host tensors need a wait for their copies: use attend\(\) or attendSync\(\)/);
       await pool.flush();
-      expect(log.synchronizeAsync).toBe(1);
+      expect(log.fences).toBe(1);
       await pool.flush();  // nothing pending: no wait
-      expect(log.synchronizeAsync).toBe(1);
+      expect(log.fences).toBe(1);
+      expect(log.synchronizeAsync).toBe(0);
       fresh.dispose();
       pool.dispose();
     });
@@ -240,14 +242,14 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
       pool.layers[0].enqueueAttend(q, { frame: 2, write: { k, v }, out });
       pool.layers[1].enqueueAttend(q, { frame: 0, write: { k, v }, out });
       pool.layers[1].enqueueWrite(k, v, { frame: 2 });
-      log.fail = new Error('synchronizeAsync: an illegal memory access was encountered');
+      log.fail = new Error('fenceAsync: cudaEventSynchronize failed: an illegal memory access was encountered');
       const err = await pool.flush().catch((e: Error) => e);
-      expect((err as Error).message).toBe('KVCachePool.flush: the GPU work of 3 enqueued calls, layer 0 attend at frame 2 … layer 1 write at frame 2 failed: synchronizeAsync: an illegal memory access was encountered');
+      expect((err as Error).message).toBe('KVCachePool.flush: the GPU work of 3 enqueued calls, layer 0 attend at frame 2 … layer 1 write at frame 2 failed: fenceAsync: cudaEventSynchronize failed: an illegal memory access was encountered');
       expect(((err as Error & { cause?: Error }).cause)?.message).toMatch(/illegal memory access/);
       for (const l of [0, 1]) expect(() => pool.layers[l].enqueueAttend(q, { frame: 2, out })).toThrow(/^KVCache is unusable after a failed call \(KVCachePool\.flush: the GPU work of 3 enqueued calls/);
       expect(() => pool.layers[2].enqueueAttend(q, { frame: 0, write: { k, v }, out })).not.toThrow();  // no call of its own in that batch
-      log.fail = new Error('synchronizeAsync: boom');
-      await expect(pool.flush()).rejects.toThrow(/^KVCachePool\.flush: the GPU work of 1 enqueued call: layer 2 attend at frame 0 failed: synchronizeAsync: boom$/);
+      log.fail = new Error('fenceAsync: boom');
+      await expect(pool.flush()).rejects.toThrow(/^KVCachePool\.flush: the GPU work of 1 enqueued call: layer 2 attend at frame 0 failed: fenceAsync: boom$/);
       pool.reset();
       pool.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out });
       await pool.flush();

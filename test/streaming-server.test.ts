@@ -127,13 +127,20 @@ describe('streaming server (CPU, tiny shapes)', () => {
     expect((await post(`${s.url}/scheduler?inflight=abc`)).status).toBe(400);
     expect((await post(`${s.url}/scheduler?inflight=-1`)).body).toMatch(/inflight must be an integer in 0\.\.1024/);
     expect((await get(`${s.url}/scheduler?inflight=1`)).status).toBe(405);
-    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=1`)).body)).toEqual({ inflight: 1 });
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=1`)).body)).toEqual({ inflight: 1, depth: 2 });
     const r = await runLoad({ url: s.url, sessions: 2, chunks: 4, baseline: false });
     expect(r.errors).toBe(0);
     expect(r.load.gate.limit).toBe(1);
     expect(r.load.gate.calls).toBe(2 * 4 * 10);
     expect(r.load.checksumsAgree).toBe(true);
-    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=4`)).body)).toEqual({ inflight: 4 });
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=4`)).body)).toEqual({ inflight: 4, depth: 2 });
+    // the enqueue depth too; both values are checked before either is applied
+    expect((await post(`${s.url}/scheduler`)).body).toMatch(/needs inflight=N and\/or depth=M/);
+    for (const v of ['0', '65', 'x', '']) expect((await post(`${s.url}/scheduler?depth=${v}`)).body).toMatch(/enqueueDepth must be an integer in 1\.\.64/);
+    expect((await post(`${s.url}/scheduler?inflight=2&depth=0`)).status).toBe(400);
+    expect(JSON.parse((await post(`${s.url}/scheduler?depth=1`)).body)).toEqual({ inflight: 4, depth: 1 });
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=3&depth=2`)).body)).toEqual({ inflight: 3, depth: 2 });
+    expect(JSON.parse((await post(`${s.url}/scheduler?inflight=4`)).body)).toEqual({ inflight: 4, depth: 2 });
   });
 
   test('GET /profile: kernel vs protocol time of a full-cache chunk and a whole video; 409 while a session runs', async () => {
@@ -221,7 +228,7 @@ test('cache calls enqueued (enqueueAttend + one flush per group) give the awaite
     expect(a.filter((x) => x.event === 'chunk').every((x) => x.data.enqueueMs === 0)).toBe(true);
     // 10 calls per chunk in groups of 3: 4 gate turns per chunk
     const st = JSON.parse((await get(`${enq.url}/stats?reset=1`)).body);
-    expect(st.cacheCalls).toEqual({ mode: 'enqueue', enqueueGroup: 3 });
+    expect(st.cacheCalls).toEqual({ mode: 'enqueue', enqueueGroup: 3, enqueueDepth: 2 });
     await get(`${enq.url}/session?chunks=2`);
     expect(JSON.parse((await get(`${enq.url}/stats`)).body).gate.calls).toBe(2 * 4);
     const p = JSON.parse((await get(`${enq.url}/profile?repeats=2&iters=3`)).body);
@@ -231,10 +238,15 @@ test('cache calls enqueued (enqueueAttend + one flush per group) give the awaite
     expect(p.modes.enqueue.mainThreadMsPerCall).toBeGreaterThan(0);
     expect(p.modes.await.mainThreadMsPerCall).toBe(0);
     expect(p.modes.enqueue.group).toBe(3);
+    expect(p.modes.enqueue.depth).toBe(2);
+    expect(Object.keys(p.depths).sort()).toEqual(['1', '2']);
+    expect(p.depths['2'].chunkMs).toBe(p.modes.enqueue.chunkMs);
+    expect(p.depths['1'].depth).toBe(1);
     const r = await runLoad({ url: enq.url, sessions: 1, chunks: 2, profile: { repeats: 2, iters: 3 } });
     expect(r.errors).toBe(0);
     expect(r.overhead!.mode).toBe('enqueue');
     expect(Object.keys(r.overhead!.byMode).sort()).toEqual(['await', 'enqueue']);
+    expect(Object.keys(r.overhead!.byDepth).sort()).toEqual(['1', '2']);
     expect(r.targets.protocolOverhead.value).toBe(r.profile!.protocol.overhead);
   } finally {
     await awaited.close();
@@ -242,4 +254,33 @@ test('cache calls enqueued (enqueueAttend + one flush per group) give the awaite
   }
   expect(() => resolveConfig('tiny', { cacheCalls: 'later' as never })).toThrow(/cacheCalls must be 'auto', 'await' or 'enqueue'/);
   expect(() => resolveConfig('tiny', { enqueueGroup: 0 })).toThrow(/enqueueGroup must be an integer in 1\.\.4096/);
+  expect(() => resolveConfig('tiny', { enqueueDepth: 0 })).toThrow(/enqueueDepth must be an integer in 1\.\.64/);
+  expect(() => resolveConfig('tiny', { enqueueDepth: 1.5 })).toThrow(/enqueueDepth must be an integer in 1\.\.64/);
+});
+
+test('pipelined enqueue (depth 1, 2, 4; groups of 3 and 7; a gate of 1 and none) gives the awaited loop\'s checksums', async () => {
+  const awaited = await startServer(resolveConfig('tiny', { port: 0, maxSessions: 1, cacheCalls: 'await' }));
+  const servers = await Promise.all([
+    { enqueueDepth: 1, enqueueGroup: 3 }, { enqueueDepth: 2, enqueueGroup: 3, inflight: 1 }, { enqueueDepth: 4, enqueueGroup: 7, inflight: 0 },
+  ].map((o) => startServer(resolveConfig('tiny', { port: 0, maxSessions: 2, cacheCalls: 'enqueue', ...o }))));
+  try {
+    const sums = (body: string) => events(body).filter((x) => x.event === 'chunk').map((x) => x.data.checksum);
+    const want = sums((await get(`${awaited.url}/session?chunks=6`)).body);
+    expect(want).toHaveLength(6);
+    for (const srv of servers) {
+      const ev = events((await get(`${srv.url}/session?chunks=6`)).body);
+      expect(ev[0].data).toMatchObject({ cacheCalls: 'enqueue', enqueueDepth: srv.config.enqueueDepth, enqueueGroup: srv.config.enqueueGroup });
+      expect(ev.filter((x) => x.event === 'chunk').map((x) => x.data.checksum)).toEqual(want);
+      expect(sums((await get(`${srv.url}/session?chunks=6`)).body)).toEqual(want);  // a reused pool too
+      // two concurrent sessions through the gate: the same checksums, every turn counted
+      await get(`${srv.url}/stats?reset=1`);
+      const r = await runLoad({ url: srv.url, sessions: 2, chunks: 4, baseline: false });
+      expect(r.errors).toBe(0);
+      expect(r.load.checksumsAgree).toBe(true);
+      expect(r.load.gate.calls).toBe(2 * 4 * Math.ceil(10 / srv.config.enqueueGroup));
+    }
+  } finally {
+    await awaited.close();
+    for (const srv of servers) await srv.close();
+  }
 });

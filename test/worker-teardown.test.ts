@@ -1,6 +1,7 @@
 // Environment teardown with work in flight (issue 8, item 2): terminating a worker thread whose
-// forward() / denseAttention() / KVCache.step() is running, or exiting the process, must neither abort
-// (exit 134 "terminate called after throwing an instance of 'Napi::Error'") nor crash. The drivers run
+// forward() / denseAttention() / KVCache.step() is running (or whose pool.flush() fences wait), or
+// exiting the process, must neither abort (exit 134 "terminate called after throwing an instance of
+// 'Napi::Error'") nor crash. The drivers run
 // in child processes (test/child/*.js), so a native abort fails one test instead of killing jest.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -22,7 +23,7 @@ function expectClean(r: ReturnType<typeof run>): void {
 const backends: Array<'cpu' | 'cuda'> = cudaGate().run ? ['cpu', 'cuda'] : ['cpu'];
 
 describe.each(backends)('%s backend', (backend) => {
-  test('worker.terminate() during forward / denseAttention / KVCache.step never aborts the process (24 random terminations)', () => {
+  test('worker.terminate() during forward / denseAttention / KVCache.step / enqueued calls with flushes pending never aborts the process (24 random terminations)', () => {
     // Random terminate timing (seeded): 0-40 ms after the worker has started its loops, so some
     // terminations land while a stage runs on a libuv thread, others between stages or during setup.
     const seed = String(1 + Math.floor(Math.random() * 1e6));

@@ -32,6 +32,11 @@ export interface ServerConfig {
   cacheCalls: 'auto' | 'await' | 'enqueue';
   /** 'enqueue': cache calls per flush (and per gate turn), 1..4096. */
   enqueueGroup: number;
+  /**
+   * 'enqueue': groups in flight per session, 1..64 (1 = enqueue a group, await its flush, then the next;
+   * 2 = enqueue group n + 1 while group n's flush waits). Changeable at run time (POST /scheduler?depth=N).
+   */
+  enqueueDepth: number;
 }
 
 export const PRESETS: Record<string, Partial<ServerConfig>> = {
@@ -51,8 +56,16 @@ export const DEFAULTS: ServerConfig = {
   host: '127.0.0.1', port: 8080, backend: 'cpu', frames: 6, height: 4, width: 6, chunkFrames: 3, factorization: 'monarchrt',
   heads: 2, headDim: 32, dtype: 'float32', numIters: 1, layers: 4, passes: 4, localAttnFrames: 6, sinkFrames: 3,
   maxSessions: 8, maxBytes: 0, defaultChunks: 7, maxChunks: 10000, seed: 1, inflight: 4, checksumThreads: 2, preallocate: false,
-  cacheCalls: 'auto', enqueueGroup: 10,
+  cacheCalls: 'auto', enqueueGroup: 10, enqueueDepth: 2,
 };
+
+/** Checks an enqueue depth (config, flag or POST /scheduler?depth=N). */
+export function checkDepth(depth: unknown): number {
+  if (typeof depth !== 'number' || !Number.isInteger(depth) || depth < 1 || depth > 64) {
+    throw new RangeError(`enqueueDepth must be an integer in 1..64, received ${JSON.stringify(depth)}`);
+  }
+  return depth;
+}
 
 /** The preset's config with explicit overrides applied. */
 export function resolveConfig(preset: string, overrides: Partial<ServerConfig>): ServerConfig {
@@ -67,6 +80,7 @@ export function resolveConfig(preset: string, overrides: Partial<ServerConfig>):
   if (!Number.isInteger(c.enqueueGroup) || c.enqueueGroup < 1 || c.enqueueGroup > 4096) {
     throw new RangeError(`enqueueGroup must be an integer in 1..4096, received ${JSON.stringify(c.enqueueGroup)}`);
   }
+  checkDepth(c.enqueueDepth);
   if (!Number.isInteger(c.checksumThreads) || c.checksumThreads < 1 || c.checksumThreads > 64) {
     throw new RangeError(`checksumThreads must be an integer in 1..64, received ${c.checksumThreads}`);
   }

@@ -2,8 +2,10 @@
 // beyond it wait in one FIFO. A session issues its calls one after the other (layer by layer, pass by
 // pass), so it has at most one call waiting: the FIFO serves the waiting sessions in strict rotation
 // (round-robin at the granularity of one layer-pass), and no session can run ahead of the others by more
-// than one call per turn. limit 0 = no gate (every call is issued at once; the GPU's own scheduling of the
-// sessions' streams decides the interleaving).
+// than one call per turn. (With enqueued calls a turn is one group, held from its enqueue to its flush; a
+// session pipelining at depth d holds up to d turns but still waits in the FIFO for each new one, so it
+// too has at most one turn waiting and the rotation holds.) limit 0 = no gate (every call is issued at
+// once; the GPU's own scheduling of the sessions' streams decides the interleaving).
 
 export interface GateStats {
   limit: number;

@@ -20,6 +20,8 @@ export interface LoadOptions {
   baseline?: boolean;
   /** Set the server's gate limit first (POST /scheduler). */
   inflight?: number;
+  /** Set the server's enqueue depth first (POST /scheduler?depth=N; sessions started after it). */
+  enqueueDepth?: number;
   /** Run GET /profile first. */
   profile?: boolean | { repeats: number; iters: number };
   /** A long phase after the load (0 / undefined = none). */
@@ -176,6 +178,7 @@ const check = (value: number | boolean | null | undefined, ok: (v: number) => bo
 
 export async function runLoad(o: LoadOptions) {
   if (o.inflight !== undefined) await request('POST', `${o.url}/scheduler?inflight=${o.inflight}`);
+  if (o.enqueueDepth !== undefined) await request('POST', `${o.url}/scheduler?depth=${o.enqueueDepth}`);
   let profile: ProfileResult | null = null;
   if (o.profile) {
     const p = o.profile === true ? { repeats: 5, iters: 50 } : o.profile;
@@ -199,6 +202,8 @@ export async function runLoad(o: LoadOptions) {
       /** The profile's chunk loop over calls × kernel, − 1, per mode (no HTTP, no gate). */
       protocol: profile.protocol.overhead,
       byMode: Object.fromEntries(Object.entries(profile.modes).map(([m, p]) => [m, { overhead: p.overhead, msPerCall: p.msPerCall, mainThreadMsPerCall: p.mainThreadMsPerCall }])),
+      /** 'enqueue' at each profiled depth (groups in flight per session). */
+      byDepth: Object.fromEntries(Object.entries(profile.depths ?? {}).map(([d, p]) => [d, { overhead: p.overhead, msPerCall: p.msPerCall, chunkMs: p.chunkMs }])),
       protocolChunkMs: protocolChunk, serverChunkMs: serverChunk,
       serverOverheadMsPerChunk: serverChunk === null ? null : serverChunk - protocolChunk,
       /** (server chunk) / (calls × kernel) − 1: what the protocol and the server add to the kernels. */
@@ -207,7 +212,7 @@ export async function runLoad(o: LoadOptions) {
   }
   const flat = long?.memory.flatness ?? load.memory.flatness;
   return {
-    url: o.url, server: await getJson(`${o.url}/stats`).then((s) => ({ sessions: s.sessions, gate: s.gate })),
+    url: o.url, server: await getJson(`${o.url}/stats`).then((s) => ({ sessions: s.sessions, gate: s.gate, cacheCalls: s.cacheCalls })),
     profile, baseline, load, long, overhead,
     aggregateVsBaseline,
     targets: {
@@ -237,11 +242,12 @@ if (require.main === module) {
     .option('--stats-every <ms>', 'memory sampling period', int, 1000)
     .option('--no-baseline', 'skip the single-session baseline')
     .option('--inflight <n>', 'set the server\'s gate limit first (0 = no gate)', int)
+    .option('--enqueue-depth <n>', 'set the server\'s enqueue depth first (groups in flight per session, 1..64)', int)
     .option('--profile', 'run GET /profile first (kernel vs protocol time, whole-video frames/s)')
     .option('--long-sessions <n>', 'sessions of the long phase (0 = none)', int, 0)
     .option('--long-chunks <n>', 'chunks per session of the long phase', int, 100)
     .parse().opts();
-  runLoad({ url: o.url, sessions: o.sessions, chunks: o.chunks, statsEveryMs: o.statsEvery, baseline: o.baseline, inflight: o.inflight,
+  runLoad({ url: o.url, sessions: o.sessions, chunks: o.chunks, statsEveryMs: o.statsEvery, baseline: o.baseline, inflight: o.inflight, enqueueDepth: o.enqueueDepth,
     profile: o.profile === true, longSessions: o.longSessions, longChunks: o.longChunks })
     .then((r) => { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); process.exit(r.errors ? 1 : 0); })
     .catch((e: Error) => { process.stderr.write(`load: ${e.message}\n`); process.exit(2); });

@@ -8,7 +8,8 @@
 //             op building, enqueue, one synchronize, Promise resolution each) rewriting that chunk, median
 //             of `repeats`; overhead = protocol / (calls × kernel) − 1; mainThreadMsPerCall = the main
 //             thread's time per enqueued call ('enqueue'; what a call blocks the event loop);
-//   modes     the same for both modes, so one run compares them;
+//   modes     the same for both modes, so one run compares them ('enqueue' at the server's depth);
+//   depths    'enqueue' at depth 1 and 2 (and the server's depth): what pipelining the groups buys;
 //   roll      the same for new chunks past the window (the eviction shift included), when rolling;
 //   video     a whole video from an empty cache (frames / chunkFrames chunks): attention-only latent
 //             frames per second.
@@ -25,6 +26,8 @@ export interface ProfileResult {
   kernel: { msPerCall: number; msPerChunk: number; iters: number };
   protocol: ModeProfile & { mode: CallMode; repeats: number };
   modes: Record<CallMode, ModeProfile>;
+  /** 'enqueue' at each depth measured (1, 2 and the server's), by depth. */
+  depths: Record<string, ModeProfile>;
   roll: { chunkMs: number; overhead: number; evicts: boolean } | null;
   video: { frames: number; chunks: number; ms: number; chunkMs: number[]; latentFramesPerSecond: number };
 }
@@ -35,6 +38,8 @@ export interface ModeProfile {
   mainThreadMsPerCall: number;
   /** 'enqueue': calls per flush. */
   group: number | null;
+  /** 'enqueue': groups in flight. */
+  depth: number | null;
 }
 
 const median = (xs: number[]): number => {
@@ -58,20 +63,28 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
     const times = pool.layers[0].time([[q, k, v]], { frame, warmup: Math.min(10, o.iters), iters: o.iters });
     const kernelMs = median(times);
 
-    const mode: CallMode = ctx.mode ?? 'await';
-    const modes = {} as Record<CallMode, ModeProfile>;
-    for (const m of [mode, mode === 'await' ? 'enqueue' : 'await'] as CallMode[]) {
+    const mode: CallMode = ctx.mode ?? 'await', serverDepth = ctx.depth ?? 1;
+    const measure = async (m: CallMode, depth: number): Promise<ModeProfile> => {
       const rewrite: number[] = [], main: number[] = [];
       for (let r = 0; r < o.repeats; r++) {
-        const run = await runChunk(pool, { ...ctxNoGate, mode: m }, last, frame, c.passes, ctx.outs?.[0]);
+        const run = await runChunk(pool, { ...ctxNoGate, mode: m, depth }, last, frame, c.passes, ctx.outs?.[0]);
         rewrite.push(run.ms);
         main.push(run.enqueueMs / calls);
       }
       const chunk = median(rewrite);
-      modes[m] = {
+      return {
         chunkMs: chunk, msPerCall: chunk / calls, overheadMsPerCall: chunk / calls - kernelMs, overhead: chunk / (calls * kernelMs) - 1,
-        mainThreadMsPerCall: median(main), group: m === 'enqueue' ? ctx.group ?? 10 : null,
+        mainThreadMsPerCall: median(main), group: m === 'enqueue' ? ctx.group ?? 10 : null, depth: m === 'enqueue' ? depth : null,
       };
+    };
+    const modes = {} as Record<CallMode, ModeProfile>, depths: Record<string, ModeProfile> = {};
+    for (const m of [mode, mode === 'await' ? 'enqueue' : 'await'] as CallMode[]) {
+      if (m === 'await') {
+        modes.await = await measure('await', 1);
+        continue;
+      }
+      for (const d of [...new Set([serverDepth, 1, 2])]) depths[d] = await measure('enqueue', d);
+      modes.enqueue = depths[serverDepth];
     }
 
     let roll: ProfileResult['roll'] = null;
@@ -84,7 +97,7 @@ export async function profileChunk(pool: KVCachePool, ctx: SessionContext, c: Pr
     return {
       backend: c.backend, layers: pool.layers.length, passes: c.passes, callsPerChunk: calls, chunkFrames: cf, keyFrames,
       kernel: { msPerCall: kernelMs, msPerChunk: calls * kernelMs, iters: o.iters },
-      protocol: { mode, ...modes[mode], repeats: o.repeats }, modes,
+      protocol: { mode, ...modes[mode], repeats: o.repeats }, modes, depths,
       roll,
       video: { frames: c.frames, chunks: videoChunks, ms, chunkMs, latentFramesPerSecond: c.frames / (ms / 1e3) },
     };

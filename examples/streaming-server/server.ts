@@ -2,7 +2,7 @@
 //   GET /session?chunks=N   text/event-stream: `start`, one `chunk` event per chunk, then `end` (or `error`)
 //   GET /stats              JSON: sessions, memory (process, native counters), cache bytes, gate, event-loop delay
 //   GET /profile            JSON: one chunk's kernel time vs its protocol path, and a whole video (profile.ts)
-//   POST /scheduler?inflight=N   changes the gate's limit (gate.ts)
+//   POST /scheduler?inflight=N&depth=M   changes the gate's limit (gate.ts) and/or the enqueue depth (session.ts)
 //   GET /health             JSON { ok: true }
 // Each session holds one KVCachePool (all layers' caches in one allocation, one plan) and its device
 // output; pools are reset and reused by later sessions (no reallocation), at most maxSessions at once
@@ -16,7 +16,7 @@ import { DeviceTensor, info, KVCachePool, memoryStats, MonarchAttention } from '
 import { ChecksumPool } from './checksum';
 import { FairGate } from './gate';
 import { profileChunk } from './profile';
-import { DEFAULTS, monarchOptions, PRESETS, resolveConfig, windowOptions, type ServerConfig } from './config';
+import { checkDepth, DEFAULTS, monarchOptions, PRESETS, resolveConfig, windowOptions, type ServerConfig } from './config';
 import { runSession, type CallMode, type SessionContext } from './session';
 import { StandIn } from './standin';
 
@@ -113,7 +113,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const mode: CallMode = config.cacheCalls === 'auto' ? (device ? 'enqueue' : 'await') : config.cacheCalls;
-  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs, mode, group: config.enqueueGroup });
+  let depth = config.enqueueDepth;  // POST /scheduler?depth=N changes it for sessions started later
+  const context = (s: Slot): SessionContext => ({ inputs, gate, checksums, outs: s.outs, mode, group: config.enqueueGroup, depth });
 
   const session = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
     const raw = url.searchParams.get('chunks');
@@ -132,7 +133,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     active++;
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.on('close', () => { if (!res.writableEnded) signal.aborted = true; });
-    sse(res, 'start', { session: id, chunks, backend: attn.backend, cacheCalls: mode, enqueueGroup: config.enqueueGroup, layers: config.layers, passes: config.passes,
+    sse(res, 'start', { session: id, chunks, backend: attn.backend, cacheCalls: mode, enqueueGroup: config.enqueueGroup, enqueueDepth: depth, layers: config.layers, passes: config.passes,
       chunkFrames: config.chunkFrames, chunkTokens: config.chunkFrames * config.height * config.width, poolBytes: bytes.total });
     const t0 = process.hrtime.bigint();
     let ok = true;
@@ -196,14 +197,19 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       return json(res, 400, { error: `malformed request target ${JSON.stringify(req.url)}` });
     }
     if (url.pathname === '/scheduler') {
-      if (req.method !== 'POST') return json(res, 405, { error: 'POST /scheduler?inflight=N' });
-      const raw = url.searchParams.get('inflight');
+      if (req.method !== 'POST') return json(res, 405, { error: 'POST /scheduler?inflight=N&depth=M' });
+      const rawLimit = url.searchParams.get('inflight'), rawDepth = url.searchParams.get('depth');
+      if (rawLimit === null && rawDepth === null) return json(res, 400, { error: 'POST /scheduler needs inflight=N and/or depth=M' });
       try {
-        gate.setLimit(raw === null ? NaN : decimalInt(raw));
+        // Both checked before either is applied.
+        const limit = rawLimit === null ? null : FairGate.check(decimalInt(rawLimit));
+        const d = rawDepth === null ? null : checkDepth(decimalInt(rawDepth));
+        if (limit !== null) gate.setLimit(limit);
+        if (d !== null) depth = d;
       } catch (e) {
         return json(res, 400, { error: (e as Error).message });
       }
-      return json(res, 200, { inflight: gate.stats().limit });
+      return json(res, 200, { inflight: gate.stats().limit, depth });
     }
     if (req.method !== 'GET') return json(res, 405, { error: 'only GET (and POST /scheduler)' });
     if (url.pathname === '/health') return json(res, 200, { ok: true });
@@ -211,7 +217,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       const reset = url.searchParams.get('reset') === '1';
       const body = {
         sessions: { active, pooled: idle.length, live, maxSessions, completed, failed, rejected },
-        cacheCalls: { mode, enqueueGroup: config.enqueueGroup },
+        cacheCalls: { mode, enqueueGroup: config.enqueueGroup, enqueueDepth: depth },
         memory: process.memoryUsage(),
         // The addon's process-wide counters: deviceBytes / deviceAllocations are what the pools, their
         // outputs and the stand-in hold on the GPU (flat once every pool exists).
@@ -294,7 +300,8 @@ async function main(): Promise<void> {
     .option('--checksum-threads <n>', 'worker threads checksumming outputs', intOpt)
     .option('--preallocate', 'create every session pool at start-up')
     .option('--cache-calls <mode>', "auto | enqueue (enqueueAttend + one flush per group) | await (one awaited attend per call)")
-    .option('--enqueue-group <n>', 'enqueue mode: cache calls per flush and per gate turn', intOpt);
+    .option('--enqueue-group <n>', 'enqueue mode: cache calls per flush and per gate turn', intOpt)
+    .option('--enqueue-depth <n>', 'enqueue mode: groups in flight per session (1..64)', intOpt);
   const o = cmd.parse().opts();
   const config = resolveConfig(o.preset, {
     host: o.host, port: o.port ?? DEFAULTS.port, backend: o.backend, frames: o.frames, height: o.height, width: o.width,
@@ -302,7 +309,7 @@ async function main(): Promise<void> {
     numIters: o.iters, layers: o.layers, passes: o.passes, localAttnFrames: o.localAttnFrames, sinkFrames: o.sinkFrames,
     maxSessions: o.maxSessions, maxBytes: o.maxBytes, defaultChunks: o.chunks, seed: o.seed,
     inflight: o.inflight, checksumThreads: o.checksumThreads, preallocate: o.preallocate,
-    cacheCalls: o.cacheCalls, enqueueGroup: o.enqueueGroup,
+    cacheCalls: o.cacheCalls, enqueueGroup: o.enqueueGroup, enqueueDepth: o.enqueueDepth,
   });
   const s = await startServer(config);
   process.stdout.write(`${JSON.stringify({ listening: s.url, poolBytes: s.poolBytes, maxSessions: s.maxSessions, startupMs: Math.round(s.startupMs), gpu: info().device?.name ?? null, config })}\n`);

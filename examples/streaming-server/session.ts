@@ -3,11 +3,16 @@
 // queries with write: { k, v } — every pass writes the chunk's K/V into the same slice and attends over
 // the sink + window up to the chunk's end. Two ways to issue the calls (SessionContext.mode):
 //   'enqueue'  groups of `group` calls: cache.enqueueAttend() each (the main thread validates, builds and
-//              enqueues on the pool's stream, no wait), then one awaited pool.flush() per group — one
-//              host round trip per group instead of per call, and the event loop runs between groups;
+//              enqueues on the pool's stream, no wait), then one pool.flush() per group — one host round
+//              trip per group instead of per call, and the event loop runs between groups. Up to `depth`
+//              groups are in flight: group n + 1 is enqueued while group n's flush waits (a flush covers
+//              only the calls before it), so the GPU has the next group queued when one finishes; the
+//              session awaits the oldest flush once `depth` are pending, and the chunk's last flush
+//              before it ends;
 //   'await'    one awaited cache.attend() per call (a libuv wait and a Promise resolution each), kept to
 //              measure the difference.
-// Every gate turn (gate.ts) is one call ('await') or one group ('enqueue'). After a chunk, its last
+// Every gate turn (gate.ts) is one call ('await') or one group ('enqueue', from its enqueue to its flush:
+// a session at depth d holds up to d turns, and waits in the FIFO for each new one). After a chunk, its last
 // layer's context-pass output is downloaded (a libuv worker) and checksummed (a worker thread) while the
 // next chunk already runs; the chunk's events follow in order.
 import { DeviceTensor } from '../../lib';
@@ -42,6 +47,8 @@ export interface SessionContext {
   mode?: CallMode;
   /** 'enqueue': calls per flush (default 10). */
   group?: number;
+  /** 'enqueue': groups in flight per session (1 = enqueue, flush, await, then the next group; default 1). */
+  depth?: number;
   /** The pool's two reusable device outputs (device inputs only; chunk c writes outs[c % 2]). */
   outs?: [DeviceTensor, DeviceTensor];
 }
@@ -78,27 +85,41 @@ export async function runChunk(pool: KVCachePool, ctx: SessionContext, c: number
     }
     return { ms: Number(process.hrtime.bigint() - t0) / 1e6, out: last!, enqueueMs: 0 };
   }
-  const G = ctx.group ?? 10;
+  const G = ctx.group ?? 10, depth = ctx.depth ?? 1;
   let enqueueNs = 0n;
-  for (let i0 = 0; i0 < calls; i0 += G) {
-    // Call i = pass ⌊i / L⌋, layer i mod L: the order of the awaited loop.
-    const group = async (): Promise<void> => {
-      const e0 = process.hrtime.bigint();
-      try {
-        for (let i = i0; i < Math.min(calls, i0 + G); i++) {
-          const { q, opts } = optsOf(Math.floor(i / L));
-          last = pool.layers[i % L].enqueueAttend(q, opts);
+  const pending: Array<Promise<void>> = [];  // groups whose flush has not been awaited, oldest first
+  try {
+    for (let i0 = 0; i0 < calls; i0 += G) {
+      let enqueued!: () => void;
+      const ready = new Promise<void>((resolve) => { enqueued = resolve; });
+      // Call i = pass ⌊i / L⌋, layer i mod L: the order of the awaited loop.
+      const group = async (): Promise<void> => {
+        const e0 = process.hrtime.bigint();
+        try {
+          for (let i = i0; i < Math.min(calls, i0 + G); i++) {
+            const { q, opts } = optsOf(Math.floor(i / L));
+            last = pool.layers[i % L].enqueueAttend(q, opts);
+          }
+        } catch (e) {
+          await pool.flush().catch(() => undefined);  // what was enqueued completes; the first error is the one reported
+          throw e;
+        } finally {
+          enqueueNs += process.hrtime.bigint() - e0;
         }
-      } catch (e) {
-        await pool.flush().catch(() => undefined);  // what was enqueued completes; the first error is the one reported
-        throw e;
-      } finally {
-        enqueueNs += process.hrtime.bigint() - e0;
-      }
-      await pool.flush();
-    };
-    if (ctx.gate) await ctx.gate.run(group);
-    else await group();
+        const flushed = pool.flush();  // this group's calls (and the earlier groups'), not the ones enqueued after it
+        enqueued();
+        await flushed;
+      };
+      const turn = ctx.gate ? ctx.gate.run(group) : group();
+      turn.catch(() => undefined);  // awaited below; a rejection while another group is awaited is not unhandled
+      pending.push(turn);
+      await Promise.race([ready, turn]);  // enqueued (or failed)
+      while (pending.length >= depth) await pending.shift();
+    }
+    while (pending.length > 0) await pending.shift();
+  } catch (e) {
+    await Promise.allSettled(pending);  // the groups in flight settle before the chunk reports its failure
+    throw e;
   }
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, out: last!, enqueueMs: Number(enqueueNs) / 1e6 };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Child-process driver for test/worker-teardown.test.ts: starts async forward() / denseAttention() /
-// KVCache.step() calls and exits the process while they run. Exit code must be the one asked for (0).
+// KVCache.step() calls and enqueued cache calls with two pool.flush() fences pending, and exits the
+// process while they run. Exit code must be the one asked for (0).
 //   node test/child/exit-in-flight.js <cpu|cuda> <delayMs>
 'use strict';
 const path = require('node:path');
@@ -23,4 +24,11 @@ m.denseAttention(...big, { backend });
 const video = new m.MonarchAttention({ layout: { kind: 'video', frames: 8, height: 6, width: 8 }, heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend });
 const cache = video.createKVCache();
 cache.step(make(96), make(96), make(96));
+const pool = video.createKVCachePool({ layers: 2, localAttnFrames: 4, sinkFrames: 2 });
+const dev = (t) => (backend === 'cuda' ? m.DeviceTensor.fromHost(t) : t);
+const [q, k, v, out] = [make(96), make(96), make(96), make(96)].map(dev);
+for (let f = 0; f < 8; f += 2) {
+  for (const c of pool.layers) c.enqueueAttend(q, { frame: f, write: { k, v }, out });
+  pool.flush();
+}
 setTimeout(() => process.exit(0), delay);

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Child-process driver for test/worker-teardown.test.ts: starts worker threads that keep async
-// forward() / denseAttention() / KVCache.step() calls in flight on the given backend and terminates
+// forward() / denseAttention() / KVCache.step() calls, or enqueued cache calls with two pool.flush()
+// fences pending (CUDA: event waits on libuv threads), in flight on the given backend and terminates
 // each at a random moment (seeded). The process must survive every termination (no abort, no signal).
 //   node test/child/worker-terminate.js <cpu|cuda> <iterations> <seed>
 // Last stdout line: JSON {iterations, modes, rssStartMB, rssEndMB}.
@@ -42,6 +43,20 @@ if (mode === 'forward') {
 } else if (mode === 'dense') {
   const [q, k, v] = [make(512), make(512), make(512)];
   for (let i = 0; i < 3; i++) loops.push(async () => { for (;;) await m.denseAttention(q, k, v, { backend, returnLse: true }); });
+} else if (mode === 'enqueue') {
+  const attn = new m.MonarchAttention({ layout: { kind: 'video', frames: 8, height: 6, width: 8 },
+    heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend });
+  const pool = attn.createKVCachePool({ layers: 2, localAttnFrames: 4, sinkFrames: 2 });
+  const dev = (t) => (backend === 'cuda' ? m.DeviceTensor.fromHost(t) : t);
+  const [q, k, v, out] = [make(96), make(96), make(96), make(96)].map(dev);
+  loops.push(async () => {
+    const pending = [];
+    for (let f = 0; ; f += 2) {
+      for (const c of pool.layers) c.enqueueAttend(q, { frame: f, write: { k, v }, out });
+      pending.push(pool.flush());
+      if (pending.length >= 2) await pending.shift();
+    }
+  });
 } else {
   const attn = new m.MonarchAttention({ layout: { kind: 'video', frames: 64, height: 6, width: 8 },
     heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend });
@@ -54,7 +69,7 @@ for (const l of loops) l().catch((e) => parentPort.postMessage({ error: String(e
 parentPort.postMessage({ started: true });
 `;
 
-const modes = ['forward', 'dense', 'kvcache'];
+const modes = ['forward', 'dense', 'kvcache', 'enqueue'];
 (async () => {
   const rssStart = process.memoryUsage().rss;
   for (let i = 0; i < iterations; i++) {

@@ -174,6 +174,27 @@ test('un-awaited async calls run in call order (serial queue), sync call while b
   plan.dispose();
 });
 
+test('fenceAsync (CPU): resolves after the async calls before it, in call order; dispose rejects a waiting fence', async () => {
+  const plan = makePlan();
+  const ref = new Float32Array(nElems), o = new Float32Array(nElems);
+  runT2Sync(plan, stageArgs(Q, K, V, ref));
+  const a = stageArgs(Q, K, V, o);
+  const order = [];
+  const ps = [plan.rStepAsync(a, true, false), plan.lStepAsync(a, false)].map((p, i) => p.then(() => order.push(i)));
+  const f1 = plan.fenceAsync().then(() => order.push('f1'));
+  const more = [plan.rStepAsync(a, false, true), plan.lStepAsync(a, true)].map((p, i) => p.then(() => order.push(i + 2)));
+  const f2 = plan.fenceAsync().then(() => order.push('f2'));
+  await Promise.all([...ps, f1, ...more, f2]);
+  assert.deepEqual(order, [0, 1, 'f1', 2, 3, 'f2']);
+  assert.deepEqual(o, ref);
+  const running = plan.rStepAsync(a, true, false);
+  const waiting = assert.rejects(plan.fenceAsync(), /Plan was disposed/);
+  plan.dispose();
+  await running;
+  await waiting;
+  await assert.rejects(plan.fenceAsync(), /Plan was disposed \(fenceAsync\)/);
+});
+
 test('async inputs survive GC while the worker runs', async () => {
   const plan = makePlan();
   const ref = new Float32Array(nElems);
@@ -453,6 +474,27 @@ if (process.env.MONARCH_SMOKE_CUDA === '1') {
     cpu.gather({ src: mk(q), dst: mk(gc), B: g.B, H: g.H, D: g.D, map, dtype: 2 });
     gpu.synchronize();
     assert.deepEqual(gd.downloadSync('u16'), gc);
+
+    // fenceAsync: resolves for the work before it while much later work is still queued (40 dense calls
+    // of 32768 tokens, tens of ms on the GPU, enqueued in well under a ms); its events are reused
+    runT2Sync(gpu, args(dq, dk, dv, dout, kv));
+    const fence = gpu.fenceAsync();
+    const N = 32768, bigBytes = N * g.H * g.D * 2, mkN = (data) => ({ data, strides: bshd(N, g.H, g.D) });
+    const [bq, bk, bv, bo] = [0, 1, 2, 3].map(() => b.DeviceBuffer.alloc(bigBytes));
+    for (const x of [bq, bk, bv]) x.fill(0.01, 2);
+    const late = new b.CudaEvent();
+    for (let i = 0; i < 40; i++) gpu.dense({ q: mkN(bq), k: mkN(bk), v: mkN(bv), o: mkN(bo), B: 1, H: g.H, D: g.D, Nq: N, Nk: N, q0: 0,
+      causalChunk: 0, scale: 1 / 8, dtype: 2 });
+    gpu.recordEventHandle(late.handle);
+    await fence;
+    const lateDone = late.query();
+    for (let i = 0; i < 20; i++) await gpu.fenceAsync();  // one event, recorded again each time
+    await Promise.all([gpu.fenceAsync(), gpu.fenceAsync(), gpu.fenceAsync()]);
+    assert.equal(late.query(), true);
+    console.log(`  fenceAsync resolved with the later work ${lateDone ? 'already done (unexpected)' : 'still queued'}`);
+    assert.equal(lateDone, false, 'the fence waited for work enqueued after it');
+    for (const x of [bq, bk, bv, bo]) x.dispose();
+    late.dispose();
 
     for (const x of [dq, dk, dv, dout, dout2, lse, od, gd]) x.dispose();
     gpu.dispose(); cpu.dispose();
