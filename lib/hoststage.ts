@@ -80,7 +80,13 @@ class Job implements SlicedStaging {
     this.stagers = copies.map((c) => ({ name: c.name, s: new Stager(c.dst, c.src) }));
     jobs.push(this);
     schedule();
+    // An abort settles the job at once, even while it waits behind other jobs of the FIFO.
+    signal?.addEventListener('abort', this.onAbort, { once: true });
   }
+
+  private readonly onAbort = (): void => {
+    if (this.signal) this.stop(abortError(this.signal));
+  };
 
   /** One slice (the main thread's only O(bytes) work for this call this turn); true once settled. */
   step(): boolean {
@@ -117,14 +123,20 @@ class Job implements SlicedStaging {
   }
 
   cancel(): void {
+    this.stop(new Error('staging was cancelled'));
+  }
+
+  /** Settles the job with `error` and takes it out of the FIFO (a no-op once settled). */
+  private stop(error: unknown): void {
     if (this.settled) return;
     const i = jobs.indexOf(this);
     if (i >= 0) jobs.splice(i, 1);
-    this.finish(new Error('staging was cancelled'));
+    this.finish(error);
   }
 
   private finish(error?: unknown): void {
     this.settled = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
     for (const { s } of this.stagers) s.close();
     if (error === undefined) this.resolve();
     else this.reject(error);
