@@ -55,9 +55,21 @@ function pump(): void {
   }
 }
 
-/** Jobs waiting for slices in this thread (tests). */
+/** Jobs waiting for slices in this thread (tests, benchmarks/staging_stall.js). */
 export function pendingStagingJobs(): number {
   return jobs.length;
+}
+
+const totals = { slices: 0, ms: 0, maxSliceMs: 0 };
+
+/**
+ * Slices copied in this thread since the last call, their main-thread ms and the longest one (the time
+ * inside the copy itself, without whatever else the turn ran); resets the figures (benchmarks).
+ */
+export function takeStagingSliceStats(): { slices: number; ms: number; maxSliceMs: number } {
+  const r = { ...totals };
+  totals.slices = 0; totals.ms = 0; totals.maxSliceMs = 0;
+  return r;
 }
 
 class Job implements SlicedStaging {
@@ -118,6 +130,9 @@ class Job implements SlicedStaging {
       this.ms += dt;
       this.slices++;
       if (dt > this.maxSliceMs) this.maxSliceMs = dt;
+      totals.slices++;
+      totals.ms += dt;
+      if (dt > totals.maxSliceMs) totals.maxSliceMs = dt;
     }
     return this.settled;
   }

@@ -32,9 +32,11 @@ const sliced: MonarchOptions = { ...base, hostStagingSliceBytes: SLICE };
 const unsliced: MonarchOptions = { ...base, hostStagingSliceBytes: Infinity };
 
 type How = 'structuredClone' | 'postMessage' | 'shrink';
+// Node 20's resizable ArrayBuffer (the TypeScript lib of this repository predates it).
+const Resizable = ArrayBuffer as unknown as new (bytes: number, o: { maxByteLength: number }) => ArrayBuffer;
 /** An ordinary tensor over its own ArrayBuffer (resizable for 'shrink'). */
 function make(resizable = false, len = n, shp: number[] = shape): HostTensor {
-  const buf = resizable ? new ArrayBuffer(len * 4, { maxByteLength: len * 4 } as never) : new ArrayBuffer(len * 4);
+  const buf = resizable ? new Resizable(len * 4, { maxByteLength: len * 4 }) : new ArrayBuffer(len * 4);
   return tensor(fill(new Float32Array(buf, 0, len)), shp);
 }
 const copy = (t: HostTensor): HostTensor => tensor((t.data as Float32Array).slice(), t.shape.slice(), t.dtype);
