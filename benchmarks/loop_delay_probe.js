@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Event-loop delay probe (issue 12). For 1 and N concurrent MonarchAttention instances it loops forwards
 // for a fixed time on
-//   host-ordinary  q/k/v in ordinary ArrayBuffers (copied into pinned staging at call time),
+//   host-ordinary  q/k/v in ordinary ArrayBuffers (copied into pinned staging on the main thread, in
+//                  slices of --slice-bytes across event-loop turns: MonarchOptions.hostStagingSliceBytes,
+//                  default the library's 4 MiB; --slice-bytes Infinity copies at call time, as before),
 //   host-pinned    q/k/v in allocTensor() memory (used in place),
 //   device         q/k/v as DeviceTensors (CUDA only),
 // while perf_hooks.monitorEventLoopDelay samples the loop; it reports the loop delay p50 / p99 / max and
@@ -23,7 +25,8 @@
 // (loop_delay.json, or --name) into --out when given, and prints it.
 //   npm run build:ts && node benchmarks/loop_delay_probe.js --out results/ [--preset wan-480p|small]
 //     [--instances 1,4] [--seconds 2] [--outputs fresh,pooled,out] [--inputs ordinary,pinned,device]
-//     [--phases] [--name loop_delay.json] [--frames F --height H --width W --heads n --head-dim d --iters T]
+//     [--phases] [--slice-bytes N|Infinity] [--name loop_delay.json]
+//     [--frames F --height H --width W --heads n --head-dim d --iters T]
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -75,6 +78,11 @@ const list = (name, dflt, allowed) => arg(name, dflt).split(',').map((x) => {
 });
 const outputModes = list('outputs', 'fresh,pooled,out', ['fresh', 'pooled', 'out']);
 const phases = argv.includes('--phases');
+const sliceRaw = arg('slice-bytes', undefined);
+const sliceBytes = sliceRaw === undefined ? undefined : Number(sliceRaw);
+if (sliceRaw !== undefined && !(sliceBytes === Infinity || Number.isInteger(sliceBytes))) {
+  throw new RangeError(`--slice-bytes must be an integer or Infinity, received ${JSON.stringify(sliceRaw)}`);
+}
 const outName = arg('name', 'loop_delay.json');
 const outDir = arg('out', undefined);
 const dtype = cuda ? 'bfloat16' : 'float32';
@@ -84,6 +92,7 @@ const elemBytes = dtype === 'float32' ? 4 : 2;
 const options = {
   layout: { kind: 'video', frames: cfg.frames, height: cfg.height, width: cfg.width },
   heads: cfg.heads, headDim: cfg.headDim, numIters: cfg.numIters, dtype, backend: cuda ? 'cuda' : 'cpu',
+  ...(sliceBytes !== undefined && { hostStagingSliceBytes: sliceBytes }),
 };
 
 /** Fills `data` with values in ±[2^-8, 2^-1) from an xorshift32 stream, written directly as bits. */
@@ -246,6 +255,7 @@ async function main() {
   const i = m.info();
   const result = {
     probe: 'loop_delay', preset: presetName, config: cfg, dtype, shape, instances: counts, outputs: outputModes, secondsPerScenario: seconds,
+    hostStagingSliceBytes: sliceBytes === undefined ? 'default' : String(sliceBytes),
     device: i.device, backend: options.backend, inputGenerationMs: ms3(genMs), results, bandwidth: bw, targets, checks,
     totalSeconds: ms3((performance.now() - tStart) / 1000),
   };

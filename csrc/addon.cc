@@ -1,9 +1,10 @@
 // addon.cc — module init of build/Release/monarch.node: registers the surface typed in lib/native.ts
-// (info, Plan, DeviceBuffer, CudaStream, CudaEvent, the host dtype conversions, setCpuThreads, nccl).
+// (info, Plan, DeviceBuffer, CudaStream, CudaEvent, HostStager, the host dtype conversions, setCpuThreads, nccl).
 #include "binding_common.h"
 #include "binding_convert.h"
 #include "binding_device_buffer.h"
 #include "binding_host_memory.h"
+#include "binding_host_stager.h"
 #include "binding_info.h"
 #include "binding_nccl.h"
 #include "binding_plan.h"
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hostMemoryKind", Napi::Function::New<HostMemoryKind>(env, "hostMemoryKind"));
   exports.Set("isPinnedHost", Napi::Function::New<IsPinnedHost>(env, "isPinnedHost"));
   exports.Set("copyHost", Napi::Function::New<CopyHost>(env, "copyHost"));
+  exports.Set("HostStager", HostStager::Init(env));
   exports.Set("cloneHostAsync", Napi::Function::New<CloneHostAsync>(env, "cloneHostAsync"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));
   exports.Set("setCpuThreads", Napi::Function::New<SetCpuThreads>(env, "setCpuThreads"));

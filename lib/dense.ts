@@ -8,6 +8,7 @@ import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeIn
 import { runAsync, runSync, type Op } from './ops';
 import { StagingPool } from './host';
 import { PlanCache } from './plancache';
+import { checkSliceBytes } from './hoststage';
 import { checkSignal, publishStart, throwIfAborted, traced } from './serving';
 import { checkCallEvents, checkHandle, withEvents, type CallEvents } from './stream';
 import { resolveBackend } from './options';
@@ -16,7 +17,7 @@ import { checkEnum, checkInt, checkMask, checkScale, optBool, snapshot, timeOpti
 
 /** The keys of DenseOptions. */
 export const DENSE_OPTION_KEYS = ['scale', 'returnLse', 'returnEntropy', 'keyMask', 'causalChunk', 'qOffset', 'tensorLayout', 'backend', 'signal',
-  'stream', 'waitEvent', 'recordEvent', 'device'] as const;
+  'stream', 'waitEvent', 'recordEvent', 'device', 'hostStagingSliceBytes'] as const;
 
 interface DenseSetup {
   backend: 'cpu' | 'cuda';
@@ -35,6 +36,8 @@ interface DenseSetup {
   /** The GPU (options.device, else the inputs' device, else 0). */
   gpu: number;
   events: CallEvents;
+  /** DenseOptions.hostStagingSliceBytes (Infinity: ordinary inputs copied at call time). */
+  sliceBytes: number;
   c: ReturnType<typeof checkQKV>;
 }
 
@@ -63,7 +66,8 @@ function setup(q: unknown, k: unknown, v: unknown, opts: unknown): DenseSetup {
     backend, layout, q: c.q, k: c.k, device: c.device, scale,
     returnLse: optBool('returnLse', o.returnLse, false), returnEntropy: optBool('returnEntropy', o.returnEntropy, false),
     keyMask, causalChunk, qOffset: Math.max(qOffset, 0), signal: checkSignal(o.signal),
-    stream: checkHandle('stream', o.stream, backend === 'cuda'), gpu, events: checkCallEvents(o, backend === 'cuda'), c,
+    stream: checkHandle('stream', o.stream, backend === 'cuda'), gpu, events: checkCallEvents(o, backend === 'cuda'),
+    sliceBytes: checkSliceBytes('hostStagingSliceBytes', o.hostStagingSliceBytes), c,
   };
 }
 
@@ -216,8 +220,9 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   let end: (error?: unknown) => void;
   try {
     // Ordinary host inputs are copied now, before the first await, so the caller may reuse, transfer or
-    // detach them as soon as this returns (lib/host.ts).
-    held = !s.device ? e.staging.secure([q, k, v] as HostTensor[], cuda) : null;
+    // detach them as soon as this returns (lib/host.ts) — or, when they are larger than
+    // hostStagingSliceBytes, in slices across event-loop turns, finished before anything is enqueued.
+    held = !s.device ? e.staging.secure([q, k, v] as HostTensor[], cuda, { sliceBytes: s.sliceBytes, signal }) : null;
     end = publishStart('dense', s.backend, [q, k, v], held?.copiedBytes ?? 0);
   } catch (err) {
     settle();
@@ -225,6 +230,12 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   }
   if (held) [q, k, v] = held.tensors;
   return traced(end, async () => {
+    try {
+      await held?.ready;  // first, always: the staging is given back only after its last slice
+    } catch (err) {
+      ok = true;  // nothing was enqueued: the plan and its buffers can serve the next call
+      throw err;
+    }
     const st = stage(cuda, e.scratch, s.layout, s.c, q, k, v);
     const side = sides(s, e.scratch);
     const run = onCallerStream(e, s, [...st.pre, denseOp(s, st, q.dtype, side.lse, side.entropy), ...st.post, ...side.post]);

@@ -3,8 +3,10 @@
 // transferred, detached or shrunk by its owner meanwhile, so at call time each input is either
 //   - addon memory (allocTensor) or a SharedArrayBuffer: used in place (zero-copy; the native side
 //     holds a reference to the memory until the work ends), or
-//   - an ordinary ArrayBuffer: copied into the instance's staging buffers (addon memory) before the
-//     call returns its Promise (a multi-threaded memcpy on the main thread).
+//   - an ordinary ArrayBuffer: copied into the instance's staging buffers (addon memory) on the main
+//     thread — before the call returns its Promise when the copy is small (≤ the slice size), else in
+//     bounded slices across event-loop turns (lib/hoststage.ts), each after a check that the buffer is
+//     still attached and as long; the work is enqueued only once the last slice is in.
 // csrc/binding_host_memory.h is the native half (and a safety net for every span a worker touches).
 import { constants as bufferConstants } from 'node:buffer';
 import { native, type NativeMemoryStats } from './native';
@@ -13,6 +15,7 @@ import { checkShape, dtypeSize, numel, tensor } from './tensor';
 import { isTyped, show } from './validate';
 import { DTYPES } from './tensor';
 import { hostOutputCounters } from './outputs';
+import { stageInSlices, type SliceCopy, type SlicedStaging } from './hoststage';
 
 export type HostArray = Float32Array | Uint16Array;
 
@@ -67,13 +70,34 @@ export function memoryStats(): NativeMemoryStats & typeof hostOutputCounters {
 /** q, k, v safe to hand to off-thread work, and how to give the staging back. */
 export interface SecuredInputs {
   tensors: HostTensor[];
-  /** Bytes copied at call time (0 when every input was addon or shared memory). */
+  /** Bytes copied (or being copied) into staging for this call (0 when every input was addon or shared memory). */
   copiedBytes: number;
+  /**
+   * Resolves once `tensors` hold every byte: at once when the copy was done at call time; after the last
+   * slice when it is sliced (lib/hoststage.ts). Rejects (detached / resized input naming it, AbortError)
+   * when the sliced copy could not finish. Await it before enqueueing any work that reads `tensors`.
+   */
+  ready: Promise<void>;
+  /** The sliced copy, when the inputs are copied across event-loop turns (null: copied at call time). */
+  sliced: SlicedStaging | null;
+  /** Stops a sliced copy still running and gives the staging arrays back (idempotent). */
   release(): void;
 }
 
+/** How an async call stages ordinary inputs (StagingPool.secure). */
+export interface SliceOptions {
+  /** Copies of more bytes than this (all inputs together) go in slices of at most this many bytes; Infinity: at call time. */
+  sliceBytes: number;
+  /** Aborts a sliced copy between slices. */
+  signal?: AbortSignal;
+  /** Names of the tensors for error messages (default 'q', 'k', 'v' by position). */
+  names?: readonly string[];
+}
+
+const READY = Promise.resolve();
+
 /**
- * Reusable staging arrays of one instance (addon memory). take() copies ordinary-ArrayBuffer tensors in;
+ * Reusable staging arrays of one instance (addon memory). secure() copies ordinary-ArrayBuffer tensors in;
  * a set is reused by later calls once released, so steady-state calls allocate nothing.
  */
 export class StagingPool {
@@ -112,27 +136,36 @@ export class StagingPool {
    * The tensors as they can be used off the main thread: CPU (`cuda` false) — addon and shared memory in
    * place, copies of ordinary-memory ones; CUDA — pinned addon memory in place (the plan's stream copies
    * straight from it), copies of everything else (ordinary, shared, unpinned), so that every upload is a
-   * cudaMemcpyAsync from page-locked memory.
+   * cudaMemcpyAsync from page-locked memory. The copies are made now (sync calls, `slicing` absent, or at
+   * most `slicing.sliceBytes` bytes in all) or in slices across event-loop turns (`ready`).
    */
-  secure(ts: readonly HostTensor[], cuda = false): SecuredInputs {
+  secure(ts: readonly HostTensor[], cuda = false, slicing?: SliceOptions): SecuredInputs {
     const taken: HostArray[] = [];
+    const copies: SliceCopy[] = [];
     let copied = 0;
     let released = false;
+    let sliced: SlicedStaging | null = null;
     const release = (): void => {
       if (released) return;
       released = true;
+      sliced?.cancel();  // no slice runs after this: the arrays may go to another call at once
       for (const a of taken) if (this.all.has(a)) this.free.push(a);
     };
     try {
-      const out = ts.map((t) => {
+      const out = ts.map((t, i) => {
         if (cuda ? native().isPinnedHost(t.data) : native().hostMemoryKind(t.data) !== 0) return t;
         const a = this.acquire(t.data);
         taken.push(a);
-        native().copyHost(a, t.data);
+        copies.push({ name: slicing?.names?.[i] ?? ['q', 'k', 'v'][i] ?? `input ${i}`, dst: a, src: t.data });
         copied += a.byteLength;
         return Object.freeze({ data: a, shape: t.shape, dtype: t.dtype }) as HostTensor;
       });
-      return { tensors: out, copiedBytes: copied, release };
+      if (slicing === undefined || copied <= slicing.sliceBytes) {
+        for (const c of copies) native().copyHost(c.dst, c.src);
+      } else {
+        sliced = stageInSlices(copies, slicing.sliceBytes, slicing.signal);
+      }
+      return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release };
     } catch (e) {
       release();  // what was taken before the failure goes back to the pool
       throw e;

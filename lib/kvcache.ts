@@ -354,8 +354,9 @@ export class KVCache {
   }
 
   /**
-   * Checks the request and secures its host inputs now (CPU: ordinary ArrayBuffers are copied into the
-   * pool's staging; CUDA: everything but pinned addon memory, lib/host.ts), then queues it. Aborts: before it starts → nothing runs; once started,
+   * Checks the request and secures its host inputs (CPU: ordinary ArrayBuffers are copied into the
+   * pool's staging; CUDA: everything but pinned addon memory, lib/host.ts: now, or in slices across
+   * event-loop turns when large, finished before the call's work is built), then queues it. Aborts: before it starts → nothing runs; once started,
    * the write part (eviction shift, k, v) completes and is kept, the attend part stops between stages
    * (CPU) or completes (CUDA), and the call rejects with the AbortError; the cache stays usable.
    */
@@ -370,7 +371,9 @@ export class KVCache {
       const cfg = this.core.cfg, cuda = cfg.backend === 'cuda';
       const names = (['q', 'k', 'v'] as const).filter((n) => r[n] !== undefined);
       if (!device) {
-        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor), cuda);
+        // Large inputs: copied in slices across event-loop turns (hostStagingSliceBytes), awaited below.
+        held = this.core.staging.secure(names.map((n) => r[n] as HostTensor), cuda,
+          { sliceBytes: cfg.hostStagingSliceBytes, signal: r.signal, names });
         names.forEach((n, i) => { r[n] = held!.tensors[i]; });
       }
       end = publishStart(r.op, cfg.backend, names.map((n) => r[n]!), held?.copiedBytes ?? 0);
@@ -379,6 +382,7 @@ export class KVCache {
       return Promise.reject(e);
     }
     return this.core.queue.run(() => traced(end, async () => {
+      await held?.ready;  // first, always: the staging is given back only after its last slice
       throwIfAborted(r.signal);
       // Queued before a close(): the plan is freed only after this call (no `closing` check here).
       const plan = this.core.plan;

@@ -166,12 +166,19 @@ export class MonarchAttention {
     clock.lap('validate');
     // Host inputs are read after this returns (CPU: on libuv workers; CUDA: by copies on the stream):
     // secure them now (lib/host.ts), so the caller may transfer, detach or overwrite its arrays at once.
-    const held = !c.device ? this.staging.secure([q, k, v] as HostTensor[], cuda) : null;
+    // Large ordinary inputs are copied in slices across event-loop turns (hostStagingSliceBytes); the
+    // call holds its place in the queue (busy) from now on, and enqueues nothing before the last slice.
+    const held = !c.device
+      ? this.staging.secure([q, k, v] as HostTensor[], cuda, { sliceBytes: this.config.hostStagingSliceBytes, signal })
+      : null;
     if (held) [q, k, v] = held.tensors;
     const mask = keyMask && keyMask.slice();
     clock.lap('stage');
     const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0, clock);
     return this.queue.run(() => traced(end, async () => {
+      // First, always: no path may give the staging back while a slice could still write it.
+      await held?.ready;
+      if (held?.sliced) clock.add('stage', held.sliced.ms);
       clock.start();  // a queued call starts here; the wait before is not main-thread work
       throwIfAborted(signal);
       const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);

@@ -173,6 +173,12 @@ export interface NativeBinding {
   copyHost(dst: ArrayBufferView, src: ArrayBufferView): void;
   memoryStats(): NativeMemoryStats;
   /**
+   * One host input copied into addon staging `dst` in slices on the main thread (csrc/binding_host_stager.h):
+   * copy(maxBytes) copies the next ≤ maxBytes bytes and returns the bytes still to copy (0: done), or −1
+   * when src was detached, resized or moved since construction (nothing copied).
+   */
+  HostStager: new (dst: ArrayBufferView, src: ArrayBufferView) => NativeHostStager;
+  /**
    * An ordinary typed array (same kind) with src's bytes, copied off the event loop, over a new
    * ArrayBuffer or over `into` (an ordinary ArrayBuffer of src's byteLength no other code can reach
    * until the Promise settles).
@@ -180,6 +186,13 @@ export interface NativeBinding {
   cloneHostAsync<T extends Float32Array | Uint16Array>(src: T, into?: ArrayBuffer): Promise<T>;
   /** NCCL loaded at run time (csrc/binding_nccl.h); lib/nccl.ts is its only user. */
   nccl: NativeNccl;
+}
+
+/** See Native.HostStager. */
+export interface NativeHostStager {
+  copy(maxBytes: number): number;
+  readonly remaining: number;
+  close(): void;
 }
 
 /** One NCCL communicator (non-blocking) with its own stream; one operation at a time. */

@@ -7,6 +7,7 @@ import { geometryShape, withMaps, type Geometry } from './layout';
 import { cpuMaxHeadDim, cpuShapeProblem, cudaShapeProblem, cudaUnavailableReason, info } from './info';
 import { checkHandle } from './stream';
 import { checkDevice, deviceCount } from './devices';
+import { checkSliceBytes } from './hoststage';
 import { checkEnum, checkInt, checkRange, checkScale, optInt, showBytes, snapshot } from './validate';
 
 export const MAX_NUM_ITERS = 16;
@@ -44,12 +45,15 @@ export interface ResolvedOptions {
   device: number;
   /** Host outputs without `out`: a new ordinary array per call, or the instance's pool (MonarchOptions.hostOutputs). */
   hostOutputs: 'fresh' | 'pooled';
+  /** Sliced staging of ordinary host inputs of async calls (MonarchOptions.hostStagingSliceBytes; Infinity: none). */
+  hostStagingSliceBytes: number;
 }
 
 /** The keys of MonarchOptions (anything else is a typo: TypeError with a suggestion). */
 export const MONARCH_OPTION_KEYS = [
   'layout', 'heads', 'headDim', 'batch', 'numIters', 'causal', 'recompute', 'dtype', 'backend', 'tensorLayout',
   'scale', 'minColumnMass', 'threads', 'queryTilesPerCall', 'maxWorkspaceBytes', 'stream', 'device', 'hostOutputs',
+  'hostStagingSliceBytes',
 ] as const;
 
 /**
@@ -125,6 +129,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   const requested = checkEnum('backend', o.backend, ['auto', 'cpu', 'cuda'] as const, 'auto');
   const tensorLayout = checkEnum('tensorLayout', o.tensorLayout, ['BSHD', 'BHSD'] as const, 'BSHD');
   const hostOutputs = checkEnum('hostOutputs', o.hostOutputs, ['fresh', 'pooled'] as const, 'fresh');
+  const hostStagingSliceBytes = checkSliceBytes('hostStagingSliceBytes', o.hostStagingSliceBytes);
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkScale('scale', o.scale);
   const threads = optInt('threads', o.threads, 0, 0, 4096);
   const budgetIn = o.maxWorkspaceBytes === undefined ? undefined : checkInt('maxWorkspaceBytes', o.maxWorkspaceBytes, 1);
@@ -157,7 +162,7 @@ export function resolveOptions(options: MonarchOptions): ResolvedOptions {
   return {
     geometry, layout: shape.layout, heads, headDim, batch, numIters, chunkFrames, recompute, dtype, backend, tensorLayout,
     scale, maxInvTemp, threads, queryTilesPerCall, maxWorkspaceBytes, workspaceBytes: bytes,
-    ...(stream !== undefined && { stream }), device, hostOutputs,
+    ...(stream !== undefined && { stream }), device, hostOutputs, hostStagingSliceBytes,
   };
 }
 

@@ -34,7 +34,8 @@ export interface CallEvent {
  * GPU / workers is not counted; garbage collection is counted in the phase it interrupts):
  *   validate — argument and option checks;
  *   stage    — securing host inputs (the copy of ordinary-ArrayBuffer inputs into staging: the only
- *              O(bytes) main-thread work of a host forward; 0-cost for allocTensor / shared inputs);
+ *              O(bytes) main-thread work of a host forward, at call time or summed over its slices,
+ *              MonarchOptions.hostStagingSliceBytes; 0-cost for allocTensor / shared inputs);
  *   enqueue  — staging the output and enqueueing every op (CUDA: copies and kernels on the stream);
  *   complete — after the work has finished: handing the output back (and publishing this event).
  */
@@ -44,6 +45,8 @@ export interface MainThreadMs { validate: number; stage: number; enqueue: number
 export interface PhaseClock {
   start(): void;
   lap(phase: keyof MainThreadMs): void;
+  /** Charges `ms` measured elsewhere (the slices of a sliced staging copy) to `phase`. */
+  add(phase: keyof MainThreadMs, ms: number): void;
   readonly ms: MainThreadMs | undefined;
 }
 
@@ -56,9 +59,10 @@ class RunningClock implements PhaseClock {
     this.ms[phase] += t - this.last;
     this.last = t;
   }
+  add(phase: keyof MainThreadMs, ms: number): void { this.ms[phase] += ms; }
 }
 
-const NO_CLOCK: PhaseClock = { start() {}, lap() {}, ms: undefined };
+const NO_CLOCK: PhaseClock = { start() {}, lap() {}, add() {}, ms: undefined };
 
 const CALL_CHANNEL = 'monarch-attention:call';
 let nextId = 1;

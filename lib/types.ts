@@ -138,6 +138,17 @@ export interface MonarchOptions {
    * contents belong to a later call. Not a string → TypeError; another string → RangeError.
    */
   hostOutputs?: 'fresh' | 'pooled';
+  /**
+   * Async calls (forward, KVCache write / attend / step) copy ordinary-ArrayBuffer host inputs into
+   * staging on the main thread. When the inputs of a call hold more than this many bytes together, the
+   * copy runs in slices of at most this many bytes, one per event-loop turn, and the work is enqueued after
+   * the last one (no single main-thread stall grows with the tensor size); such an input must then stay
+   * attached and at least as long until the call settles, else the call rejects naming it. Smaller inputs
+   * are copied before the call returns. Default 4 MiB (4194304); an integer ≥ 65536, or Infinity (copy at
+   * call time: the old behaviour). Sync twins are not sliced. Not a number → TypeError; out of range →
+   * RangeError.
+   */
+  hostStagingSliceBytes?: number;
 }
 
 export interface ForwardOptions {
@@ -211,6 +222,8 @@ export interface DenseOptions {
    * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
    */
   recordEvent?: bigint;
+  /** As MonarchOptions.hostStagingSliceBytes, for this call's ordinary host inputs (default 4 MiB; Infinity: no slicing). */
+  hostStagingSliceBytes?: number;
 }
 
 export interface DenseResult<T> {

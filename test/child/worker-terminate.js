@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Child-process driver for test/worker-teardown.test.ts: starts worker threads that keep async
-// forward() / denseAttention() / KVCache.step() calls, or enqueued cache calls with two pool.flush()
-// fences pending (CUDA: event waits on libuv threads), in flight on the given backend and terminates
-// each at a random moment (seeded). The process must survive every termination (no abort, no signal).
+// forward() / denseAttention() / KVCache.step() calls (ordinary inputs staged in slices), or enqueued
+// cache calls with two pool.flush() fences pending (CUDA: event waits on libuv threads), in flight on the
+// given backend and terminates each at a random moment (seeded). The process must survive every
+// termination (no abort, no signal).
 //   node test/child/worker-terminate.js <cpu|cuda> <iterations> <seed>
 // Last stdout line: JSON {iterations, modes, rssStartMB, rssEndMB}.
 'use strict';
@@ -30,6 +31,9 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { mode, backend } = workerData;
 const dtype = backend === 'cuda' ? 'bfloat16' : 'float32';
 const H = 2, D = 64;
+// Small slices: the ordinary inputs of every call are staged over several event-loop turns, so many
+// terminations land between two slices (lib/hoststage.ts).
+const SLICE = 65536;
 const make = (n) => {
   const x = Float32Array.from({ length: n * H * D }, () => Math.random() - 0.5);
   return dtype === 'float32' ? m.tensor(x, [1, n, H, D]) : m.tensor(m.toBfloat16(x), [1, n, H, D], dtype);
@@ -37,12 +41,12 @@ const make = (n) => {
 const loops = [];
 if (mode === 'forward') {
   const attn = new m.MonarchAttention({ layout: { kind: 'video', frames: 4, height: 8, width: 12, wReduce: 2 },
-    heads: H, headDim: D, numIters: 2, dtype, backend });
+    heads: H, headDim: D, numIters: 2, dtype, backend, hostStagingSliceBytes: SLICE });
   const [q, k, v] = [make(384), make(384), make(384)];
   for (let i = 0; i < 3; i++) loops.push(async () => { for (;;) await attn.forward(q, k, v); });
 } else if (mode === 'dense') {
   const [q, k, v] = [make(512), make(512), make(512)];
-  for (let i = 0; i < 3; i++) loops.push(async () => { for (;;) await m.denseAttention(q, k, v, { backend, returnLse: true }); });
+  for (let i = 0; i < 3; i++) loops.push(async () => { for (;;) await m.denseAttention(q, k, v, { backend, returnLse: true, hostStagingSliceBytes: SLICE }); });
 } else if (mode === 'enqueue') {
   const attn = new m.MonarchAttention({ layout: { kind: 'video', frames: 8, height: 6, width: 8 },
     heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend });
@@ -59,7 +63,7 @@ if (mode === 'forward') {
   });
 } else {
   const attn = new m.MonarchAttention({ layout: { kind: 'video', frames: 64, height: 6, width: 8 },
-    heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend });
+    heads: H, headDim: D, causal: { chunkFrames: 2 }, dtype, backend, hostStagingSliceBytes: SLICE });
   const cache = attn.createKVCache();
   const [q, k, v] = [make(96), make(96), make(96)];
   loops.push(async () => { for (;;) { if (cache.framesCached >= cache.maxFrames) cache.reset(); await cache.step(q, k, v); } });
