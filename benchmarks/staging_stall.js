@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Longest main-thread stall of a forward with ordinary-ArrayBuffer host inputs (issue 12 item 1), with
 // the staging copy done at call time (hostStagingSliceBytes Infinity: the path before sliced staging)
-// and in slices (the default 4 MiB, or any --slice-bytes). Default shape: Wan 480p, q/k/v 1×32760×12×128
+// and in slices (4 MiB, the recommended opt-in, or any --slice-bytes). Default shape: Wan 480p, q/k/v 1×32760×12×128
 // bf16 (100.6 MB each), on the CPU backend (--backend cuda on a GPU machine).
 //
 // Per forward it measures, on the main thread:

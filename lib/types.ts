@@ -144,9 +144,10 @@ export interface MonarchOptions {
    * copy runs in slices of at most this many bytes, one per event-loop turn, and the work is enqueued after
    * the last one (no single main-thread stall grows with the tensor size); such an input must then stay
    * attached and at least as long until the call settles, else the call rejects naming it. Smaller inputs
-   * are copied before the call returns. Default 4 MiB (4194304); an integer ≥ 65536, or Infinity (copy at
-   * call time: the old behaviour). Sync twins are not sliced. Not a number → TypeError; out of range →
-   * RangeError.
+   * are copied before the call returns. Default Infinity (no slicing: everything is copied at call time,
+   * so inputs may be reused at once); an integer ≥ 65536 opts in (4 MiB, 4194304, suits a server that
+   * leaves its inputs untouched until the call settles — writes during staging cannot be detected).
+   * Sync twins are not sliced. Not a number → TypeError; out of range → RangeError.
    */
   hostStagingSliceBytes?: number;
 }
@@ -222,7 +223,7 @@ export interface DenseOptions {
    * the Promise resolves: other streams can order work after this call with it (CudaEvent.wait).
    */
   recordEvent?: bigint;
-  /** As MonarchOptions.hostStagingSliceBytes, for this call's ordinary host inputs (default 4 MiB; Infinity: no slicing). */
+  /** As MonarchOptions.hostStagingSliceBytes, for this call's ordinary host inputs (default Infinity: no slicing). */
   hostStagingSliceBytes?: number;
 }
 

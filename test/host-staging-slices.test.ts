@@ -58,9 +58,9 @@ const ref = (q: HostTensor, k: HostTensor, v: HostTensor): Float64Array => {
 };
 
 describe('sliced staging of ordinary host inputs (CPU)', () => {
-  test('options: default 4 MiB, Infinity, integer ≥ 65536; bad values name the option', () => {
+  test('options: default Infinity (copy at call time: inputs may be reused at once), integer ≥ 65536; bad values name the option', () => {
     const a = new MonarchAttention(base);
-    expect(a.config.hostStagingSliceBytes).toBe(4 * 1024 * 1024);
+    expect(a.config.hostStagingSliceBytes).toBe(Infinity);
     a.dispose();
     expect(new MonarchAttention(unsliced).config.hostStagingSliceBytes).toBe(Infinity);
     expect(() => new MonarchAttention({ ...base, hostStagingSliceBytes: 1000 })).toThrow(RangeError);
