@@ -234,7 +234,14 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
 
 /** A frozen host tensor over a pooled buffer whose (non-enumerable) dispose() gives the buffer back. */
 function pooledTensor(buf: HostOutputArray, shape: number[], dtype: DType, pool: HostOutputPool): HostTensor {
-  const dispose = (): void => pool.give(buf);
+  // Once per tensor: the buffer is lent again after it comes back, and a second dispose() of this
+  // tensor must not give back the later call's output that now uses it.
+  let given = false;
+  const dispose = (): void => {
+    if (given) return;
+    given = true;
+    pool.give(buf);
+  };
   const t = { data: buf, shape: Object.freeze(shape), dtype };
   Object.defineProperty(t, 'dispose', { value: dispose });
   Object.defineProperty(t, Symbol.dispose, { value: dispose });
