@@ -405,6 +405,8 @@ async function caseKVProtocol(r: Rng): Promise<Outcome> {
       // A stale dispose() of an output disposed earlier (its buffer may be lent out again) is a no-op.
       if (disposedFns.length && chance(r, 0.3)) disposedFns[r.int(disposedFns.length)]();
       if (disposable && chance(r, 0.5)) {
+        // Poisoned first: a later output reusing the buffer must overwrite every element (NaN fails the reference).
+        out.data.fill(dtype === 'float32' ? NaN : 0x7fc1);
         disposable();
         disposedFns.push(disposable);
       } else {
