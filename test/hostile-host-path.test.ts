@@ -1,7 +1,10 @@
 // Findings of the hostile review of the session's host path and enqueued cache calls, each a regression
-// test (CPU backend): a second dispose() of a pooled output after its buffer was lent again, and a
-// destination buffer for cloneHostAsync that JS shrinks while the worker fills it.
+// test (CPU backend): a second dispose() of a pooled output after its buffer was lent again, an
+// ordinary `out` detached while the call runs (the error names out), an instance disposed by a
+// diagnostics subscriber inside its own call (the error names the instance), and a destination buffer for
+// cloneHostAsync that JS shrinks while the worker fills it.
 import { spawnSync } from 'node:child_process';
+import * as diagnostics from 'node:diagnostics_channel';
 import * as path from 'node:path';
 import { MonarchAttention, tensor } from './helpers/pkg';
 import type { HostTensor, MonarchOptions } from './helpers/pkg';
@@ -32,6 +35,33 @@ describe('hostile review: host path', () => {
     o2.dispose!();
     o3.dispose!();
     attn.dispose();
+  });
+
+  test('an ordinary out detached or shrunk while an async forward runs: an Error naming out', async () => {
+    const attn = new MonarchAttention({ ...pooled, hostOutputs: 'fresh' });
+    const [q, k, v] = [make(), make(), make()];
+    type Resizable = ArrayBuffer & { resize(bytes: number): void };
+    const ab = new (ArrayBuffer as unknown as new (bytes: number, o: { maxByteLength: number }) => Resizable)(n * 4, { maxByteLength: n * 4 });
+    const shrunk = attn.forward(q, k, v, { out: tensor(new Float32Array(ab, 0, n), shape) });
+    ab.resize(4);
+    await expect(shrunk).rejects.toThrow(/^out was detached or resized while the call ran: out\.data has 0 bytes, the output 2220/);
+    const gone = new Float32Array(n);
+    const detached = attn.forward(q, k, v, { out: tensor(gone, shape) });
+    structuredClone(gone.buffer, { transfer: [gone.buffer] });
+    await expect(detached).rejects.toThrow(/^out was detached or resized while the call ran/);
+    expect((await attn.forward(q, k, v)).data.length).toBe(n);  // the instance is still usable
+    attn.dispose();
+  });
+
+  test('a diagnostics subscriber that disposes the instance in the start event: the call rejects naming the instance', async () => {
+    const attn = new MonarchAttention(pooled);
+    const fn = (m: unknown): void => { if ((m as { phase: string }).phase === 'start') attn.dispose(); };
+    diagnostics.subscribe('monarch-attention:call', fn);
+    try {
+      await expect(attn.forward(make(), make(), make())).rejects.toThrow(/^MonarchAttention was disposed$/);
+    } finally {
+      diagnostics.unsubscribe('monarch-attention:call', fn);
+    }
   });
 
   test('cloneHostAsync refuses a destination buffer: shrinking it during the copy crashed (child process)', () => {
