@@ -335,6 +335,21 @@ async function caseKVProtocol(r: Rng): Promise<Outcome> {
   try {
     const ops = 4 + r.int(10);
     for (let n = 0; n < ops; n++) {
+      if (chance(r, 0.06)) {
+        // A new video: reset() needs the enqueued calls flushed first (and then forgets the positions).
+        if (pendingEnqueued) {
+          let refused = false;
+          try { pool.reset(); } catch (e) { refused = /enqueued calls in flight/.test((e as Error).message); }
+          if (!refused) throw new Failure(`pool.reset() with unflushed enqueued calls was not refused; ${ctx}`);
+          await pool.flush();
+          pendingEnqueued = false;
+        }
+        const which = r.int(layers + 1);  // a layer, or the whole pool
+        if (which === layers) pool.reset(); else pool.layers[which].reset();
+        for (let i = 0; i < layers; i++) if (which === layers || i === which) model[i] = { kv: new Map(), end: 0, evicted: 0 };
+        checkKept('after reset()');
+        continue;
+      }
       const l = r.int(layers), cache = pool.layers[l], m = model[l];
       const held = (c: number): boolean => c < m.end && (c < sinkC || c >= sinkC + m.evicted);
       // A position: mostly valid (append, rewrite, attend of a held chunk), sometimes not.
