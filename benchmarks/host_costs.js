@@ -69,13 +69,10 @@ async function main() {
   new Uint8Array(warm).fill(1);
   m.transferArrayBuffer = time(() => { const a = new ArrayBuffer(bytes); structuredClone(a, { transfer: [a] }); });  // dispose's detach + re-own (incl. the alloc)
   m.transferOnly = (() => { let a = warm; const s = performance.now(); for (let i = 0; i < reps; i++) a = structuredClone(a, { transfer: [a] }); return ms3((performance.now() - s) / reps); })();
-  // Async loops: a fresh output per step (the old default) vs one reused ArrayBuffer (the pool).
+  // Async loop: a fresh output per step (the 'fresh' default). The reused-buffer variant this loop had
+  // (cloneHostAsync(src, into)) is gone: a worker cannot fill a caller's ArrayBuffer safely (JS could
+  // transfer or shrink it meanwhile); 'pooled' outputs reuse addon memory instead.
   r.cloneFresh = await loop(async () => { await native.cloneHostAsync(src); });
-  let pooled = new ArrayBuffer(bytes);
-  r.cloneInto = await loop(async () => {
-    const t = await native.cloneHostAsync(src, pooled);
-    pooled = structuredClone(t.buffer, { transfer: [t.buffer] });  // what dispose() does, then the pool's take()
-  });
   const json = JSON.stringify(r, null, 2);
   if (outDir) { fs.mkdirSync(outDir, { recursive: true }); fs.writeFileSync(path.join(outDir, 'host_costs.json'), json + '\n'); }
   console.log(json);

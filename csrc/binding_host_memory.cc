@@ -317,20 +317,19 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// cloneHostAsync: the copy into an ArrayBuffer that no JS code can see until it settles. Completion
+// cloneHostAsync: the copy into a new ArrayBuffer that no JS code can see until it settles. Completion
 // goes through SafeWorker, so finishing during environment teardown neither throws nor aborts.
 class CloneWorker : public SafeWorker {
  public:
-  // `into`: an ordinary ArrayBuffer of `bytes` bytes to fill (checked by the caller), or empty for a new one.
   CloneWorker(Napi::Env env, napi_typedarray_type type, const void* src, size_t bytes, HostBlockRef block,
-              std::unique_ptr<uint8_t[]> snapshot, Napi::ArrayBuffer into)
+              std::unique_ptr<uint8_t[]> snapshot)
       : SafeWorker(env, "monarch:cloneHostAsync"),
         type_(type),
         src_(src),
         bytes_(bytes),
         block_(std::move(block)),
         snapshot_(std::move(snapshot)) {
-    Napi::ArrayBuffer ab = into.IsEmpty() ? Napi::ArrayBuffer::New(env, bytes_) : into;
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes_);
     dst_ = ab.Data();
     host_ = Napi::Persistent(ab);
   }
@@ -340,11 +339,6 @@ class CloneWorker : public SafeWorker {
   std::string Complete(napi_env e) override {
     Napi::Env env(e);
     Napi::ArrayBuffer ab = host_.Value();
-    // A reused buffer must not have been detached meanwhile (lib/ never lets other code reach it while
-    // the copy runs; this catches direct use of the binding after the fact).
-    if (ab.IsDetached() || ab.Data() != dst_ || ab.ByteLength() != bytes_) {
-      return "cloneHostAsync: the destination ArrayBuffer was detached or resized while the copy ran";
-    }
     switch (type_) {
       case napi_float32_array: out_ = Napi::Float32Array::New(env, bytes_ / 4, ab, 0); break;
       case napi_uint16_array: out_ = Napi::Uint16Array::New(env, bytes_ / 2, ab, 0); break;
@@ -379,17 +373,14 @@ Napi::Value CloneHostAsync(const Napi::CallbackInfo& info) {
     if ((type == napi_float32_array && s.bytes % 4) || (type == napi_uint16_array && s.bytes % 2)) {
       ThrowRangeError(env, "cloneHostAsync: src byteLength is not a multiple of its element size");
     }
-    // into (optional): an ordinary, non-resizable ArrayBuffer of exactly src's byteLength that no other
-    // code can reach until the Promise settles (lib/outputs.ts HostOutputPool); filled instead of a new one.
-    Napi::ArrayBuffer into;
+    // No `into` (filling a caller's ordinary ArrayBuffer on a worker): Node-API cannot keep JS code from
+    // transferring or shrinking (resizable) that buffer while the worker writes it, and either one makes
+    // the worker write freed or decommitted memory. Reused outputs are addon memory instead
+    // (MonarchOptions.hostOutputs 'pooled', lib/outputs.ts), which no JS code can free.
     if (info.Length() > 1 && !info[1].IsUndefined()) {
-      if (!info[1].IsArrayBuffer()) ThrowTypeError(env, "cloneHostAsync: into must be an ArrayBuffer, got " + DescribeValue(info[1]));
-      into = info[1].As<Napi::ArrayBuffer>();
-      if (into.IsDetached()) ThrowError(env, "cloneHostAsync: into is detached");
-      if (into.ByteLength() != s.bytes) {
-        ThrowRangeError(env, "cloneHostAsync: into has " + std::to_string(into.ByteLength()) + " bytes, src " + std::to_string(s.bytes));
-      }
-      if (FindHostBlock(into.Data(), into.ByteLength())) ThrowTypeError(env, "cloneHostAsync: into must be an ordinary ArrayBuffer, got addon memory");
+      ThrowTypeError(env, "cloneHostAsync: takes one argument (src); a destination buffer is not supported (a worker cannot "
+                          "fill an ordinary ArrayBuffer safely: JS could transfer or resize it meanwhile), received " +
+                          DescribeValue(info[1]));
     }
     HostBlockRef block = s.shared ? HostBlockRef() : FindHostBlock(s.data, s.bytes);
     std::unique_ptr<uint8_t[]> snapshot;
@@ -399,7 +390,7 @@ Napi::Value CloneHostAsync(const Napi::CallbackInfo& info) {
       ParallelCopy(snapshot.get(), s.data, s.bytes);
       src = snapshot.get();
     }
-    auto* w = new CloneWorker(env, type, src, s.bytes, std::move(block), std::move(snapshot), into);
+    auto* w = new CloneWorker(env, type, src, s.bytes, std::move(block), std::move(snapshot));
     Napi::Promise promise = w->Promise();
     if (!w->TryQueue()) w->DropUnqueued("cloneHostAsync: could not be queued (the environment is shutting down)");
     return promise;

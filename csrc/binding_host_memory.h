@@ -114,14 +114,13 @@ void CountStagingCopy(size_t bytes);
 //   isPinnedHost(typedArray): addon memory that is page-locked (cudaMemcpyAsync is truly async on it)
 //   copyHost(dst, src): dst.set(src) for same-size typed arrays, on several threads
 //   memoryStats(): MemoryCounters as numbers
-//   cloneHostAsync(src, into?): Promise of an ordinary typed array of src's kind with src's bytes,
-//                        copied on a libuv worker (src: addon memory, referenced until the copy is done;
-//                        other memory is copied on the calling thread first), over a new ArrayBuffer or
-//                        over `into` (an ordinary ArrayBuffer of src's byteLength that no JS code can
-//                        reach until the Promise settles: a pooled output; rejected if it was detached
-//                        meanwhile). Outputs are handed to callers this way: ordinary ArrayBuffers stay
-//                        transferable to workers, which external (addon) ones are not; the only
-//                        main-thread work is O(1) (no allocation at all with `into`).
+//   cloneHostAsync(src): Promise of an ordinary typed array of src's kind with src's bytes, copied on a
+//                        libuv worker into a new ArrayBuffer that no JS code sees until it settles (src:
+//                        addon memory, referenced until the copy is done; other memory is copied on the
+//                        calling thread first). Outputs are handed to callers this way: ordinary
+//                        ArrayBuffers stay transferable to workers, which external (addon) ones are not;
+//                        the only main-thread work is O(1). A second argument (a caller's buffer to fill)
+//                        is a TypeError: JS could transfer or shrink it while the worker writes.
 Napi::Value AllocHost(const Napi::CallbackInfo& info);
 Napi::Value HostMemoryKind(const Napi::CallbackInfo& info);
 Napi::Value IsPinnedHost(const Napi::CallbackInfo& info);

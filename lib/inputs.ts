@@ -205,7 +205,7 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
     const buf = scratch.get('stage.o', dtype, n) as Float32Array | Uint16Array;
     if (host) {
       // An ordinary array: copied into after the work (an Error if the caller detached it meanwhile).
-      const fill = (): HostTensor => { native().copyHost(host.data, buf); return host; };
+      const fill = (): HostTensor => fillOut(host, buf);
       return { o: act(buf, st), post: [], collect: fill, collectAsync: async () => fill() };
     }
     return {
@@ -222,7 +222,7 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
   const post: Op[] = [{ op: 'download', dst: pinned, src: dev }];
   if (direct) return { o: act(dev, st), post, collect: () => host, collectAsync: async () => host };
   if (host) {
-    const fill = (): HostTensor => { native().copyHost(host.data, pinned); return host; };
+    const fill = (): HostTensor => fillOut(host, pinned);
     return { o: act(dev, st), post, collect: fill, collectAsync: async () => fill() };
   }
   return {
@@ -232,9 +232,29 @@ export function stageOutput(cuda: boolean, scratch: Scratch, q: AnyTensor, st: S
   };
 }
 
+/**
+ * Copies a finished output into an ordinary `out` (on the main thread, after the work): an Error naming
+ * `out` when the caller detached or shrank its buffer while the call ran.
+ */
+function fillOut(host: HostTensor, from: HostArray): HostTensor {
+  const d = host.data;
+  if (d.byteLength !== from.byteLength) {
+    throw new Error(`out was detached or resized while the call ran: out.data has ${d.byteLength} bytes, the output ${from.byteLength}; keep out's buffer until the call settles`);
+  }
+  native().copyHost(d, from);
+  return host;
+}
+
 /** A frozen host tensor over a pooled buffer whose (non-enumerable) dispose() gives the buffer back. */
 function pooledTensor(buf: HostOutputArray, shape: number[], dtype: DType, pool: HostOutputPool): HostTensor {
-  const dispose = (): void => pool.give(buf);
+  // Once per tensor: the buffer is lent again after it comes back, and a second dispose() of this
+  // tensor must not give back the later call's output that now uses it.
+  let given = false;
+  const dispose = (): void => {
+    if (given) return;
+    given = true;
+    pool.give(buf);
+  };
   const t = { data: buf, shape: Object.freeze(shape), dtype };
   Object.defineProperty(t, 'dispose', { value: dispose });
   Object.defineProperty(t, Symbol.dispose, { value: dispose });

@@ -181,6 +181,8 @@ export class MonarchAttention {
       if (held?.sliced) clock.add('stage', held.sliced.ms);
       clock.start();  // a queued call starts here; the wait before is not main-thread work
       throwIfAborted(signal);
+      // Disposed between the checks above and here (a diagnostics subscriber of the start event can).
+      if (this.plan === null) throw new Error('MonarchAttention was disposed');
       const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
       await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal, () => clock.lap('enqueue'));
       clock.start();

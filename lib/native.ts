@@ -179,11 +179,10 @@ export interface NativeBinding {
    */
   HostStager: new (dst: ArrayBufferView, src: ArrayBufferView) => NativeHostStager;
   /**
-   * An ordinary typed array (same kind) with src's bytes, copied off the event loop, over a new
-   * ArrayBuffer or over `into` (an ordinary ArrayBuffer of src's byteLength no other code can reach
-   * until the Promise settles).
+   * An ordinary typed array (same kind) with src's bytes, copied off the event loop into a new
+   * ArrayBuffer (no caller buffer to fill: JS could transfer or shrink it while the worker writes).
    */
-  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T, into?: ArrayBuffer): Promise<T>;
+  cloneHostAsync<T extends Float32Array | Uint16Array>(src: T): Promise<T>;
   /** NCCL loaded at run time (csrc/binding_nccl.h); lib/nccl.ts is its only user. */
   nccl: NativeNccl;
 }

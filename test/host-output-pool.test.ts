@@ -3,7 +3,7 @@
 //    kind at steady state: memoryStats counters), values right after reuse (vs the float64 reference and
 //    bit for bit vs 'fresh'), dispose() idempotent / non-enumerable / after the instance is gone;
 //  - no O(bytes) main-thread work for allocTensor or SharedArrayBuffer inputs (stagingBytes unchanged);
-//  - cloneHostAsync(src, into): the native fill of a reused ArrayBuffer, and its refusals;
+//  - cloneHostAsync(src): a new ordinary copy; a destination buffer is refused;
 //  - the mainThreadMs phases of the diagnostics end event.
 import * as diagnostics from 'node:diagnostics_channel';
 import { allocTensor, memoryStats, MonarchAttention, tensor } from './helpers/pkg';
@@ -172,26 +172,22 @@ describe('main-thread work of a host forward (CPU)', () => {
   });
 });
 
-describe('cloneHostAsync(src, into)', () => {
+describe('cloneHostAsync(src)', () => {
   const src = (): Float32Array => {
     const a = new Float32Array(native().allocHost(64 * 4, false));
     a.set(Float32Array.from({ length: 64 }, rand));
     return a;
   };
-  test('fills and returns a view of `into`', async () => {
-    const s = src(), into = new ArrayBuffer(64 * 4);
-    const r = await native().cloneHostAsync(s, into);
-    expect(r.buffer).toBe(into);
+  test('returns an ordinary copy in a new ArrayBuffer', async () => {
+    const s = src();
+    const r = await native().cloneHostAsync(s);
+    expect(r.buffer).not.toBe(s.buffer);
     expect(Array.from(r)).toEqual(Array.from(s));
     expect(native().hostMemoryKind(r)).toBe(0);
   });
-  test('refuses a wrong size, addon memory, a detached buffer, a non-ArrayBuffer', async () => {
-    const s = src();
-    await expect(native().cloneHostAsync(s, new ArrayBuffer(8))).rejects.toThrow(/into has 8 bytes, src 256/);
-    await expect(native().cloneHostAsync(s, native().allocHost(256, false))).rejects.toThrow(/ordinary ArrayBuffer/);
-    const gone = new ArrayBuffer(256);
-    structuredClone(gone, { transfer: [gone] });
-    await expect(native().cloneHostAsync(s, gone)).rejects.toThrow(/detached/);
-    await expect(native().cloneHostAsync(s, new SharedArrayBuffer(256) as unknown as ArrayBuffer)).rejects.toThrow(/into must be an ArrayBuffer/);
+  test('refuses a destination buffer (JS could transfer or shrink it while the worker writes)', async () => {
+    const clone = native().cloneHostAsync as unknown as (s: Float32Array, into: unknown) => Promise<Float32Array>;
+    await expect(clone(src(), new ArrayBuffer(256))).rejects.toThrow(/cloneHostAsync: takes one argument \(src\)/);
+    await expect(clone(src(), new ArrayBuffer(256))).rejects.toMatchObject({ name: 'TypeError' });  // the addon's realm
   });
 });

@@ -1,5 +1,6 @@
 // The fuzz driver (issue 8, item 7): seeded random — and often malformed — options, tensors, layouts and
-// lifecycles through the public API on the CPU backend. Every case must either return results matching
+// lifecycles through the public API on the CPU backend (scenarios: monarch, dense, kvcache, kvprotocol —
+// the KV-cache protocol with enqueued / awaited / sync calls and pooled outputs —, lifecycle). Every case must either return results matching
 // the float64 reference (test/reference) or throw a clear JS error (TypeError / RangeError / Error with a
 // message); anything else — a wrong result, a non-Error throw, an empty message, a defect that is
 // accepted — is a failure, and a native crash or hang kills this process (so it runs as a child of
@@ -15,7 +16,8 @@ import { compare } from '../helpers/compare';
 import { denseRef } from '../reference/dense';
 import { sequenceRef } from '../reference/sequence';
 import { videoRef } from '../reference/video';
-import { sliceRows } from '../helpers/act';
+import { concatTokens, sliceRows } from '../helpers/act';
+import { keyChunks } from '../helpers/self-forcing';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -291,6 +293,151 @@ async function caseKVCache(r: Rng): Promise<Outcome> {
   }
 }
 
+/**
+ * The KV-cache protocol with a rolling window and sink, at random positions (appends, rewrites of held
+ * chunks, attends of older chunks, bad positions), each call made at random as enqueueAttend /
+ * enqueueWrite (flushed at random points), awaited or sync, with 'fresh' or 'pooled' host outputs.
+ * Every output must match the float64 reference over the frames the chunk sees (the latest K/V written
+ * at each), outputs kept must not change until disposed (no buffer shared between live outputs), and a
+ * refused call must leave the positions unchanged.
+ */
+async function caseKVProtocol(r: Rng): Promise<Outcome> {
+  const dtype = pick(r, ['float32', 'float32', 'bfloat16'] as const);
+  const h = 1 + r.int(2), w = 1 + r.int(3), cf = pick(r, [1, 2]), F = cf * (1 + r.int(3));
+  const layout = { kind: 'video' as const, frames: F, height: h, width: w, ...(w % 2 === 0 && chance(r, 0.4) && { wReduce: 2 }) };
+  const rec = chance(r, 0.2) ? 'first-frame' as const : 'none' as const;
+  const o: MonarchOptions = { layout, heads: 1 + r.int(2), headDim: pick(r, [2, 8]), causal: { chunkFrames: cf }, numIters: 1 + r.int(2),
+    dtype, backend: 'cpu', recompute: rec, hostOutputs: chance(r, 0.5) ? 'pooled' : 'fresh' };
+  const rolling = chance(r, 0.7);
+  const sinkC = rolling ? r.int(3) : 0, winC = rolling ? sinkC + 1 + r.int(3) : Infinity;
+  const win = rolling ? { localAttnFrames: winC * cf, sinkFrames: sinkC * cf } : {};
+  const attn = new MonarchAttention(o);
+  const layers = 1 + r.int(2);
+  const pool = attn.createKVCachePool({ layers, ...win });
+  const cfg = attn.config, H = cfg.heads, D = cfg.headDim, ct = pool.layers[0].chunkTokens;
+  const positions = rolling ? Infinity : F / cf;
+  // Per layer: the K/V last written at each logical chunk, chunks written [0, end), evicted non-sink chunks.
+  const model = Array.from({ length: layers }, () => ({ kv: new Map<number, [Act, Act]>(), end: 0, evicted: 0 }));
+  const kept: Array<{ t: HostTensor; copy: Float32Array | Uint16Array; label: string }> = [];
+  const disposedFns: Array<() => void> = [];
+  let pendingEnqueued = false;
+  const ctx = `options ${JSON.stringify({ ...o, ...win, layers })}`;
+  const checkKept = (when: string): void => {
+    for (const k of kept) {
+      const cur = k.t.data;
+      for (let i = 0; i < cur.length; i++) {
+        if (cur[i] !== k.copy[i] && !(Number.isNaN(cur[i]) && Number.isNaN(k.copy[i]))) {
+          throw new Failure(`${k.label}: a kept output changed at index ${i} (${when}); ${ctx}`);
+        }
+      }
+    }
+  };
+  try {
+    const ops = 4 + r.int(10);
+    for (let n = 0; n < ops; n++) {
+      if (chance(r, 0.06)) {
+        // A new video: reset() needs the enqueued calls flushed first (and then forgets the positions).
+        if (pendingEnqueued) {
+          let refused = false;
+          try { pool.reset(); } catch (e) { refused = /enqueued calls in flight/.test((e as Error).message); }
+          if (!refused) throw new Failure(`pool.reset() with unflushed enqueued calls was not refused; ${ctx}`);
+          await pool.flush();
+          pendingEnqueued = false;
+        }
+        const which = r.int(layers + 1);  // a layer, or the whole pool
+        if (which === layers) pool.reset(); else pool.layers[which].reset();
+        for (let i = 0; i < layers; i++) if (which === layers || i === which) model[i] = { kv: new Map(), end: 0, evicted: 0 };
+        checkKept('after reset()');
+        continue;
+      }
+      const l = r.int(layers), cache = pool.layers[l], m = model[l];
+      const held = (c: number): boolean => c < m.end && (c < sinkC || c >= sinkC + m.evicted);
+      // A position: mostly valid (append, rewrite, attend of a held chunk), sometimes not.
+      let c: number;
+      const u = r.uniform();
+      if (u < 0.45) c = m.end;
+      else if (u < 0.85) c = m.end > 0 ? r.int(m.end) : 0;
+      else c = m.end + 1 + r.int(2);
+      const doWrite = c === m.end || chance(r, 0.6);
+      // Would the call be accepted (the model's rules, docs/API.md "Rules")?
+      const fits = c < positions;
+      const canWrite = fits && c <= m.end && held(c) || (fits && c === m.end);
+      let after = { end: m.end, evicted: m.evicted };
+      if (doWrite && canWrite && c === m.end && rolling) {
+        const end = c + 1, ws = Math.max(sinkC, end - (winC - sinkC));
+        after = { end, evicted: Math.max(m.evicted, ws - sinkC) };
+      } else if (doWrite && canWrite) after = { end: Math.max(m.end, c + 1), evicted: m.evicted };
+      const attendOnly = !doWrite;
+      const wsC = Math.max(sinkC, c + 1 - (winC - sinkC));
+      const keysHeld = c < after.end && (c < sinkC || wsC >= sinkC + after.evicted);
+      const isAttend = attendOnly || chance(r, 0.8);
+      const ok = (doWrite ? canWrite : true) && (!isAttend || keysHeld) && (doWrite || fits);
+      const a = (scale: number): Act => randAct(r, 1, ct, H, D, scale, dtype);
+      const q = a(2), k = a(1), v = a(1);
+      const mode = pendingEnqueued && chance(r, 0.7) ? 'enqueue' : pick(r, ['enqueue', 'await', 'sync'] as const);
+      if (mode !== 'enqueue' && pendingEnqueued) { await pool.flush(); pendingEnqueued = false; checkKept('after a flush'); }
+      const before = { next: cache.nextFrame, cached: cache.framesCached, evicted: cache.evictedFrames };
+      const frame = c * cf;
+      let out: HostTensor | undefined;
+      try {
+        const wr = doWrite ? { k: toHost(k, dtype), v: toHost(v, dtype) } : undefined;
+        if (isAttend) {
+          const opts = { frame, ...(wr && { write: wr }) };
+          out = mode === 'enqueue' ? cache.enqueueAttend(toHost(q, dtype), opts) : mode === 'sync' ? cache.attendSync(toHost(q, dtype), opts) : await cache.attend(toHost(q, dtype), opts);
+        } else if (mode === 'enqueue') cache.enqueueWrite(wr!.k, wr!.v, { frame });
+        else if (mode === 'sync') cache.writeSync(wr!.k, wr!.v, { frame });
+        else await cache.write(wr!.k, wr!.v, { frame });
+      } catch (e) {
+        const reason = classify(e);
+        if (ok) throw new Failure(`a valid ${mode} ${isAttend ? 'attend' : 'write'} at frame ${frame} (layer ${l}, ${JSON.stringify(m.end)} written, ${m.evicted} evicted) was refused: ${(e as Error).message}; ${ctx}`);
+        if (!/^RangeError/.test(reason)) throw new Failure(`a bad position was refused with ${reason} (not a RangeError): ${(e as Error).message}`);
+        const now = { next: cache.nextFrame, cached: cache.framesCached, evicted: cache.evictedFrames };
+        if (JSON.stringify(now) !== JSON.stringify(before)) throw new Failure(`a refused call moved the positions: ${JSON.stringify(before)} → ${JSON.stringify(now)}`);
+        continue;
+      }
+      if (!ok) throw new Failure(`a ${mode} ${isAttend ? 'attend' : 'write'} at frame ${frame} was accepted (layer ${l}, ${m.end} written, ${m.evicted} evicted); ${ctx}`);
+      if (mode === 'enqueue') pendingEnqueued = true;
+      if (doWrite) m.kv.set(c, [k, v]);
+      m.end = after.end;
+      m.evicted = after.evicted;
+      if (cache.nextFrame !== m.end * cf || cache.evictedFrames !== m.evicted * cf) {
+        throw new Failure(`positions: nextFrame ${cache.nextFrame} evictedFrames ${cache.evictedFrames}, expected ${m.end * cf} / ${m.evicted * cf}`);
+      }
+      if (!out) continue;
+      // Reference: the chunk's rows of a one-shot forward over the frames it sees (latest K/V of each).
+      const chunks = keyChunks({ window: winC, sink: sinkC }, c);
+      const zero = (x: Act): Act => ({ ...x, x: new Float64Array(x.x.length) });
+      const qq = concatTokens(chunks.map((cc) => (cc === c ? q : zero(q))));
+      const kk = concatTokens(chunks.map((cc) => (cc === c && doWrite ? k : m.kv.get(cc)![0])));
+      const vv = concatTokens(chunks.map((cc) => (cc === c && doWrite ? v : m.kv.get(cc)![1])));
+      const vis = { ...layout, frames: chunks.length * cf };
+      const full = videoRef(qq, kk, vv, vis, { numIters: cfg.numIters, chunkFrames: cf, recompute: c === 0 ? rec : 'none', scale: cfg.scale });
+      const want = sliceRows(full, 1, qq.S, H, D, qq.S - ct, qq.S);
+      const got = fromHost(out);
+      const cmp = compare(got, want, monarchTol(dtype, cfg.scale, D));
+      if (!cmp.ok) throw new Failure(`${mode} attend at frame ${frame} (layer ${l}) differs from the float64 reference at ${cmp.worst}: ${got[cmp.worst]} vs ${want[cmp.worst]}; ${ctx}`);
+      const disposable = (out as HostTensor & { dispose?: () => void }).dispose;
+      // A stale dispose() of an output disposed earlier (its buffer may be lent out again) is a no-op.
+      if (disposedFns.length && chance(r, 0.3)) disposedFns[r.int(disposedFns.length)]();
+      if (disposable && chance(r, 0.5)) {
+        // Poisoned first: a later output reusing the buffer must overwrite every element (NaN fails the reference).
+        out.data.fill(dtype === 'float32' ? NaN : 0x7fc1);
+        disposable();
+        disposedFns.push(disposable);
+      } else {
+        kept.push({ t: out, copy: out.data.slice(), label: `${mode} attend at frame ${frame} (layer ${l})` });
+      }
+      checkKept(`after ${mode} attend at frame ${frame}`);
+    }
+    await pool.flush();
+    checkKept('at the end');
+    return { kind: 'accepted' };
+  } finally {
+    await pool.close();
+    attn.dispose();
+  }
+}
+
 async function caseLifecycle(r: Rng): Promise<Outcome> {
   const attn = new MonarchAttention({ layout: { kind: 'sequence', length: 16 + r.int(32), blockSize: 4 }, heads: 2, headDim: 8, numIters: 2, backend: 'cpu' });
   const S = attn.numTokens;
@@ -330,7 +477,8 @@ async function main(): Promise<void> {
   let cases = 0, accepted = 0, failures = 0;
   const failed: string[] = [];
   const scenarios: Array<[string, (r: Rng) => Promise<Outcome>, number]> = [
-    ['monarch', caseMonarch, 0.5], ['dense', caseDense, 0.3], ['kvcache', caseKVCache, 0.1], ['lifecycle', caseLifecycle, 0.1],
+    ['monarch', caseMonarch, 0.45], ['dense', caseDense, 0.25], ['kvcache', caseKVCache, 0.1], ['kvprotocol', caseKVProtocol, 0.1],
+    ['lifecycle', caseLifecycle, 0.1],
   ];
   while (cases < maxCases && Date.now() - t0 < budgetMs) {
     const caseSeed = (seed * 1_000_003 + cases) >>> 0;
