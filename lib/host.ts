@@ -96,6 +96,20 @@ export interface SliceOptions {
 
 const READY = Promise.resolve();
 
+// The intrinsic getters (an own `buffer` property of the view, or a patched prototype, cannot lie).
+const viewBuffer = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!.get!;
+const abResizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+
+/** True when `a` views a resizable (non-shared) ArrayBuffer (Node 20+). */
+function overResizable(a: ArrayBufferView): boolean {
+  if (abResizable === undefined) return false;
+  try {
+    return abResizable.call(viewBuffer.call(a)) === true;
+  } catch {
+    return false;  // a SharedArrayBuffer (growable ones only grow)
+  }
+}
+
 /**
  * Reusable staging arrays of one instance (addon memory). secure() copies ordinary-ArrayBuffer tensors in;
  * a set is reused by later calls once released, so steady-state calls allocate nothing.
@@ -163,7 +177,11 @@ export class StagingPool {
       if (slicing === undefined || copied <= slicing.sliceBytes) {
         for (const c of copies) native().copyHost(c.dst, c.src);
       } else {
-        sliced = stageInSlices(copies, slicing.sliceBytes, slicing.signal);
+        // A resizable ArrayBuffer shrunk and regrown between two slices keeps its address and length
+        // (the regrown part zeroed): undetectable per slice, so such inputs are copied now.
+        const later = copies.filter((c) => !overResizable(c.src));
+        for (const c of copies) if (!later.includes(c)) native().copyHost(c.dst, c.src);
+        if (later.length > 0) sliced = stageInSlices(later, slicing.sliceBytes, slicing.signal);
       }
       return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release };
     } catch (e) {

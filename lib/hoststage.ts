@@ -174,11 +174,14 @@ export function stageInSlices(copies: readonly SliceCopy[], sliceBytes: number, 
 }
 
 /**
- * Validates `hostStagingSliceBytes` (MonarchOptions / DenseOptions): undefined → the default, Infinity →
- * no slicing (copied at call time), else an integer ≥ MIN_STAGING_SLICE_BYTES.
+ * Validates `hostStagingSliceBytes` (MonarchOptions / DenseOptions): undefined → the default, Infinity or
+ * an integer past Number.MAX_SAFE_INTEGER → no slicing (copied at call time), else an integer ≥
+ * MIN_STAGING_SLICE_BYTES.
  */
 export function checkSliceBytes(name: string, value: unknown): number {
   if (value === undefined) return DEFAULT_STAGING_SLICE_BYTES;
   if (value === Infinity) return Infinity;
+  // An integer past 2^53 - 1 (2^53, 1e308) is larger than any copy: no slicing, as Infinity.
+  if (typeof value === 'number' && Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) return Infinity;
   return checkInt(name, value, MIN_STAGING_SLICE_BYTES);
 }

@@ -147,7 +147,8 @@ export interface MonarchOptions {
    * are copied before the call returns. Default Infinity (no slicing: everything is copied at call time,
    * so inputs may be reused at once); an integer ≥ 65536 opts in (4 MiB, 4194304, suits a server that
    * leaves its inputs untouched until the call settles — writes during staging cannot be detected).
-   * Sync twins are not sliced. Not a number → TypeError; out of range → RangeError.
+   * Inputs over a resizable ArrayBuffer are always copied at call time. Integers past 2^53 − 1 read as
+   * Infinity. Sync twins are not sliced. Not a number → TypeError; out of range → RangeError.
    */
   hostStagingSliceBytes?: number;
 }

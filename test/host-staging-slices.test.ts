@@ -3,8 +3,9 @@
 // their work after the last slice.
 //  - results bit-identical to the unsliced path (hostStagingSliceBytes: Infinity) and the sync twin, and
 //    close to the float64 reference (forward, denseAttention, KVCache step / attend / write);
-//  - an input detached, transferred or shrunk between slices rejects the call naming it; the instance
-//    stays usable, its staging is reused (no allocation, memoryStats), nothing was enqueued;
+//  - an input detached or transferred between slices rejects the call naming it; the instance stays
+//    usable, its staging is reused (no allocation, memoryStats), nothing was enqueued; an input over a
+//    resizable ArrayBuffer is copied at call time (a shrink and regrow between slices is undetectable);
 //  - an abort between slices rejects with AbortError at once and enqueues nothing;
 //  - dispose() / close() during staging: the call completes (or rejects), then the memory is freed;
 //  - busy from the call: forwardSync during staging throws;
@@ -143,7 +144,19 @@ describe('sliced staging of ordinary host inputs (CPU)', () => {
     });
   });
 
-  test.each([['structuredClone', 0], ['postMessage', 1], ['shrink', 2], ['structuredClone', 2]] as Array<[How, number]>)(
+  test('an input over a resizable ArrayBuffer is copied at call time (a shrink then does not matter); the others are sliced', async () => {
+    const a = new MonarchAttention(sliced);
+    const ts = [make(), make(), make(true)];
+    const want = a.forwardSync(...(ts.map(copy) as [HostTensor, HostTensor, HostTensor])).data;
+    const p = a.forward(ts[0], ts[1], ts[2]);
+    await turns(2);
+    expect(pendingStagingJobs()).toBe(1);  // q and k are still being staged
+    takeAway(ts[2], 'shrink');
+    expectBitIdentical((await p).data, want, 'v shrunk after the call', shape);
+    a.dispose();
+  });
+
+  test.each([['structuredClone', 0], ['postMessage', 1], ['structuredClone', 2]] as Array<[How, number]>)(
     '%s of input %i between slices rejects naming it; the instance stays usable and allocates nothing new', async (how, victim) => {
       const a = new MonarchAttention(sliced);
       const good = [make(), make(), make()];
