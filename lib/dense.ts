@@ -4,7 +4,7 @@ import { native, type DenseArgs, type NativeCudaEvent, type NativeDeviceBuffer, 
 import type { DenseOptions, DenseResult, HostTensor, TensorLayout } from './types';
 import type { DeviceTensor } from './device';
 import { checkDevice, checkTensorDevices, deviceCount } from './devices';
-import { checkInputSets, checkQKV, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
+import { checkInputSets, checkQKV, freezeTensor, inSet, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type Staged } from './inputs';
 import { runAsync, runSync, type Op } from './ops';
 import { StagingPool } from './host';
 import { PlanCache } from './plancache';
@@ -203,6 +203,7 @@ export function denseAttention(q: HostTensor, k: HostTensor, v: HostTensor, opts
 export function denseAttention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): Promise<DenseResult<DeviceTensor>>;
 export function denseAttention<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): Promise<DenseResult<AnyTensor>>;
 export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): Promise<DenseResult<AnyTensor>> {
+  [q, k, v] = [freezeTensor(q), freezeTensor(k), freezeTensor(v)];  // each read once
   const s = setup(q, k, v, opts);
   const signal = s.signal;
   throwIfAborted(signal);
@@ -252,6 +253,7 @@ export function denseAttentionSync(q: HostTensor, k: HostTensor, v: HostTensor, 
 export function denseAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: DenseOptions): DenseResult<DeviceTensor>;
 export function denseAttentionSync<T extends AnyTensor>(q: T, k: T, v: T, opts?: DenseOptions): DenseResult<AnyTensor>;
 export function denseAttentionSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: DenseOptions): DenseResult<AnyTensor> {
+  [q, k, v] = [freezeTensor(q), freezeTensor(k), freezeTensor(v)];  // each read once
   const s = setup(q, k, v, opts);
   throwIfAborted(s.signal);  // a sync call cannot be interrupted, but an already-aborted signal is honoured
   const cuda = s.backend === 'cuda';

@@ -14,6 +14,19 @@ export type AnyTensor = HostTensor | DeviceTensor;
 /** Expected value of a dim and how to name it in a message (e.g. "heads 12" or "q.shape[2]=12"). */
 type Want = { value: number; label: string } | undefined;
 
+/**
+ * A caller's tensor argument read once: a DeviceTensor (or a non-object: the checks refuse it later, in
+ * their usual order) as it is; any other object as a new plain object { data, shape (an array is
+ * copied), dtype } whose fields were each read exactly once, so getters that return something else on
+ * a later read cannot make the checked tensor differ from the one that is staged and computed on.
+ */
+export function freezeTensor<T>(t: T): T {
+  if (typeof t !== 'object' || t === null || t instanceof DeviceTensor) return t;
+  const src = t as unknown as { data?: unknown; shape?: unknown; dtype?: unknown };
+  const data = src.data, shape = src.shape, dtype = src.dtype;
+  return { data, shape: Array.isArray(shape) ? Array.from(shape) : shape, dtype } as unknown as T;
+}
+
 export function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,
   want: Partial<Record<keyof ActDims, Want>>): { dims: ActDims; device: boolean } {
   const device = t instanceof DeviceTensor;
@@ -286,10 +299,10 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
 export function checkInputSets(inputs: unknown): Array<[AnyTensor, AnyTensor, AnyTensor]> {
   if (!Array.isArray(inputs)) throw new TypeError(`inputs must be an array of [q, k, v] triples, received ${show(inputs)}`);
   if (inputs.length === 0) throw new RangeError('inputs must hold at least one [q, k, v] triple, received an empty array');
-  inputs.forEach((s, i) => {
+  return inputs.map((s, i) => {
     if (!Array.isArray(s) || s.length !== 3) throw new TypeError(`inputs[${i}] must be a [q, k, v] triple, received ${show(s)}`);
+    return [freezeTensor(s[0]), freezeTensor(s[1]), freezeTensor(s[2])] as [AnyTensor, AnyTensor, AnyTensor];
   });
-  return inputs as Array<[AnyTensor, AnyTensor, AnyTensor]>;
 }
 
 /**

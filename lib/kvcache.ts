@@ -12,7 +12,7 @@ import './dispose';
 import type { NativeAct, NativeData, NativePlan, StageArgs } from './native';
 import type { HostTensor, StepOptions } from './types';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkOne, checkQKV, offsetView, Scratch, stageForTiming, stageOutput, timeInputSets, type AnyTensor, type StagedOutput } from './inputs';
+import { act, bshd, checkInputSets, checkOne, checkQKV, freezeTensor, offsetView, Scratch, stageForTiming, stageOutput, timeInputSets, type AnyTensor, type StagedOutput } from './inputs';
 import { stageInput } from './kvstage';
 import type { StagingPool } from './host';
 import { checkOut, checkSignal, publishStart, throwIfAborted, traced, type CallEvent, type MemoryFigures } from './serving';
@@ -463,23 +463,23 @@ export class KVCache {
   private attendRequest(q: unknown, opts: unknown): Request {
     const o = snapshot('attend options', opts, ['frame', 'write', 'out', 'signal', 'waitEvent', 'recordEvent']);
     const frame = this.parseFrame('frame', o.frame);
-    const r: Request = { frame, name: 'frame', op: 'attend', q: q as AnyTensor, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
+    const r: Request = { frame, name: 'frame', op: 'attend', q: freezeTensor(q as AnyTensor), out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
     if (o.write !== undefined) {
       const w = snapshot('write', o.write, ['k', 'v']);
-      r.k = w.k as AnyTensor;
-      r.v = w.v as AnyTensor;
+      r.k = freezeTensor(w.k as AnyTensor);
+      r.v = freezeTensor(w.v as AnyTensor);
     }
     return r;
   }
 
   private writeRequest(k: unknown, v: unknown, opts: unknown): Request {
     const o = snapshot('write options', opts, ['frame', 'signal', 'waitEvent', 'recordEvent']);
-    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: k as AnyTensor, v: v as AnyTensor, signal: checkSignal(o.signal), events: this.events(o) };
+    return { frame: this.parseFrame('frame', o.frame), name: 'frame', op: 'write', k: freezeTensor(k as AnyTensor), v: freezeTensor(v as AnyTensor), signal: checkSignal(o.signal), events: this.events(o) };
   }
 
   private stepRequest(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: unknown): Request {
     const o = snapshot('step options', opts, ['out', 'signal', 'waitEvent', 'recordEvent'], true);
-    return { frame: 'next', name: 'frame', op: 'step', q, k, v, out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
+    return { frame: 'next', name: 'frame', op: 'step', q: freezeTensor(q), k: freezeTensor(k), v: freezeTensor(v), out: o.out as AnyTensor | undefined, signal: checkSignal(o.signal), events: this.events(o) };
   }
 
   private events(o: Record<string, unknown>): CallEvents {

@@ -7,7 +7,7 @@ import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, Mo
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkQKV, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
@@ -160,6 +160,7 @@ export class MonarchAttention {
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
     const clock = phaseClock();  // main-thread time by phase, only while someone listens (lib/serving.ts)
     const plan = this.live();
+    [q, k, v] = [freezeTensor(q), freezeTensor(k), freezeTensor(v)];  // each read once
     const { c, keyMask, out, signal, events } = this.check(q, k, v, opts);
     throwIfAborted(signal);
     const cuda = this.backend === 'cuda';
@@ -201,6 +202,7 @@ export class MonarchAttention {
   forwardSync(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): AnyTensor {
     const plan = this.live();
     if (this.queue.busy) throw new Error('MonarchAttention is busy with an async forward(); await it before calling forwardSync()');
+    [q, k, v] = [freezeTensor(q), freezeTensor(k), freezeTensor(v)];  // each read once
     const { c, keyMask, out, events, signal } = this.check(q, k, v, opts);
     throwIfAborted(signal);  // a sync call cannot be interrupted, but an already-aborted signal is honoured
     const cuda = this.backend === 'cuda';

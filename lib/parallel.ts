@@ -6,7 +6,7 @@
 import type { Communicator } from './comm';
 import { denseAttention } from './dense';
 import { DeviceTensor } from './device';
-import { checkQKV, type AnyTensor } from './inputs';
+import { checkQKV, type AnyTensor, freezeTensor } from './inputs';
 import type { KVCacheOptions } from './types';
 import { MonarchAttention } from './monarch';
 import { resolveOptions, type ResolvedOptions } from './options';
@@ -199,6 +199,7 @@ export class SequenceParallelAttention {
   forward(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: ForwardOptions): Promise<DeviceTensor>;
   forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor>;
   async forward(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: ForwardOptions): Promise<AnyTensor> {
+    [q, k, v] = [freezeTensor(q), freezeTensor(k), freezeTensor(v)];  // each read once
     const comm = this.live();
     this.checkShards(q, k, v, comm);
     const c = this.config;
