@@ -40,13 +40,13 @@ for s in $steps; do
       paste <(sed -n '/^timing/,$p' "$out/time-verified.log" | cut -c1-80) <(sed -n '/^timing/,$p' "$out/time-preview.log" | awk '{print $(NF-2)}') \
         > "$out/time-ab.txt"; cat "$out/time-ab.txt" >> "$sum" ;;
     jest)
-      MONARCH_PREVIEW_KERNELS=1 MONARCH_TEST_CUDA=1 timeout 500 jest --ci --runInBand test/cuda- > "$out/jest-preview.log" 2>&1
+      MONARCH_PREVIEW_KERNELS=1 MONARCH_PREVIEW_STRICT=1 MONARCH_TEST_CUDA=1 timeout 500 jest --ci --runInBand test/cuda- > "$out/jest-preview.log" 2>&1
       note "GPU jest (test/cuda-*, previews on): exit $? $(grep -E '^Tests:' "$out/jest-preview.log" | tail -1)" ;;
     bench)
       for mode in verified preview; do
         pv=0; [ $mode = preview ] && pv=1
         for p in ${BENCH_PRESETS:-wan-480p self-forcing-chunk}; do
-          MONARCH_PREVIEW_KERNELS=$pv timeout 200 node bin/monarch-attn.js bench --backend cuda --preset $p --check \
+          MONARCH_PREVIEW_KERNELS=$pv MONARCH_PREVIEW_STRICT=$pv timeout 200 node bin/monarch-attn.js bench --backend cuda --preset $p --check \
             --json "$out/bench-$p-$mode.json" --markdown "$out/bench-$p-$mode.md" --no-progress > "$out/bench-$p-$mode.txt" 2>&1
           note "bench $p ($mode): exit $?"; grep -E "Monarch T=|FAIL" "$out/bench-$p-$mode.md" | head -6 >> "$sum"
         done

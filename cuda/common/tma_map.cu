@@ -64,6 +64,14 @@ bool preview_kernels_enabled() {
   return on;
 }
 
+bool preview_strict() {
+  static const bool on = [] {
+    const char* e = std::getenv("MONARCH_PREVIEW_STRICT");
+    return e != nullptr && std::string(e) == "1";
+  }();
+  return on;
+}
+
 int64_t hopper_grid(int64_t items, int sms) {
   static const int64_t cap = [] {
     const char* e = std::getenv("MONARCH_HOPPER_MAX_GRID");

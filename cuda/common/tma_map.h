@@ -27,6 +27,10 @@ bool hopper_kernels_usable();
 // Whether kernels that are built but not yet verified on hardware may run: MONARCH_PREVIEW_KERNELS=1
 // (read once). Off by default; the verified kernels serve those problems meanwhile (docs/API.md).
 bool preview_kernels_enabled();
+// MONARCH_PREVIEW_STRICT=1 (read once; for verification runs): a preview kernel whose tensor maps are
+// refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
+// fallback unnoticed.
+bool preview_strict();
 
 // The grid of a persistent sm_90a preview kernel: min(items, SMs), or min(items, N) with
 // MONARCH_HOPPER_MAX_GRID=N (read once; a test knob: few CTAs make every ring slot be reused often).

@@ -24,6 +24,7 @@
 // head dims fail loudly in dispatch_dtype_dim (cuda/common/mma_utils.cuh).
 #include "../common/fp32_stages.h"
 #include <monarch/monarch_cuda.h>
+#include "../common/tma_map.h"
 #include "l_step_columns_cand_kernel.cuh"
 #include "l_step_columns_kernel.cuh"
 #include "l_step_final_ring_kernel.cuh"
@@ -75,11 +76,11 @@ Status l_step(const MonarchParams& p, bool final, Stream stream) {
   // a layout their tensor maps refuse falls through to the mma.sync kernels.
   if (final && l_step_final_hopper_applies(p)) {
     Status hs = l_step_final_hopper(p, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
   }
   if (!final && l_step_columns_hopper_applies(p)) {
     Status hs = l_step_columns_hopper(p, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
   }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

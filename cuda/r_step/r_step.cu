@@ -27,6 +27,7 @@
 // fp32_r_step.cu). Unsupported head dims fail loudly in dispatch_dtype_dim (cuda/common/mma_utils.cuh).
 #include "../common/fp32_stages.h"
 #include <monarch/monarch_cuda.h>
+#include "../common/tma_map.h"
 #include "r_step_later_kernel.cuh"
 #include "r_step_persist_kernel.cuh"
 #include "r_step_frames_dense.cuh"
@@ -77,11 +78,11 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   // their tensor maps refuse falls through to the mma.sync kernels.
   if (first && r_step_first_hopper_applies(p)) {
     Status hs = r_step_first_hopper(p, last, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
   }
   if (!first && r_step_later_hopper_applies(p)) {
     Status hs = r_step_later_hopper(p, last, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos) return hs;
+    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
   }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

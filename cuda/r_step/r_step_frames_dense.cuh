@@ -74,7 +74,7 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
       if (st.ok) continue;
       // TMA refused the layout: the two passes below recompute every batch (all batches share strides,
       // so in practice only batch 0 can be refused).
-      if (st.message.find("TMA tensor map") == std::string::npos) return st;
+      if (st.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return st;
       launched = false;
     }
     if (launched) return Status::Ok();

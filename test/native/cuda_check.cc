@@ -5,7 +5,8 @@
 //     --small    a few small cases and no timing (for compute-sanitizer)
 //     --no-time  skip the timing section
 //     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
-//     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 before the first launch)
+//     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 and MONARCH_PREVIEW_STRICT=1,
+//                so a preview that falls back to a verified kernel fails the case)
 //
 // Method. Every GPU output buffer is poisoned with NaN (0xFF bytes) before each launch; every stage's
 // CPU reference runs on bit-identical inputs (the GPU's previous-stage outputs are copied into the CPU's
@@ -785,7 +786,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--dense-only")) denseOnly = true;
     else if (!std::strcmp(argv[i], "--time-only")) checks = false;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
-    else if (!std::strcmp(argv[i], "--preview")) setenv("MONARCH_PREVIEW_KERNELS", "1", 1);  // before any launch
+    else if (!std::strcmp(argv[i], "--preview")) {  // before any launch
+      setenv("MONARCH_PREVIEW_KERNELS", "1", 1);
+      setenv("MONARCH_PREVIEW_STRICT", "1", 1);  // a refused tensor map fails instead of falling back
+    }
     else {
       std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--preview] [--seed N]\n", argv[0]);
       return 2;
