@@ -2,7 +2,7 @@
 // freed by dispose() or by the addon's finalizer; fromPointer wrappers never free).
 import { native, type NativeDeviceBuffer } from './native';
 import type { DType, HostTensor } from './types';
-import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, tensor, DTYPES } from './tensor';
+import { checkHostTensor, localArray, checkShape, dtypeCode, dtypeSize, numel, readOnce, tensor, DTYPES } from './tensor';
 import { show, snapshot } from './validate';
 import { checkDevice, deviceCount } from './devices';
 
@@ -51,6 +51,7 @@ export class DeviceTensor {
 
   /** Allocates device memory (on options.device, default 0) and uploads t (synchronous). */
   static fromHost(t: HostTensor, options?: DeviceTensorOptions): DeviceTensor {
+    t = readOnce(t);
     checkHostTensor('t', t);
     const d = DeviceTensor.empty(t.shape.slice(), t.dtype, options);
     buffers.get(d)!.upload(t.data);
@@ -104,6 +105,7 @@ export class DeviceTensor {
   /** Overwrites the contents with t (same shape and dtype; synchronous). */
   upload(t: HostTensor): void {
     const buf = live(this);
+    t = readOnce(t);
     checkHostTensor('t', t);
     if (t.dtype !== this.dtype) throw new TypeError(`t.dtype '${t.dtype}' must equal the DeviceTensor's dtype '${this.dtype}'`);
     if (t.shape.length !== this.shape.length || t.shape.some((d, i) => d !== this.shape[i])) {

@@ -6,7 +6,7 @@ import type { DType, HostTensor, TensorLayout } from './types';
 import { DeviceTensor, bufferView, deviceBuffer, wrapBuffer } from './device';
 import { addonArray, type HostArray } from './host';
 import { DeviceOutputPool, HostOutputPool, type HostOutputArray } from './outputs';
-import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, tensor, type ActDims } from './tensor';
+import { localArray, actDims, actStrides, checkHostTensor, dimIndex, dtypeSize, numel, readOnce, tensor, type ActDims } from './tensor';
 import { show, isTyped, isErrorLike } from './validate';
 
 export type AnyTensor = HostTensor | DeviceTensor;
@@ -21,10 +21,7 @@ type Want = { value: number; label: string } | undefined;
  * a later read cannot make the checked tensor differ from the one that is staged and computed on.
  */
 export function freezeTensor<T>(t: T): T {
-  if (typeof t !== 'object' || t === null || t instanceof DeviceTensor) return t;
-  const src = t as unknown as { data?: unknown; shape?: unknown; dtype?: unknown };
-  const data = src.data, shape = src.shape, dtype = src.dtype;
-  return { data, shape: Array.isArray(shape) ? Array.from(shape) : shape, dtype } as unknown as T;
+  return t instanceof DeviceTensor ? t : readOnce(t);
 }
 
 export function checkOne(name: string, t: unknown, layout: TensorLayout, dtype: DType, dtypeLabel: string,

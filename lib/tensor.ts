@@ -81,6 +81,19 @@ export function isHostTensor(x: unknown): x is HostTensor {
   return (isTyped(t.data, 'Float32Array') || isTyped(t.data, 'Uint16Array')) && Array.isArray(t.shape) && typeof t.dtype === 'string';
 }
 
+/**
+ * A caller's host-tensor argument read once: any object becomes a new plain object { data, shape (an
+ * array is copied), dtype } whose fields were each read exactly once (getters that answer differently
+ * later cannot make the checked tensor differ from the one used); anything else is returned as it is,
+ * for the checks to refuse.
+ */
+export function readOnce<T>(t: T): T {
+  if (typeof t !== 'object' || t === null) return t;
+  const src = t as unknown as { data?: unknown; shape?: unknown; dtype?: unknown };
+  const data = src.data, shape = src.shape, dtype = src.dtype;
+  return { data, shape: Array.isArray(shape) ? Array.from(shape) : shape, dtype } as unknown as T;
+}
+
 /** Checks a user-supplied host tensor's consistency (data kind vs dtype, element count). */
 export function checkHostTensor(name: string, t: unknown): HostTensor {
   if (!isHostTensor(t)) throw new TypeError(`${name} must be a HostTensor or a DeviceTensor, received ${show(t)}`);
