@@ -64,6 +64,11 @@ bool preview_kernels_enabled() {
   return on;
 }
 
+bool preview_hopper_runs(DType dtype, int D) {
+  return (dtype == kF16 || dtype == kBF16) && (D == 64 || D == 128) && preview_kernels_enabled() &&
+         hopper_kernels_usable();
+}
+
 bool preview_strict() {
   static const bool on = [] {
     const char* e = std::getenv("MONARCH_PREVIEW_STRICT");

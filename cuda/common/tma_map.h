@@ -27,6 +27,9 @@ bool hopper_kernels_usable();
 // Whether kernels that are built but not yet verified on hardware may run: MONARCH_PREVIEW_KERNELS=1
 // (read once). Off by default; the verified kernels serve those problems meanwhile (docs/API.md).
 bool preview_kernels_enabled();
+// The gate every preview kernel shares: a 16-bit dtype, head dim 64 or 128, MONARCH_PREVIEW_KERNELS=1
+// and hopper_kernels_usable().
+bool preview_hopper_runs(DType dtype, int D);
 // MONARCH_PREVIEW_STRICT=1 (read once; for verification runs): a preview kernel whose tensor maps are
 // refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
 // fallback unnoticed.

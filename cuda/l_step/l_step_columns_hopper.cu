@@ -20,10 +20,10 @@
 #include <string>
 
 #include "../common/hopper.cuh"
-#include "../common/tma_map.h"
+#include "../common/hopper_launch.cuh"
 #include "../common/wgmma.cuh"
-#include "l_step_config.cuh"
 #include "l_step_hopper.h"
+#include "l_step_hopper_ring.cuh"
 
 namespace monarch {
 namespace cuda {
@@ -31,8 +31,8 @@ namespace {
 
 using namespace hopper;
 
-constexpr int kCRows = 64;   // query rows per consumer box, candidates per tile
-constexpr int kCKRows = 32;  // rows k per key tile f in a candidate tile (b1 ≤ 32); two f per tile
+constexpr int kCRows = kLRows;    // query rows per consumer box, candidates per tile
+constexpr int kCKRows = kLKRows;  // rows k per key tile f in a candidate tile
 constexpr int kCThreads = 384;
 constexpr int kCSlots = 4;
 
@@ -50,20 +50,6 @@ struct LchSmem {
   static constexpr int kBars = 4 + 2 * kCSlots;
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;
 };
-
-struct LchItem {
-  int jp, a, h, b;
-};
-__device__ __forceinline__ LchItem lch_item(int64_t w, const MonarchParams& p, int nJp) {
-  LchItem t;
-  t.jp = int(w % nJp);
-  w /= nJp;
-  t.a = int(w % p.Aq);
-  w /= p.Aq;
-  t.h = int(w % p.H);
-  t.b = int(w / p.H);
-  return t;
-}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kCThreads, 1)
@@ -85,8 +71,8 @@ __global__ void __launch_bounds__(kCThreads, 1)
 
   const int wg = threadIdx.x / 128;
   const int nJp = (p.b2 + 1) / 2;
-  const int64_t nWork = int64_t(nJp) * p.Aq * p.H * p.B;
-  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
+  const int64_t nWork = lhopper_items(p);
+  const int64_t nPairs = lhopper_pairs(p);
 
   if (threadIdx.x == 0) {
     for (int c = 0; c < 2; ++c) {
@@ -110,62 +96,27 @@ __global__ void __launch_bounds__(kCThreads, 1)
       uint64_t it = 0;  // ring uses (64-bit: never wraps)
       int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LchItem t = lch_item(w, p, nJp);
-        const int fLim = allowed_key_tiles(p, t.a);
-        const int nTiles = (fLim + 1) / 2;
-        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
-        for (int c = 0; c < 2; ++c) {
-          const int j = 2 * t.jp + c;
-          if (j >= p.b2) continue;
-          mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
-          mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
-#pragma unroll
-          for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(qbox(c) + at * kCRows * 128, &tmQ, fullQ + c, at * 64, j, t.a * p.b1, t.h, t.b);
-          ++nq[c];
-        }
+        const LHopperItem t = lhopper_item(w, p, nJp);
+        lhopper_issue_queries<L::kAtoms>(p, t, &tmQ, qbox(0), L::kTileBytes, fullQ, emptyQ, nq);
         const int active = 1 + int(2 * t.jp + 1 < p.b2);
-        for (int x = 0; x < 2 * nTiles; ++x, ++it) {
-          const int tt = x % nTiles;
+        for (int x = 0; x < 2 * t.nTiles; ++x, ++it) {
           const int s = it % kCSlots;
           const uint32_t ph = (it / kCSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
           mbar_arrive_expect_tx(full + s, uint32_t(active * L::kTileBytes));
-          for (int c = 0; c < active; ++c) {
-            const int j = 2 * t.jp + c;
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              const int f = 2 * tt + hf;
-              const int pc = f < fLim ? int(pair0 + f) : int(nPairs);  // past fLim: an all-zero box
-#pragma unroll
-              for (int at = 0; at < L::kAtoms; ++at)
-                tma_load_4d(tile(s, c) + at * kCRows * 128 + hf * kCKRows * 128, &tmAL, full + s, at * 64, 0, j, pc);
-            }
-          }
+          for (int c = 0; c < active; ++c)
+            lhopper_issue_candidates<L::kAtoms>(tile(s, c), &tmAL, full + s, t, x % t.nTiles, 2 * t.jp + c, nPairs);
         }
       }
     } else if (warp == 1) {  // biases, in the same order
       uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LchItem t = lch_item(w, p, nJp);
-        const int fLim = allowed_key_tiles(p, t.a);
-        const int nTiles = (fLim + 1) / 2;
-        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
-        for (int x = 0; x < 2 * nTiles; ++x, ++it) {
-          const int tt = x % nTiles;
+        const LHopperItem t = lhopper_item(w, p, nJp);
+        for (int x = 0; x < 2 * t.nTiles; ++x, ++it) {
           const int s = it % kCSlots;
           const uint32_t ph = (it / kCSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
-          for (int c = 0; c < 2; ++c) {
-            const int j = 2 * t.jp + c;
-            if (j >= p.b2) continue;
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              const int f = 2 * tt + hf, k = lane;
-              const bool ok = f < fLim && k < p.b1;
-              sBias[(s * 2 + c) * kCRows + hf * kCKRows + k] = ok ? p.cL[((pair0 + f) * p.b2 + j) * p.b1 + k] : INFINITY;
-            }
-          }
+          lhopper_write_biases(p, t, x % t.nTiles, sBias + s * 2 * kCRows, lane);
           mbar_arrive(full + s);
         }
       }
@@ -221,11 +172,10 @@ __global__ void __launch_bounds__(kCThreads, 1)
   uint64_t it = 0;
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-    const LchItem t = lch_item(w, p, nJp);
+    const LHopperItem t = lhopper_item(w, p, nJp);
     const int j = 2 * t.jp + c;
     const bool active = j < p.b2;
-    const int fLim = allowed_key_tiles(p, t.a);
-    const int nTiles = (fLim + 1) / 2;
+    const int fLim = t.fLim, nTiles = t.nTiles;
     if (!active) {  // free every slot of the item after its copies landed (see l_step_final_hopper.cu)
       for (int x = 0; x < 2 * nTiles; ++x, ++it) {
         mbar_wait(full + it % kCSlots, (it / kCSlots) & 1);
@@ -248,7 +198,7 @@ __global__ void __launch_bounds__(kCThreads, 1)
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
       named_sync(1 + c, 128);
     }
-    const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
+    const int64_t pair0 = t.pair0;
     const int64_t qTok0 = int64_t(t.a) * p.b1 * p.b2 + j;
     const uint8_t* qv = p.queryValid ? p.queryValid + int64_t(t.b) * p.Aq * p.b1 * p.b2 + qTok0 : nullptr;
 
@@ -362,38 +312,18 @@ __global__ void __launch_bounds__(kCThreads, 1)
 template <typename T, int D>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mal;
-  const uint64_t es = 2;
-  const uint64_t qd[5] = {uint64_t(D), uint64_t(p.b2), uint64_t(p.Aq) * p.b1, uint64_t(p.H), uint64_t(p.B)};
-  const uint64_t qs[4] = {uint64_t(p.q.sS) * es, uint64_t(p.q.sS) * p.b2 * es, uint64_t(p.q.sH) * es, uint64_t(p.q.sB) * es};
-  const uint32_t qb[5] = {64, 1, uint32_t(kCRows), 1, 1};
-  Status st = tma::encode_box(&mq, p.q.data, p.dtype, 5, qd, qs, qb);
-  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
-  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), uint64_t(nPairs)};
-  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
-  const uint32_t box[4] = {64, uint32_t(kCKRows), 1, 1};
-  if (st.ok) st = tma::encode_box(&mal, p.aL, p.dtype, 4, dims, strides, box);
+  Status st = lhopper_encode_queries(&mq, p, D);
+  if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
   if (!st.ok) return Status::Error("l_step_columns_hopper_kernel: " + st.message);
-  auto kernel = l_step_columns_hopper_kernel<T, D>;
-  const size_t smem = LchSmem<D>::kBytes;
-  st = prepare_smem(kernel, smem, "l_step_columns_hopper_kernel");
-  if (!st.ok) return st;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return launch_status("l_step_columns_hopper_kernel");
-  const int64_t work = int64_t((p.b2 + 1) / 2) * p.Aq * p.H * p.B;
-  const int64_t grid = tma::hopper_grid(work, sms);
-  kernel<<<unsigned(grid), kCThreads, smem, s>>>(mq, mal, p);
-  return launch_status("l_step_columns_hopper_kernel");
+  return launch_persistent(l_step_columns_hopper_kernel<T, D>, "l_step_columns_hopper_kernel", LchSmem<D>::kBytes,
+                           kCThreads, lhopper_items(p), s, mq, mal, p);
 }
 
 }  // namespace
 
 bool l_step_columns_hopper_applies(const MonarchParams& p) {
-  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
-  if (p.b1 < 1 || p.b1 > kCKRows || p.aL == nullptr || p.cL == nullptr || p.aR == nullptr || p.cR == nullptr) return false;
-  if (int64_t(p.B) * p.H * p.Aq * p.Fk >= (int64_t(1) << 31) - 1 || int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31)) return false;
-  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
-  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
+  // (A preview, built but not yet run on hardware: lhopper_shape_ok includes the MONARCH_PREVIEW_KERNELS gate.)
+  return p.aL != nullptr && p.cL != nullptr && p.aR != nullptr && p.cR != nullptr && lhopper_shape_ok(p);
 }
 
 Status l_step_columns_hopper(const MonarchParams& p, cudaStream_t s) {

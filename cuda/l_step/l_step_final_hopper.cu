@@ -25,10 +25,10 @@
 #include <string>
 
 #include "../common/hopper.cuh"
-#include "../common/tma_map.h"
+#include "../common/hopper_launch.cuh"
 #include "../common/wgmma.cuh"
-#include "l_step_config.cuh"
 #include "l_step_hopper.h"
+#include "l_step_hopper_ring.cuh"
 
 namespace monarch {
 namespace cuda {
@@ -36,8 +36,7 @@ namespace {
 
 using namespace hopper;
 
-constexpr int kHRows = 64;    // query rows per consumer box, candidates per tile
-constexpr int kKRows = 32;    // rows k per key tile f in a candidate tile (b1 ≤ 32); two f per tile
+constexpr int kHRows = kLRows;  // query rows per consumer box, candidates per tile
 constexpr int kHThreads = 384;
 constexpr int kSlots = 3;  // 3 × 64 KB at d 128 still fits next to the query boxes (232,016 of 232,448 B)
 
@@ -53,20 +52,6 @@ struct LfhSmem {
   static constexpr int kBars = 4 + 2 * kSlots;  // Q full/empty per consumer; slot full/empty
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
-
-struct LfhItem {
-  int jp, a, h, b;
-};
-__device__ __forceinline__ LfhItem lfh_item(int64_t w, const MonarchParams& p, int nJp) {
-  LfhItem t;
-  t.jp = int(w % nJp);
-  w /= nJp;
-  t.a = int(w % p.Aq);
-  w /= p.Aq;
-  t.h = int(w % p.H);
-  t.b = int(w / p.H);
-  return t;
-}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kHThreads, 1)
@@ -88,8 +73,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
 
   const int wg = threadIdx.x / 128;
   const int nJp = (p.b2 + 1) / 2;
-  const int64_t nWork = int64_t(nJp) * p.Aq * p.H * p.B;
-  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
+  const int64_t nWork = lhopper_items(p);
+  const int64_t nPairs = lhopper_pairs(p);
 
   if (threadIdx.x == 0) {
     for (int c = 0; c < 2; ++c) {
@@ -114,65 +99,29 @@ __global__ void __launch_bounds__(kHThreads, 1)
       uint64_t it = 0;  // ring uses (64-bit: never wraps)
       int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LfhItem t = lfh_item(w, p, nJp);
-        const int fLim = allowed_key_tiles(p, t.a);
-        const int nTiles = (fLim + 1) / 2;
-        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
-        for (int c = 0; c < 2; ++c) {
-          const int j = 2 * t.jp + c;
-          if (j >= p.b2) continue;
-          mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
-          mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
-#pragma unroll
-          for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(qbox(c) + at * kHRows * 128, &tmQ, fullQ + c, at * 64, j, t.a * p.b1, t.h, t.b);
-          ++nq[c];
-        }
+        const LHopperItem t = lhopper_item(w, p, nJp);
+        lhopper_issue_queries<L::kAtoms>(p, t, &tmQ, qbox(0), L::kTileBytes, fullQ, emptyQ, nq);
         const int active = 1 + int(2 * t.jp + 1 < p.b2);
-        for (int tt = 0; tt < nTiles; ++tt, ++it) {
+        for (int tt = 0; tt < t.nTiles; ++tt, ++it) {
           const int s = it % kSlots;
           const uint32_t ph = (it / kSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
           mbar_arrive_expect_tx(full + s, uint32_t(active * 2 * L::kTileBytes));
           for (int c = 0; c < active; ++c) {
-            const int j = 2 * t.jp + c;
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              const int f = 2 * tt + hf;
-              // A key tile past fLim: an out-of-bounds pair coordinate, so the box is all zeros.
-              const int pc = f < fLim ? int(pair0 + f) : int(nPairs);
-#pragma unroll
-              for (int at = 0; at < L::kAtoms; ++at) {
-                const int off = at * kHRows * 128 + hf * kKRows * 128;
-                tma_load_4d(tile(s, c, 0) + off, &tmAL, full + s, at * 64, 0, j, pc);
-                tma_load_4d(tile(s, c, 1) + off, &tmY, full + s, at * 64, 0, j, pc);
-              }
-            }
+            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 0), &tmAL, full + s, t, tt, 2 * t.jp + c, nPairs);
+            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 1), &tmY, full + s, t, tt, 2 * t.jp + c, nPairs);
           }
         }
       }
     } else if (warp == 1) {  // biases
       uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LfhItem t = lfh_item(w, p, nJp);
-        const int fLim = allowed_key_tiles(p, t.a);
-        const int nTiles = (fLim + 1) / 2;
-        const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + t.a) * p.Fk;
-        for (int tt = 0; tt < nTiles; ++tt, ++it) {
+        const LHopperItem t = lhopper_item(w, p, nJp);
+        for (int tt = 0; tt < t.nTiles; ++tt, ++it) {
           const int s = it % kSlots;
           const uint32_t ph = (it / kSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
-          for (int c = 0; c < 2; ++c) {
-            const int j = 2 * t.jp + c;
-            if (j >= p.b2) continue;
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              const int f = 2 * tt + hf, k = lane;  // candidate hf·32 + lane of the tile
-              const bool ok = f < fLim && k < p.b1;
-              const float bias = ok ? p.cL[((pair0 + f) * p.b2 + j) * p.b1 + k] : INFINITY;
-              sBias[(s * 2 + c) * kHRows + hf * kKRows + k] = bias;
-            }
-          }
+          lhopper_write_biases(p, t, tt, sBias + s * 2 * kHRows, lane);
           mbar_arrive(full + s);
         }
       }
@@ -195,11 +144,10 @@ __global__ void __launch_bounds__(kHThreads, 1)
   uint64_t it = 0;
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-    const LfhItem t = lfh_item(w, p, nJp);
+    const LHopperItem t = lhopper_item(w, p, nJp);
     const int j = 2 * t.jp + c;
     const bool active = j < p.b2;
-    const int fLim = allowed_key_tiles(p, t.a);
-    const int nTiles = (fLim + 1) / 2;
+    const int nTiles = t.nTiles;
     if (active) mbar_wait(fullQ + c, nq & 1);
     zero_acc<D>(O);
     OnlineSoftmax<kHRows, false> sm;
@@ -276,45 +224,19 @@ __global__ void __launch_bounds__(kHThreads, 1)
 template <typename T, int D>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mal, my;
-  // Queries: q as {D, b2 (j), rows, H, B} with boxes of 64 rows i of one column j.
-  Status st;
-  {
-    const uint64_t es = 2;
-    const uint64_t qd[5] = {uint64_t(D), uint64_t(p.b2), uint64_t(p.Aq) * p.b1, uint64_t(p.H), uint64_t(p.B)};
-    const uint64_t qs[4] = {uint64_t(p.q.sS) * es, uint64_t(p.q.sS) * p.b2 * es, uint64_t(p.q.sH) * es, uint64_t(p.q.sB) * es};
-    const uint32_t qb[5] = {64, 1, uint32_t(kHRows), 1, 1};
-    st = tma::encode_box(&mq, p.q.data, p.dtype, 5, qd, qs, qb);
-  }
-  // aL and y: [pairs][b2 (j)][b1 (k)][D] as {D, b1, b2, pairs}, boxes of 32 rows k of one (pair, j).
-  const int64_t nPairs = int64_t(p.B) * p.H * p.Aq * p.Fk;
-  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), uint64_t(nPairs)};
-  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
-  const uint32_t box[4] = {64, uint32_t(kKRows), 1, 1};
-  if (st.ok) st = tma::encode_box(&mal, p.aL, p.dtype, 4, dims, strides, box);
-  if (st.ok) st = tma::encode_box(&my, p.y, p.dtype, 4, dims, strides, box);
+  Status st = lhopper_encode_queries(&mq, p, D);
+  if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
+  if (st.ok) st = lhopper_encode_candidates(&my, p.y, p, D);
   if (!st.ok) return Status::Error("l_step_final_hopper_kernel: " + st.message);
-  auto kernel = l_step_final_hopper_kernel<T, D>;
-  const size_t smem = LfhSmem<D>::kBytes;
-  st = prepare_smem(kernel, smem, "l_step_final_hopper_kernel");
-  if (!st.ok) return st;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return launch_status("l_step_final_hopper_kernel");
-  const int64_t work = int64_t((p.b2 + 1) / 2) * p.Aq * p.H * p.B;
-  const int64_t grid = tma::hopper_grid(work, sms);
-  kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mal, my, p);
-  return launch_status("l_step_final_hopper_kernel");
+  return launch_persistent(l_step_final_hopper_kernel<T, D>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
+                           kHThreads, lhopper_items(p), s, mq, mal, my, p);
 }
 
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
-  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
-  if (p.b1 < 1 || p.b1 > kKRows || p.aL == nullptr || p.y == nullptr || p.cL == nullptr || p.o.data == nullptr) return false;
-  // TMA coordinates are 32-bit, and nPairs itself is the out-of-bounds pair coordinate.
-  if (int64_t(p.B) * p.H * p.Aq * p.Fk >= (int64_t(1) << 31) - 1 || int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31)) return false;
-  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
-  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
+  // (A preview, built but not yet run on hardware: lhopper_shape_ok includes the MONARCH_PREVIEW_KERNELS gate.)
+  return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr && lhopper_shape_ok(p);
 }
 
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {

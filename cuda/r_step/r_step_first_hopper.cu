@@ -24,11 +24,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "../common/hopper.cuh"
-#include "../common/tma_map.h"
+#include "../common/hopper_launch.cuh"
 #include "../common/wgmma.cuh"
 #include "r_step_hopper.h"
 #include "r_step_hopper_tile.cuh"
@@ -223,32 +222,19 @@ template <typename T, int D, bool kLast>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
-  if (st.ok) st = tma::encode_tile_rows(&mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows);
-  if (st.ok) st = kLast ? tma::encode_tile_rows(&mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kRows) : st;
-  if (!kLast) mv = mk;  // unused
+  if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
-  auto kernel = r_step_first_hopper_kernel<T, D, kLast>;
-  const size_t smem = RfhSmem<D, kLast>::kBytes;
-  st = prepare_smem(kernel, smem, "r_step_first_hopper_kernel");
-  if (!st.ok) return st;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return launch_status("r_step_first_hopper_kernel");
-  const int64_t work = int64_t((p.Aq + 1) / 2) * p.b1 * p.H * p.B;
-  const int64_t grid = tma::hopper_grid(work, sms);
-  kernel<<<unsigned(grid), kHThreads, smem, s>>>(mq, mk, mv, p);
-  return launch_status("r_step_first_hopper_kernel");
+  const int64_t items = int64_t((p.Aq + 1) / 2) * p.b1 * p.H * p.B;
+  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast>, "r_step_first_hopper_kernel",
+                           RfhSmem<D, kLast>::kBytes, kHThreads, items, s, mq, mk, mv, p);
 }
 
 }  // namespace
 
 bool r_step_first_hopper_applies(const MonarchParams& p) {
-  if ((p.dtype != kF16 && p.dtype != kBF16) || (p.D != 64 && p.D != 128)) return false;
-  if (p.b2 <= 32 || p.b2 > kRows || p.aL == nullptr || p.cL == nullptr) return false;
-  // TMA coordinates are 32-bit: rows of q and k per (b, h).
-  if (int64_t(p.Aq) * p.b1 >= (int64_t(1) << 31) || int64_t(p.Fk) * p.b1 >= (int64_t(1) << 31)) return false;
-  // Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1 (tma_map.h).
-  return tma::preview_kernels_enabled() && tma::hopper_kernels_usable();
+  // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
+  // also holds the MONARCH_PREVIEW_KERNELS gate: built, not yet run on hardware).
+  return p.aL != nullptr && p.cL != nullptr && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) && r_hopper_shape_ok(p);
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

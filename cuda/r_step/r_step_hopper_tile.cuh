@@ -11,6 +11,7 @@
 #pragma once
 
 #include "../common/hopper.cuh"
+#include "../common/tma_map.h"
 #include "../common/wgmma.cuh"
 #include "r_step_config.cuh"
 
@@ -19,6 +20,20 @@ namespace cuda {
 namespace {  // included by the sm_90a R-step kernels only
 
 constexpr int kHopperRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+
+// The shapes both R-step kernels serve: key rows of 33..64 tokens, 32-bit key-row coordinates, and the
+// gate every preview shares (tma::preview_hopper_runs).
+inline bool r_hopper_shape_ok(const MonarchParams& p) {
+  return p.b2 > 32 && p.b2 <= kHopperRows && int64_t(p.Fk) * p.b1 < (int64_t(1) << 31) &&
+         tma::preview_hopper_runs(p.dtype, p.D);
+}
+// Host: the key rows of k (and v, last step) as 5-D maps {D, b2, Fk·b1, H, B}, boxes of one key row.
+inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const MonarchParams& p, int D, bool last) {
+  Status st = tma::encode_tile_rows(mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kHopperRows);
+  if (st.ok && last) st = tma::encode_tile_rows(mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kHopperRows);
+  if (!last) *mv = *mk;  // unused
+  return st;
+}
 
 // Registers of one consumer thread, kept across tiles so the compiler allocates them once.
 template <int D, bool kLast>
