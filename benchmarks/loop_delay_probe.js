@@ -33,27 +33,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { monitorEventLoopDelay, performance, PerformanceObserver } = require('node:perf_hooks');
 const diagnostics = require('node:diagnostics_channel');
-const root = path.join(__dirname, '..');
-let m;
-try { m = require(path.join(root, 'dist', 'lib', 'index.js')); } catch {
-  require(path.join(root, 'test', 'lifetime', 'register-ts.js'));  // from a checkout without dist/
-  m = require(path.join(root, 'lib', 'index.ts'));
-}
-
-const argv = process.argv.slice(2);
-function arg(name, dflt) {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  if (i + 1 >= argv.length) throw new RangeError(`--${name} needs a value`);
-  return argv[i + 1];
-}
-function num(name, dflt, min) {
-  const raw = arg(name, undefined);
-  if (raw === undefined) return dflt;
-  const x = Number(raw);
-  if (!Number.isFinite(x) || x < min) throw new RangeError(`--${name} must be a number ≥ ${min}, received ${JSON.stringify(raw)}`);
-  return x;
-}
+const { loadLib, cliArgs } = require('./script_common');
+const [m] = loadLib('index');
+const { argv, arg, num } = cliArgs();
 
 const presets = {
   'wan-480p': { frames: 21, height: 30, width: 52, heads: 12, headDim: 128 },

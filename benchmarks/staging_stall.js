@@ -25,31 +25,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const diagnostics = require('node:diagnostics_channel');
-const root = path.join(__dirname, '..');
-let m, hs;
-try {
-  m = require(path.join(root, 'dist', 'lib', 'index.js'));
-  hs = require(path.join(root, 'dist', 'lib', 'hoststage.js'));
-} catch {
-  require(path.join(root, 'test', 'lifetime', 'register-ts.js'));  // from a checkout without dist/
-  m = require(path.join(root, 'lib', 'index.ts'));
-  hs = require(path.join(root, 'lib', 'hoststage.ts'));
-}
-
-const argv = process.argv.slice(2);
-function arg(name, dflt) {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  if (i + 1 >= argv.length) throw new RangeError(`--${name} needs a value`);
-  return argv[i + 1];
-}
-function num(name, dflt, min) {
-  const raw = arg(name, undefined);
-  if (raw === undefined) return dflt;
-  const x = Number(raw);
-  if (!Number.isFinite(x) || x < min) throw new RangeError(`--${name} must be a number ≥ ${min}, received ${JSON.stringify(raw)}`);
-  return x;
-}
+const { loadLib, cliArgs } = require('./script_common');
+const [m, hs] = loadLib('index', 'hoststage');
+const { argv, arg, num } = cliArgs();
 const cfg = {
   frames: num('frames', 21, 1), height: num('height', 30, 1), width: num('width', 52, 1),
   heads: num('heads', 12, 1), headDim: num('head-dim', 128, 1),
