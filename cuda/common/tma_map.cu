@@ -64,9 +64,17 @@ bool preview_kernels_enabled() {
   return on;
 }
 
-bool preview_hopper_runs(DType dtype, int D) {
-  return (dtype == kF16 || dtype == kBF16) && (D == 64 || D == 128) && preview_kernels_enabled() &&
-         hopper_kernels_usable();
+bool monarch_hopper_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MONARCH_HOPPER_KERNELS");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return on;
+}
+
+bool hopper_step_runs(DType dtype, int D, bool preview) {
+  return (dtype == kF16 || dtype == kBF16) && (D == 64 || D == 128) && monarch_hopper_enabled() &&
+         (!preview || preview_kernels_enabled()) && hopper_kernels_usable();
 }
 
 bool preview_strict() {

@@ -24,14 +24,20 @@ namespace tma {
 // names 90a) and the current device has compute capability 9.0.
 bool hopper_kernels_usable();
 
-// Whether kernels that are built but not yet verified on hardware may run: MONARCH_PREVIEW_KERNELS=1
-// (read once). Off by default; the verified kernels serve those problems meanwhile (docs/API.md).
+// Whether the sm_90a Monarch-step kernels (wgmma + TMA) may run at all: on unless
+// MONARCH_HOPPER_KERNELS=0 (read once; an A/B and safety switch: the mma.sync kernels then serve every
+// step, as on sm_80/89/120).
+bool monarch_hopper_enabled();
+// Whether the preview kernels may run: kernels that are verified on hardware but slower than the
+// kernels they would replace (benchmarks/notes/kernel-preview.md): MONARCH_PREVIEW_KERNELS=1 (read
+// once). Off by default.
 bool preview_kernels_enabled();
-// The gate every preview kernel shares: a 16-bit dtype, head dim 64 or 128, MONARCH_PREVIEW_KERNELS=1
-// and hopper_kernels_usable().
-bool preview_hopper_runs(DType dtype, int D);
-// MONARCH_PREVIEW_STRICT=1 (read once; for verification runs): a preview kernel whose tensor maps are
-// refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
+// The gate every sm_90a Monarch-step kernel shares: a 16-bit dtype, head dim 64 or 128,
+// hopper_kernels_usable(), monarch_hopper_enabled(), and for a preview (preview = true) also
+// preview_kernels_enabled().
+bool hopper_step_runs(DType dtype, int D, bool preview);
+// MONARCH_PREVIEW_STRICT=1 (read once; for verification runs): an sm_90a Monarch-step kernel whose
+// tensor maps are refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
 // fallback unnoticed.
 bool preview_strict();
 

@@ -235,8 +235,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
-  // (A preview, built but not yet run on hardware: lhopper_shape_ok includes the MONARCH_PREVIEW_KERNELS gate.)
-  return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr && lhopper_shape_ok(p);
+  // (On by default since its hardware verification, kernel-preview.md; lhopper_shape_ok holds the sm_90a gate.)
+  return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
+         lhopper_shape_ok(p, /*preview=*/false);
 }
 
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {

@@ -12,11 +12,12 @@
 //   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
 //     dense kernel (r_step_frames_dense.cuh);
 //   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu
-//     (a preview: MONARCH_PREVIEW_KERNELS=1 until it has run on hardware);
+//     (on by default; MONARCH_HOPPER_KERNELS=0 leaves every step to the mma.sync kernels below);
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
-//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (a preview, as above);
+//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (a preview behind
+//     MONARCH_PREVIEW_KERNELS=1: verified on hardware, but slower than r_step_rowwise_kernel<false>);
 //   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
 //     r_step_rowwise_kernel<kFirst = false> where the key row fits (as above): one f-block, queries aR;
 //     r_step_later_kernel otherwise: 4 warps × 16 query columns j, keys in tiles of kBN through

@@ -9,7 +9,7 @@
 // staged in the y buffer (free until y is written, which happens after every transposition).
 // On sm_90a the last step can take one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
 // written in its layout from one softmax); where that kernel does not apply, the two passes above.
-// That pass is a preview until it has run on hardware (MONARCH_PREVIEW_KERNELS=1, tma_map.h).
+// That pass is on by default (verified on the H200; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h).
 #pragma once
 
 #include <algorithm>
@@ -61,8 +61,8 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
     return d;
   };
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // (Built, not yet run on hardware: only with MONARCH_PREVIEW_KERNELS=1, tma_map.h.)
-  if (last && tma::preview_kernels_enabled() && dense_hopper_applies(dense_for(0, p.v, p.y))) {
+  // (On by default since its hardware verification; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h.)
+  if (last && tma::monarch_hopper_enabled() && dense_hopper_applies(dense_for(0, p.v, p.y))) {
     bool launched = true;
     for (int b = 0; b < p.B && launched; ++b) {
       DenseKeysOut ko;

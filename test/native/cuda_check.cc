@@ -6,7 +6,10 @@
 //     --no-time  skip the timing section
 //     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
 //     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 and MONARCH_PREVIEW_STRICT=1,
-//                so a preview that falls back to a verified kernel fails the case)
+//                so an sm_90a step kernel that falls back to an mma.sync kernel fails the case)
+//     --time-case NAME  one timing case only, no checks (dense, 480p, 720p, seq16k, vm480p, vm480p-t2,
+//                480p-t2, 720p-t2; for a profiler run of that case's kernels)
+//     --mma      the mma.sync kernels for every Monarch step, also on sm_90a (MONARCH_HOPPER_KERNELS=0)
 //
 // Method. Every GPU output buffer is poisoned with NaN (0xFF bytes) before each launch; every stage's
 // CPU reference runs on bit-identical inputs (the GPU's previous-stage outputs are copied into the CPU's
@@ -779,6 +782,7 @@ void time_monarch_t2(int F, int b1, int b2, int H, int D, uint64_t seed) {
 
 int main(int argc, char** argv) {
   bool small = false, timing = true, checks = true, denseOnly = false;
+  std::string timeCase;
   uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true, timing = false;
@@ -790,8 +794,10 @@ int main(int argc, char** argv) {
       setenv("MONARCH_PREVIEW_KERNELS", "1", 1);
       setenv("MONARCH_PREVIEW_STRICT", "1", 1);  // a refused tensor map fails instead of falling back
     }
+    else if (!std::strcmp(argv[i], "--time-case") && i + 1 < argc) timeCase = argv[++i], checks = false;
+    else if (!std::strcmp(argv[i], "--mma")) setenv("MONARCH_HOPPER_KERNELS", "0", 1);  // before any launch
     else {
-      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--preview] [--seed N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--preview] [--mma] [--time-case NAME] [--seed N]\n", argv[0]);
       return 2;
     }
   }
@@ -803,7 +809,9 @@ int main(int argc, char** argv) {
   if (info.count == 0) return 2;
   {
     const char* pv = std::getenv("MONARCH_PREVIEW_KERNELS");
-    std::printf("preview kernels (MONARCH_PREVIEW_KERNELS=1, docs/API.md): %s\n", pv && std::string(pv) == "1" ? "on" : "off");
+    const char* hk = std::getenv("MONARCH_HOPPER_KERNELS");
+    std::printf("sm_90a step kernels (MONARCH_HOPPER_KERNELS=0 turns them off): %s; preview kernels (MONARCH_PREVIEW_KERNELS=1, docs/API.md): %s\n",
+                hk && std::string(hk) == "0" ? "off" : "on", pv && std::string(pv) == "1" ? "on" : "off");
   }
   OK(cuda::stream_create(&g_stream));
 
@@ -923,21 +931,23 @@ int main(int argc, char** argv) {
       }
   }
 
-  if (timing) {
-    std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
+  // --time-case NAME: one timing case only (for a profiler run of its kernels).
+  auto want = [&](const char* name) { return timeCase.empty() || timeCase == name; };
+  if (timing) std::printf("== timing (median of 50 after warm-up, CUDA events)\n");
+  if (timing && want("dense")) {
     time_dense(32760, 32760, 12, 128, kBF16, 0, ++s);
     time_dense(32760, 32760, 12, 128, kBF16, 3 * 1560, ++s);  // 480p, block-causal chunks of 3 frames
     time_dense(32760, 512, 12, 128, kBF16, 0, ++s);           // text cross-attention
     time_dense(16384, 16384, 12, 64, kF16, 0, ++s);
   }
   if (timing && !denseOnly) {
-    time_monarch(21, 30, 52, 12, 128, ++s);
-    time_monarch(21, 45, 80, 12, 128, ++s);         // 720p
-    time_monarch(1, 128, 128, 12, 64, ++s, kF16);   // sequence N = 16384, b = 128
-    time_monarch(1, 21, 1560, 12, 128, ++s);        // VMonarch 480p: frames as blocks
-    time_monarch_t2(1, 21, 1560, 12, 128, ++s);     // VMonarch 480p T = 2
-    time_monarch_t2(21, 30, 52, 12, 128, ++s);      // 480p T = 2
-    time_monarch_t2(21, 45, 80, 12, 128, ++s);      // 720p T = 2
+    if (want("480p")) time_monarch(21, 30, 52, 12, 128, ++s);
+    if (want("720p")) time_monarch(21, 45, 80, 12, 128, ++s);
+    if (want("seq16k")) time_monarch(1, 128, 128, 12, 64, ++s, kF16);  // sequence N = 16384, b = 128
+    if (want("vm480p")) time_monarch(1, 21, 1560, 12, 128, ++s);       // VMonarch 480p: frames as blocks
+    if (want("vm480p-t2")) time_monarch_t2(1, 21, 1560, 12, 128, ++s);
+    if (want("480p-t2")) time_monarch_t2(21, 30, 52, 12, 128, ++s);
+    if (want("720p-t2")) time_monarch_t2(21, 45, 80, 12, 128, ++s);
   }
   OK(cuda::stream_destroy(g_stream));
 
