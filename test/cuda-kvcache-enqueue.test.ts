@@ -62,11 +62,12 @@ describeCuda('KV cache enqueued calls (bf16, device tensors)', () => {
   });
 
   test('flush() is a fence: it resolves while later calls still run; pipelined groups (depth 2) give the depth-1 bits', async () => {
-    // Wan-sized chunks (2 frames × 30 × 52 tokens, 12 × 128): each call is ~0.5 ms of GPU work and tens of
-    // µs of host work, so 40 calls enqueued after a flush are still running when it resolves.
-    const big: MonarchOptions = { layout: { kind: 'video', frames: 6, height: 30, width: 52 }, heads: 12, headDim: 128, numIters: 1, causal: { chunkFrames: 2 } };
+    // Wan-sized chunks (4 frames × 30 × 52 tokens over 8 cached frames, 12 × 128, T = 3): each call is milliseconds of GPU
+    // work and tens of µs of host work, so 40 calls enqueued after a flush are still running when it
+    // resolves. (With 0.5 ms calls the H200 kept up with the enqueue loop and the check raced.)
+    const big: MonarchOptions = { layout: { kind: 'video', frames: 12, height: 30, width: 52 }, heads: 12, headDim: 128, numIters: 3, causal: { chunkFrames: 4 } };
     const gpu = new MonarchAttention({ ...big, dtype, backend: 'cuda' });
-    const shape = [1, 2 * 30 * 52, 12, 128];
+    const shape = [1, 4 * 30 * 52, 12, 128];
     const [q, k, v, out] = [0, 1, 2, 3].map(() => DeviceTensor.empty(shape, dtype));
     [q, k, v].forEach((t, i) => t.fill(0.01 * (i + 1)));
     const pool = gpu.createKVCachePool({ layers: 1 });
@@ -74,7 +75,7 @@ describeCuda('KV cache enqueued calls (bf16, device tensors)', () => {
     try {
       pool.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out });
       const first = pool.flush();
-      for (let i = 0; i < 40; i++) pool.layers[0].enqueueAttend(q, { frame: 2, write: { k, v }, out, recordEvent: i === 39 ? late.handle : undefined });
+      for (let i = 0; i < 40; i++) pool.layers[0].enqueueAttend(q, { frame: 4, write: { k, v }, out, recordEvent: i === 39 ? late.handle : undefined });
       await first;
       expect(late.query()).toBe(false);  // a stream synchronisation would have waited for the 40 calls too
       await pool.flush();

@@ -28,9 +28,8 @@ bool hopper_kernels_usable();
 // MONARCH_HOPPER_KERNELS=0 (read once; an A/B and safety switch: the mma.sync kernels then serve every
 // step, as on sm_80/89/120).
 bool monarch_hopper_enabled();
-// Whether the preview kernels may run: kernels that are verified on hardware but slower than the
-// kernels they would replace (benchmarks/notes/kernel-preview.md): MONARCH_PREVIEW_KERNELS=1 (read
-// once). Off by default.
+// Whether the preview kernels may run (benchmarks/notes/kernel-preview.md says which and why each is
+// not on by default): MONARCH_PREVIEW_KERNELS=1 (read once). Off by default.
 bool preview_kernels_enabled();
 // The gate every sm_90a Monarch-step kernel shares: a 16-bit dtype, head dim 64 or 128,
 // hopper_kernels_usable(), monarch_hopper_enabled(), and for a preview (preview = true) also

@@ -235,9 +235,11 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
-  // (On by default since its hardware verification, kernel-preview.md; lhopper_shape_ok holds the sm_90a gate.)
+  // (A preview: it passes the checker, the sanitizers and the bench on the H200, but a GPU test file where
+  // it runs hangs unattributed, so it is not on by default yet, kernel-preview.md; lhopper_shape_ok holds
+  // the MONARCH_PREVIEW_KERNELS gate.)
   return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
-         lhopper_shape_ok(p, /*preview=*/false);
+         lhopper_shape_ok(p, /*preview=*/true);
 }
 
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {
