@@ -232,7 +232,9 @@ export async function denseAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o
   if (held) [q, k, v] = held.tensors;
   return traced(end, async () => {
     try {
-      await held?.ready;  // first, always: the staging is given back only after its last slice
+      // First: the staging is given back only after its last slice. Only a sliced job waits (an `await`
+      // always yields; an idle call must enqueue before it returns).
+      if (held?.sliced) await held.ready;
     } catch (err) {
       ok = true;  // nothing was enqueued: the plan and its buffers can serve the next call
       throw err;

@@ -382,7 +382,9 @@ export class KVCache {
       return Promise.reject(e);
     }
     return this.core.queue.run(() => traced(end, async () => {
-      await held?.ready;  // first, always: the staging is given back only after its last slice
+      // First: the staging is given back only after its last slice. Only a sliced job waits (an `await`
+      // always yields; an idle call must enqueue before it returns).
+      if (held?.sliced) await held.ready;
       throwIfAborted(r.signal);
       // Queued before a close(): the plan is freed only after this call (no `closing` check here).
       const plan = this.core.plan;

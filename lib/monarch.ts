@@ -178,7 +178,9 @@ export class MonarchAttention {
     const end = publishStart('forward', this.backend, [q, k, v], held?.copiedBytes ?? 0, clock);
     return this.queue.run(() => traced(end, async () => {
       // First, always: no path may give the staging back while a slice could still write it.
-      await held?.ready;
+      // Only a sliced staging job waits: an `await` always yields, and an idle instance must enqueue its
+      // GPU work (and its recordEvent) before forward() returns (docs/API.md "Stream interop").
+      if (held?.sliced) await held.ready;
       if (held?.sliced) clock.add('stage', held.sliced.ms);
       clock.start();  // a queued call starts here; the wait before is not main-thread work
       throwIfAborted(signal);

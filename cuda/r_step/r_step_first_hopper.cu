@@ -233,9 +233,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 
 bool r_step_first_hopper_applies(const MonarchParams& p) {
   // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
-  // also holds the MONARCH_PREVIEW_KERNELS gate: it passes the checker, the sanitizers and the bench on the
-  // H200, but a GPU test file where it runs hangs unattributed, so it is not on by default yet; see
-  // benchmarks/notes/kernel-preview.md).
+  // also holds the MONARCH_PREVIEW_KERNELS gate: it passes the checker and the sanitizers on the H200 and
+  // wins at 480p, but loses at small problems (the self-forcing chunk, seq-4k), so it is not on by
+  // default until the dispatch can tell them apart; benchmarks/notes/kernel-preview.md).
   return p.aL != nullptr && p.cL != nullptr && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
          r_hopper_shape_ok(p, /*preview=*/true);
 }
