@@ -180,8 +180,10 @@ export class MonarchAttention {
       // First, always: no path may give the staging back while a slice could still write it.
       // Only a sliced staging job waits: an `await` always yields, and an idle instance must enqueue its
       // GPU work (and its recordEvent) before forward() returns (docs/API.md "Stream interop").
-      if (held?.sliced) await held.ready;
-      if (held?.sliced) clock.add('stage', held.sliced.ms);
+      if (held?.sliced) {
+        await held.ready;
+        clock.add('stage', held.sliced.ms);
+      }
       clock.start();  // a queued call starts here; the wait before is not main-thread work
       throwIfAborted(signal);
       // Disposed between the checks above and here (a diagnostics subscriber of the start event can).

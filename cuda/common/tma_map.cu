@@ -43,6 +43,12 @@ constexpr bool build_has_sm90a() {
   return false;
 }
 
+// Whether the environment variable `name` is set to `value` (each caller reads it once, in a static).
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e != nullptr && std::string(e) == value;
+}
+
 }  // namespace
 
 bool hopper_kernels_usable() {
@@ -57,18 +63,12 @@ bool hopper_kernels_usable() {
 }
 
 bool preview_kernels_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("MONARCH_PREVIEW_KERNELS");
-    return e != nullptr && std::string(e) == "1";
-  }();
+  static const bool on = env_is("MONARCH_PREVIEW_KERNELS", "1");
   return on;
 }
 
 bool monarch_hopper_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("MONARCH_HOPPER_KERNELS");
-    return e == nullptr || std::string(e) != "0";
-  }();
+  static const bool on = !env_is("MONARCH_HOPPER_KERNELS", "0");
   return on;
 }
 
@@ -78,10 +78,7 @@ bool hopper_step_runs(DType dtype, int D, bool preview) {
 }
 
 bool preview_strict() {
-  static const bool on = [] {
-    const char* e = std::getenv("MONARCH_PREVIEW_STRICT");
-    return e != nullptr && std::string(e) == "1";
-  }();
+  static const bool on = env_is("MONARCH_PREVIEW_STRICT", "1");
   return on;
 }
 

@@ -794,7 +794,15 @@ int main(int argc, char** argv) {
       setenv("MONARCH_PREVIEW_KERNELS", "1", 1);
       setenv("MONARCH_PREVIEW_STRICT", "1", 1);  // a refused tensor map fails instead of falling back
     }
-    else if (!std::strcmp(argv[i], "--time-case") && i + 1 < argc) timeCase = argv[++i], checks = false;
+    else if (!std::strcmp(argv[i], "--time-case") && i + 1 < argc) {
+      timeCase = argv[++i], checks = false;
+      static const char* const kCases[] = {"dense", "480p", "720p", "seq16k", "vm480p", "vm480p-t2", "480p-t2", "720p-t2"};
+      if (std::none_of(std::begin(kCases), std::end(kCases), [&](const char* c) { return timeCase == c; })) {
+        std::fprintf(stderr, "--time-case: unknown case '%s' (dense, 480p, 720p, seq16k, vm480p, vm480p-t2, 480p-t2, 720p-t2)\n",
+                     timeCase.c_str());
+        return 2;
+      }
+    }
     else if (!std::strcmp(argv[i], "--mma")) setenv("MONARCH_HOPPER_KERNELS", "0", 1);  // before any launch
     else {
       std::fprintf(stderr, "usage: %s [--small] [--no-time] [--time-only] [--dense-only] [--preview] [--mma] [--time-case NAME] [--seed N]\n", argv[0]);
