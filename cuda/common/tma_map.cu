@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -49,6 +51,31 @@ bool env_is(const char* name, const char* value) {
   return e != nullptr && std::string(e) == value;
 }
 
+// MONARCH_PREVIEW_KERNELS parsed: −1 (the default rule), 0 or 1 per StepKernel.
+std::array<int, 4> parse_preview_choice(const char* env) {
+  const std::string v = env ? env : "";
+  if (v.empty()) return {-1, -1, -1, -1};
+  if (v == "1" || v == "0") {
+    const int on = v == "1";
+    return {on, on, on, on};
+  }
+  static const char* const names[4] = {"r-first", "r-later", "l-final", "l-columns"};
+  std::array<int, 4> c = {0, 0, 0, 0};
+  for (size_t at = 0; at <= v.size();) {
+    const size_t end = std::min(v.find(',', at), v.size());
+    const std::string name = v.substr(at, end - at);
+    const auto hit = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+    if (hit == std::end(names)) {
+      std::fprintf(stderr, "monarch-attention: MONARCH_PREVIEW_KERNELS='%s': unknown kernel '%s' (known: r-first, "
+                   "r-later, l-final, l-columns, or 1 / 0); every selectable sm_90a step kernel is off\n", v.c_str(), name.c_str());
+      return {0, 0, 0, 0};
+    }
+    c[hit - std::begin(names)] = 1;
+    at = end + 1;
+  }
+  return c;
+}
+
 }  // namespace
 
 bool hopper_kernels_usable() {
@@ -62,9 +89,9 @@ bool hopper_kernels_usable() {
   return major == 9 && minor == 0;
 }
 
-bool preview_kernels_enabled() {
-  static const bool on = env_is("MONARCH_PREVIEW_KERNELS", "1");
-  return on;
+int preview_choice(StepKernel k) {
+  static const std::array<int, 4> choice = parse_preview_choice(std::getenv("MONARCH_PREVIEW_KERNELS"));
+  return choice[static_cast<int>(k)];
 }
 
 bool monarch_hopper_enabled() {
@@ -72,9 +99,10 @@ bool monarch_hopper_enabled() {
   return on;
 }
 
-bool hopper_step_runs(DType dtype, int D, bool preview) {
-  return (dtype == kF16 || dtype == kBF16) && (D == 64 || D == 128) && monarch_hopper_enabled() &&
-         (!preview || preview_kernels_enabled()) && hopper_kernels_usable();
+bool hopper_step_runs(DType dtype, int D, StepKernel k, bool byDefault) {
+  if (!((dtype == kF16 || dtype == kBF16) && (D == 64 || D == 128) && monarch_hopper_enabled())) return false;
+  const int c = preview_choice(k);
+  return (c < 0 ? byDefault : c == 1) && hopper_kernels_usable();
 }
 
 bool preview_strict() {

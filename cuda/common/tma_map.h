@@ -28,13 +28,19 @@ bool hopper_kernels_usable();
 // MONARCH_HOPPER_KERNELS=0 (read once; an A/B and safety switch: the mma.sync kernels then serve every
 // step, as on sm_80/89/120).
 bool monarch_hopper_enabled();
-// Whether the preview kernels may run (benchmarks/notes/kernel-preview.md says which and why each is
-// not on by default): MONARCH_PREVIEW_KERNELS=1 (read once). Off by default.
-bool preview_kernels_enabled();
+// The sm_90a Monarch-step kernels that MONARCH_PREVIEW_KERNELS can select (benchmarks/notes/kernel-preview.md
+// says which are on by default, where, and why).
+enum class StepKernel { kRFirst, kRLater, kLFinal, kLColumns };
+// MONARCH_PREVIEW_KERNELS (read once): unset or empty, each kernel runs where its default rule says so
+// (returns −1); "1", every one of them runs wherever it applies (1); "0", none does (0); a comma list of
+// the names r-first, r-later, l-final, l-columns, exactly those run (1 for a listed kernel, 0 otherwise).
+// An unknown name in the list turns every selectable kernel off (the safe reading) and is reported once
+// on stderr.
+int preview_choice(StepKernel k);
 // The gate every sm_90a Monarch-step kernel shares: a 16-bit dtype, head dim 64 or 128,
-// hopper_kernels_usable(), monarch_hopper_enabled(), and for a preview (preview = true) also
-// preview_kernels_enabled().
-bool hopper_step_runs(DType dtype, int D, bool preview);
+// hopper_kernels_usable(), monarch_hopper_enabled(), and preview_choice(k), where −1 (no choice in the
+// environment) takes `byDefault`, the kernel's size rule.
+bool hopper_step_runs(DType dtype, int D, StepKernel k, bool byDefault);
 // MONARCH_PREVIEW_STRICT=1 (read once; for verification runs): an sm_90a Monarch-step kernel whose
 // tensor maps are refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
 // fallback unnoticed.

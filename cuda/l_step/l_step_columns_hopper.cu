@@ -325,7 +325,7 @@ bool l_step_columns_hopper_applies(const MonarchParams& p) {
   // (A preview: verified on hardware but slower than the mma.sync kernel it would replace, kernel-preview.md;
   // lhopper_shape_ok holds the MONARCH_PREVIEW_KERNELS gate.)
   return p.aL != nullptr && p.cL != nullptr && p.aR != nullptr && p.cR != nullptr &&
-         lhopper_shape_ok(p, /*preview=*/true);
+         lhopper_shape_ok(p, tma::StepKernel::kLColumns, false);
 }
 
 Status l_step_columns_hopper(const MonarchParams& p, cudaStream_t s) {

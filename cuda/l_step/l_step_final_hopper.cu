@@ -232,6 +232,13 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
                            kHThreads, lhopper_items(p), s, mq, mal, my, p);
 }
 
+// The size rule (MONARCH_PREVIEW_KERNELS unset): where this kernel is measured faster than the
+// mma.sync final L-step (benchmarks/notes/kernel-preview.md, "Size rule").
+bool l_final_hopper_by_default(const MonarchParams& p) {
+  (void)p;
+  return false;
+}
+
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
@@ -239,7 +246,7 @@ bool l_step_final_hopper_applies(const MonarchParams& p) {
   // self-forcing chunk, so it is not on by default yet, kernel-preview.md; lhopper_shape_ok holds the
   // MONARCH_PREVIEW_KERNELS gate.)
   return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
-         lhopper_shape_ok(p, /*preview=*/true);
+         lhopper_shape_ok(p, tma::StepKernel::kLFinal, l_final_hopper_by_default(p));
 }
 
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {

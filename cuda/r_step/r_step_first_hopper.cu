@@ -229,6 +229,13 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
                            RfhSmem<D, kLast>::kBytes, kHThreads, items, s, mq, mk, mv, p);
 }
 
+// The size rule (MONARCH_PREVIEW_KERNELS unset): where this kernel is measured faster than the
+// mma.sync first R-step (benchmarks/notes/kernel-preview.md, "Size rule").
+bool r_first_hopper_by_default(const MonarchParams& p) {
+  (void)p;
+  return false;
+}
+
 }  // namespace
 
 bool r_step_first_hopper_applies(const MonarchParams& p) {
@@ -237,7 +244,7 @@ bool r_step_first_hopper_applies(const MonarchParams& p) {
   // wins at 480p, but loses at small problems (the self-forcing chunk, seq-4k), so it is not on by
   // default until the dispatch can tell them apart; benchmarks/notes/kernel-preview.md).
   return p.aL != nullptr && p.cL != nullptr && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
-         r_hopper_shape_ok(p, /*preview=*/true);
+         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p));
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

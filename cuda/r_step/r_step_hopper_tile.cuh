@@ -22,10 +22,11 @@ namespace {  // included by the sm_90a R-step kernels only
 constexpr int kHopperRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
 
 // The shapes both R-step kernels serve: key rows of 33..64 tokens, 32-bit key-row coordinates, and the
-// gate every sm_90a step kernel shares (tma::hopper_step_runs; preview: the later-step kernel).
-inline bool r_hopper_shape_ok(const MonarchParams& p, bool preview) {
+// gate every sm_90a step kernel shares (tma::hopper_step_runs: `which` kernel, on by default where
+// `byDefault`).
+inline bool r_hopper_shape_ok(const MonarchParams& p, tma::StepKernel which, bool byDefault) {
   return p.b2 > 32 && p.b2 <= kHopperRows && int64_t(p.Fk) * p.b1 < (int64_t(1) << 31) &&
-         tma::hopper_step_runs(p.dtype, p.D, preview);
+         tma::hopper_step_runs(p.dtype, p.D, which, byDefault);
 }
 // Host: the key rows of k (and v, last step) as 5-D maps {D, b2, Fk·b1, H, B}, boxes of one key row.
 inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const MonarchParams& p, int D, bool last) {

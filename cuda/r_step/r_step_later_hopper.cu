@@ -206,7 +206,7 @@ bool r_step_later_hopper_applies(const MonarchParams& p) {
   // (which also holds the MONARCH_PREVIEW_KERNELS gate: verified on hardware but slower than the
   // mma.sync kernel it would replace, kernel-preview.md).
   return p.aR != nullptr && p.cR != nullptr && p.aL != nullptr && p.cL != nullptr &&
-         int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1 < (int64_t(1) << 31) && r_hopper_shape_ok(p, /*preview=*/true);
+         int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1 < (int64_t(1) << 31) && r_hopper_shape_ok(p, tma::StepKernel::kRLater, false);
 }
 
 Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s) {
