@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "../common/hopper.cuh"
@@ -40,26 +41,38 @@ using namespace detail;
 using namespace hopper;
 
 constexpr int kRows = kHopperRows;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
-constexpr int kHThreads = 384;
-constexpr int kRing = 4;   // key tiles in flight
 
-template <int D, bool kLast>
+// NC consumer warpgroups (2 or 3) and a producer.
+//   NC = 2: warpgroup 0 produces and gives its registers to the consumers (setmaxnreg 24 / 240).
+//   NC = 3: the producer is one warp after the consumers (416 threads, 152 registers each, no
+//     setmaxnreg), and the last step's two products run one after the other (r_hopper_tile's kSeq),
+//     so a consumer fits them.
+template <int NC>
+struct RfhShape {
+  static constexpr int kThreads = NC == 2 ? 384 : 128 * NC + 32;
+  static constexpr int kRing = NC == 2 ? 4 : 3;  // key tiles in flight (three: what fits 227 KB)
+  static constexpr bool kSeq = NC == 3;
+  static constexpr bool kProducerWarpgroup = NC == 2;
+};
+
+template <int D, bool kLast, int NC>
 struct RfhSmem {
+  static constexpr int kRing = RfhShape<NC>::kRing;
   static constexpr int kAtoms = D / 64;
   static constexpr int kTileBytes = kRows * D * 2;  // one Q box (a consumer's queries), K or V tile
-  static constexpr int kKOff = 2 * kTileBytes;      // after the two consumers' Q boxes
+  static constexpr int kKOff = NC * kTileBytes;     // after the consumers' Q boxes
   static constexpr int kVOff = kKOff + kRing * kTileBytes;
   static constexpr int kStageOff = kVOff + (kLast ? kRing * kTileBytes : 0);
-  static constexpr int kStageBytes = 8 * 16 * Smem<D>::kLd * 2;  // 8 consumer warps × 16 rows
+  static constexpr int kStageBytes = NC * 4 * 16 * Smem<D>::kLd * 2;  // 16 rows per consumer warp
   static constexpr int kBarOff = kStageOff + kStageBytes;
-  static constexpr int kBars = 4 + 4 * kRing;  // Q full/empty per consumer; K, V full/empty per slot
+  static constexpr int kBars = 2 * NC + 4 * kRing;  // Q full/empty per consumer; K, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
 
 struct RfhItem {
   int ap, k, h, b;
 };
-// Work item w: query-tile pairs fastest, then key rows, heads, batch rows (CTAs running at once share
+// Work item w: groups of NC query tiles (ap) fastest, then key rows, heads, batch rows (CTAs running at once share
 // the key rows (f, k) of a few k in L2).
 __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
   RfhItem t;
@@ -71,20 +84,24 @@ __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
   t.b = int(w / H);
   return t;
 }
-// Key tiles the item loads: the longer allowed prefix of its two query tiles.
+// Key tiles the item loads: the longest allowed prefix of its NC query tiles.
+template <int NC>
 __device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap) {
-  const int a0 = 2 * ap, a1 = a0 + 1;
-  int n = allowed_key_tiles(p, a0);
-  if (a1 < p.Aq) n = max(n, allowed_key_tiles(p, a1));
+  int n = 0;
+#pragma unroll
+  for (int c = 0; c < NC; ++c)
+    if (NC * ap + c < p.Aq) n = max(n, allowed_key_tiles(p, NC * ap + c));
   return n;
 }
 
-template <typename T, int D, bool kLast>
-__global__ void __launch_bounds__(kHThreads, 1)
+template <typename T, int D, bool kLast, int NC>
+__global__ void __maxnreg__(NC == 2 ? 168 : 152)
     r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
 #if MONARCH_SM90A
-  using L = RfhSmem<D, kLast>;
+  using L = RfhSmem<D, kLast, NC>;
+  constexpr int kRing = L::kRing;
+  constexpr bool kSeq = RfhShape<NC>::kSeq;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   T* sQ = reinterpret_cast<T*>(base);
@@ -92,45 +109,47 @@ __global__ void __launch_bounds__(kHThreads, 1)
   T* sV = reinterpret_cast<T*>(base + L::kVOff);
   T* sStage = reinterpret_cast<T*>(base + L::kStageOff);
   uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOff);
-  uint64_t* fullQ = bars;       // [2]
-  uint64_t* emptyQ = bars + 2;  // [2]
-  uint64_t* fullK = bars + 4;
+  uint64_t* fullQ = bars;        // [NC]
+  uint64_t* emptyQ = bars + NC;  // [NC]
+  uint64_t* fullK = bars + 2 * NC;
   uint64_t* emptyK = fullK + kRing;
   uint64_t* fullV = emptyK + kRing;
   uint64_t* emptyV = fullV + kRing;
 
+  constexpr bool kPW = RfhShape<NC>::kProducerWarpgroup;
   const int wg = threadIdx.x / 128;
-  const int nAp = (p.Aq + 1) / 2;
+  const bool producer = kPW ? wg == 0 : wg == NC;
+  const int nAp = (p.Aq + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
 
   if (threadIdx.x == 0) {
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < NC; ++c) {
       mbar_init(fullQ + c, 1);
       mbar_init(emptyQ + c, 128);
     }
     for (int s = 0; s < kRing; ++s) {
       mbar_init(fullK + s, 1);
       mbar_init(fullV + s, 1);
-      mbar_init(emptyK + s, 256);
-      mbar_init(emptyV + s, 256);
+      mbar_init(emptyK + s, 128 * NC);
+      mbar_init(emptyV + s, 128 * NC);
     }
     mbar_fence_init();
   }
   __syncthreads();
 
-  if (wg == 0) {  // ---- producer ----
-    regs_dealloc<24>();
-    if (threadIdx.x == 0) {
+  if (producer) {  // ---- producer ----
+    if constexpr (kPW) regs_dealloc<24>();
+    if (threadIdx.x == (kPW ? 0 : 128 * NC)) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       if (kLast) tma_prefetch_map(&tmV);
       uint64_t it = 0;  // ring uses (64-bit: never wraps)
-      int nq[2] = {0, 0};
+      int nq[NC] = {};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-        const int nTiles = rfh_tiles(p, t.ap);
-        for (int c = 0; c < 2; ++c) {
-          const int a = 2 * t.ap + c;
+        const int nTiles = rfh_tiles<NC>(p, t.ap);
+        for (int c = 0; c < NC; ++c) {
+          const int a = NC * t.ap + c;
           if (a >= p.Aq) continue;
           mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
           mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
@@ -161,8 +180,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
   }
 
   // ---- consumers ----
-  regs_alloc<240>();
-  const int c = wg - 1;
+  if constexpr (kPW) regs_alloc<240>();
+  const int c = kPW ? wg - 1 : wg;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int b2 = p.b2;
   const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};
@@ -172,14 +191,14 @@ __global__ void __launch_bounds__(kHThreads, 1)
   const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
 
-  RHopperRegs<D, kLast> regs;
+  RHopperRegs<D, kLast, kSeq> regs;
 
   uint64_t it = 0;
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-    const int nTiles = rfh_tiles(p, t.ap);
-    const int a = 2 * t.ap + c;
+    const int nTiles = rfh_tiles<NC>(p, t.ap);
+    const int a = NC * t.ap + c;
     const bool active = a < p.Aq;
     const int mine = active ? allowed_key_tiles(p, a) : 0;  // this consumer's allowed prefix
     if (active) mbar_wait(fullQ + c, nq & 1);
@@ -198,7 +217,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
       }
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
-      r_hopper_tile<T, D, kLast>(
+      r_hopper_tile<T, D, kLast, kSeq>(
           p, regs, qAddr, kAddr + s * L::kTileBytes, vAddr + s * L::kTileBytes, scale2, kvf, colK0, stage, wj0, lane,
           [&] {
             if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
@@ -214,8 +233,28 @@ __global__ void __launch_bounds__(kHThreads, 1)
     if (active) ++nq;
   }
 #else
-  static_assert(RfhSmem<D, kLast>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(RfhSmem<D, kLast, NC>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
+}
+
+template <typename T, int D, bool kLast, int NC>
+Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
+                 const CUtensorMap& mv) {
+  const int64_t items = int64_t((p.Aq + NC - 1) / NC) * p.b1 * p.H * p.B;
+  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC>, "r_step_first_hopper_kernel",
+                           RfhSmem<D, kLast, NC>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, p);
+}
+
+// Consumer warpgroups per CTA: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch), else the count
+// that leaves fewer idle query-tile slots (Aq = 21 or 3: three; Aq = 1, 2 or 4: two).
+int rfh_consumers(const MonarchParams& p) {
+  static const int forced = [] {
+    const char* e = std::getenv("MONARCH_R_FIRST_CONSUMERS");
+    return e && std::string(e) == "2" ? 2 : e && std::string(e) == "3" ? 3 : 0;
+  }();
+  if (forced) return forced;
+  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
+  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
 }
 
 template <typename T, int D, bool kLast>
@@ -224,9 +263,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
   if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
-  const int64_t items = int64_t((p.Aq + 1) / 2) * p.b1 * p.H * p.B;
-  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast>, "r_step_first_hopper_kernel",
-                           RfhSmem<D, kLast>::kBytes, kHThreads, items, s, mq, mk, mv, p);
+  return rfh_consumers(p) == 3 ? launch_nc<T, D, kLast, 3>(p, s, mq, mk, mv) : launch_nc<T, D, kLast, 2>(p, s, mq, mk, mv);
 }
 
 // The size rule (MONARCH_PREVIEW_KERNELS unset): where this kernel is measured faster than the

@@ -36,21 +36,25 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
   return st;
 }
 
-// Registers of one consumer thread, kept across tiles so the compiler allocates them once.
-template <int D, bool kLast>
+// Registers of one consumer thread, kept across tiles so the compiler allocates them once. kSeq: the
+// last step's two products run one after the other in O1 (aL, then y), so O2 is not needed.
+template <int D, bool kLast, bool kSeq = false>
 struct RHopperRegs {
   float S[kHopperRows / 8][4];
   uint32_t pa[kHopperRows / 16][4];
   float O1[D / 8][4];
-  float O2[kLast ? D / 8 : 1][4];
+  float O2[kLast && !kSeq ? D / 8 : 1][4];
 };
 
 // qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
 // (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
 // two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
 // stage: this warp's 16 staging rows; wj0: this warp's first query column.
-template <typename T, int D, bool kLast, typename AfterS, typename BeforePV, typename AfterPV>
-__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast>& r, uint32_t qAddr,
+// kSeq (the three-consumer first R-step): R is normalised before it is rounded for the products (one
+// multiply per probability instead of one per output), and the last step's aL = R·K and y = R·V run one
+// after the other in one accumulator set, each stored as soon as it is done.
+template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
+__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
                                               uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
                                               const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
                                               AfterS after_s, BeforePV before_pv, AfterPV after_pv) {
@@ -75,38 +79,76 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   sm.init();
   float alpha[2];
   sm.update(r.S, alpha);
-  c_to_a_frags<R, T>(r.pa, r.S);
+  if constexpr (!kSeq) c_to_a_frags<R, T>(r.pa, r.S);
   sm.finalize();
   float inv[2];
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
-
-  zero_acc<D>(r.O1);
-  fence_regs(r.O1);  // the zeros are written before the fence (else ptxas injects one of its own)
-  if constexpr (kLast) {
-    zero_acc<D>(r.O2);
-    fence_regs(r.O2);
-  }
-  before_pv();
-  wgmma_fence();
+  if constexpr (kSeq) {  // R = p / ℓ before rounding; the outputs are then stored unscaled
 #pragma unroll
-  for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
-  if constexpr (kLast) {
+    for (int n = 0; n < R / 8; ++n) {
 #pragma unroll
-    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O2, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+      for (int e = 0; e < 4; ++e) r.S[n][e] *= inv[e >> 1];
+    }
+    c_to_a_frags<R, T>(r.pa, r.S);
   }
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(r.O1);
-  if constexpr (kLast) fence_regs(r.O2);
-  after_pv();
 
   const int nRows = b2 - wj0;  // rows r < nRows of this warp are real columns j (warp-uniform)
-  if (nRows > 0) {
-    const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
-    const int64_t rowStride = int64_t(p.b1) * D;
-    store_rows_staged<D, T>(r.O1, inv, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
-    if constexpr (kLast) store_rows_staged<D, T>(r.O2, inv, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+  const int64_t row0 = (colK0 + int64_t(wj0) * p.b1) * D;
+  const int64_t rowStride = int64_t(p.b1) * D;
+  if constexpr (kSeq) {
+    const float one[2] = {1.f, 1.f};
+    // O1 = R·K: aL
+    zero_acc<D>(r.O1);
+    fence_regs(r.O1);
+    if constexpr (!kLast) before_pv();
+    wgmma_fence();
+#pragma unroll
+    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(r.O1);
+    if (nRows > 0) store_rows_staged<D, T>(r.O1, one, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+    if constexpr (kLast) {  // O1 = R·V: y
+      zero_acc<D>(r.O1);
+      fence_regs(r.O1);
+      before_pv();
+      wgmma_fence();
+#pragma unroll
+      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(r.O1);
+      after_pv();
+      if (nRows > 0) store_rows_staged<D, T>(r.O1, one, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+    } else {
+      after_pv();
+    }
+  } else {
+    zero_acc<D>(r.O1);
+    fence_regs(r.O1);  // the zeros are written before the fence (else ptxas injects one of its own)
+    if constexpr (kLast) {
+      zero_acc<D>(r.O2);
+      fence_regs(r.O2);
+    }
+    before_pv();
+    wgmma_fence();
+#pragma unroll
+    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
+    if constexpr (kLast) {
+#pragma unroll
+      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O2, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(r.O1);
+    if constexpr (kLast) fence_regs(r.O2);
+    after_pv();
+
+    if (nRows > 0) {
+      store_rows_staged<D, T>(r.O1, inv, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
+      if constexpr (kLast) store_rows_staged<D, T>(r.O2, inv, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
+    }
   }
   if (qd == 0) {
 #pragma unroll
