@@ -4,7 +4,10 @@
 
 #include <cuda_runtime.h>
 
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include <monarch/monarch.h>
 
@@ -18,6 +21,28 @@ inline Status launch_status(const char* kernel) {
   return Status::Error(std::string(kernel) + ": " + cudaGetErrorString(e));
 }
 
+// The dynamic shared memory each kernel is opted into, per device: one table for the process (inline
+// functions' statics), so cudaFuncSetAttribute runs once per kernel and device instead of on every
+// launch (it is a driver call on the enqueue path of every stage and dense call).
+inline std::mutex& smem_optin_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+inline std::map<std::pair<const void*, int>, size_t>& smem_optin_table() {
+  static std::map<std::pair<const void*, int>, size_t> t;
+  return t;
+}
+inline bool smem_optin_known(const void* kernel, int device, size_t bytes) {
+  std::lock_guard<std::mutex> lock(smem_optin_mutex());
+  const auto it = smem_optin_table().find({kernel, device});
+  return it != smem_optin_table().end() && it->second >= bytes;
+}
+inline void smem_optin_record(const void* kernel, int device, size_t bytes) {
+  std::lock_guard<std::mutex> lock(smem_optin_mutex());
+  size_t& have = smem_optin_table()[{kernel, device}];
+  if (bytes > have) have = bytes;
+}
+
 // Opt a kernel into `bytes` of dynamic shared memory, checking the device limit first.
 template <typename K>
 Status prepare_smem(K kernel, size_t bytes, const char* name) {
@@ -28,9 +53,11 @@ Status prepare_smem(K kernel, size_t bytes, const char* name) {
   if (bytes > static_cast<size_t>(maxOptin))
     return Status::Error(std::string(name) + ": needs " + std::to_string(bytes) +
                          " bytes of shared memory, the device allows " + std::to_string(maxOptin));
-  if (bytes > 48 * 1024) {
+  const void* key = reinterpret_cast<const void*>(kernel);
+  if (bytes > 48 * 1024 && !smem_optin_known(key, dev, bytes)) {
     e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
     if (e != cudaSuccess) return Status::Error(std::string(name) + ": " + cudaGetErrorString(e));
+    smem_optin_record(key, dev, bytes);
   }
   return Status::Ok();
 }

@@ -232,19 +232,17 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
                            kHThreads, lhopper_items(p), s, mq, mal, my, p);
 }
 
-// The size rule (MONARCH_PREVIEW_KERNELS unset): where this kernel is measured faster than the
-// mma.sync final L-step (benchmarks/notes/kernel-preview.md, "Size rule").
-bool l_final_hopper_by_default(const MonarchParams& p) {
-  (void)p;
-  return false;
-}
+// The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7
+// (benchmarks/notes/kernel-preview.md, "Size rules"): a key tile f fills b1 of the 32 candidate rows a
+// tile holds, so the kernel wins where b1 ≥ 16 (480p MonarchRT b1 = 30: 4.81 → 4.51 ms; its
+// self-forcing chunk 0.780 → 0.740; VMonarch 480p b1 = 21: 1.25 → 1.20) and loses where tiles are mostly
+// padding (VMonarch's self-forcing chunk, b1 = 3: 3.09 → 3.38).
+bool l_final_hopper_by_default(const MonarchParams& p) { return p.b1 >= 16; }
 
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
-  // (A preview: it passes the checker and the sanitizers on the H200 and wins at 480p, but loses at the
-  // self-forcing chunk, so it is not on by default yet, kernel-preview.md; lhopper_shape_ok holds the
-  // MONARCH_PREVIEW_KERNELS gate.)
+  // (lhopper_shape_ok holds the size rule and the MONARCH_PREVIEW_KERNELS gate.)
   return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
          lhopper_shape_ok(p, tma::StepKernel::kLFinal, l_final_hopper_by_default(p));
 }

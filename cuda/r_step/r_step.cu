@@ -78,7 +78,7 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first and later steps; a layout
   // their tensor maps refuse falls through to the mma.sync kernels.
-  if (first && r_step_first_hopper_applies(p)) {
+  if (first && r_step_first_hopper_applies(p, last)) {
     Status hs = r_step_first_hopper(p, last, s);
     if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
   }

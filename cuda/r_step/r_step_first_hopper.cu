@@ -42,17 +42,17 @@ using namespace hopper;
 
 constexpr int kRows = kHopperRows;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
 
-// NC consumer warpgroups (2 or 3) and a producer.
-//   NC = 2: warpgroup 0 produces and gives its registers to the consumers (setmaxnreg 24 / 240).
-//   NC = 3: the producer is one warp after the consumers (416 threads, 152 registers each, no
-//     setmaxnreg), and the last step's two products run one after the other (r_hopper_tile's kSeq),
-//     so a consumer fits them.
+// NC consumer warpgroups (2 or 3) and a producer warpgroup (one thread issues the copies) that gives
+// its registers to the consumers (setmaxnreg): 24 / 240 with two consumers, 32 / 160 with three
+// (512 threads: 65,536 registers exactly). With three, the last step's two products run one after the
+// other (r_hopper_tile's kSeq) so a consumer fits them in 160.
 template <int NC>
 struct RfhShape {
-  static constexpr int kThreads = NC == 2 ? 384 : 128 * NC + 32;
+  static constexpr int kThreads = 128 * (NC + 1);
   static constexpr int kRing = NC == 2 ? 4 : 3;  // key tiles in flight (three: what fits 227 KB)
+  static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
   static constexpr bool kSeq = NC == 3;
-  static constexpr bool kProducerWarpgroup = NC == 2;
 };
 
 template <int D, bool kLast, int NC>
@@ -95,7 +95,7 @@ __device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap) {
 }
 
 template <typename T, int D, bool kLast, int NC>
-__global__ void __maxnreg__(NC == 2 ? 168 : 152)
+__global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
     r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
 #if MONARCH_SM90A
@@ -116,9 +116,7 @@ __global__ void __maxnreg__(NC == 2 ? 168 : 152)
   uint64_t* fullV = emptyK + kRing;
   uint64_t* emptyV = fullV + kRing;
 
-  constexpr bool kPW = RfhShape<NC>::kProducerWarpgroup;
   const int wg = threadIdx.x / 128;
-  const bool producer = kPW ? wg == 0 : wg == NC;
   const int nAp = (p.Aq + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
 
@@ -137,9 +135,9 @@ __global__ void __maxnreg__(NC == 2 ? 168 : 152)
   }
   __syncthreads();
 
-  if (producer) {  // ---- producer ----
-    if constexpr (kPW) regs_dealloc<24>();
-    if (threadIdx.x == (kPW ? 0 : 128 * NC)) {
+  if (wg == 0) {  // ---- producer ----
+    regs_dealloc<RfhShape<NC>::kProducerRegs>();
+    if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       if (kLast) tma_prefetch_map(&tmV);
@@ -180,8 +178,8 @@ __global__ void __maxnreg__(NC == 2 ? 168 : 152)
   }
 
   // ---- consumers ----
-  if constexpr (kPW) regs_alloc<240>();
-  const int c = kPW ? wg - 1 : wg;
+  regs_alloc<RfhShape<NC>::kConsumerRegs>();
+  const int c = wg - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int b2 = p.b2;
   const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};
@@ -245,8 +243,8 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
                            RfhSmem<D, kLast, NC>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, p);
 }
 
-// Consumer warpgroups per CTA: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch), else the count
-// that leaves fewer idle query-tile slots (Aq = 21 or 3: three; Aq = 1, 2 or 4: two).
+// Consumer warpgroups per CTA: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch), else three
+// when that leaves no more idle query-tile slots than two (Aq = 3, 6, 21: three; Aq = 1, 2, 4: two).
 int rfh_consumers(const MonarchParams& p) {
   static const int forced = [] {
     const char* e = std::getenv("MONARCH_R_FIRST_CONSUMERS");
@@ -266,22 +264,19 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   return rfh_consumers(p) == 3 ? launch_nc<T, D, kLast, 3>(p, s, mq, mk, mv) : launch_nc<T, D, kLast, 2>(p, s, mq, mk, mv);
 }
 
-// The size rule (MONARCH_PREVIEW_KERNELS unset): where this kernel is measured faster than the
-// mma.sync first R-step (benchmarks/notes/kernel-preview.md, "Size rule").
-bool r_first_hopper_by_default(const MonarchParams& p) {
-  (void)p;
-  return false;
-}
+// The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7
+// (benchmarks/notes/kernel-preview.md, "Size rules"): a step without y on three consumers (480p T = 2:
+// 2.36 → 1.80 ms, against 2.63 on the mma.sync kernel). The last step (y, two consumers) only ties the
+// mma.sync kernel at 480p and loses at the self-forcing chunk and seq-4k, so it stays off.
+bool r_first_hopper_by_default(const MonarchParams& p, bool last) { return !last && rfh_consumers(p) == 3; }
 
 }  // namespace
 
-bool r_step_first_hopper_applies(const MonarchParams& p) {
+bool r_step_first_hopper_applies(const MonarchParams& p, bool last) {
   // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
-  // also holds the MONARCH_PREVIEW_KERNELS gate: it passes the checker and the sanitizers on the H200 and
-  // wins at 480p, but loses at small problems (the self-forcing chunk, seq-4k), so it is not on by
-  // default until the dispatch can tell them apart; benchmarks/notes/kernel-preview.md).
+  // also holds the size rule and the MONARCH_PREVIEW_KERNELS gate).
   return p.aL != nullptr && p.cL != nullptr && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
-         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p));
+         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p, last));
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

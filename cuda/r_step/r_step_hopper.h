@@ -9,15 +9,17 @@
 namespace monarch {
 namespace cuda {
 
-// True when the Hopper kernel runs this first R-step: 16-bit dtype, head dim 64 or 128, key rows of
-// 33..64 tokens, a usable sm_90a device (hopper_kernels_usable) and, while the kernel awaits its first
-// hardware verification, MONARCH_PREVIEW_KERNELS=1.
-bool r_step_first_hopper_applies(const MonarchParams& p);
+// True when the Hopper kernel runs this first R-step (`last`: it also writes y): 16-bit dtype, head dim
+// 64 or 128, key rows of 33..64 tokens, a usable sm_90a device (hopper_kernels_usable), and its size
+// rule or MONARCH_PREVIEW_KERNELS (tma_map.h): by default only a step without y whose query tiles fill
+// three consumers.
+bool r_step_first_hopper_applies(const MonarchParams& p, bool last);
 // Launch it (the tensor maps may still refuse a layout: then nothing ran, the status says why and
 // the caller takes the mma.sync kernels).
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
-// The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu.
+// The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu; off
+// unless MONARCH_PREVIEW_KERNELS selects it (slower than the mma.sync kernel).
 bool r_step_later_hopper_applies(const MonarchParams& p);
 Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 

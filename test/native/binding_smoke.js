@@ -483,15 +483,17 @@ if (process.env.MONARCH_SMOKE_CUDA === '1') {
     const [bq, bk, bv, bo] = [0, 1, 2, 3].map(() => b.DeviceBuffer.alloc(bigBytes));
     for (const x of [bq, bk, bv]) x.fill(0.01, 2);
     const late = new b.CudaEvent();
+    const t0 = performance.now();
     for (let i = 0; i < 40; i++) gpu.dense({ q: mkN(bq), k: mkN(bk), v: mkN(bv), o: mkN(bo), B: 1, H: g.H, D: g.D, Nq: N, Nk: N, q0: 0,
       causalChunk: 0, scale: 1 / 8, dtype: 2 });
     gpu.recordEventHandle(late.handle);
+    const enqueueMs = performance.now() - t0;  // the 40 enqueues must not wait for the GPU
     await fence;
     const lateDone = late.query();
     for (let i = 0; i < 20; i++) await gpu.fenceAsync();  // one event, recorded again each time
     await Promise.all([gpu.fenceAsync(), gpu.fenceAsync(), gpu.fenceAsync()]);
     assert.equal(late.query(), true);
-    console.log(`  fenceAsync resolved with the later work ${lateDone ? 'already done (unexpected)' : 'still queued'}`);
+    console.log(`  fenceAsync resolved with the later work ${lateDone ? 'already done (unexpected)' : 'still queued'} (40 dense enqueues took ${enqueueMs.toFixed(2)} ms)`);
     assert.equal(lateDone, false, 'the fence waited for work enqueued after it');
     for (const x of [bq, bk, bv, bo]) x.dispose();
     late.dispose();
