@@ -42,7 +42,7 @@ template <int D, bool kLast, bool kSeq = false>
 struct RHopperRegs {
   float S[kHopperRows / 8][4];
   uint32_t pa[kHopperRows / 16][4];
-  float O1[D / 8][4];
+  float O1[kSeq ? 8 : D / 8][4];  // kSeq: 64 output columns at a time
   float O2[kLast && !kSeq ? D / 8 : 1][4];
 };
 
@@ -50,9 +50,10 @@ struct RHopperRegs {
 // (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
 // two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
 // stage: this warp's 16 staging rows; wj0: this warp's first query column.
-// kSeq (the three-consumer first R-step): R is normalised before it is rounded for the products (one
-// multiply per probability instead of one per output), and the last step's aL = R·K and y = R·V run one
-// after the other in one accumulator set, each stored as soon as it is done.
+// kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
+// products (one multiply per probability instead of one per output), and aL = R·K (and y = R·V) run as
+// products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
+// as it is done.
 template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
 __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
                                               uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
@@ -98,31 +99,24 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   const int64_t rowStride = int64_t(p.b1) * D;
   if constexpr (kSeq) {
     const float one[2] = {1.f, 1.f};
-    // O1 = R·K: aL
-    zero_acc<D>(r.O1);
-    fence_regs(r.O1);
-    if constexpr (!kLast) before_pv();
-    wgmma_fence();
-#pragma unroll
-    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(r.O1);
-    if (nRows > 0) store_rows_staged<D, T>(r.O1, one, lane, stage, static_cast<T*>(p.aL) + row0, rowStride, nRows);
-    if constexpr (kLast) {  // O1 = R·V: y
-      zero_acc<D>(r.O1);
+    constexpr int kParts = (kLast ? 2 : 1) * (D / 64);  // (aL, y) × 64-column atoms
+#pragma unroll 1
+    for (int part = 0; part < kParts; ++part) {
+      const bool values = part >= D / 64;  // y = R·V (else aL = R·K)
+      const int atom = part % (D / 64);
+      zero_acc<64>(r.O1);
       fence_regs(r.O1);
-      before_pv();
+      if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
+      const uint32_t base = (values ? vAddr : kAddr) + atom * R * 128;
       wgmma_fence();
 #pragma unroll
-      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128));
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(r.O1);
-      after_pv();
-      if (nRows > 0) store_rows_staged<D, T>(r.O1, one, lane, stage, static_cast<T*>(p.y) + row0, rowStride, nRows);
-    } else {
-      after_pv();
+      if (part == kParts - 1) after_pv();
+      T* dst = static_cast<T*>(values ? p.y : p.aL) + row0 + atom * 64;
+      if (nRows > 0) store_rows_staged<64, T>(r.O1, one, lane, stage, dst, rowStride, nRows);
     }
   } else {
     zero_acc<D>(r.O1);
