@@ -475,8 +475,9 @@ if (process.env.MONARCH_SMOKE_CUDA === '1') {
     gpu.synchronize();
     assert.deepEqual(gd.downloadSync('u16'), gc);
 
-    // fenceAsync: resolves for the work before it while much later work is still queued (40 dense calls
-    // of 32768 tokens, tens of ms on the GPU, enqueued in well under a ms); its events are reused
+    // fenceAsync: resolves for the work before it while much later work is still queued (400 dense calls
+    // of 32768 tokens, about half a second on an H200, enqueued in a few ms; 40 calls were not enough
+    // there: the fence's resolution reached the test after them); its events are reused
     runT2Sync(gpu, args(dq, dk, dv, dout, kv));
     const fence = gpu.fenceAsync();
     const N = 32768, bigBytes = N * g.H * g.D * 2, mkN = (data) => ({ data, strides: bshd(N, g.H, g.D) });
@@ -484,16 +485,17 @@ if (process.env.MONARCH_SMOKE_CUDA === '1') {
     for (const x of [bq, bk, bv]) x.fill(0.01, 2);
     const late = new b.CudaEvent();
     const t0 = performance.now();
-    for (let i = 0; i < 40; i++) gpu.dense({ q: mkN(bq), k: mkN(bk), v: mkN(bv), o: mkN(bo), B: 1, H: g.H, D: g.D, Nq: N, Nk: N, q0: 0,
+    for (let i = 0; i < 400; i++) gpu.dense({ q: mkN(bq), k: mkN(bk), v: mkN(bv), o: mkN(bo), B: 1, H: g.H, D: g.D, Nq: N, Nk: N, q0: 0,
       causalChunk: 0, scale: 1 / 8, dtype: 2 });
     gpu.recordEventHandle(late.handle);
-    const enqueueMs = performance.now() - t0;  // the 40 enqueues must not wait for the GPU
+    const enqueueMs = performance.now() - t0;  // the 400 enqueues must not wait for the GPU
     await fence;
+    const resolvedMs = performance.now() - t0;
     const lateDone = late.query();
     for (let i = 0; i < 20; i++) await gpu.fenceAsync();  // one event, recorded again each time
     await Promise.all([gpu.fenceAsync(), gpu.fenceAsync(), gpu.fenceAsync()]);
     assert.equal(late.query(), true);
-    console.log(`  fenceAsync resolved with the later work ${lateDone ? 'already done (unexpected)' : 'still queued'} (40 dense enqueues took ${enqueueMs.toFixed(2)} ms)`);
+    console.log(`  fenceAsync resolved with the later work ${lateDone ? 'already done (unexpected)' : 'still queued'} (400 dense enqueues took ${enqueueMs.toFixed(2)} ms; the fence resolved ${resolvedMs.toFixed(2)} ms after the first)`);
     assert.equal(lateDone, false, 'the fence waited for work enqueued after it');
     for (const x of [bq, bk, bv, bo]) x.dispose();
     late.dispose();
