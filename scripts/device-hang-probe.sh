@@ -23,7 +23,7 @@ if [ -x "$bin" ]; then
   echo "checker --preview: exit $? $(grep -E '^PASSED|^FAILED' "$out/check-preview.log" | tail -1) (last case: $(grep -E 'seq-like' "$out/check-preview.log" | tail -1 | cut -c1-80))" >> "$sum"
 fi
 for mode in default preview; do
-  pv=0; [ $mode = preview ] && pv=1
+  pv=; [ $mode = preview ] && pv=1  # default: MONARCH_PREVIEW_KERNELS empty, the size rules
   MONARCH_PREVIEW_KERNELS=$pv jest --ci --runInBand --verbose --forceExit --testTimeout=8000 test/cuda-stream-interop.test.ts > "$out/jest-$mode.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 60); do sleep 1; kill -0 $pid 2>/dev/null || break; done

@@ -22,8 +22,11 @@ inline Status launch_status(const char* kernel) {
 }
 
 // The dynamic shared memory each kernel is opted into, per device: one table for the process (inline
-// functions' statics), so cudaFuncSetAttribute runs once per kernel and device instead of on every
-// launch (it is a driver call on the enqueue path of every stage and dense call).
+// functions' statics), so cudaFuncSetAttribute runs once per kernel, device and larger size instead of
+// on every launch (it is a driver call on the enqueue path of every stage and dense call). The
+// attribute only ever grows, under one lock with its record, so a kernel launched with several sizes
+// is always opted into the largest asked for so far. (The package never resets a device, which would
+// clear the attributes the table remembers.)
 inline std::mutex& smem_optin_mutex() {
   static std::mutex mu;
   return mu;
@@ -31,16 +34,6 @@ inline std::mutex& smem_optin_mutex() {
 inline std::map<std::pair<const void*, int>, size_t>& smem_optin_table() {
   static std::map<std::pair<const void*, int>, size_t> t;
   return t;
-}
-inline bool smem_optin_known(const void* kernel, int device, size_t bytes) {
-  std::lock_guard<std::mutex> lock(smem_optin_mutex());
-  const auto it = smem_optin_table().find({kernel, device});
-  return it != smem_optin_table().end() && it->second >= bytes;
-}
-inline void smem_optin_record(const void* kernel, int device, size_t bytes) {
-  std::lock_guard<std::mutex> lock(smem_optin_mutex());
-  size_t& have = smem_optin_table()[{kernel, device}];
-  if (bytes > have) have = bytes;
 }
 
 // Opt a kernel into `bytes` of dynamic shared memory, checking the device limit first.
@@ -53,11 +46,14 @@ Status prepare_smem(K kernel, size_t bytes, const char* name) {
   if (bytes > static_cast<size_t>(maxOptin))
     return Status::Error(std::string(name) + ": needs " + std::to_string(bytes) +
                          " bytes of shared memory, the device allows " + std::to_string(maxOptin));
-  const void* key = reinterpret_cast<const void*>(kernel);
-  if (bytes > 48 * 1024 && !smem_optin_known(key, dev, bytes)) {
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-    if (e != cudaSuccess) return Status::Error(std::string(name) + ": " + cudaGetErrorString(e));
-    smem_optin_record(key, dev, bytes);
+  if (bytes > 48 * 1024) {
+    std::lock_guard<std::mutex> lock(smem_optin_mutex());
+    size_t& have = smem_optin_table()[{reinterpret_cast<const void*>(kernel), dev}];
+    if (bytes > have) {
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+      if (e != cudaSuccess) return Status::Error(std::string(name) + ": " + cudaGetErrorString(e));
+      have = bytes;
+    }
   }
   return Status::Ok();
 }

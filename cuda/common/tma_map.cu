@@ -63,7 +63,11 @@ std::array<int, 4> parse_preview_choice(const char* env) {
   std::array<int, 4> c = {0, 0, 0, 0};
   for (size_t at = 0; at <= v.size();) {
     const size_t end = std::min(v.find(',', at), v.size());
-    const std::string name = v.substr(at, end - at);
+    std::string name = v.substr(at, end - at);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    at = end + 1;
+    if (name.empty()) continue;  // "r-first," or "r-first, l-final"
     const auto hit = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
     if (hit == std::end(names)) {
       std::fprintf(stderr, "monarch-attention: MONARCH_PREVIEW_KERNELS='%s': unknown kernel '%s' (known: r-first, "
@@ -71,7 +75,6 @@ std::array<int, 4> parse_preview_choice(const char* env) {
       return {0, 0, 0, 0};
     }
     c[hit - std::begin(names)] = 1;
-    at = end + 1;
   }
   return c;
 }

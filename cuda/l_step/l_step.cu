@@ -5,9 +5,9 @@
 //   queries q[a,i,j] (i ∈ [b1], tokens (a·b1+i)·b2+j),  keys aL[a,f,j,k],  additive bias −cL[a,f,j,k]
 //   logit u = s·⟨q, aL⟩ − cL   (cL = +INF ⇒ the candidate is masked)
 //
-// sm_90a, b1 ≤ 32: l_step_final_hopper.cu and l_step_columns_hopper.cu (wgmma + TMA; previews behind
-// MONARCH_PREVIEW_KERNELS=1, benchmarks/notes/kernel-preview.md: the final one is faster than the mma.sync
-// kernel but not yet on by default, the non-final one is slower).
+// sm_90a, b1 ≤ 32: l_step_final_hopper.cu and l_step_columns_hopper.cu (wgmma + TMA,
+// benchmarks/notes/kernel-preview.md): the final one by default where b1 ≥ 16 (its size rule), the
+// non-final one (slower than the mma.sync kernel) only when MONARCH_PREVIEW_KERNELS selects it.
 // final (l_step_final_ring_kernel): o[a,i,j] = Σ_c softmax_c(u)·y[a,f,j,k]. FlashAttention over Fk·b1
 //   candidates with a per-key bias; one CTA of min(ceil(b1/16), 4) warps (8 for D = 64 and b1 in (64, 128])
 //   per (b,h,a,j, block of queries i), candidate tiles of 32 streamed through a 4-stage cp.async ring

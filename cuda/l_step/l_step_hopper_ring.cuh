@@ -28,7 +28,8 @@ MONARCH_HOST_DEVICE inline int64_t lhopper_items(const MonarchParams& p) {
   return int64_t((p.b2 + 1) / 2) * p.Aq * p.H * p.B;
 }
 // The shapes both kernels serve: b1 ≤ 32, 32-bit TMA coordinates (nPairs itself included), and the gate
-// every sm_90a step kernel shares (tma::hopper_step_runs; preview: the non-final kernel).
+// every sm_90a step kernel shares (tma::hopper_step_runs: `which` kernel, on by default where
+// `byDefault`).
 inline bool lhopper_shape_ok(const MonarchParams& p, tma::StepKernel which, bool byDefault) {
   return p.b1 >= 1 && p.b1 <= kLKRows && lhopper_pairs(p) < (int64_t(1) << 31) - 1 &&
          int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) && tma::hopper_step_runs(p.dtype, p.D, which, byDefault);

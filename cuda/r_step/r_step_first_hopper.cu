@@ -7,19 +7,22 @@
 //   aL[a,f,j,k] = Σ_l R·k[f,k,l],  y[a,f,j,k] = Σ_l R·v[f,k,l] (last step),  cL = Σ_l R log R,
 // each key tile its own softmax (no state carried between tiles).
 //
-// CTA: three warpgroups (warp specialisation), persistent over work items (b, h, k, pair of query
-// tiles a = 2·ap, 2·ap + 1); the two consumer warpgroups take one query tile each and share every
-// key tile (both tiles' rows k see the same key rows (f, k)).
+// CTA: NC + 1 warpgroups (warp specialisation, NC = 2 or 3 consumers: RfhShape), persistent over work
+// items (b, h, k, group of NC query tiles a = NC·ap + c); each consumer warpgroup takes one query tile
+// and all of them share every key tile (the tiles' rows k see the same key rows (f, k)).
 //   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of each consumer's 64-row Q box,
-//     then per key tile f the K (and V) boxes into a 4-deep ring with full/empty mbarriers. The boxes
+//     then per key tile f the K (and V) boxes into a 4-deep (NC = 3: 3-deep) ring with full/empty
+//     mbarriers. The boxes
 //     come from a 5-D map {D, b2, rows, H, B} (tma_map.h), so tokens past b2 are zero-filled by the
 //     copy engine and a box never carries the next row's tokens into the products.
-//   consumers (warpgroups 1, 2): per key tile S = Q·Kᵀ (wgmma m64n64, both operands in shared
+//   consumers (warpgroups 1..NC): per key tile S = Q·Kᵀ (wgmma m64n64, both operands in shared
 //     memory), the one-pass masked softmax with entropy in registers (the wgmma accumulator layout is
 //     the mma.m16n8k16 one per warp, so the mma.sync R-step's softmax helpers apply), then
 //     aL = P·K and y = P·V (wgmma, P from registers, K and V MN-major in shared memory), normalised
-//     and stored through each warp's 16 staging rows as 16-byte stores (store_rows_staged).
-// The producer gives its registers to the consumers (setmaxnreg 24 / 240).
+//     and stored through each warp's 16 staging rows as 16-byte stores (store_rows_staged); with
+//     three consumers as 64-column products one after the other (r_hopper_tile's kSeq).
+// The producer gives its registers to the consumers (setmaxnreg 24 / 240, or 32 / 160 with three).
+// On by default where three consumers are picked (the size rule below).
 #include <monarch/monarch_cuda.h>
 
 #include <algorithm>
@@ -243,16 +246,20 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
                            RfhSmem<D, kLast, NC>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, p);
 }
 
-// Consumer warpgroups per CTA: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch), else three
-// when that leaves no more idle query-tile slots than two (Aq = 3, 6, 21: three; Aq = 1, 2, 4: two).
+// Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
+// (Aq = 3, 6, 21: three; Aq = 1, 2, 4: two).
+int rfh_shape_consumers(const MonarchParams& p) {
+  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
+  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
+}
+// The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
+// not of where the kernel runs), else rfh_shape_consumers.
 int rfh_consumers(const MonarchParams& p) {
   static const int forced = [] {
     const char* e = std::getenv("MONARCH_R_FIRST_CONSUMERS");
     return e && std::string(e) == "2" ? 2 : e && std::string(e) == "3" ? 3 : 0;
   }();
-  if (forced) return forced;
-  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
-  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
+  return forced ? forced : rfh_shape_consumers(p);
 }
 
 template <typename T, int D, bool kLast>
@@ -271,7 +278,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // tile) it loses to the mma.sync kernel (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
 bool r_first_hopper_by_default(const MonarchParams& p, bool last) {
   (void)last;
-  return rfh_consumers(p) == 3;
+  return rfh_shape_consumers(p) == 3;
 }
 
 }  // namespace
@@ -279,7 +286,7 @@ bool r_first_hopper_by_default(const MonarchParams& p, bool last) {
 bool r_step_first_hopper_applies(const MonarchParams& p, bool last) {
   // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
   // also holds the size rule and the MONARCH_PREVIEW_KERNELS gate).
-  return p.aL != nullptr && p.cL != nullptr && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
+  return p.aL != nullptr && p.cL != nullptr && (!last || p.y != nullptr) && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
          r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p, last));
 }
 

@@ -51,7 +51,7 @@ struct RHopperRegs {
 // two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
 // stage: this warp's 16 staging rows; wj0: this warp's first query column.
 // kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
-// products (one multiply per probability instead of one per output), and aL = R·K (and y = R·V) run as
+// products (one multiply per probability instead of one per output element), and aL = R·K (and y = R·V) run as
 // products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
 // as it is done.
 template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
