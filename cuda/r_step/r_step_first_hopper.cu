@@ -247,7 +247,7 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
 }
 
 // Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
-// (Aq = 3, 6, 21: three; Aq = 1, 2, 4: two).
+// (Aq = 3, 5, 6, 9, 21: three; Aq = 1, 2, 4, 7, 8: two).
 int rfh_shape_consumers(const MonarchParams& p) {
   const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
   return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
