@@ -45,12 +45,6 @@ constexpr bool build_has_sm90a() {
   return false;
 }
 
-// Whether the environment variable `name` is set to `value` (each caller reads it once, in a static).
-bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e != nullptr && std::string(e) == value;
-}
-
 // MONARCH_PREVIEW_KERNELS parsed: −1 (the default rule), 0 or 1 per StepKernel.
 std::array<int, 4> parse_preview_choice(const char* env) {
   const std::string v = env ? env : "";
@@ -90,6 +84,11 @@ bool hopper_kernels_usable() {
     return false;
   }
   return major == 9 && minor == 0;
+}
+
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e != nullptr && std::string(e) == value;
 }
 
 int preview_choice(StepKernel k) {

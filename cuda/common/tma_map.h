@@ -24,6 +24,8 @@ namespace tma {
 // names 90a) and the current device has compute capability 9.0.
 bool hopper_kernels_usable();
 
+// Whether the environment variable `name` is set to `value` (each caller reads it once, in a static).
+bool env_is(const char* name, const char* value);
 // Whether the sm_90a Monarch-step kernels (wgmma + TMA) may run at all: on unless
 // MONARCH_HOPPER_KERNELS=0 (read once; an A/B and safety switch: the mma.sync kernels then serve every
 // step, as on sm_80/89/120).

@@ -27,7 +27,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "../common/hopper.cuh"
@@ -255,10 +254,9 @@ int rfh_shape_consumers(const MonarchParams& p) {
 // The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
 // not of where the kernel runs), else rfh_shape_consumers.
 int rfh_consumers(const MonarchParams& p) {
-  static const int forced = [] {
-    const char* e = std::getenv("MONARCH_R_FIRST_CONSUMERS");
-    return e && std::string(e) == "2" ? 2 : e && std::string(e) == "3" ? 3 : 0;
-  }();
+  static const int forced = tma::env_is("MONARCH_R_FIRST_CONSUMERS", "2")   ? 2
+                            : tma::env_is("MONARCH_R_FIRST_CONSUMERS", "3") ? 3
+                                                                             : 0;
   return forced ? forced : rfh_shape_consumers(p);
 }
 
@@ -276,10 +274,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // without y (480p T = 1 R-step 3.03 → 2.32 ms, T = 2 first step 2.36 → 1.70; the self-forcing chunk
 // T = 1 0.747 → 0.632 ms with the final L-step kernel). With two consumers (Aq = 1, 2, 4: seq-4k, one
 // tile) it loses to the mma.sync kernel (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
-bool r_first_hopper_by_default(const MonarchParams& p, bool last) {
-  (void)last;
-  return rfh_shape_consumers(p) == 3;
-}
+bool r_first_hopper_by_default(const MonarchParams& p) { return rfh_shape_consumers(p) == 3; }
 
 }  // namespace
 
@@ -287,7 +282,7 @@ bool r_step_first_hopper_applies(const MonarchParams& p, bool last) {
   // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
   // also holds the size rule and the MONARCH_PREVIEW_KERNELS gate).
   return p.aL != nullptr && p.cL != nullptr && (!last || p.y != nullptr) && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
-         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p, last));
+         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p));
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

@@ -37,7 +37,7 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
 }
 
 // Registers of one consumer thread, kept across tiles so the compiler allocates them once. kSeq: the
-// last step's two products run one after the other in O1 (aL, then y), so O2 is not needed.
+// products run 64 output columns at a time in O1 (aL, then y), so O2 is not needed.
 template <int D, bool kLast, bool kSeq = false>
 struct RHopperRegs {
   float S[kHopperRows / 8][4];
