@@ -65,6 +65,24 @@ async function main() {
   m.newArrayBufferFirstTouch = time(() => new Uint8Array(new ArrayBuffer(bytes)).fill(1));  // the pages faulted in
   m.sliceOfAddon = time(() => src.slice());                                                // forwardSync's output copy
   m.copyHost3xInto = time(() => native.copyHost(src3, ord3));                              // staging q+k+v (ParallelCopy, warm pages)
+  // Staging-slice copy bandwidth against the copy's thread count (ParallelCopy takes one thread per
+  // 2 MiB, capped by setCpuThreads): 3 tensors of ordinary memory into pinned (on a GPU machine) addon
+  // memory, in slices of --slice-mb (default 16 MiB), as the sliced staging of an async call does.
+  const sliceBytes = Math.round(Number(arg('slice-mb', 16)) * 1048576);
+  const pinnedDst = new Uint8Array(native.allocHost(3 * bytes, true, false));
+  const ordSrc = new Uint8Array(ord3.buffer);
+  r.sliceCopy = { sliceBytes, pinnedDst: native.info().deviceCount > 0, byThreads: {} };
+  for (const t of [1, 2, 4, 8, 16]) {
+    native.setCpuThreads(t);
+    const ms = time(() => {
+      for (let o = 0; o < ordSrc.length; o += sliceBytes) {
+        const n = Math.min(sliceBytes, ordSrc.length - o);
+        native.copyHost(pinnedDst.subarray(o, o + n), ordSrc.subarray(o, o + n));
+      }
+    });
+    r.sliceCopy.byThreads[t] = { ms, GBps: ms3(ordSrc.length / ms / 1e6), msPerSlice: ms3(ms * sliceBytes / ordSrc.length) };
+  }
+  native.setCpuThreads(0);
   const warm = new ArrayBuffer(bytes);
   new Uint8Array(warm).fill(1);
   m.transferArrayBuffer = time(() => { const a = new ArrayBuffer(bytes); structuredClone(a, { transfer: [a] }); });  // dispose's detach + re-own (incl. the alloc)

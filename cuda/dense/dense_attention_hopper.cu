@@ -2,18 +2,21 @@
 // as dense_attention.cu (masks, LSE, online entropy, NaN propagation: dense_softmax.cuh) with the
 // matrix products on wgmma and the tiles moved by the copy engine.
 //
-// CTA: three warpgroups, one per role (warp specialisation); persistent (one CTA per SM looping over
-// q-blocks, so one item's epilogue overlaps the loads of the next).
+// CTA: one producer and NC consumer warpgroups (warp specialisation; NC = 3 at head dim 64, else 2);
+// persistent (one CTA per SM looping over q-blocks, so one item's epilogue overlaps the loads of the
+// next).
 //   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of the item's Q block, then K and V
 //     tiles of kBN keys into a kStages-deep ring; each slot (and Q) has a "full" mbarrier (completed
-//     by the copy's byte count) and an "empty" one (completed when both consumers are done with it).
+//     by the copy's byte count) and an "empty" one (completed when every consumer is done with it).
 //     K and V of a tile have separate barriers, so the next K lands while V is in use.
-//   consumers (warpgroups 1, 2): 64 query rows each. Per key tile t: issue S_t = Q·K_tᵀ (wgmma, both
+//   consumers (warpgroups 1..NC): 64 query rows each. Per key tile t: issue S_t = Q·K_tᵀ (wgmma, both
 //     operands in shared memory) and O += P_{t−1}·V_{t−1} (wgmma, P from registers, V MN-major in
 //     shared memory), run the masked streaming softmax of S_t while the second product is in flight
 //     (FlashAttention-3's intra-warpgroup overlap), then rescale O and form P_t (the FlashAttention-2
-//     C→A fragment trick: the wgmma accumulator layout is the mma.m16n8k16 one per warp).
-// The producer gives its registers to the consumers (setmaxnreg): 24 vs 240 per thread.
+//     C→A fragment trick: the wgmma accumulator layout is the mma.m16n8k16 one per warp). The
+//     consumers take turns issuing (ping-pong over named barriers).
+// The producer gives its registers to the consumers (setmaxnreg): 24 / 240 per thread with two
+// consumers, 32 / 160 with three (which is why three take 64-key tiles).
 // Shared memory: Q [D/64][kBM][64], K and V [kStages][D/64][kBN][64], all 128-byte swizzled
 // (hopper.cuh), plus the mbarriers.
 // Keys-out variant (kKeysOut, dense_hopper_keys_out): the K tile in shared memory also serves as a
@@ -43,25 +46,35 @@ namespace {
 using namespace detail;
 using namespace hopper;
 
-constexpr int kBM = 128;  // query rows per CTA: 2 consumer warpgroups × 64
-constexpr int kThreads = 384;
+// CTA shape: NC consumer warpgroups of 64 query rows each (2, or 3 at head dim 64, where the
+// consumers' registers fit 160 per thread and a third warpgroup hides the softmax latency) and one
+// producer warpgroup.
+template <int NC>
+struct DenseShape {
+  static constexpr int kBM = 64 * NC;  // query rows per CTA
+  static constexpr int kThreads = 128 * (NC + 1);
+  static constexpr int kConsumerThreads = 128 * NC;
+  static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
+};
 
 // Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
-// benchmarks/notes/kernel-dense-hopper.md); the keys-out variant at head dim 128 takes 64. Ring depth:
-// what fits 227 KB of shared memory.
-template <int D, bool kKeysOut>
+// benchmarks/notes/kernel-dense-hopper.md); the keys-out variant at head dim 128 takes 64, and so do
+// three consumers (S, P and O of a 128-key tile do not fit 160 registers). Ring depth: what fits
+// 227 KB of shared memory.
+template <int D, bool kKeysOut, int NC>
 constexpr int hopper_bn() {
-  return kKeysOut && D == 128 ? 64 : 128;
+  return (kKeysOut && D == 128) || NC == 3 ? 64 : 128;
 }
 template <int D, int kBN>
 constexpr int hopper_stages() {
-  return D == 128 && kBN == 128 ? 2 : 4;
+  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 64 ? 8 : 4;
 }
 
-template <int D, int kBN>
+template <int D, int kBN, int NC>
 struct HopperSmem {
   static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
-  static constexpr int kQBytes = kBM * D * 2;
+  static constexpr int kQBytes = DenseShape<NC>::kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
   static constexpr int kStages = hopper_stages<D, kBN>();
   static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
@@ -84,6 +97,7 @@ __device__ __forceinline__ WorkTile work_tile(int w, int nQB, int H, bool causal
   return t;
 }
 // Keys q-block qb may see (kEnd) and keys every row of it sees (kAll); as dense_attention.cu.
+template <int kBM>
 __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEnd, int& kAll) {
   // (kBM-row q-blocks; the key tile size does not enter)
   kEnd = kAll = p.Nk;
@@ -98,13 +112,16 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
-__global__ void __launch_bounds__(kThreads, 1)
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
+__global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko) {
 #if MONARCH_SM90A
-  constexpr int kBN = hopper_bn<D, kKeysOut>();
-  using L = HopperSmem<D, kBN>;
+  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
+  using L = HopperSmem<D, kBN, NC>;
+  using Shape = DenseShape<NC>;
+  constexpr int kBM = Shape::kBM;
+  constexpr int kConsumers = Shape::kConsumerThreads;  // arrivals that release a slot
   constexpr int kStages = L::kStages;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -126,19 +143,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     mbar_init(fullQ, 1);
-    mbar_init(emptyQ, 256);
+    mbar_init(emptyQ, kConsumers);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(fullK + s, 1);
       mbar_init(fullV + s, 1);
-      mbar_init(emptyK + s, 256);
-      mbar_init(emptyV + s, 256);
+      mbar_init(emptyK + s, kConsumers);
+      mbar_init(emptyV + s, kConsumers);
     }
     mbar_fence_init();
   }
   __syncthreads();
 
   if (wg == 0) {  // ---- producer ----
-    regs_dealloc<24>();
+    regs_dealloc<Shape::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
@@ -147,7 +164,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
         const WorkTile wt = work_tile(w, nQB, p.H, causal);
         int kEnd, kAll;
-        key_range(p, wt.qb, kEnd, kAll);
+        key_range<kBM>(p, wt.qb, kEnd, kAll);
         const int nTiles = (kEnd + kBN - 1) / kBN;
         mbar_wait(emptyQ, (n & 1) ^ 1);
         mbar_arrive_expect_tx(fullQ, L::kQBytes);
@@ -176,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Per key tile t the warpgroup issues S_t = Q·K_tᵀ and O += P_{t−1}·V_{t−1} back to back, runs the
   // softmax of S_t while the second product is in flight, and only then rescales O and overwrites P
   // (the intra-warpgroup overlap of FlashAttention-3).
-  regs_alloc<240>();
+  regs_alloc<Shape::kConsumerRegs>();
   const int c = wg - 1;  // rows 64c + [0, 64) of each q-block
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
@@ -221,14 +238,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kKeysOut) mbar_arrive(emptyK + s);
   };
 
-  if (kOverlap && c == 1) named_arrive(1, 256);  // warpgroup 0 issues first
+  // Ping-pong turns go round the consumers: c waits on barrier 1 + c, then hands the turn to the
+  // next consumer (barrier 1 + (c + 1) % NC); the last one opens the first turn.
+  const int nextTurn = 1 + (c + 1) % NC;
+  if (kOverlap && c == NC - 1) named_arrive(1, 256);  // consumer 0 issues first
   int it = 0, n = 0;
   for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
     const WorkTile wt = work_tile(w, nQB, p.H, causal);
     const int row0 = wt.qb * kBM;
     const int wrow0 = row0 + c * 64 + warp * 16;  // this warp's 16 rows
     int kEnd, kAll;
-    key_range(p, wt.qb, kEnd, kAll);
+    key_range<kBM>(p, wt.qb, kEnd, kAll);
     const int nTiles = (kEnd + kBN - 1) / kBN;
     const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(wt.b) * p.Nk : nullptr;
     int lim[2] = {p.Nk, p.Nk};
@@ -257,15 +277,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kKeysOut) zero_acc<D>(O2);
     mbar_wait(fullQ, n & 1);
     if constexpr (kOverlap) {
-      // Ping-pong: the two consumer warpgroups take turns issuing their products (named barrier
-      // 1 + c is "c may issue"), so one's softmax runs while the other's products use the tensor cores.
+      // Ping-pong: the consumer warpgroups take turns issuing their products (named barrier 1 + c is
+      // "c may issue"), so one's softmax runs while another's products use the tensor cores.
       {  // tile 0: S only
         const int s = it % kStages;
         mbar_wait(fullK + s, (it / kStages) & 1);
         named_sync(1 + c, 256);
         wgmma_fence();
         issue_s(s);
-        named_arrive(2 - c, 256);
+        named_arrive(nextTurn, 256);
         wgmma_wait<0>();
         fence_regs(S);
         if (nTiles == 1) mbar_arrive(emptyQ);
@@ -282,7 +302,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_fence();
         issue_s(sc);
         issue_pv(sp);
-        named_arrive(2 - c, 256);
+        named_arrive(nextTurn, 256);
         wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
         fence_regs(S);
         if (t == nTiles - 1) mbar_arrive(emptyQ);
@@ -305,7 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         named_sync(1 + c, 256);
         wgmma_fence();
         issue_pv(sp);
-        named_arrive(2 - c, 256);
+        named_arrive(nextTurn, 256);
         wgmma_wait<0>();
         fence_regs(O);
         if constexpr (kKeysOut) fence_regs(O2);
@@ -367,62 +387,81 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     store_row_stats(sm, p, wt.b, wt.h, wrow0, g, qd);
   }
-  // Ping-pong: warpgroup 1 issued last and signalled barrier 1 once more; consume it.
+  // Ping-pong: the last consumer issued last and signalled barrier 1 once more; consume it.
   if (kOverlap && c == 0) named_sync(1, 256);
 #else
-  static_assert(HopperSmem<D, 128>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(HopperSmem<D, 128, NC>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
-// Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap" and
-// MONARCH_DENSE_PERSIST = "0" | "1"; unset: the defaults below).
+// Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap",
+// MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3", the last at head dim 64
+// only; unset: the defaults below).
 struct HopperKnobs {
-  int overlap = -1, persist = -1;  // −1: default
+  int overlap = -1, persist = -1, consumers = -1;  // −1: default
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
     HopperKnobs r;
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
+    if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
     return r;
   }();
   return k;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
-Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, const CUtensorMap& mq,
-                      const CUtensorMap& mk, const CUtensorMap& mv, bool persist) {
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut>;
-  const size_t smem = HopperSmem<D, hopper_bn<D, kKeysOut>()>::kBytes;
-  Status st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
+// Consumer warpgroups: three at head dim 64 (their registers fit 160 per thread), two otherwise (a
+// head dim 128 accumulator needs 240). The keys-out variant keeps two (two accumulators).
+template <int D, bool kKeysOut>
+int consumers_for() {
+  if (D != 64 || kKeysOut) return 2;
+  const int k = knobs().consumers;
+  return k > 0 ? k : 3;
+}
+
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
+Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
+  using Shape = DenseShape<NC>;
+  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
+  CUtensorMap mq, mk, mv;
+  Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, Shape::kBM);
+  if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
+  if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
+  if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC>;
+  const size_t smem = HopperSmem<D, kBN, NC>::kBytes;
+  st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return launch_status("dense_attention_hopper_kernel");
-  const int64_t work = int64_t((p.Nq + kBM - 1) / kBM) * p.H * p.B;
+  const int64_t work = int64_t((p.Nq + Shape::kBM - 1) / Shape::kBM) * p.H * p.B;
   if (work > INT32_MAX) return Status::Error("dense_attention_hopper_kernel: more than 2^31 q-blocks");
   // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
   // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
   const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
-  kernel<<<unsigned(grid), kThreads, smem, s>>>(mq, mk, mv, p, oKeys);
+  kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys);
   return launch_status("dense_attention_hopper_kernel");
+}
+
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
+Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
+  if constexpr (D == 64 && !kKeysOut) {
+    if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
+  }
+  return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2>(p, oKeys, s, persist);
 }
 
 template <typename T, int D, bool kEntropy, bool kKeysOut>
 Status launch(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s) {
-  constexpr int kBN = hopper_bn<D, kKeysOut>();
-  CUtensorMap mq, mk, mv;
-  Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, kBM);
-  if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
-  if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
-  if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
   const HopperKnobs& k = knobs();
   // Defaults from the H200 A/B (benchmarks/notes/kernel-dense-hopper.md): the overlapped schedule
   // everywhere; persistent unless block-causal (uneven items balance better one CTA per item).
   const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
   const bool overlap = k.overlap >= 0 ? k.overlap == 1 : true;
-  return overlap ? launch_variant<T, D, kEntropy, true, kKeysOut>(p, oKeys, s, mq, mk, mv, persist)
-                 : launch_variant<T, D, kEntropy, false, kKeysOut>(p, oKeys, s, mq, mk, mv, persist);
+  return overlap ? launch_consumers<T, D, kEntropy, true, kKeysOut>(p, oKeys, s, persist)
+                 : launch_consumers<T, D, kEntropy, false, kKeysOut>(p, oKeys, s, persist);
 }
 
 }  // namespace
