@@ -395,8 +395,8 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 }
 
 // Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap",
-// MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3", the last at head dim 64
-// only; unset: the defaults below).
+// MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3"; unset: the defaults
+// below).
 struct HopperKnobs {
   int overlap = -1, persist = -1, consumers = -1;  // −1: default
 };
@@ -411,13 +411,14 @@ const HopperKnobs& knobs() {
   return k;
 }
 
-// Consumer warpgroups: three at head dim 64 (their registers fit 160 per thread), two otherwise (a
-// head dim 128 accumulator needs 240). The keys-out variant keeps two (two accumulators).
+// Consumer warpgroups: three at head dim 64 (64-key tiles: S, P and O fit 160 registers per thread),
+// two at head dim 128; MONARCH_DENSE_CONSUMERS overrides for either (three at head dim 128 also take
+// 64-key tiles, 192 query rows per CTA). The keys-out variant keeps two (two accumulators).
 template <int D, bool kKeysOut>
 int consumers_for() {
-  if (D != 64 || kKeysOut) return 2;
+  if (kKeysOut) return 2;
   const int k = knobs().consumers;
-  return k > 0 ? k : 3;
+  return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
@@ -447,7 +448,7 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
-  if constexpr (D == 64 && !kKeysOut) {
+  if constexpr (!kKeysOut) {
     if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
   }
   return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2>(p, oKeys, s, persist);
