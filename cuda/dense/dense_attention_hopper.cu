@@ -2,7 +2,7 @@
 // as dense_attention.cu (masks, LSE, online entropy, NaN propagation: dense_softmax.cuh) with the
 // matrix products on wgmma and the tiles moved by the copy engine.
 //
-// CTA: one producer and NC consumer warpgroups (warp specialisation; NC = 3 at head dim 64, else 2);
+// CTA: one producer and NC consumer warpgroups (warp specialisation; NC = 2, or 3 for A/B runs);
 // persistent (one CTA per SM looping over q-blocks, so one item's epilogue overlaps the loads of the
 // next).
 //   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of the item's Q block, then K and V
@@ -68,7 +68,7 @@ constexpr int hopper_bn() {
 }
 template <int D, int kBN>
 constexpr int hopper_stages() {
-  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 64 ? 8 : 4;
+  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 64 ? 8 : 4;  // (64, 64): three consumers
 }
 
 template <int D, int kBN, int NC>
@@ -411,14 +411,15 @@ const HopperKnobs& knobs() {
   return k;
 }
 
-// Consumer warpgroups: three at head dim 64 (64-key tiles: S, P and O fit 160 registers per thread),
-// two at head dim 128; MONARCH_DENSE_CONSUMERS overrides for either (three at head dim 128 also take
-// 64-key tiles, 192 query rows per CTA). The keys-out variant keeps two (two accumulators).
+// Consumer warpgroups: two. MONARCH_DENSE_CONSUMERS=3 takes three (64-key tiles, so that S, P and O fit
+// 160 registers per thread; 192 query rows per CTA). On the H200 three were slower at every dense
+// shape (seq-16k d64 383 → 351 TFLOP/s, 480p d128 556 → 520: benchmarks/notes/kernel-dense-hopper.md);
+// the switch stays for A/B runs of wider tiles. The keys-out variant always takes two.
 template <int D, bool kKeysOut>
 int consumers_for() {
   if (kKeysOut) return 2;
   const int k = knobs().consumers;
-  return k > 0 ? k : D == 64 ? 3 : 2;
+  return k > 0 ? k : 2;
 }
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>

@@ -11,7 +11,7 @@
 // items (b, h, k, group of NC query tiles a = NC·ap + c); each consumer warpgroup takes one query tile
 // and all of them share every key tile (the tiles' rows k see the same key rows (f, k)).
 //   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of each consumer's 64-row Q box,
-//     then per key tile f the K (and V) boxes into a 4-deep ring with full/empty
+//     then per key tile f the K (and V) boxes into a 4-deep (NC = 3: 3-deep) ring with full/empty
 //     mbarriers. The boxes
 //     come from a 5-D map {D, b2, rows, H, B} (tma_map.h), so tokens past b2 are zero-filled by the
 //     copy engine and a box never carries the next row's tokens into the products.
@@ -20,8 +20,7 @@
 //     the mma.m16n8k16 one per warp, so the mma.sync R-step's softmax helpers apply), then
 //     aL = P·K and y = P·V (wgmma, P from registers, K and V MN-major in shared memory), normalised
 //     and stored through each warp's 16 staging rows as 16-byte stores (store_rows_staged); with
-//     three consumers as 64-column products in two accumulators taken in turn, one stored while
-//     the next runs (r_hopper_tile's kSeq).
+//     three consumers as 64-column products one after the other (r_hopper_tile's kSeq).
 // The producer gives its registers to the consumers (setmaxnreg 24 / 240, or 32 / 160 with three).
 // On by default where three consumers are picked (the size rule below).
 #include <monarch/monarch_cuda.h>
@@ -52,7 +51,7 @@ constexpr int kRows = kHopperRows;  // query columns j per consumer, keys l per 
 template <int NC>
 struct RfhShape {
   static constexpr int kThreads = 128 * (NC + 1);
-  static constexpr int kRing = 4;  // key tiles in flight
+  static constexpr int kRing = NC == 2 ? 4 : 3;  // key tiles in flight (three: what fits 227 KB)
   static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
   static constexpr bool kSeq = NC == 3;
@@ -66,14 +65,11 @@ struct RfhSmem {
   static constexpr int kKOff = NC * kTileBytes;     // after the consumers' Q boxes
   static constexpr int kVOff = kKOff + kRing * kTileBytes;
   static constexpr int kStageOff = kVOff + (kLast ? kRing * kTileBytes : 0);
-  // 16 rows per consumer warp, D columns (kSeq: 64, one product's columns at a time)
-  static constexpr int kStageBytes = NC * 4 * 16 * Smem<RfhShape<NC>::kSeq ? 64 : D>::kLd * 2;
+  static constexpr int kStageBytes = NC * 4 * 16 * Smem<D>::kLd * 2;  // 16 rows per consumer warp
   static constexpr int kBarOff = kStageOff + kStageBytes;
   static constexpr int kBars = 2 * NC + 4 * kRing;  // Q full/empty per consumer; K, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
-static_assert(RfhSmem<128, true, 3>::kBytes <= 227 * 1024 && RfhSmem<128, true, 2>::kBytes <= 227 * 1024,
-              "the first R-step's ring and staging fit an SM's shared memory");
 
 struct RfhItem {
   int ap, k, h, b;
@@ -191,7 +187,7 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   const float scale2[2] = {p.scale * kLog2e, p.scale * kLog2e};
   const uint32_t qAddr = smem_addr(sQ) + c * L::kTileBytes;
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
-  T* stage = sStage + (c * 4 + warp) * 16 * Smem<RfhShape<NC>::kSeq ? 64 : D>::kLd;
+  T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
   const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
 

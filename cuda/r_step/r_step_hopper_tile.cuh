@@ -37,14 +37,13 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
 }
 
 // Registers of one consumer thread, kept across tiles so the compiler allocates them once. kSeq: the
-// products run 64 output columns at a time (aL, then y), alternating between O1 and O2, so one
-// accumulator is stored while the next product runs.
+// products run 64 output columns at a time in O1 (aL, then y), so O2 is not needed.
 template <int D, bool kLast, bool kSeq = false>
 struct RHopperRegs {
   float S[kHopperRows / 8][4];
   uint32_t pa[kHopperRows / 16][4];
   float O1[kSeq ? 8 : D / 8][4];  // kSeq: 64 output columns at a time
-  float O2[kSeq ? 8 : kLast ? D / 8 : 1][4];
+  float O2[kLast && !kSeq ? D / 8 : 1][4];
 };
 
 // qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
@@ -53,8 +52,8 @@ struct RHopperRegs {
 // stage: this warp's 16 staging rows; wj0: this warp's first query column.
 // kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
 // products (one multiply per probability instead of one per output element), and aL = R·K (and y = R·V) run as
-// products of 64 output columns one after the other in two 64 × 64 accumulator sets taken in turn: part
-// n + 1 is issued before part n is stored.
+// products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
+// as it is done.
 template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
 __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
                                               uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
@@ -101,35 +100,23 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   if constexpr (kSeq) {
     const float one[2] = {1.f, 1.f};
     constexpr int kParts = (kLast ? 2 : 1) * (D / 64);  // (aL, y) × 64-column atoms
-    auto issue = [&](int part, float (&acc)[8][4]) {
+#pragma unroll 1
+    for (int part = 0; part < kParts; ++part) {
       const bool values = part >= D / 64;  // y = R·V (else aL = R·K)
       const int atom = part % (D / 64);
-      zero_acc<64>(acc);
-      fence_regs(acc);
+      zero_acc<64>(r.O1);
+      fence_regs(r.O1);
       if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
       const uint32_t base = (values ? vAddr : kAddr) + atom * R * 128;
       wgmma_fence();
 #pragma unroll
-      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, 64>::rs(acc, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128));
+      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128));
       wgmma_commit();
-    };
-    auto store = [&](int part, float (&acc)[8][4]) {
-      fence_regs(acc);
-      const bool values = part >= D / 64;
-      T* dst = static_cast<T*>(values ? p.y : p.aL) + row0 + (part % (D / 64)) * 64;
-      if (nRows > 0) store_rows_staged<64, T>(acc, one, lane, stage, dst, rowStride, nRows);
-    };
-    issue(0, r.O1);
-#pragma unroll
-    for (int part = 0; part < kParts; ++part) {  // unrolled: the accumulator of each part is static
-      if (part + 1 < kParts) {
-        issue(part + 1, (part & 1) ? r.O1 : r.O2);
-        wgmma_wait<1>();  // part is done; part + 1 may still run
-      } else {
-        wgmma_wait<0>();
-        after_pv();  // every product that reads K / V is done
-      }
-      store(part, (part & 1) ? r.O2 : r.O1);
+      wgmma_wait<0>();
+      fence_regs(r.O1);
+      if (part == kParts - 1) after_pv();
+      T* dst = static_cast<T*>(values ? p.y : p.aL) + row0 + atom * 64;
+      if (nRows > 0) store_rows_staged<64, T>(r.O1, one, lane, stage, dst, rowStride, nRows);
     }
   } else {
     zero_acc<D>(r.O1);
