@@ -16,6 +16,7 @@
 #include <vector>
 
 #ifdef MONARCH_WITH_CUDA
+#include "binding_bounce_copy.h"
 #include "binding_cuda.h"
 #include <monarch/monarch_cuda.h>
 #endif
@@ -60,12 +61,11 @@ Napi::Value MakeTypedArray(Napi::Env env, Napi::ArrayBuffer ab, HostKind k) {
 }
 
 #ifdef MONARCH_WITH_CUDA
+// Into pageable memory (a new ArrayBuffer) through page-locked bounce slots (binding_bounce_copy.h).
 Status CopyToHost(void* dst, const void* src, size_t bytes) {
   Status s = DeviceSynchronize();
   if (!s.ok) return s;
-  s = cuda::memcpy_d2h(dst, src, bytes, nullptr);
-  if (!s.ok) return s;
-  return cuda::stream_sync(nullptr);
+  return CopyDeviceToPageable(dst, src, bytes);
 }
 
 Status CopyToDevice(void* dst, const void* src, size_t bytes) {

@@ -80,6 +80,12 @@ export interface SecuredInputs {
   ready: Promise<void>;
   /** The sliced copy, when the inputs are copied across event-loop turns (null: copied at call time). */
   sliced: SlicedStaging | null;
+  /**
+   * Per input (the order of secure()'s tensors): resolves once `tensors[i]` holds every byte — at once for
+   * inputs used in place or copied at call time, after that input's last slice otherwise (earlier than
+   * `ready` for all but the last sliced input). Rejects as `ready` does.
+   */
+  readyOf(i: number): Promise<void>;
   /** Stops a sliced copy still running and gives the staging arrays back (idempotent). */
   release(): void;
 }
@@ -156,6 +162,7 @@ export class StagingPool {
   secure(ts: readonly HostTensor[], cuda = false, slicing?: SliceOptions): SecuredInputs {
     const taken: HostArray[] = [];
     const copies: SliceCopy[] = [];
+    const copyOf: Array<SliceCopy | undefined> = [];  // input i's copy (undefined: used in place)
     let copied = 0;
     let released = false;
     let sliced: SlicedStaging | null = null;
@@ -171,6 +178,7 @@ export class StagingPool {
         const a = this.acquire(t.data);
         taken.push(a);
         copies.push({ name: slicing?.names?.[i] ?? ['q', 'k', 'v'][i] ?? `input ${i}`, dst: a, src: t.data });
+        copyOf[i] = copies[copies.length - 1];
         copied += a.byteLength;
         return Object.freeze({ data: a, shape: t.shape, dtype: t.dtype }) as HostTensor;
       });
@@ -182,8 +190,15 @@ export class StagingPool {
         const later = copies.filter((c) => !overResizable(c.src));
         for (const c of copies) if (!later.includes(c)) native().copyHost(c.dst, c.src);
         if (later.length > 0) sliced = stageInSlices(later, slicing.sliceBytes, slicing.signal);
+        const job = sliced;
+        if (job) {
+          // Input i's copy index in the job, or −1 (in place, or copied above).
+          const at = ts.map((_, i) => (copyOf[i] === undefined ? -1 : later.indexOf(copyOf[i]!)));
+          return { tensors: out, copiedBytes: copied, ready: job.ready, sliced, release,
+            readyOf: (i: number) => (at[i] >= 0 ? job.readyOf(at[i]) : READY) };
+        }
       }
-      return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release };
+      return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release, readyOf: () => READY };
     } catch (e) {
       release();  // what was taken before the failure goes back to the pool
       throw e;

@@ -34,6 +34,12 @@ export interface SliceCopy { name: string; dst: ArrayBufferView; src: ArrayBuffe
 export interface SlicedStaging {
   /** Resolves when every byte is staged; rejects (detached / resized source, AbortError) with nothing copied further. */
   readonly ready: Promise<void>;
+  /**
+   * Resolves when copy i (the order of `copies`) is fully staged, before the later copies are; rejects
+   * as `ready` when the job fails first. Lets a CUDA call enqueue that input's upload while the next
+   * inputs are still being staged.
+   */
+  readyOf(i: number): Promise<void>;
   /** Main-thread ms spent in this job's slices so far, and its longest slice. */
   readonly ms: number;
   readonly maxSliceMs: number;
@@ -89,6 +95,7 @@ class Job implements SlicedStaging {
   private resolve!: () => void;
   private reject!: (e: unknown) => void;
   private readonly stagers: Array<{ name: string; s: NativeHostStager }>;
+  private readonly each: Array<{ p: Promise<void>; resolve: () => void; reject: (e: unknown) => void }>;
 
   constructor(copies: readonly SliceCopy[], private readonly sliceBytes: number, private readonly signal?: AbortSignal) {
     this.ready = new Promise<void>((res, rej) => { this.resolve = res; this.reject = rej; });
@@ -97,6 +104,12 @@ class Job implements SlicedStaging {
     this.ready.catch(() => {});
     const Stager = native().HostStager;
     this.stagers = copies.map((c) => ({ name: c.name, s: new Stager(c.dst, c.src) }));
+    this.each = copies.map(() => {
+      let resolve!: () => void, reject!: (e: unknown) => void;
+      const p = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      p.catch(() => {});  // as `ready`: observed by the owning call, never unhandled
+      return { p, resolve, reject };
+    });
     jobs.push(this);
     schedule();
     // An abort settles the job at once, even while it waits behind other jobs of the FIFO.
@@ -127,7 +140,7 @@ class Job implements SlicedStaging {
           return true;
         }
         budget -= before - left;
-        if (left === 0) this.next++;
+        if (left === 0) this.each[this.next++].resolve();
       }
       if (this.next === this.stagers.length) this.finish();
     } catch (e) {
@@ -142,6 +155,12 @@ class Job implements SlicedStaging {
       if (dt > totals.maxSliceMs) totals.maxSliceMs = dt;
     }
     return this.settled;
+  }
+
+  readyOf(i: number): Promise<void> {
+    const e = this.each[i];
+    if (e === undefined) throw new RangeError(`readyOf: no copy ${i} (the job has ${this.each.length})`);
+    return e.p;
   }
 
   cancel(): void {
@@ -162,6 +181,7 @@ class Job implements SlicedStaging {
     for (const { s } of this.stagers) s.close();
     if (error === undefined) this.resolve();
     else this.reject(error);
+    for (const e of this.each) e.reject(error ?? new Error('internal: staging settled before its copies'));  // no-op once resolved
   }
 }
 

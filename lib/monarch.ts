@@ -8,13 +8,13 @@ import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
 import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
-import { runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
+import { enqueue, runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
 import { dtypeCode } from './tensor';
 import type { KVCache } from './kvcache';
 import { checkCacheConfig, KVCachePool } from './kvpool';
-import { StagingPool } from './host';
+import { StagingPool, type SecuredInputs } from './host';
 import { checkOut, checkSignal, phaseClock, publishStart, throwIfAborted, traced, workspaceBytes, type MemoryFigures } from './serving';
 import { checkCallEvents, withEvents, type CallEvents } from './stream';
 import { checkTensorDevices } from './devices';
@@ -180,7 +180,12 @@ export class MonarchAttention {
       // First, always: no path may give the staging back while a slice could still write it.
       // Only a sliced staging job waits: an `await` always yields, and an idle instance must enqueue its
       // GPU work (and its recordEvent) before forward() returns (docs/API.md "Stream interop").
+      let early: Staged | null = null;
       if (held?.sliced) {
+        // CUDA: each input's upload is enqueued as soon as that input is staged, so the copies of q and
+        // k to the device overlap the staging of the inputs after them. This call heads the instance's
+        // queue here (every earlier call has settled), so the scratch buffers are free.
+        if (cuda) early = await this.uploadEarly(held, plan, c, q, k, v, out, signal);
         await held.ready;
         clock.add('stage', held.sliced.ms);
       }
@@ -188,7 +193,7 @@ export class MonarchAttention {
       throwIfAborted(signal);
       // Disposed between the checks above and here (a diagnostics subscriber of the start event can).
       if (this.plan === null) throw new Error('MonarchAttention was disposed');
-      const s = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+      const s = early ?? stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
       await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal, () => clock.lap('enqueue'));
       clock.start();
       const result = s.collectAsync();
@@ -197,6 +202,35 @@ export class MonarchAttention {
       clock.start();  // the rest up to the end event is charged to 'complete' there
       return o;
     }, () => held?.release()));
+  }
+
+  /**
+   * forward()'s sliced staging on CUDA: stages the call (its uploads are the first three `pre` ops, one
+   * per input), enqueues each upload once its input's last slice is in, and returns the staging with
+   * those uploads taken out of `pre`. Stops at the first failed or aborted input (nothing after it is
+   * enqueued; an upload already enqueued only fills this instance's scratch, which the next call
+   * overwrites in stream order).
+   */
+  private async uploadEarly(held: SecuredInputs, plan: NativePlan, c: CheckedQKV, q: AnyTensor, k: AnyTensor, v: AnyTensor,
+    out: AnyTensor | undefined, signal: AbortSignal | undefined): Promise<Staged> {
+    if (this.plan === null) throw new Error('MonarchAttention was disposed');
+    const s = stage(true, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+    if (s.pre.length !== 3) return s;  // (not host inputs: nothing to upload early)
+    let enqueued = 0;
+    try {
+      for (; enqueued < 3; enqueued++) {
+        await held.readyOf(enqueued);
+        throwIfAborted(signal);
+        if (this.plan === null) throw new Error('MonarchAttention was disposed');
+        enqueue(plan, [s.pre[enqueued]]);
+      }
+    } catch (e) {
+      // The staging goes back to the pool when the call settles: let the enqueued uploads finish
+      // reading it first (the native side keeps the memory alive either way; this keeps it unshared).
+      if (enqueued > 0 && this.plan !== null) await plan.synchronizeAsync().catch(() => undefined);
+      throw e;
+    }
+    return { ...s, pre: [] };
   }
 
   /** Synchronous twin of forward() (blocks the event loop). */

@@ -71,6 +71,23 @@ describeCuda('DeviceTensor', () => {
     expect(t.disposed).toBe(true);
     expect(() => t.downloadSync()).toThrow('DeviceTensor was disposed');
   });
+  test('large downloads (through page-locked bounce slots of 8 MiB): odd sizes, several at once, bit-exact', async () => {
+    // 8 MiB slot boundaries: below 1 MiB (one plain copy), exactly 8 MiB, 2.5 slots + an odd tail.
+    const sizes = [300_001, 4 * 1024 * 1024, 10 * 1024 * 1024 + 777];
+    const rng = mulberry32(4242);
+    const made = sizes.map((n) => {
+      const u = Uint16Array.from({ length: n }, () => Math.floor(rng.uniform() * 65536) & 0x7f7f);
+      return { u, d: DeviceTensor.fromHost(tensor(u, [n], 'bfloat16')) };
+    });
+    try {
+      for (const { u, d } of made) expectBitIdentical(d.downloadSync().data, u, 'downloadSync', [u.length]);
+      const all = await Promise.all([...made, ...made].map(({ d }) => d.download()));  // six at once, two per tensor
+      all.forEach((h, i) => expectBitIdentical(h.data, made[i % made.length].u, `download ${i}`, [made[i % made.length].u.length]));
+    } finally {
+      for (const { d } of made) d.dispose();
+    }
+  });
+
   test('fromPointer wraps without owning: disposing the wrapper leaves the memory usable', () => {
     const owner = DeviceTensor.fromHost(tensor(Float32Array.of(1, 2, 3, 4), [4]));
     const view = DeviceTensor.fromPointer(owner.pointer, [2, 2], 'float32');

@@ -20,6 +20,7 @@ import { FP32 } from './helpers/tolerances';
 import { sequenceRef } from './reference/sequence';
 import { denseRef } from './reference/dense';
 import { pendingStagingJobs } from '../lib/hoststage';
+import { StagingPool } from '../lib/host';
 
 let seed = 1 + Math.floor(Math.random() * 1e6);
 const rand = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296 - 0.5; };
@@ -70,6 +71,38 @@ describe('sliced staging of ordinary host inputs (CPU)', () => {
     expect(() => new MonarchAttention({ ...base, hostStagingSliceBytes: '4MB' as unknown as number })).toThrow(/hostStagingSliceBytes must be an integer/);
     const [q, k, v] = [make(), make(), make()];
     return expect(denseAttention(q, k, v, { hostStagingSliceBytes: -1 })).rejects.toThrow(/hostStagingSliceBytes -1 is out of range/);
+  });
+
+  test('readyOf: an input is ready once its own slices are in, before the later inputs; a later failure rejects only the unfinished ones', async () => {
+    const pool = new StagingPool();
+    const [q, k, v] = [make(), make(), make()];
+    const shared = tensor(Float32Array.from(q.data as Float32Array), shape);  // copied below into a SharedArrayBuffer
+    const sab = new Float32Array(new SharedArrayBuffer(n * 4));
+    sab.set(shared.data as Float32Array);
+    const held = pool.secure([q, tensor(sab, shape), v], false, { sliceBytes: SLICE });
+    const order: string[] = [];
+    void held.readyOf(0).then(() => order.push('q'));
+    void held.readyOf(1).then(() => order.push('k (in place)'));
+    void held.readyOf(2).then(() => order.push('v'));
+    void held.ready.then(() => order.push('all'));
+    await held.ready;
+    await turns(1);
+    expect(order).toEqual(['k (in place)', 'q', 'v', 'all']);
+    expectBitIdentical(held.tensors[0].data, q.data, 'staged q', shape);
+    expectBitIdentical(held.tensors[2].data, v.data, 'staged v', shape);
+    held.release();
+
+    const held2 = pool.secure([q, k, v], false, { sliceBytes: SLICE });
+    await held2.readyOf(0);
+    takeAway(k, 'structuredClone');
+    await expect(held2.readyOf(1)).rejects.toThrow(/^k: the input's ArrayBuffer was detached/);
+    await expect(held2.readyOf(2)).rejects.toThrow(/^k: the input's ArrayBuffer was detached/);
+    await expect(held2.ready).rejects.toThrow(/^k: /);
+    await expect(held2.readyOf(0)).resolves.toBeUndefined();
+    held2.release();
+    const held3 = pool.secure([make(), make(), make()], false);  // copied at call time: all ready at once
+    await expect(Promise.all([held3.readyOf(0), held3.readyOf(1), held3.readyOf(2)])).resolves.toBeDefined();
+    held3.release();
   });
 
   test('forward: bit-identical to the unsliced path and forwardSync, close to the float64 reference; staged over many turns', async () => {
