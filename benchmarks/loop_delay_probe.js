@@ -3,7 +3,7 @@
 // for a fixed time on
 //   host-ordinary  q/k/v in ordinary ArrayBuffers (copied into pinned staging on the main thread, in
 //                  slices of --slice-bytes across event-loop turns: MonarchOptions.hostStagingSliceBytes,
-//                  default here 4 MiB, the recommended opt-in; --slice-bytes Infinity copies at call time, the
+//                  default here 16 MiB, the recommended opt-in; --slice-bytes Infinity copies at call time, the
 //                  library's default),
 //   host-pinned    q/k/v in allocTensor() memory (used in place),
 //   device         q/k/v as DeviceTensors (CUDA only),
@@ -63,7 +63,7 @@ const list = (name, dflt, allowed) => arg(name, dflt).split(',').map((x) => {
 const outputModes = list('outputs', 'fresh,pooled,out', ['fresh', 'pooled', 'out']);
 const phases = argv.includes('--phases');
 const sliceRaw = arg('slice-bytes', undefined);
-const sliceBytes = sliceRaw === undefined ? 4 * 1024 * 1024 : Number(sliceRaw);  // the recommended opt-in
+const sliceBytes = sliceRaw === undefined ? 16 * 1024 * 1024 : Number(sliceRaw);  // the recommended opt-in
 if (sliceRaw !== undefined && !(sliceBytes === Infinity || Number.isInteger(sliceBytes))) {
   throw new RangeError(`--slice-bytes must be an integer or Infinity, received ${JSON.stringify(sliceRaw)}`);
 }
