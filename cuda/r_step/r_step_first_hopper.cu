@@ -205,11 +205,10 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
     const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk;  // pair (b, h, a, f = 0)
     const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(t.b) * p.Fk * tileToks + int64_t(t.k) * b2 : nullptr;
 
-    bool prefetched = false;  // S of key tile f was issued while tile f − 1's products ran
     for (int f = 0; f < nTiles; ++f, ++it) {
       const int s = it % kRing;
       const uint32_t ph = (it / kRing) & 1;
-      mbar_wait(fullK + s, ph);  // (a no-op when prefetched: the wait was made before that issue)
+      mbar_wait(fullK + s, ph);
       if (f >= mine) {  // not this query tile's pair (causal), or no query tile: just free the slot
         if constexpr (kLast) mbar_wait(fullV + s, ph);  // the copy must land before the slot is refilled
         mbar_arrive(emptyK + s);
@@ -229,17 +228,7 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
           [&] {
             mbar_arrive(emptyK + s);
             if constexpr (kLast) mbar_arrive(emptyV + s);
-          },
-          prefetched, [&] {
-            // kSeq: the next key tile of this query tile's prefix, if any, once it has landed. Its
-            // slot is not refilled before this consumer releases it (after that tile's products).
-            if (f + 1 < mine) {
-              const int s1 = (it + 1) % kRing;
-              mbar_wait(fullK + s1, ((it + 1) / kRing) & 1);
-              r_hopper_issue_s<T>(regs, qAddr, kAddr + s1 * L::kTileBytes);
-            }
           });
-      prefetched = kSeq && f + 1 < mine;
     }
     if (active) ++nq;
   }

@@ -46,12 +46,23 @@ struct RHopperRegs {
   float O2[kLast && !kSeq ? D / 8 : 1][4];
 };
 
-// Issues (and commits) S = Q·Kᵀ of one query box and key tile into r.S (wgmma m64n64k16, both operands in
-// shared memory); the caller waits for it.
-template <typename T, int D, bool kLast, bool kSeq>
-__device__ __forceinline__ void r_hopper_issue_s(RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr, uint32_t kAddr) {
+// qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
+// (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
+// two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
+// stage: this warp's 16 staging rows; wj0: this warp's first query column.
+// kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
+// products (one multiply per probability instead of one per output element), and aL = R·K (and y = R·V) run as
+// products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
+// as it is done.
+template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
+__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
+                                              uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
+                                              const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
+                                              AfterS after_s, BeforePV before_pv, AfterPV after_pv) {
   using namespace hopper;
   constexpr int R = kHopperRows;
+  const int g = lane / 4, qd = lane % 4;
+  const int b2 = p.b2;
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
@@ -60,30 +71,6 @@ __device__ __forceinline__ void r_hopper_issue_s(RHopperRegs<D, kLast, kSeq>& r,
                     kk > 0 ? 1 : 0);
   }
   wgmma_commit();
-}
-
-// qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
-// (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
-// two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
-// stage: this warp's 16 staging rows; wj0: this warp's first query column.
-// kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
-// products (one multiply per probability instead of one per output element), and aL = R·K (and y = R·V) run as
-// products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
-// as it is done. Once R is in `pa`, S is free: issue_next() may issue the next key tile's S into it
-// (r_hopper_issue_s) so that it runs behind this tile's products; that call then passes `prefetched` and
-// only waits for it. Without kSeq, issue_next is not called and `prefetched` must be false.
-template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV,
-          typename IssueNext>
-__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
-                                              uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
-                                              const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
-                                              AfterS after_s, BeforePV before_pv, AfterPV after_pv, bool prefetched,
-                                              IssueNext issue_next) {
-  using namespace hopper;
-  constexpr int R = kHopperRows;
-  const int g = lane / 4, qd = lane % 4;
-  const int b2 = p.b2;
-  if (!prefetched) r_hopper_issue_s<T>(r, qAddr, kAddr);
   wgmma_wait<0>();
   fence_regs(r.S);
   after_s();
@@ -105,7 +92,6 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
       for (int e = 0; e < 4; ++e) r.S[n][e] *= inv[e >> 1];
     }
     c_to_a_frags<R, T>(r.pa, r.S);
-    issue_next();  // S is free: the next key tile's S may run behind the products below
   }
 
   const int nRows = b2 - wj0;  // rows r < nRows of this warp are real columns j (warp-uniform)

@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(kLThreads, 1)
     const int64_t colK0 = pair * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
     r_hopper_tile<T, D, kLast>(
         p, regs, smem_addr(slot_tile(s, c)), smem_addr(slot_tile(s, 2)), smem_addr(slot_tile(s, 3)), scale2, kvf, colK0,
-        stage, wj0, lane, [] {}, [] {}, [&] { mbar_arrive(empty + s); }, false, [] {});
+        stage, wj0, lane, [] {}, [] {}, [&] { mbar_arrive(empty + s); });
   }
 #else
   static_assert(RlhSmem<D, kLast>::kAtoms >= 1, "head dim is a multiple of 64");
