@@ -1,13 +1,10 @@
 // Checksums of chunk outputs (sum and sum of squares, float64 over the stored float32/16/bf16 values in
 // index order) on worker threads, so the server's event loop never walks a chunk's elements: at 480p one
 // chunk's output is 3·1560·12·128 = 7.2 M values (14 MB of bf16), some 20–70 ms of JavaScript. The output's
-// buffer (an ordinary ArrayBuffer: a host attend() result) is transferred, not copied. A DeviceTensor
-// output (CUDA) is downloaded by the worker itself (the addon loads in worker threads), so the 14 MB host
-// copy of every chunk is allocated and collected on the worker's heap, not on the server's event loop.
+// buffer (an ordinary ArrayBuffer: a download() or a host attend() result) is transferred, not copied.
 // The worker's code is inline (eval), so it runs the same from the TypeScript sources (jest) and dist/.
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { DeviceTensor, DType, HostTensor } from '../../lib';
+import type { DType, HostTensor } from '../../lib';
 
 export interface Checksum { sum: number; sumSq: number }
 
@@ -23,7 +20,7 @@ function table(kind) {
   }
   return t;
 }
-function sums(buffer, byteOffset, length, dtype) {
+parentPort.on('message', ({ id, buffer, byteOffset, length, dtype }) => {
   let sum = 0, sumSq = 0;
   if (dtype === 'float32') {
     const x = new Float32Array(buffer, byteOffset, length);
@@ -33,27 +30,7 @@ function sums(buffer, byteOffset, length, dtype) {
     const x = new Uint16Array(buffer, byteOffset, length);
     for (let i = 0; i < x.length; i++) { const v = lut[x[i]]; sum += v; sumSq += v * v; }
   }
-  return { sum, sumSq };
-}
-let lib = null;
-parentPort.on('message', async (m) => {
-  try {
-    if (m.pointer === undefined) {
-      parentPort.postMessage({ id: m.id, ...sums(m.buffer, m.byteOffset, m.length, m.dtype) });
-      return;
-    }
-    // A device output: wrap its memory (not owned), download (waits for the GPU work before it), sum.
-    lib ??= require(require('node:worker_threads').workerData.lib);
-    const t = lib.DeviceTensor.fromPointer(m.pointer, m.shape, m.dtype, { device: m.device });
-    try {
-      const h = await t.download();
-      parentPort.postMessage({ id: m.id, ...sums(h.data.buffer, h.data.byteOffset, h.data.length, m.dtype) });
-    } finally {
-      t.dispose();
-    }
-  } catch (e) {
-    parentPort.postMessage({ id: m.id, error: String(e && e.message || e) });
-  }
+  parentPort.postMessage({ id, sum, sumSq });
 });
 `;
 
@@ -71,14 +48,12 @@ export class ChecksumPool {
   }
 
   private spawn(): Worker {
-    // The package for device outputs: dist/lib from dist/examples/streaming-server (the compiled server).
-    const w = new Worker(WORKER, { eval: true, workerData: { lib: path.join(__dirname, '..', '..', 'lib') } });
+    const w = new Worker(WORKER, { eval: true });
     w.unref();  // never keeps the process alive on its own
-    w.on('message', (m: { id: number; error?: string } & Checksum) => {
+    w.on('message', (m: { id: number } & Checksum) => {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
-      if (m.error !== undefined) p?.reject(new Error(`checksum worker: ${m.error}`));
-      else p?.resolve({ sum: m.sum, sumSq: m.sumSq });
+      p?.resolve({ sum: m.sum, sumSq: m.sumSq });
     });
     const fail = (e: Error): void => {
       // A crashed worker fails every pending checksum (they are few: one per session at most) and is replaced.
@@ -106,19 +81,6 @@ export class ChecksumPool {
       } catch {
         w.postMessage(msg);  // not transferable (addon or shared memory): structured clone copies it
       }
-    });
-  }
-
-  /**
-   * Checksum of a DeviceTensor's values, downloaded by a worker (DeviceTensor.download(): after all GPU
-   * work queued before it). `t` must stay allocated and unwritten until the promise settles.
-   */
-  checksumDevice(t: DeviceTensor): Promise<Checksum> {
-    if (this.closed) return Promise.reject(new Error('checksum pool was closed'));
-    const id = this.next++, w = this.workers[this.rr++ % this.workers.length];
-    return new Promise<Checksum>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, pointer: t.pointer, shape: t.shape.slice(), dtype: t.dtype, device: t.device });
     });
   }
 

@@ -13,8 +13,8 @@
 //              measure the difference.
 // Every gate turn (gate.ts) is one call ('await') or one group ('enqueue', from its enqueue to its flush:
 // a session at depth d holds up to d turns, and waits in the FIFO for each new one). After a chunk, its last
-// layer's context-pass output is downloaded and checksummed by a worker thread while the next chunk
-// already runs; the chunk's events follow in order.
+// layer's context-pass output is downloaded (a libuv worker) and checksummed (a worker thread) while the
+// next chunk already runs; the chunk's events follow in order.
 import { DeviceTensor } from '../../lib';
 import type { AnyTensor, AttendOptions, HostTensor, KVCachePool } from '../../lib';
 import type { Checksum, ChecksumPool } from './checksum';
@@ -126,8 +126,8 @@ export async function runChunk(pool: KVCachePool, ctx: SessionContext, c: number
 
 /**
  * Runs `chunks` chunks; calls onChunk after each (in order); the pool is reset first. Resolves to the
- * chunks done. With device outputs, chunk c writes ctx.outs[c % 2]: its download and checksum (a worker
- * thread) overlap chunk c + 1, and chunk c + 2 waits for them.
+ * chunks done. With device outputs, chunk c writes ctx.outs[c % 2]: its download (a libuv worker) and
+ * checksum (a worker thread) overlap chunk c + 1, and chunk c + 2 waits for that download only.
  */
 export async function runSession(pool: KVCachePool, ctx: SessionContext, o: SessionOptions, onChunk: (r: ChunkResult) => void): Promise<number> {
   pool.reset();
@@ -142,11 +142,10 @@ export async function runSession(pool: KVCachePool, ctx: SessionContext, o: Sess
       await downloads[c % 2];  // chunk c − 2's output has left ctx.outs[c % 2]
       const { ms, out, enqueueMs } = await runChunk(pool, ctx, c, frame, o.passes, ctx.outs?.[c % 2]);
       const base = { chunk: c, frame, ms, enqueueMs, calls: pool.layers.length * (o.passes + 1), framesCached: last.framesCached, evictedFrames: last.evictedFrames };
-      // A host output is a fresh array per call already (its buffer goes to a checksum worker); a device
-      // one is downloaded by a checksum worker, off this thread's heap. Chunk c + 2 reuses outs[c % 2]
-      // once that download is done.
-      const sum = out instanceof DeviceTensor ? ctx.checksums.checksumDevice(out) : ctx.checksums.checksum(out as HostTensor);
-      downloads[c % 2] = sum.catch(() => undefined);
+      // A host output is a fresh array per call already; a device one is copied out (the host copy is ours).
+      const host: Promise<HostTensor> = out instanceof DeviceTensor ? out.download() : Promise.resolve(out as HostTensor);
+      downloads[c % 2] = host.catch(() => undefined);
+      const sum = host.then((h) => ctx.checksums.checksum(h));
       reported = Promise.all([reported, sum]).then(([, checksum]) => { if (!failed) onChunk({ ...base, checksum }); })
         .catch((error: unknown) => { failed ??= { error }; });
       done++;
