@@ -60,15 +60,16 @@ struct DenseShape {
 
 // Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
 // benchmarks/notes/kernel-dense-hopper.md); the keys-out variant at head dim 128 takes 64, and so do
-// three consumers (S, P and O of a 128-key tile do not fit 160 registers). Ring depth: what fits
+// three consumers (S, P and O of a 128-key tile do not fit 160 registers; at head dim 64 they take
+// 96-key tiles). Ring depth: what fits
 // 227 KB of shared memory.
 template <int D, bool kKeysOut, int NC>
 constexpr int hopper_bn() {
-  return (kKeysOut && D == 128) || NC == 3 ? 64 : 128;
+  return NC == 3 && D == 64 ? 96 : (kKeysOut && D == 128) || NC == 3 ? 64 : 128;
 }
 template <int D, int kBN>
 constexpr int hopper_stages() {
-  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 64 ? 8 : 4;  // (64, 64): three consumers
+  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 96 ? 6 : 4;  // (64, 96): three consumers
 }
 
 template <int D, int kBN, int NC>
