@@ -65,9 +65,20 @@ Bounce* Acquire(int device) {
   return b;
 }
 
+// Idle slots kept per device (more concurrent downloads allocate more and free the extra ones after).
+constexpr int kKeepPerDevice = 4;
+
 void Release(Bounce* b) {
-  std::lock_guard<std::mutex> g(g_mu);
-  g_free->push_back(b);
+  {
+    std::lock_guard<std::mutex> g(g_mu);
+    int kept = 0;
+    for (Bounce* x : *g_free) kept += x->device == b->device;
+    if (kept < kKeepPerDevice) {
+      g_free->push_back(b);
+      return;
+    }
+  }
+  Destroy(b);
 }
 
 Status Fail(const char* what, cudaError_t e) {
@@ -100,10 +111,11 @@ Status CopyDeviceToPageable(void* dst, const void* src, size_t bytes) {
     if (e == cudaSuccess) ParallelCopy(static_cast<uint8_t*>(dst) + i * kSlotBytes, b->slot[i % 2], len(i));
   }
   if (e != cudaSuccess) {
-    // The stream may still hold a copy into a slot: wait for it before the slots go back to the list.
+    // The stream may still hold a copy into a slot: wait for it, then drop the slots (their stream or
+    // events may be what failed); the next download allocates new ones or falls back to cudaMemcpy.
     cudaStreamSynchronize(b->stream);
     cudaGetLastError();
-    Release(b);
+    Destroy(b);
     return Fail("device-to-host copy", e);
   }
   Release(b);

@@ -2,9 +2,9 @@
 // buffers (DeviceBuffer.download / downloadSync). cudaMemcpy into pageable memory (a fresh ArrayBuffer)
 // reached 1.3 GB/s on the H200 host and ran as one long driver call; here the copy engine fills one
 // 8 MiB page-locked slot on a non-blocking stream of the calling thread's device while the CPU copies
-// the other slot out (ParallelCopy). Slots are kept per device in a process-wide free list (allocated
-// on first use, two per concurrent copy, never freed: a fixed cost of 16 MiB page-locked memory per
-// thread that downloads at once).
+// the other slot out (ParallelCopy). Slots come in pairs (16 MiB page-locked) from a process-wide free
+// list, allocated on first use; up to four pairs per device stay allocated for later downloads (64 MiB),
+// the pairs of more concurrent downloads are freed after them.
 #pragma once
 
 #include <cstddef>

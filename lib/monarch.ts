@@ -7,7 +7,7 @@ import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, Mo
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, uploadInput, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { enqueue, runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
@@ -180,12 +180,12 @@ export class MonarchAttention {
       // First, always: no path may give the staging back while a slice could still write it.
       // Only a sliced staging job waits: an `await` always yields, and an idle instance must enqueue its
       // GPU work (and its recordEvent) before forward() returns (docs/API.md "Stream interop").
-      let early: Staged | null = null;
+      let early = false;  // the inputs' uploads (and the call's waitEvent) are already enqueued
       if (held?.sliced) {
         // CUDA: each input's upload is enqueued as soon as that input is staged, so the copies of q and
         // k to the device overlap the staging of the inputs after them. This call heads the instance's
         // queue here (every earlier call has settled), so the scratch buffers are free.
-        if (cuda) early = await this.uploadEarly(held, plan, c, q, k, v, out, signal);
+        if (cuda && !c.device) early = await this.uploadEarly(held, plan, q as HostTensor, k as HostTensor, v as HostTensor, events, signal);
         await held.ready;
         clock.add('stage', held.sliced.ms);
       }
@@ -193,8 +193,11 @@ export class MonarchAttention {
       throwIfAborted(signal);
       // Disposed between the checks above and here (a diagnostics subscriber of the start event can).
       if (this.plan === null) throw new Error('MonarchAttention was disposed');
-      const s = early ?? stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-      await runAsync(plan, withEvents(this.ops(s, mask), events), cuda, signal, () => clock.lap('enqueue'));
+      const staged = stage(cuda, this.scratch, this.config.tensorLayout, c, q, k, v, out);
+      // (early: the same scratch buffers, already filled in stream order; the wait already enqueued)
+      const s = early ? { ...staged, pre: [] } : staged;
+      await runAsync(plan, withEvents(this.ops(s, mask), early ? { recordEvent: events?.recordEvent } : events), cuda, signal,
+        () => clock.lap('enqueue'));
       clock.start();
       const result = s.collectAsync();
       clock.lap('complete');
@@ -205,32 +208,25 @@ export class MonarchAttention {
   }
 
   /**
-   * forward()'s sliced staging on CUDA: stages the call (its uploads are the first three `pre` ops, one
-   * per input), enqueues each upload once its input's last slice is in, and returns the staging with
-   * those uploads taken out of `pre`. Stops at the first failed or aborted input (nothing after it is
-   * enqueued; an upload already enqueued only fills this instance's scratch, which the next call
-   * overwrites in stream order).
+   * forward()'s sliced staging on CUDA host inputs: enqueues the call's waitEvent (if any), then each
+   * input's upload into its scratch buffer ('stage.q', 'stage.k', 'stage.v': the buffers stage() uses)
+   * once that input's last slice is in; true once all three are enqueued. A failure or abort stops before
+   * the next upload and rejects at once: an upload already enqueued only fills this instance's scratch,
+   * which the next call overwrites in stream order, and the native side keeps the staging memory it reads
+   * alive until the stream has passed it.
    */
-  private async uploadEarly(held: SecuredInputs, plan: NativePlan, c: CheckedQKV, q: AnyTensor, k: AnyTensor, v: AnyTensor,
-    out: AnyTensor | undefined, signal: AbortSignal | undefined): Promise<Staged> {
-    if (this.plan === null) throw new Error('MonarchAttention was disposed');
-    const s = stage(true, this.scratch, this.config.tensorLayout, c, q, k, v, out);
-    if (s.pre.length !== 3) return s;  // (not host inputs: nothing to upload early)
-    let enqueued = 0;
-    try {
-      for (; enqueued < 3; enqueued++) {
-        await held.readyOf(enqueued);
-        throwIfAborted(signal);
-        if (this.plan === null) throw new Error('MonarchAttention was disposed');
-        enqueue(plan, [s.pre[enqueued]]);
-      }
-    } catch (e) {
-      // The staging goes back to the pool when the call settles: let the enqueued uploads finish
-      // reading it first (the native side keeps the memory alive either way; this keeps it unshared).
-      if (enqueued > 0 && this.plan !== null) await plan.synchronizeAsync().catch(() => undefined);
-      throw e;
+  private async uploadEarly(held: SecuredInputs, plan: NativePlan, q: HostTensor, k: HostTensor, v: HostTensor,
+    events: CallEvents | undefined, signal: AbortSignal | undefined): Promise<boolean> {
+    const pre: Op[] = [];
+    const keys = ['stage.q', 'stage.k', 'stage.v'];
+    [q, k, v].forEach((t, i) => uploadInput(this.scratch, keys[i], t, pre));
+    if (events?.waitEvent !== undefined) enqueue(plan, [{ op: 'waitEvent', event: events.waitEvent }]);
+    for (let i = 0; i < 3; i++) {
+      await held.readyOf(i);
+      throwIfAborted(signal);
+      enqueue(plan, [pre[i]]);
     }
-    return { ...s, pre: [] };
+    return true;
   }
 
   /** Synchronous twin of forward() (blocks the event loop). */

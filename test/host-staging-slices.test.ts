@@ -92,6 +92,18 @@ describe('sliced staging of ordinary host inputs (CPU)', () => {
     expectBitIdentical(held.tensors[2].data, v.data, 'staged v', shape);
     held.release();
 
+    // A fresh pool and fresh inputs: each input's staged bytes are complete when its readyOf resolves
+    // (a pooled array reused from above would already hold q's bytes and hide an early resolve).
+    const fresh = new StagingPool();
+    const ins = [make(), make(), make()];
+    const heldF = fresh.secure(ins, false, { sliceBytes: SLICE });
+    const checked = ins.map((t, i) => heldF.readyOf(i).then(() => {
+      expectBitIdentical(heldF.tensors[i].data, t.data, `input ${i} at its readyOf`, shape);
+      return i;
+    }));
+    await expect(Promise.all(checked)).resolves.toEqual([0, 1, 2]);
+    heldF.release();
+
     const held2 = pool.secure([q, k, v], false, { sliceBytes: SLICE });
     await held2.readyOf(0);
     takeAway(k, 'structuredClone');
