@@ -412,10 +412,11 @@ const HopperKnobs& knobs() {
   return k;
 }
 
-// Consumer warpgroups: two. MONARCH_DENSE_CONSUMERS=3 takes three (64-key tiles, so that S, P and O fit
-// 160 registers per thread; 192 query rows per CTA). On the H200 three were slower at every dense
-// shape (seq-16k d64 383 → 351 TFLOP/s, 480p d128 556 → 520: benchmarks/notes/kernel-dense-hopper.md);
-// the switch stays for A/B runs of wider tiles. The keys-out variant always takes two.
+// Consumer warpgroups: two. MONARCH_DENSE_CONSUMERS=3 takes three (192 query rows per CTA; 96-key tiles
+// at head dim 64 and 64-key tiles at 128, so that S, P and O fit 160 registers per thread). On the H200
+// (benchmarks/results/h200-2026-12-02-s8/README.md) three were 3% faster at seq-16k d64 (392 against 379
+// TFLOP/s) and slower at head dim 128 (518 against 556 at 480p); they stay opt-in at head dim 64 until a
+// full checker and memcheck run with them on. The keys-out variant always takes two.
 template <int D, bool kKeysOut>
 int consumers_for() {
   if (kKeysOut) return 2;
