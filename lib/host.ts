@@ -166,6 +166,7 @@ export class StagingPool {
     let copied = 0;
     let released = false;
     let sliced: SlicedStaging | null = null;
+    let readyOf = (_i: number): Promise<void> => READY;
     const release = (): void => {
       if (released) return;
       released = true;
@@ -189,16 +190,17 @@ export class StagingPool {
         // (the regrown part zeroed): undetectable per slice, so such inputs are copied now.
         const later = copies.filter((c) => !overResizable(c.src));
         for (const c of copies) if (!later.includes(c)) native().copyHost(c.dst, c.src);
-        if (later.length > 0) sliced = stageInSlices(later, slicing.sliceBytes, slicing.signal);
-        const job = sliced;
-        if (job) {
-          // Input i's copy index in the job, or −1 (in place, or copied above).
-          const at = ts.map((_, i) => (copyOf[i] === undefined ? -1 : later.indexOf(copyOf[i]!)));
-          return { tensors: out, copiedBytes: copied, ready: job.ready, sliced, release,
-            readyOf: (i: number) => (at[i] >= 0 ? job.readyOf(at[i]) : READY) };
+        if (later.length > 0) {
+          const job = stageInSlices(later, slicing.sliceBytes, slicing.signal);
+          sliced = job;
+          // Input i's copy in the job; inputs used in place or copied above are ready now.
+          readyOf = (i) => {
+            const at = copyOf[i] === undefined ? -1 : later.indexOf(copyOf[i]!);
+            return at >= 0 ? job.readyOf(at) : READY;
+          };
         }
       }
-      return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release, readyOf: () => READY };
+      return { tensors: out, copiedBytes: copied, ready: sliced?.ready ?? READY, sliced, release, readyOf };
     } catch (e) {
       release();  // what was taken before the failure goes back to the pool
       throw e;

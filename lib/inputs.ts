@@ -288,8 +288,17 @@ export function stage(cuda: boolean, scratch: Scratch, layout: TensorLayout, c: 
   const hq = q as HostTensor, hk = k as HostTensor, hv = v as HostTensor;
   if (!cuda) return { ...o, pre: [], q: act(hq.data, qs), k: act(hk.data, ks), v: act(hv.data, ks) };
   const pre: Op[] = [];
-  const put = (key: string, t: HostTensor): NativeDeviceBuffer => uploadInput(scratch, key, t, pre);
-  return { ...o, pre, q: act(put('stage.q', hq), qs), k: act(put('stage.k', hk), ks), v: act(put('stage.v', hv), ks) };
+  const [bq, bk, bv] = uploadQKV(scratch, hq, hk, hv, pre);
+  return { ...o, pre, q: act(bq, qs), k: act(bk, ks), v: act(bv, ks) };
+}
+
+/**
+ * CUDA host q, k, v (secured: pinned): their scratch device buffers 'stage.q', 'stage.k', 'stage.v' and
+ * the three upload ops, pushed to `pre` in that order (stage(); forward()'s early uploads enqueue them
+ * one by one).
+ */
+export function uploadQKV(scratch: Scratch, q: HostTensor, k: HostTensor, v: HostTensor, pre: Op[]): NativeDeviceBuffer[] {
+  return [uploadInput(scratch, 'stage.q', q, pre), uploadInput(scratch, 'stage.k', k, pre), uploadInput(scratch, 'stage.v', v, pre)];
 }
 
 /** Validates `inputs` of time()/denseTime(): a non-empty array of [q, k, v] triples. */

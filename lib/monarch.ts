@@ -7,7 +7,7 @@ import type { ForwardOptions, HostTensor, KVCacheOptions, KVCachePoolOptions, Mo
 import type { Geometry } from './layout';
 import { validityMask } from './layout';
 import { DeviceTensor } from './device';
-import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, uploadInput, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
+import { act, bshd, checkInputSets, checkQKV, freezeTensor, offsetView, Scratch, stage, stageForTiming, timeInputSets, uploadQKV, type AnyTensor, type CheckedQKV, type Staged } from './inputs';
 import { enqueue, runAsync, runSync, tLoop, WorkQueue, type Op } from './ops';
 import { createPlan, resolveOptions, type ResolvedOptions } from './options';
 import { denseEquivalentFlops, monarchFlops } from './flops';
@@ -185,7 +185,10 @@ export class MonarchAttention {
         // CUDA: each input's upload is enqueued as soon as that input is staged, so the copies of q and
         // k to the device overlap the staging of the inputs after them. This call heads the instance's
         // queue here (every earlier call has settled), so the scratch buffers are free.
-        if (cuda && !c.device) early = await this.uploadEarly(held, plan, q as HostTensor, k as HostTensor, v as HostTensor, events, signal);
+        if (cuda && !c.device) {
+          await this.uploadEarly(held, plan, q as HostTensor, k as HostTensor, v as HostTensor, events, signal);
+          early = true;
+        }
         await held.ready;
         clock.add('stage', held.sliced.ms);
       }
@@ -209,24 +212,22 @@ export class MonarchAttention {
 
   /**
    * forward()'s sliced staging on CUDA host inputs: enqueues the call's waitEvent (if any), then each
-   * input's upload into its scratch buffer ('stage.q', 'stage.k', 'stage.v': the buffers stage() uses)
-   * once that input's last slice is in; true once all three are enqueued. A failure or abort stops before
+   * input's upload into its scratch buffer (uploadQKV: the buffers stage() uses) once that input's last
+   * slice is in. A failure or abort stops before
    * the next upload and rejects at once: an upload already enqueued only fills this instance's scratch,
    * which the next call overwrites in stream order, and the native side keeps the staging memory it reads
    * alive until the stream has passed it.
    */
   private async uploadEarly(held: SecuredInputs, plan: NativePlan, q: HostTensor, k: HostTensor, v: HostTensor,
-    events: CallEvents | undefined, signal: AbortSignal | undefined): Promise<boolean> {
+    events: CallEvents | undefined, signal: AbortSignal | undefined): Promise<void> {
     const pre: Op[] = [];
-    const keys = ['stage.q', 'stage.k', 'stage.v'];
-    [q, k, v].forEach((t, i) => uploadInput(this.scratch, keys[i], t, pre));
+    uploadQKV(this.scratch, q, k, v, pre);
     if (events?.waitEvent !== undefined) enqueue(plan, [{ op: 'waitEvent', event: events.waitEvent }]);
     for (let i = 0; i < 3; i++) {
       await held.readyOf(i);
       throwIfAborted(signal);
       enqueue(plan, [pre[i]]);
     }
-    return true;
   }
 
   /** Synchronous twin of forward() (blocks the event loop). */

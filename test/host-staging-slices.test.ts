@@ -76,9 +76,8 @@ describe('sliced staging of ordinary host inputs (CPU)', () => {
   test('readyOf: an input is ready once its own slices are in, before the later inputs; a later failure rejects only the unfinished ones', async () => {
     const pool = new StagingPool();
     const [q, k, v] = [make(), make(), make()];
-    const shared = tensor(Float32Array.from(q.data as Float32Array), shape);  // copied below into a SharedArrayBuffer
-    const sab = new Float32Array(new SharedArrayBuffer(n * 4));
-    sab.set(shared.data as Float32Array);
+    const sab = new Float32Array(new SharedArrayBuffer(n * 4));  // used in place: ready at once
+    sab.set(q.data as Float32Array);
     const held = pool.secure([q, tensor(sab, shape), v], false, { sliceBytes: SLICE });
     const order: string[] = [];
     void held.readyOf(0).then(() => order.push('q'));
