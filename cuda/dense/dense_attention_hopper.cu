@@ -222,11 +222,11 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   auto issue_pv = [&](int s) {
 #pragma unroll
     for (int kt = 0; kt < kBN / 16; ++kt)
-      Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128));
+      Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(vAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128), 1);
     if constexpr (kKeysOut) {
 #pragma unroll
       for (int kt = 0; kt < kBN / 16; ++kt)
-        Wgmma<T, D>::rs(O2, pa[kt], desc_mnmajor(kAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128));
+        Wgmma<T, D>::rs(O2, pa[kt], desc_mnmajor(kAddr + s * L::kTileBytes + kt * 16 * 128, kBN * 128), 1);
     }
     wgmma_commit();
   };

@@ -279,7 +279,7 @@ __global__ void __launch_bounds__(kCThreads, 1)
       fence_regs(acc);
       wgmma_fence();
 #pragma unroll
-      for (int kt = 0; kt < kCRows / 16; ++kt) Wgmma<T, D>::rs(acc, pa[kt], desc_mnmajor(qAddr + kt * 16 * 128, kCRows * 128));
+      for (int kt = 0; kt < kCRows / 16; ++kt) Wgmma<T, D>::rs(acc, pa[kt], desc_mnmajor(qAddr + kt * 16 * 128, kCRows * 128), 1);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(acc);

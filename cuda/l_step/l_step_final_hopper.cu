@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
       wgmma_fence();
 #pragma unroll
       for (int kt = 0; kt < kHRows / 16; ++kt)
-        Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(yAddr + kt * 16 * 128, kHRows * 128));
+        Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(yAddr + kt * 16 * 128, kHRows * 128), 1);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(O);

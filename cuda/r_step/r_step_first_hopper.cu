@@ -55,9 +55,10 @@ struct RfhShape {
   static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
   static constexpr bool kSeq = NC == 3;
+  static constexpr int kTmaBufs = 2;  // store buffers per consumer warp (kTma)
 };
 
-template <int D, bool kLast, int NC>
+template <int D, bool kLast, int NC, bool kTma>
 struct RfhSmem {
   static constexpr int kRing = RfhShape<NC>::kRing;
   static constexpr int kAtoms = D / 64;
@@ -65,7 +66,8 @@ struct RfhSmem {
   static constexpr int kKOff = NC * kTileBytes;     // after the consumers' Q boxes
   static constexpr int kVOff = kKOff + kRing * kTileBytes;
   static constexpr int kStageOff = kVOff + (kLast ? kRing * kTileBytes : 0);
-  static constexpr int kStageBytes = NC * 4 * 16 * Smem<D>::kLd * 2;  // 16 rows per consumer warp
+  // 16 rows per consumer warp: staging rows, or kTma's store buffers (1024-byte aligned: kStageOff is)
+  static constexpr int kStageBytes = kTma ? NC * 4 * RfhShape<NC>::kTmaBufs * kStoreBufBytes : NC * 4 * 16 * Smem<D>::kLd * 2;
   static constexpr int kBarOff = kStageOff + kStageBytes;
   static constexpr int kBars = 2 * NC + 4 * kRing;  // Q full/empty per consumer; K, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
@@ -96,12 +98,16 @@ __device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap) {
   return n;
 }
 
-template <typename T, int D, bool kLast, int NC>
+// kTma (three consumers only): the outputs go out as bulk tensor stores through tmAL / tmY (4-D maps
+// {D, b1, b2, pairs}, r_hopper_tile's RStoreTo), else through the staging rows.
+template <typename T, int D, bool kLast, int NC, bool kTma>
 __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
     r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                               const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
+                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmAL,
+                               const __grid_constant__ CUtensorMap tmY, MonarchParams p) {
 #if MONARCH_SM90A
-  using L = RfhSmem<D, kLast, NC>;
+  static_assert(!kTma || RfhShape<NC>::kSeq, "TMA stores serve the 64-column parts");
+  using L = RfhSmem<D, kLast, NC, kTma>;
   constexpr int kRing = L::kRing;
   constexpr bool kSeq = RfhShape<NC>::kSeq;
   extern __shared__ unsigned char smem_raw[];
@@ -192,6 +198,8 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   const int64_t tileToks = int64_t(p.b1) * b2;
 
   RHopperRegs<D, kLast, kSeq> regs;
+  uint32_t nStores = 0;  // kTma: this warp's bulk stores so far
+  const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * RfhShape<NC>::kTmaBufs * kStoreBufBytes;
 
   uint64_t it = 0;
   int nq = 0;
@@ -217,7 +225,8 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
       }
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
-      r_hopper_tile<T, D, kLast, kSeq>(
+      const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair0 + f)};
+      r_hopper_tile<T, D, kLast, kSeq, kTma ? RfhShape<NC>::kTmaBufs : 0>(
           p, regs, qAddr, kAddr + s * L::kTileBytes, vAddr + s * L::kTileBytes, scale2, kvf, colK0, stage, wj0, lane,
           [&] {
             if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
@@ -228,21 +237,46 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
           [&] {
             mbar_arrive(emptyK + s);
             if constexpr (kLast) mbar_arrive(emptyV + s);
-          });
+          },
+          to);
     }
     if (active) ++nq;
   }
+  if constexpr (kTma) {
+    if (lane == 0) bulk_wait<0>();  // the outputs are written (and the buffers read) before the CTA ends
+  }
 #else
-  static_assert(RfhSmem<D, kLast, NC>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(RfhSmem<D, kLast, NC, kTma>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
-template <typename T, int D, bool kLast, int NC>
+template <typename T, int D, bool kLast, int NC, bool kTma>
 Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
-                 const CUtensorMap& mv) {
+                 const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
   const int64_t items = int64_t((p.Aq + NC - 1) / NC) * p.b1 * p.H * p.B;
-  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC>, "r_step_first_hopper_kernel",
-                           RfhSmem<D, kLast, NC>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, p);
+  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma>, "r_step_first_hopper_kernel",
+                           RfhSmem<D, kLast, NC, kTma>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, mal, my,
+                           p);
+}
+
+// The outputs aL and y ([B][H][Aq][Fk][b2 (j)][b1 (k)][D], monarch.h) as 4-D maps {D, b1, b2, pairs}
+// with boxes of 64 columns × one key row × 16 columns j (one warp's part), for the TMA stores.
+Status encode_outputs(CUtensorMap* mal, CUtensorMap* my, const MonarchParams& p, int D, bool last) {
+  const uint64_t pairs = uint64_t(p.B) * p.H * p.Aq * p.Fk;
+  if (pairs >= (uint64_t(1) << 31)) return Status::Error("too many (b, h, a, f) pairs for 32-bit TMA coordinates");
+  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), pairs};
+  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
+  const uint32_t box[4] = {64, 1, 16, 1};
+  Status st = tma::encode_box(mal, p.aL, p.dtype, 4, dims, strides, box);
+  if (st.ok && last) st = tma::encode_box(my, p.y, p.dtype, 4, dims, strides, box);
+  if (!last) *my = *mal;  // unused
+  return st;
+}
+// MONARCH_R_FIRST_STORE=staged (read once; an A/B switch): the three-consumer kernel stores through its
+// staging rows instead of the copy engine.
+bool rfh_tma_stores() {
+  static const bool staged = tma::env_is("MONARCH_R_FIRST_STORE", "staged");
+  return !staged;
 }
 
 // Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
@@ -265,8 +299,14 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
   if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
+  const int nc = rfh_consumers(p);
+  const bool tmaStores = nc == 3 && rfh_tma_stores();
+  CUtensorMap mal = mq, my = mq;  // unused unless tmaStores
+  if (st.ok && tmaStores) st = encode_outputs(&mal, &my, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
-  return rfh_consumers(p) == 3 ? launch_nc<T, D, kLast, 3>(p, s, mq, mk, mv) : launch_nc<T, D, kLast, 2>(p, s, mq, mk, mv);
+  if (nc == 2) return launch_nc<T, D, kLast, 2, false>(p, s, mq, mk, mv, mal, my);
+  return tmaStores ? launch_nc<T, D, kLast, 3, true>(p, s, mq, mk, mv, mal, my)
+                   : launch_nc<T, D, kLast, 3, false>(p, s, mq, mk, mv, mal, my);
 }
 
 // The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7

@@ -36,6 +36,73 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
   return st;
 }
 
+// The keys this thread's logit columns l = 8n + 2·qd + b (n < R / 8, b < 2) may see, as bit 2n + b:
+// l < b2 and, with a key mask, kv[l] != 0. One pass per tile, so the softmax tests a bit per logit.
+template <int R>
+__device__ __forceinline__ uint32_t key_ok_bits(int b2, const uint8_t* kv, int qd) {
+  uint32_t bits = 0;
+#pragma unroll
+  for (int n = 0; n < R / 8; ++n) {
+#pragma unroll
+    for (int b = 0; b < 2; ++b) {
+      const int l = n * 8 + 2 * qd + b;
+      if (l < b2 && (kv == nullptr || kv[l] != 0)) bits |= 1u << (2 * n + b);
+    }
+  }
+  return bits;
+}
+// scale_mask_logits (r_step_config.cuh) with the mask as key_ok_bits.
+template <int R>
+__device__ __forceinline__ void scale_mask_bits(float (&S)[R / 8][4], uint32_t bits, const float (&scale2)[2]) {
+#pragma unroll
+  for (int n = 0; n < R / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      S[n][e] = (bits >> (2 * n + (e & 1))) & 1u ? visible_logit(S[n][e] * scale2[e >> 1]) : -INFINITY;
+  }
+}
+
+// Bytes of one warp's TMA store buffer: 16 rows × 64 16-bit columns, 128-byte swizzled (hopper.cuh).
+constexpr int kStoreBufBytes = 16 * 128;
+
+// Where the three-consumer R-step's 64-column parts go (kSeq): through the copy engine (kTma, a
+// bulk tensor store per warp and part from one of kBufs buffers of kStoreBufBytes taken in turn) or
+// through the warp's staging rows as 16-byte stores (store_rows_staged).
+struct RStoreTo {
+  const CUtensorMap* aL;  // kTma: 4-D maps {D, b1, b2, pairs} of aL and y (boxes 64 × 1 × 16 × 1)
+  const CUtensorMap* y;
+  uint32_t bufs;          // kTma: shared-memory address of this warp's buffers (1024-byte aligned)
+  uint32_t* count;        // kTma: this warp's stores so far (lane 0's bulk groups)
+  int k, pair;            // kTma: the tile's key row and (b, h, a, f) pair index
+};
+
+// One warp's 16 × 64 fragment rows (unscaled) to the box (c0, k, j0, pair) of `map`: wait until the
+// buffer's previous store has read it, write it with stmatrix (conflict-free under the swizzle),
+// fence it to the async proxy, then lane 0 issues the store. Rows past the map's extent (j ≥ b2) are
+// clipped by the copy engine.
+template <typename T, int kBufs>
+__device__ __forceinline__ void store64_tma(const float (&O)[8][4], const CUtensorMap* map, uint32_t bufs,
+                                            uint32_t& count, int lane, int c0, int k, int j0, int pair) {
+  using namespace hopper;
+  const uint32_t buf = bufs + (count % kBufs) * kStoreBufBytes;
+  if (lane == 0) bulk_wait_read<kBufs - 1>();
+  __syncwarp();
+  const int m = lane / 8, rr = lane % 8, row = rr + 8 * (m & 1);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int n = 2 * i + (m >> 1);
+    stmatrix_x4(buf + row * 128 + ((n ^ rr) << 4), pack2<T>(O[2 * i][0], O[2 * i][1]), pack2<T>(O[2 * i][2], O[2 * i][3]),
+                pack2<T>(O[2 * i + 1][0], O[2 * i + 1][1]), pack2<T>(O[2 * i + 1][2], O[2 * i + 1][3]));
+  }
+  fence_proxy_async();
+  __syncwarp();
+  if (lane == 0) {
+    tma_store_4d(map, buf, c0, k, j0, pair);
+    bulk_commit();
+  }
+  ++count;
+}
+
 // Registers of one consumer thread, kept across tiles so the compiler allocates them once. kSeq: the
 // products run 64 output columns at a time in O1 (aL, then y), so O2 is not needed.
 template <int D, bool kLast, bool kSeq = false>
@@ -54,11 +121,16 @@ struct RHopperRegs {
 // products (one multiply per probability instead of one per output element), and aL = R·K (and y = R·V) run as
 // products of 64 output columns one after the other in one 64 × 64 accumulator set, each stored as soon
 // as it is done.
-template <typename T, int D, bool kLast, bool kSeq = false, typename AfterS, typename BeforePV, typename AfterPV>
+// kTmaBufs > 0 (kSeq only): the parts go out as bulk tensor stores (store64_tma, `to`) instead of
+// through `stage`.
+template <typename T, int D, bool kLast, bool kSeq = false, int kTmaBufs = 0, typename AfterS, typename BeforePV,
+          typename AfterPV>
 __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
                                               uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
                                               const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
-                                              AfterS after_s, BeforePV before_pv, AfterPV after_pv) {
+                                              AfterS after_s, BeforePV before_pv, AfterPV after_pv,
+                                              const RStoreTo& to = RStoreTo{}) {
+  static_assert(kTmaBufs == 0 || kSeq, "TMA stores serve the 64-column parts of kSeq");
   using namespace hopper;
   constexpr int R = kHopperRows;
   const int g = lane / 4, qd = lane % 4;
@@ -75,7 +147,7 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   fence_regs(r.S);
   after_s();
 
-  scale_mask_logits<R>(r.S, 0, b2, kvf, scale2, qd);
+  scale_mask_bits<R>(r.S, key_ok_bits<R>(b2, kvf, qd), scale2);
   OnlineSoftmax<R, true> sm;  // one update from the initial state = a plain softmax
   sm.init();
   float alpha[2];
@@ -104,34 +176,35 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
     for (int part = 0; part < kParts; ++part) {
       const bool values = part >= D / 64;  // y = R·V (else aL = R·K)
       const int atom = part % (D / 64);
-      zero_acc<64>(r.O1);
-      fence_regs(r.O1);
       if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
       const uint32_t base = (values ? vAddr : kAddr) + atom * R * 128;
       wgmma_fence();
 #pragma unroll
-      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128));
+      for (int kt = 0; kt < R / 16; ++kt)
+        Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);  // kt = 0 overwrites
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(r.O1);
       if (part == kParts - 1) after_pv();
-      T* dst = static_cast<T*>(values ? p.y : p.aL) + row0 + atom * 64;
-      if (nRows > 0) store_rows_staged<64, T>(r.O1, one, lane, stage, dst, rowStride, nRows);
+      if (nRows > 0) {
+        if constexpr (kTmaBufs > 0) {
+          store64_tma<T, kTmaBufs>(r.O1, values ? to.y : to.aL, to.bufs, *to.count, lane, atom * 64, to.k, wj0,
+                                   to.pair);
+        } else {
+          T* dst = static_cast<T*>(values ? p.y : p.aL) + row0 + atom * 64;
+          store_rows_staged<64, T>(r.O1, one, lane, stage, dst, rowStride, nRows);
+        }
+      }
     }
   } else {
-    zero_acc<D>(r.O1);
-    fence_regs(r.O1);  // the zeros are written before the fence (else ptxas injects one of its own)
-    if constexpr (kLast) {
-      zero_acc<D>(r.O2);
-      fence_regs(r.O2);
-    }
     before_pv();
     wgmma_fence();
 #pragma unroll
-    for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128));
+    for (int kt = 0; kt < R / 16; ++kt)  // kt = 0 overwrites the accumulators
+      Wgmma<T, D>::rs(r.O1, r.pa[kt], desc_mnmajor(kAddr + kt * 16 * 128, R * 128), kt > 0);
     if constexpr (kLast) {
 #pragma unroll
-      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O2, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128));
+      for (int kt = 0; kt < R / 16; ++kt) Wgmma<T, D>::rs(r.O2, r.pa[kt], desc_mnmajor(vAddr + kt * 16 * 128, R * 128), kt > 0);
     }
     wgmma_commit();
     wgmma_wait<0>();
