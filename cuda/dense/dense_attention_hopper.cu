@@ -5,8 +5,7 @@
 // CTA: one producer and NC consumer warpgroups (warp specialisation; NC = 2, or 3 for A/B runs);
 // persistent (one CTA per SM looping over q-blocks, so one item's epilogue overlaps the loads of the
 // next).
-//   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of the next item's Q block (two Q
-//     buffers, so it lands while this item runs), then this item's K and V
+//   producer (warpgroup 0, one thread): bulk tensor copies (TMA) of the item's Q block, then K and V
 //     tiles of kBN keys into a kStages-deep ring; each slot (and Q) has a "full" mbarrier (completed
 //     by the copy's byte count) and an "empty" one (completed when every consumer is done with it).
 //     K and V of a tile have separate barriers, so the next K lands while V is in use.
@@ -18,7 +17,7 @@
 //     consumers take turns issuing (ping-pong over named barriers).
 // The producer gives its registers to the consumers (setmaxnreg): 24 / 240 per thread with two
 // consumers, 32 / 160 with three (which is why three take 64-key tiles).
-// Shared memory: Q [2][D/64][kBM][64], K and V [kStages][D/64][kBN][64], all 128-byte swizzled
+// Shared memory: Q [D/64][kBM][64], K and V [kStages][D/64][kBN][64], all 128-byte swizzled
 // (hopper.cuh), plus the mbarriers.
 // Keys-out variant (kKeysOut, dense_hopper_keys_out): the K tile in shared memory also serves as a
 // second value matrix, oKeys = softmax(Q·Kᵀ)·K next to o = softmax(Q·Kᵀ)·V, from one softmax. That
@@ -79,12 +78,9 @@ struct HopperSmem {
   static constexpr int kQBytes = DenseShape<NC>::kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
   static constexpr int kStages = hopper_stages<D, kBN>();
-  static constexpr int kQBufs = 2;  // Q buffers (the kernel's qBufs ≤ this: the next item's Q loads early)
-  static constexpr int kKOffset = kQBufs * kQBytes;
-  static constexpr int kBarOffset = kKOffset + 2 * kStages * kTileBytes;
-  static constexpr int kBars = 2 * kQBufs + 4 * kStages;  // Q full/empty per buffer; K, V full/empty per slot
+  static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
+  static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
-  static_assert(kBytes <= 232448, "the layout fits 227 KB of shared memory");
 };
 
 // The CTA's q-block / head / batch for work item w (q-blocks fastest, so the CTAs running at once
@@ -120,8 +116,7 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
 __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                                  const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko,
-                                  int qBufs) {
+                                  const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko) {
 #if MONARCH_SM90A
   constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
   using L = HopperSmem<D, kBN, NC>;
@@ -132,12 +127,12 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   T* sQ = reinterpret_cast<T*>(base);
-  T* sK = reinterpret_cast<T*>(base + L::kKOffset);
-  T* sV = reinterpret_cast<T*>(base + L::kKOffset + kStages * L::kTileBytes);
+  T* sK = reinterpret_cast<T*>(base + L::kQBytes);
+  T* sV = reinterpret_cast<T*>(base + L::kQBytes + kStages * L::kTileBytes);
   uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOffset);
-  uint64_t* fullQ = bars;                // [kQBufs]
-  uint64_t* emptyQ = bars + L::kQBufs;   // [kQBufs]
-  uint64_t* fullK = bars + 2 * L::kQBufs;
+  uint64_t* fullQ = bars;
+  uint64_t* emptyQ = bars + 1;
+  uint64_t* fullK = bars + 2;
   uint64_t* emptyK = fullK + kStages;
   uint64_t* fullV = emptyK + kStages;
   uint64_t* emptyV = fullV + kStages;
@@ -148,10 +143,8 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   const bool causal = p.causalChunk > 0;
 
   if (threadIdx.x == 0) {
-    for (int q = 0; q < L::kQBufs; ++q) {
-      mbar_init(fullQ + q, 1);
-      mbar_init(emptyQ + q, kConsumers);
-    }
+    mbar_init(fullQ, 1);
+    mbar_init(emptyQ, kConsumers);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(fullK + s, 1);
       mbar_init(fullV + s, 1);
@@ -168,26 +161,16 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       tma_prefetch_map(&tmV);
-      // Item n's Q block goes to buffer n % qBufs (1 or 2); with two, the next item's is issued before
-      // this item's K and V tiles, so it has landed when the consumers finish this item.
-      auto load_q = [&](int w, int n) {
-        const WorkTile wt = work_tile(w, nQB, p.H, causal);
-        const int q = n & (qBufs - 1);
-        mbar_wait(emptyQ + q, ((n >> (qBufs - 1)) & 1) ^ 1);
-        mbar_arrive_expect_tx(fullQ + q, L::kQBytes);
-#pragma unroll
-        for (int a = 0; a < L::kAtoms; ++a)
-          tma_load_4d(sQ + (q * L::kAtoms + a) * kBM * 64, &tmQ, fullQ + q, a * 64, wt.qb * kBM, wt.h, wt.b);
-      };
       int it = 0, n = 0;
-      if (int(blockIdx.x) < nWork) load_q(blockIdx.x, 0);
       for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
         const WorkTile wt = work_tile(w, nQB, p.H, causal);
         int kEnd, kAll;
         key_range<kBM>(p, wt.qb, kEnd, kAll);
         const int nTiles = (kEnd + kBN - 1) / kBN;
-        if (qBufs == 2 && w + int(gridDim.x) < nWork) load_q(w + gridDim.x, n + 1);
-        if (qBufs == 1 && n > 0) load_q(w, n);
+        mbar_wait(emptyQ, (n & 1) ^ 1);
+        mbar_arrive_expect_tx(fullQ, L::kQBytes);
+#pragma unroll
+        for (int a = 0; a < L::kAtoms; ++a) tma_load_4d(sQ + a * kBM * 64, &tmQ, fullQ, a * 64, wt.qb * kBM, wt.h, wt.b);
         for (int t = 0; t < nTiles; ++t, ++it) {
           const int s = it % kStages;
           const uint32_t ph = (it / kStages) & 1;
@@ -216,8 +199,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
   const float scale2 = p.scale * kLog2e;
-  const uint32_t qAddr0 = smem_addr(sQ) + c * 64 * 128;  // this warpgroup's 64 rows of atom 0, buffer 0
-  uint32_t qAddr = qAddr0;
+  const uint32_t qAddr = smem_addr(sQ) + c * 64 * 128;  // this warpgroup's 64 rows of atom 0
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
 
   float O[D / 8][4];
@@ -294,9 +276,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 
     zero_acc<D>(O);
     if constexpr (kKeysOut) zero_acc<D>(O2);
-    const int qb = n & (qBufs - 1);
-    qAddr = qAddr0 + qb * L::kQBytes;
-    mbar_wait(fullQ + qb, (n >> (qBufs - 1)) & 1);
+    mbar_wait(fullQ, n & 1);
     if constexpr (kOverlap) {
       // Ping-pong: the consumer warpgroups take turns issuing their products (named barrier 1 + c is
       // "c may issue"), so one's softmax runs while another's products use the tensor cores.
@@ -309,7 +289,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         named_arrive(nextTurn, 256);
         wgmma_wait<0>();
         fence_regs(S);
-        if (nTiles == 1) mbar_arrive(emptyQ + qb);
+        if (nTiles == 1) mbar_arrive(emptyQ);
         release_k_after_s(s);
         float alpha[2];
         softmax(0, alpha);  // O is still zero: nothing to rescale
@@ -326,7 +306,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         named_arrive(nextTurn, 256);
         wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
         fence_regs(S);
-        if (t == nTiles - 1) mbar_arrive(emptyQ + qb);
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
         release_k_after_s(sc);
         float alpha[2];
         const bool moved = softmax(t, alpha);
@@ -362,7 +342,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         issue_s(s);
         wgmma_wait<0>();
         fence_regs(S);
-        if (t == nTiles - 1) mbar_arrive(emptyQ + qb);
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
         release_k_after_s(s);
         float alpha[2];
         if (softmax(t, alpha)) {
@@ -416,10 +396,10 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 }
 
 // Schedule knobs for A/B measurement (MONARCH_DENSE_HOPPER = "plain" | "overlap",
-// MONARCH_DENSE_PERSIST = "0" | "1", MONARCH_DENSE_CONSUMERS = "2" | "3" and MONARCH_DENSE_QBUFS =
-// "1" | "2", the Q buffers; unset: the defaults below).
+// MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3"; unset: the defaults
+// below).
 struct HopperKnobs {
-  int overlap = -1, persist = -1, consumers = -1, qBufs = -1;  // −1: default
+  int overlap = -1, persist = -1, consumers = -1;  // −1: default
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
@@ -427,7 +407,6 @@ const HopperKnobs& knobs() {
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_QBUFS")) r.qBufs = std::string(e) == "1" ? 1 : std::string(e) == "2" ? 2 : -1;
     return r;
   }();
   return k;
@@ -466,8 +445,7 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
   // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
   // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
   const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
-  const int qBufs = knobs().qBufs > 0 ? knobs().qBufs : 2;
-  kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys, qBufs);
+  kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys);
   return launch_status("dense_attention_hopper_kernel");
 }
 
