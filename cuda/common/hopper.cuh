@@ -87,23 +87,27 @@ __device__ __forceinline__ void tma_load_5d(void* dst, const void* map, uint64_t
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4), "r"(smem_addr(bar))
       : "memory");
 }
-// Store the box at shared-memory byte address `src` to coordinates (c0, c1, c2, c3) of the 4-D tensor map `map` (boxes
-// past the tensor's extent are clipped: nothing is written there). The calling thread commits it to its
-// bulk group (bulk_commit) and waits with bulk_wait_read / bulk_wait; the writes to `src` must be made
-// visible to the copy engine first (fence_proxy_async by every writing thread, then a barrier).
-__device__ __forceinline__ void tma_store_4d(const void* map, uint32_t src, int c0, int c1, int c2, int c3) {
-  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+// Where `issue` holds (predicated, no branch): store the box at shared-memory byte address `src` to
+// coordinates (c0, c1, c2, c3) of the 4-D tensor map `map` and commit it as one bulk group of this
+// thread (boxes past the tensor's extent are clipped: nothing is written there). The writes to `src`
+// must be visible to the copy engine first (fence_proxy_async by every writing thread, then a barrier).
+__device__ __forceinline__ void tma_store_4d_commit(bool issue, const void* map, uint32_t src, int c0, int c1, int c2,
+                                                    int c3) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n"
+      "@p cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%1, {%3, %4, %5, %6}], [%2];\n"
+      "@p cp.async.bulk.commit_group;\n}\n" ::"r"(int(issue)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+// Where `pred` holds: wait until at most N of this thread's bulk groups still read shared memory.
+template <int N>
+__device__ __forceinline__ void bulk_wait_read(bool pred) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %0, 0;\n@p cp.async.bulk.wait_group.read %1;\n}\n" ::"r"(int(pred)),
+               "n"(N)
                : "memory");
 }
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Wait until at most N of this thread's committed bulk groups still read shared memory.
-template <int N>
-__device__ __forceinline__ void bulk_wait_read() {
-  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
-// Wait until at most N of this thread's committed bulk groups are incomplete (their writes done).
+// Wait until at most N of this thread's bulk groups are incomplete (their writes done).
 template <int N>
 __device__ __forceinline__ void bulk_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");

@@ -100,6 +100,41 @@ struct OnlineSoftmax : SoftmaxRows<kEntropy> {
     }
   }
 
+  // init() then update() in one (a single tile: the R-steps' plain softmax), with shorter dependency
+  // chains: a tree for the row max, two partial sums per row. Same values as update() but for the
+  // order of the sums.
+  __device__ __forceinline__ void first(float (&t)[NK / 8][4]) {
+    constexpr int kN = NK / 8;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v[kN];
+#pragma unroll
+      for (int n = 0; n < kN; ++n) v[n] = fmaxf(t[n][2 * h], t[n][2 * h + 1]);
+#pragma unroll
+      for (int w = 1; w < kN; w *= 2) {
+#pragma unroll
+        for (int n = 0; n + w < kN; n += 2 * w) v[n] = fmaxf(v[n], v[n + w]);
+      }
+      const float mx = quad_max(v[0]);
+      const float mUse = mx == -INFINITY ? 0.f : mx;  // keeps 2^(−INF − mUse) = 0, never NaN
+      float rs[2] = {0.f, 0.f}, ru[2] = {0.f, 0.f};
+#pragma unroll
+      for (int n = 0; n < kN; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = t[n][2 * h + e] - mUse;
+          const float p = fast_exp2(x);
+          rs[n & 1] += p;
+          if (kEntropy) ru[n & 1] += p * fmaxf(x, -1e30f);  // masked: p = 0 times a finite value
+          t[n][2 * h + e] = p;
+        }
+      }
+      m[h] = mx;
+      l[h] = rs[0] + rs[1];
+      u[h] = kEntropy ? ru[0] + ru[1] : 0.f;
+    }
+  }
+
   // For callers whose masked entries are −INF by construction (the L-steps: u = s·⟨q, aL⟩ − cL with
   // cL = +INF), where a visible entry's −Inf logit cannot be told from a masked one after the fact:
   // mn[h] is the smallest raw score s of row h among this thread's entries of the tile, scale2 > 0 its

@@ -412,16 +412,17 @@ const HopperKnobs& knobs() {
   return k;
 }
 
-// Consumer warpgroups: two. MONARCH_DENSE_CONSUMERS=3 takes three (192 query rows per CTA; 96-key tiles
-// at head dim 64 and 64-key tiles at 128, so that S, P and O fit 160 registers per thread). On the H200
-// (benchmarks/results/h200-2026-12-02-s8/README.md) three were 3% faster at seq-16k d64 (392 against 379
-// TFLOP/s) and slower at head dim 128 (518 against 556 at 480p); they stay opt-in at head dim 64 until a
-// full checker and memcheck run with them on. The keys-out variant always takes two.
+// Consumer warpgroups: three at head dim 64, two at 128 (MONARCH_DENSE_CONSUMERS=2|3 forces either).
+// Three take 192 query rows per CTA with 96-key tiles at head dim 64 (64-key tiles at 128), so that S,
+// P and O fit 160 registers per thread. On the H200 three were 3% faster at seq-16k d64 in session 8
+// (392 against 379 TFLOP/s) and 9% in session 9 (393 against 356–361), and slower at head dim 128 (521
+// against 554 at 480p): benchmarks/results/h200-2026-12-03-s9/README.md. The full checker and memcheck
+// pass with three forced. The keys-out variant always takes two.
 template <int D, bool kKeysOut>
 int consumers_for() {
   if (kKeysOut) return 2;
   const int k = knobs().consumers;
-  return k > 0 ? k : 2;
+  return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>

@@ -40,25 +40,27 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
 // l < b2 and, with a key mask, kv[l] != 0. One pass per tile, so the softmax tests a bit per logit.
 template <int R>
 __device__ __forceinline__ uint32_t key_ok_bits(int b2, const uint8_t* kv, int qd) {
-  uint32_t bits = 0;
+  uint32_t bits = 0;  // l < b2: no branches (the loop over tiles can hoist it)
 #pragma unroll
-  for (int n = 0; n < R / 8; ++n) {
+  for (int i = 0; i < R / 4; ++i) bits |= uint32_t((i / 2) * 8 + 2 * qd + (i & 1) < b2) << i;
+  if (kv != nullptr) {
 #pragma unroll
-    for (int b = 0; b < 2; ++b) {
-      const int l = n * 8 + 2 * qd + b;
-      if (l < b2 && (kv == nullptr || kv[l] != 0)) bits |= 1u << (2 * n + b);
+    for (int i = 0; i < R / 4; ++i) {
+      if ((bits >> i) & 1u && kv[(i / 2) * 8 + 2 * qd + (i & 1)] == 0) bits &= ~(1u << i);
     }
   }
   return bits;
 }
-// scale_mask_logits (r_step_config.cuh) with the mask as key_ok_bits.
+// scale_mask_logits (r_step_config.cuh) with the mask as key_ok_bits (a select per logit, no branch).
 template <int R>
 __device__ __forceinline__ void scale_mask_bits(float (&S)[R / 8][4], uint32_t bits, const float (&scale2)[2]) {
 #pragma unroll
   for (int n = 0; n < R / 8; ++n) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      S[n][e] = (bits >> (2 * n + (e & 1))) & 1u ? visible_logit(S[n][e] * scale2[e >> 1]) : -INFINITY;
+    for (int e = 0; e < 4; ++e) {
+      const float v = visible_logit(S[n][e] * scale2[e >> 1]);
+      S[n][e] = (bits >> (2 * n + (e & 1))) & 1u ? v : -INFINITY;
+    }
   }
 }
 
@@ -85,7 +87,7 @@ __device__ __forceinline__ void store64_tma(const float (&O)[8][4], const CUtens
                                             uint32_t& count, int lane, int c0, int k, int j0, int pair) {
   using namespace hopper;
   const uint32_t buf = bufs + (count % kBufs) * kStoreBufBytes;
-  if (lane == 0) bulk_wait_read<kBufs - 1>();
+  bulk_wait_read<kBufs - 1>(lane == 0);
   __syncwarp();
   const int m = lane / 8, rr = lane % 8, row = rr + 8 * (m & 1);
 #pragma unroll
@@ -96,10 +98,7 @@ __device__ __forceinline__ void store64_tma(const float (&O)[8][4], const CUtens
   }
   fence_proxy_async();
   __syncwarp();
-  if (lane == 0) {
-    tma_store_4d(map, buf, c0, k, j0, pair);
-    bulk_commit();
-  }
+  tma_store_4d_commit(lane == 0, map, buf, c0, k, j0, pair);
   ++count;
 }
 
@@ -148,10 +147,8 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   after_s();
 
   scale_mask_bits<R>(r.S, key_ok_bits<R>(b2, kvf, qd), scale2);
-  OnlineSoftmax<R, true> sm;  // one update from the initial state = a plain softmax
-  sm.init();
-  float alpha[2];
-  sm.update(r.S, alpha);
+  OnlineSoftmax<R, true> sm;  // one tile from the initial state: a plain softmax
+  sm.first(r.S);
   if constexpr (!kSeq) c_to_a_frags<R, T>(r.pa, r.S);
   sm.finalize();
   float inv[2];
