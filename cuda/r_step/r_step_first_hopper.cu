@@ -104,7 +104,7 @@ template <typename T, int D, bool kLast, int NC, bool kTma>
 __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
     r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmAL,
-                               const __grid_constant__ CUtensorMap tmY, MonarchParams p) {
+                               const __grid_constant__ CUtensorMap tmY, MonarchParams p, int pipe) {
 #if MONARCH_SM90A
   static_assert(!kTma || RfhShape<NC>::kSeq, "TMA stores serve the 64-column parts");
   using L = RfhSmem<D, kLast, NC, kTma>;
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
       }
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
-      const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair0 + f)};
+      const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair0 + f), pipe != 0};
       r_hopper_tile<T, D, kLast, kSeq, kTma ? RfhShape<NC>::kTmaBufs : 0>(
           p, regs, qAddr, kAddr + s * L::kTileBytes, vAddr + s * L::kTileBytes, scale2, kvf, colK0, stage, wj0, lane,
           [&] {
@@ -256,42 +256,16 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
   const int64_t items = int64_t((p.Aq + NC - 1) / NC) * p.b1 * p.H * p.B;
   return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma>, "r_step_first_hopper_kernel",
                            RfhSmem<D, kLast, NC, kTma>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, mal, my,
-                           p);
+                           p, int(r_hopper_pipe()));
 }
 
-// The outputs aL and y ([B][H][Aq][Fk][b2 (j)][b1 (k)][D], monarch.h) as 4-D maps {D, b1, b2, pairs}
-// with boxes of 64 columns × one key row × 16 columns j (one warp's part), for the TMA stores.
-Status encode_outputs(CUtensorMap* mal, CUtensorMap* my, const MonarchParams& p, int D, bool last) {
-  const uint64_t pairs = uint64_t(p.B) * p.H * p.Aq * p.Fk;
-  if (pairs >= (uint64_t(1) << 31)) return Status::Error("too many (b, h, a, f) pairs for 32-bit TMA coordinates");
-  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), pairs};
-  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
-  const uint32_t box[4] = {64, 1, 16, 1};
-  Status st = tma::encode_box(mal, p.aL, p.dtype, 4, dims, strides, box);
-  if (st.ok && last) st = tma::encode_box(my, p.y, p.dtype, 4, dims, strides, box);
-  if (!last) *my = *mal;  // unused
-  return st;
-}
-// MONARCH_R_FIRST_STORE=staged (read once; an A/B switch): the three-consumer kernel stores through its
-// staging rows instead of the copy engine.
-bool rfh_tma_stores() {
-  static const bool staged = tma::env_is("MONARCH_R_FIRST_STORE", "staged");
-  return !staged;
-}
-
-// Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
-// (Aq = 3, 5, 6, 9, 21: three; Aq = 1, 2, 4, 7, 8: two).
-int rfh_shape_consumers(const MonarchParams& p) {
-  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
-  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
-}
 // The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
-// not of where the kernel runs), else rfh_shape_consumers.
+// not of where the kernel runs), else r_hopper_shape_consumers.
 int rfh_consumers(const MonarchParams& p) {
   static const int forced = tma::env_is("MONARCH_R_FIRST_CONSUMERS", "2")   ? 2
                             : tma::env_is("MONARCH_R_FIRST_CONSUMERS", "3") ? 3
                                                                              : 0;
-  return forced ? forced : rfh_shape_consumers(p);
+  return forced ? forced : r_hopper_shape_consumers(p);
 }
 
 template <typename T, int D, bool kLast>
@@ -300,9 +274,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
   if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
   const int nc = rfh_consumers(p);
-  const bool tmaStores = nc == 3 && rfh_tma_stores();
+  const bool tmaStores = nc == 3 && r_hopper_tma_stores();
   CUtensorMap mal = mq, my = mq;  // unused unless tmaStores
-  if (st.ok && tmaStores) st = encode_outputs(&mal, &my, p, D, kLast);
+  if (st.ok && tmaStores) st = r_hopper_encode_outputs(&mal, &my, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
   if (nc == 2) return launch_nc<T, D, kLast, 2, false>(p, s, mq, mk, mv, mal, my);
   return tmaStores ? launch_nc<T, D, kLast, 3, true>(p, s, mq, mk, mv, mal, my)
@@ -314,7 +288,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // without y (480p T = 1 R-step 3.03 → 2.32 ms, T = 2 first step 2.36 → 1.70; the self-forcing chunk
 // T = 1 0.747 → 0.632 ms with the final L-step kernel). With two consumers (Aq = 1, 2, 4: seq-4k, one
 // tile) it loses to the mma.sync kernel (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
-bool r_first_hopper_by_default(const MonarchParams& p) { return rfh_shape_consumers(p) == 3; }
+bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_shape_consumers(p) == 3; }
 
 }  // namespace
 

@@ -36,6 +36,38 @@ inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const Monar
   return st;
 }
 
+// Host: the outputs aL and y ([B][H][Aq][Fk][b2 (j)][b1 (k)][D], monarch.h) as 4-D maps {D, b1, b2,
+// pairs} with boxes of 64 columns × one key row × 16 columns j (one warp's part), for the TMA stores.
+inline Status r_hopper_encode_outputs(CUtensorMap* mal, CUtensorMap* my, const MonarchParams& p, int D, bool last) {
+  const uint64_t pairs = uint64_t(p.B) * p.H * p.Aq * p.Fk;
+  if (pairs >= (uint64_t(1) << 31)) return Status::Error("too many (b, h, a, f) pairs for 32-bit TMA coordinates");
+  const uint64_t dims[4] = {uint64_t(D), uint64_t(p.b1), uint64_t(p.b2), pairs};
+  const uint64_t strides[3] = {uint64_t(D) * 2, uint64_t(p.b1) * D * 2, uint64_t(p.b2) * p.b1 * D * 2};
+  const uint32_t box[4] = {64, 1, 16, 1};
+  Status st = tma::encode_box(mal, p.aL, p.dtype, 4, dims, strides, box);
+  if (st.ok && last) st = tma::encode_box(my, p.y, p.dtype, 4, dims, strides, box);
+  if (!last) *my = *mal;  // unused
+  return st;
+}
+// Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
+// (Aq = 3, 5, 6, 9, 21: three; Aq = 1, 2, 4, 7, 8: two).
+inline int r_hopper_shape_consumers(const MonarchParams& p) {
+  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
+  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
+}
+// MONARCH_R_FIRST_STORE=staged (read once; an A/B switch): the three-consumer kernels store through
+// their staging rows instead of the copy engine.
+inline bool r_hopper_tma_stores() {
+  static const bool staged = tma::env_is("MONARCH_R_FIRST_STORE", "staged");
+  return !staged;
+}
+// MONARCH_R_FIRST_PIPE=0 (read once; an A/B switch): the TMA-store kernels run their 64-column parts
+// one after the other in one accumulator set instead of issuing part p + 1 before storing part p.
+inline bool r_hopper_pipe() {
+  static const bool off = tma::env_is("MONARCH_R_FIRST_PIPE", "0");
+  return !off;
+}
+
 // The keys this thread's logit columns l = 8n + 2·qd + b (n < R / 8, b < 2) may see, as bit 2n + b:
 // l < b2 and, with a key mask, kv[l] != 0. One pass per tile, so the softmax tests a bit per logit.
 template <int R>
@@ -76,6 +108,7 @@ struct RStoreTo {
   uint32_t bufs;          // kTma: shared-memory address of this warp's buffers (1024-byte aligned)
   uint32_t* count;        // kTma: this warp's stores so far (lane 0's bulk groups)
   int k, pair;            // kTma: the tile's key row and (b, h, a, f) pair index
+  bool pipe;              // kTma: part p + 1's product is issued (into O2 / O1 in turn) before part p is stored
 };
 
 // One warp's 16 × 64 fragment rows (unscaled) to the box (c0, k, j0, pair) of `map`: wait until the
@@ -109,7 +142,7 @@ struct RHopperRegs {
   float S[kHopperRows / 8][4];
   uint32_t pa[kHopperRows / 16][4];
   float O1[kSeq ? 8 : D / 8][4];  // kSeq: 64 output columns at a time
-  float O2[kLast && !kSeq ? D / 8 : 1][4];
+  float O2[kSeq ? 8 : kLast ? D / 8 : 1][4];  // kSeq: the next part's accumulators (RStoreTo::pipe)
 };
 
 // qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
@@ -169,8 +202,50 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   if constexpr (kSeq) {
     const float one[2] = {1.f, 1.f};
     constexpr int kParts = (kLast ? 2 : 1) * (D / 64);  // (aL, y) × 64-column atoms
+    bool piped = false;
+    if constexpr (kTmaBufs > 0) {
+      if (to.pipe) {  // part p's product is issued before part p − 1 is stored: O1, O2 in turn
+        piped = true;
+#pragma unroll
+        for (int part = 0; part <= kParts; ++part) {  // unrolled: the accumulator indices are static
+          if (part < kParts) {
+            if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
+            const uint32_t base = (part >= D / 64 ? vAddr : kAddr) + (part % (D / 64)) * R * 128;
+            wgmma_fence();
+            if (part % 2 == 0) {
+#pragma unroll
+              for (int kt = 0; kt < R / 16; ++kt)
+                Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);
+            } else {
+#pragma unroll
+              for (int kt = 0; kt < R / 16; ++kt)
+                Wgmma<T, 64>::rs(r.O2, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);
+            }
+            wgmma_commit();
+          }
+          if (part > 0) {
+            const int q = part - 1;  // the part to store
+            if (part < kParts) {
+              wgmma_wait<1>();
+            } else {
+              wgmma_wait<0>();
+            }
+            if (q == kParts - 1) after_pv();
+            const CUtensorMap* map = q >= D / 64 ? to.y : to.aL;
+            const int c0 = (q % (D / 64)) * 64;
+            if (q % 2 == 0) {
+              fence_regs(r.O1);
+              if (nRows > 0) store64_tma<T, kTmaBufs>(r.O1, map, to.bufs, *to.count, lane, c0, to.k, wj0, to.pair);
+            } else {
+              fence_regs(r.O2);
+              if (nRows > 0) store64_tma<T, kTmaBufs>(r.O2, map, to.bufs, *to.count, lane, c0, to.k, wj0, to.pair);
+            }
+          }
+        }
+      }
+    }
 #pragma unroll 1
-    for (int part = 0; part < kParts; ++part) {
+    for (int part = 0; part < (piped ? 0 : kParts); ++part) {
       const bool values = part >= D / 64;  // y = R·V (else aL = R·K)
       const int atom = part % (D / 64);
       if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V

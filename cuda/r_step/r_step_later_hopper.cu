@@ -4,13 +4,14 @@
 // step) and cL of pair (a, f).
 //
 // Unlike the first step, the queries depend on f, so every (a, f, k) is one key tile with its own
-// queries. Work items (b, h, f, k, pair of query tiles a = 2·ap, 2·ap + 1), query-tile pairs fastest so
-// the CTAs running at once share the key rows (f, k) in L2; persistent, one CTA per SM.
+// queries. Work items (b, h, f, k, group of NC query tiles a = NC·ap + c), query-tile groups fastest
+// so the CTAs running at once share the key rows (f, k) in L2; persistent, one CTA per SM. NC = 3
+// where three consumers fill the query tiles (r_hopper_shape_consumers), with TMA stores, else 2.
 //   producer (warpgroup 0, one thread): per item, into one slot of a 2- or 3-deep ring (full/empty
 //     mbarriers), the TMA boxes of both consumers' aR queries (encode_tile_rows over the workspace with
 //     B = H = 1) and of the
 //     item's K (and V) tile (the first step's 5-D maps: tokens past b2 zero-filled).
-//   consumers (warpgroups 1, 2): one query tile each, r_hopper_tile (r_step_hopper_tile.cuh) on the slot.
+//   consumers (warpgroups 1..NC): one query tile each, r_hopper_tile (r_step_hopper_tile.cuh) on the slot.
 // An item whose two pairs are both causally forbidden is skipped by every role alike; a consumer whose
 // pair is forbidden (or whose a ≥ Aq) still waits for the slot's copies before it frees the slot, so its
 // arrivals can never count towards a later use of the slot.
@@ -32,17 +33,31 @@ using namespace detail;
 using namespace hopper;
 
 constexpr int kRows = kHopperRows;
-constexpr int kLThreads = 384;
 
-template <int D, bool kLast>
+// NC consumer warpgroups (2, or 3 with 160 registers: r_hopper_tile's kSeq, with TMA stores when kTma)
+// and a producer warpgroup, as the first R-step (r_step_first_hopper.cu).
+template <int NC>
+struct RlhShape {
+  static constexpr int kThreads = 128 * (NC + 1);
+  static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
+  static constexpr bool kSeq = NC == 3;
+  static constexpr int kTmaBufs = 2;  // store buffers per consumer warp (kTma)
+};
+
+template <int D, bool kLast, int NC, bool kTma>
 struct RlhSmem {
   static constexpr int kAtoms = D / 64;
   static constexpr int kTileBytes = kRows * D * 2;              // one box: a consumer's queries, K or V
-  static constexpr int kSlotTiles = kLast ? 4 : 3;              // Q0, Q1, K (, V)
+  static constexpr int kSlotTiles = NC + (kLast ? 2 : 1);       // Q of each consumer, K (, V)
   static constexpr int kSlotBytes = kSlotTiles * kTileBytes;
-  static constexpr int kSlots = (kLast && D == 128) ? 2 : 3;    // what fits next to the staging rows
-  static constexpr int kStageOff = kSlots * kSlotBytes;
-  static constexpr int kStageBytes = 8 * 16 * Smem<D>::kLd * 2;  // 8 consumer warps × 16 rows
+  // 16 rows per consumer warp: staging rows, or kTma's store buffers
+  static constexpr int kStageBytes =
+      kTma ? NC * 4 * RlhShape<NC>::kTmaBufs * kStoreBufBytes : NC * 4 * 16 * Smem<D>::kLd * 2;
+  static constexpr int kFit = (232448 - 1024 - 64 - kStageBytes) / kSlotBytes;  // what fits next to them
+  static constexpr int kSlots = kFit < 4 ? kFit : 4;
+  static_assert(kSlots >= 2, "two slots fit");
+  static constexpr int kStageOff = kSlots * kSlotBytes;  // 1024-byte aligned (kTileBytes is)
   static constexpr int kBarOff = kStageOff + kStageBytes;
   static constexpr int kBars = 2 * kSlots;
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
@@ -63,9 +78,10 @@ __device__ __forceinline__ RlhItem rlh_item(int64_t w, const MonarchParams& p, i
   t.b = int(w / p.H);
   return t;
 }
-// Whether consumer c has a problem in item t (its query tile exists and may see key tile f).
+// Whether consumer c of NC has a problem in item t (its query tile exists and may see key tile f).
+template <int NC>
 __device__ __forceinline__ bool rlh_active(const MonarchParams& p, const RlhItem& t, int c) {
-  const int a = 2 * t.ap + c;
+  const int a = NC * t.ap + c;
   return a < p.Aq && pair_allowed(p, a, t.f);
 }
 // aR / cR row of (b, h, a, f, k): the query box's row in the workspace map.
@@ -73,35 +89,38 @@ __device__ __forceinline__ int64_t rlh_qrow(const MonarchParams& p, const RlhIte
   return ((((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk) + t.f) * p.b1 + t.k;
 }
 
-template <typename T, int D, bool kLast>
-__global__ void __launch_bounds__(kLThreads, 1)
+template <typename T, int D, bool kLast, int NC, bool kTma>
+__global__ void __launch_bounds__(RlhShape<NC>::kThreads, 1)
     r_step_later_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                               const __grid_constant__ CUtensorMap tmV, MonarchParams p) {
+                               const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmAL,
+                               const __grid_constant__ CUtensorMap tmY, MonarchParams p, int pipe) {
 #if MONARCH_SM90A
-  using L = RlhSmem<D, kLast>;
+  static_assert(!kTma || RlhShape<NC>::kSeq, "TMA stores serve the 64-column parts");
+  using L = RlhSmem<D, kLast, NC, kTma>;
+  using Shape = RlhShape<NC>;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   T* sStage = reinterpret_cast<T*>(base + L::kStageOff);
   uint64_t* full = reinterpret_cast<uint64_t*>(base + L::kBarOff);
   uint64_t* empty = full + L::kSlots;
-  // Slot s: Q of consumer 0, Q of consumer 1, K, V — kTileBytes each.
+  // Slot s: Q of consumers 0..NC−1, K, V — kTileBytes each.
   auto slot_tile = [&](int s, int i) { return base + s * L::kSlotBytes + i * L::kTileBytes; };
 
   const int wg = threadIdx.x / 128;
-  const int nAp = (p.Aq + 1) / 2;
+  const int nAp = (p.Aq + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.Fk * p.H * p.B;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < L::kSlots; ++s) {
       mbar_init(full + s, 1);
-      mbar_init(empty + s, 256);
+      mbar_init(empty + s, 128 * NC);
     }
     mbar_fence_init();
   }
   __syncthreads();
 
   if (wg == 0) {  // ---- producer ----
-    regs_dealloc<24>();
+    regs_dealloc<Shape::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
@@ -109,17 +128,21 @@ __global__ void __launch_bounds__(kLThreads, 1)
       uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RlhItem t = rlh_item(w, p, nAp);
-        const bool act[2] = {rlh_active(p, t, 0), rlh_active(p, t, 1)};
-        if (!act[0] && !act[1]) continue;
+        bool act[NC], any = false;
+#pragma unroll
+        for (int c = 0; c < NC; ++c) any |= act[c] = rlh_active<NC>(p, t, c);
+        if (!any) continue;
         const int s = it % L::kSlots;
         const uint32_t ph = (it / L::kSlots) & 1;
         ++it;
         mbar_wait(empty + s, ph ^ 1);
-        const int boxes = int(act[0]) + int(act[1]) + 1 + int(kLast);
+        int boxes = 1 + int(kLast);
+#pragma unroll
+        for (int c = 0; c < NC; ++c) boxes += int(act[c]);
         mbar_arrive_expect_tx(full + s, uint32_t(boxes * L::kTileBytes));
-        for (int c = 0; c < 2; ++c) {
+        for (int c = 0; c < NC; ++c) {
           if (!act[c]) continue;
-          const int qrow = int(rlh_qrow(p, t, 2 * t.ap + c));
+          const int qrow = int(rlh_qrow(p, t, NC * t.ap + c));
 #pragma unroll
           for (int at = 0; at < L::kAtoms; ++at)
             tma_load_5d(slot_tile(s, c) + at * kRows * 128, &tmQ, full + s, at * 64, 0, qrow, 0, 0);
@@ -127,11 +150,11 @@ __global__ void __launch_bounds__(kLThreads, 1)
         const int krow = t.f * p.b1 + t.k;
 #pragma unroll
         for (int at = 0; at < L::kAtoms; ++at)
-          tma_load_5d(slot_tile(s, 2) + at * kRows * 128, &tmK, full + s, at * 64, 0, krow, t.h, t.b);
+          tma_load_5d(slot_tile(s, NC) + at * kRows * 128, &tmK, full + s, at * 64, 0, krow, t.h, t.b);
         if constexpr (kLast) {
 #pragma unroll
           for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(slot_tile(s, 3) + at * kRows * 128, &tmV, full + s, at * 64, 0, krow, t.h, t.b);
+            tma_load_5d(slot_tile(s, NC + 1) + at * kRows * 128, &tmV, full + s, at * 64, 0, krow, t.h, t.b);
         }
       }
     }
@@ -139,7 +162,7 @@ __global__ void __launch_bounds__(kLThreads, 1)
   }
 
   // ---- consumers ----
-  regs_alloc<240>();
+  regs_alloc<Shape::kConsumerRegs>();
   const int c = wg - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane / 4;
@@ -147,13 +170,21 @@ __global__ void __launch_bounds__(kLThreads, 1)
   T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
   const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
-  RHopperRegs<D, kLast> regs;
+  RHopperRegs<D, kLast, Shape::kSeq> regs;
+  uint32_t nStores = 0;  // kTma: this warp's bulk stores so far
+  const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * Shape::kTmaBufs * kStoreBufBytes;
 
   uint64_t it = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RlhItem t = rlh_item(w, p, nAp);
-    const bool mine = rlh_active(p, t, c);
-    if (!mine && !rlh_active(p, t, 1 - c)) continue;  // skipped by every role
+    bool mine = false, any = false;
+#pragma unroll
+    for (int o = 0; o < NC; ++o) {
+      const bool act = rlh_active<NC>(p, t, o);
+      any |= act;
+      if (o == c) mine = act;
+    }
+    if (!any) continue;  // skipped by every role
     const int s = it % L::kSlots;
     const uint32_t ph = (it / L::kSlots) & 1;
     ++it;
@@ -162,7 +193,7 @@ __global__ void __launch_bounds__(kLThreads, 1)
       mbar_arrive(empty + s);
       continue;
     }
-    const int a = 2 * t.ap + c;
+    const int a = NC * t.ap + c;
     const int64_t qrow = rlh_qrow(p, t, a);
     const int64_t rowJ0 = qrow * b2;  // aR / cR row (j = 0)
     float scale2[2];
@@ -174,12 +205,16 @@ __global__ void __launch_bounds__(kLThreads, 1)
     const uint8_t* kvf = p.keyValid ? p.keyValid + (int64_t(t.b) * p.Fk + t.f) * tileToks + int64_t(t.k) * b2 : nullptr;
     const int64_t pair = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk + t.f;
     const int64_t colK0 = pair * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
-    r_hopper_tile<T, D, kLast>(
-        p, regs, smem_addr(slot_tile(s, c)), smem_addr(slot_tile(s, 2)), smem_addr(slot_tile(s, 3)), scale2, kvf, colK0,
-        stage, wj0, lane, [] {}, [] {}, [&] { mbar_arrive(empty + s); });
+    const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair), pipe != 0};
+    r_hopper_tile<T, D, kLast, Shape::kSeq, kTma ? Shape::kTmaBufs : 0>(
+        p, regs, smem_addr(slot_tile(s, c)), smem_addr(slot_tile(s, NC)), smem_addr(slot_tile(s, NC + 1)), scale2, kvf,
+        colK0, stage, wj0, lane, [] {}, [] {}, [&] { mbar_arrive(empty + s); }, to);
+  }
+  if constexpr (kTma) {
+    if (lane == 0) bulk_wait<0>();  // the outputs are written (and the buffers read) before the CTA ends
   }
 #else
-  static_assert(RlhSmem<D, kLast>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(RlhSmem<D, kLast, NC, kTma>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
@@ -193,10 +228,23 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_tile_rows(&mq, aR, p.dtype, 1, int(qRows), p.b2, 1, D, kRows);
   if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
+  const int nc = r_hopper_shape_consumers(p);
+  const bool tmaStores = nc == 3 && r_hopper_tma_stores();
+  CUtensorMap mal = mq, my = mq;  // unused unless tmaStores
+  if (st.ok && tmaStores) st = r_hopper_encode_outputs(&mal, &my, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_later_hopper_kernel: " + st.message);
-  const int64_t items = int64_t((p.Aq + 1) / 2) * p.b1 * p.Fk * p.H * p.B;
-  return launch_persistent(r_step_later_hopper_kernel<T, D, kLast>, "r_step_later_hopper_kernel",
-                           RlhSmem<D, kLast>::kBytes, kLThreads, items, s, mq, mk, mv, p);
+  auto go = [&](auto kernel, size_t smem, int threads, int ncs) {
+    const int64_t items = int64_t((p.Aq + ncs - 1) / ncs) * p.b1 * p.Fk * p.H * p.B;
+    return launch_persistent(kernel, "r_step_later_hopper_kernel", smem, threads, items, s, mq, mk, mv, mal, my, p,
+                             int(r_hopper_pipe()));
+  };
+  if (nc == 2)
+    return go(r_step_later_hopper_kernel<T, D, kLast, 2, false>, RlhSmem<D, kLast, 2, false>::kBytes,
+              RlhShape<2>::kThreads, 2);
+  return tmaStores ? go(r_step_later_hopper_kernel<T, D, kLast, 3, true>, RlhSmem<D, kLast, 3, true>::kBytes,
+                        RlhShape<3>::kThreads, 3)
+                   : go(r_step_later_hopper_kernel<T, D, kLast, 3, false>, RlhSmem<D, kLast, 3, false>::kBytes,
+                        RlhShape<3>::kThreads, 3);
 }
 
 }  // namespace
