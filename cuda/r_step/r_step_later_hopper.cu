@@ -247,14 +247,23 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
                         RlhShape<3>::kThreads, 3);
 }
 
+// The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 9
+// (benchmarks/notes/kernel-preview.md, "Later R-step"): on where three consumers are picked and the
+// parts leave by TMA stores (480p T = 2 later R-step 3.57 ms on the mma.sync kernel → 2.49; the
+// self-forcing chunk T = 2 1.35 → 1.23 ms with it). With two consumers it stays slower than the mma.sync
+// kernel (sessions 6-7), so it runs there only when selected.
+bool r_later_hopper_by_default(const MonarchParams& p) {
+  return r_hopper_shape_consumers(p) == 3 && r_hopper_tma_stores();
+}
+
 }  // namespace
 
 bool r_step_later_hopper_applies(const MonarchParams& p) {
   // TMA coordinates are 32-bit: the aR rows of the whole problem here, the key rows in r_hopper_shape_ok
-  // (which also holds the MONARCH_PREVIEW_KERNELS gate: verified on hardware but slower than the
-  // mma.sync kernel it would replace, kernel-preview.md).
+  // (which also holds the size rule and the MONARCH_PREVIEW_KERNELS gate).
   return p.aR != nullptr && p.cR != nullptr && p.aL != nullptr && p.cL != nullptr &&
-         int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1 < (int64_t(1) << 31) && r_hopper_shape_ok(p, tma::StepKernel::kRLater, false);
+         int64_t(p.B) * p.H * p.Aq * p.Fk * p.b1 < (int64_t(1) << 31) &&
+         r_hopper_shape_ok(p, tma::StepKernel::kRLater, r_later_hopper_by_default(p));
 }
 
 Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s) {
