@@ -17,7 +17,8 @@
 //   consumers (warpgroups 1, 2): one column each; per tile S = Q·aLᵀ (wgmma m64n64, both operands in
 //     shared memory), the online softmax with the bias and the −Inf poisoning of the ring kernel
 //     (OnlineSoftmax, its C-fragment layout is the wgmma accumulator's), O += P·y (wgmma, P from
-//     registers, y MN-major), then the normalised rows i < b1 stored.
+//     registers, y MN-major), then the normalised rows i < b1 stored. Tile t's S is issued together
+//     with tile t − 1's P·y, so the softmax runs behind a product (MONARCH_L_FINAL_PIPE=0: in turn).
 #include <monarch/monarch_cuda.h>
 
 #include <algorithm>
@@ -53,7 +54,7 @@ struct LfhSmem {
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
 
-template <typename T, int D>
+template <typename T, int D, bool kPipe>
 __global__ void __launch_bounds__(kHThreads, 1)
     l_step_final_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmAL,
                                const __grid_constant__ CUtensorMap tmY, MonarchParams p) {
@@ -153,27 +154,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
     OnlineSoftmax<kHRows, false> sm;
     sm.init();
 
-    for (int tt = 0; tt < nTiles; ++tt, ++it) {
-      const int s = it % kSlots;
-      const uint32_t ph = (it / kSlots) & 1;
-      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
-      if (!active) {
-        mbar_arrive(empty + s);
-        continue;
-      }
-      const uint32_t aAddr = smem_addr(tile(s, c, 0)), yAddr = smem_addr(tile(s, c, 1));
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t atom = kk / 4, off = (kk % 4) * 32;
-        Wgmma<T, kHRows>::ss(S, desc_kmajor(qAddr + atom * kHRows * 128 + off),
-                             desc_kmajor(aAddr + atom * kHRows * 128 + off), kk > 0 ? 1 : 0);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs(S);
-      if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
-
+    // The softmax of tile S (slot s) in place, with the bias and the −Inf poisoning: alpha rescales O.
+    auto softmax_tile = [&](int s, float (&alpha)[2]) {
       const float* bias = sBias + (s * 2 + c) * kHRows;
       float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row (l_step_config.cuh)
 #pragma unroll
@@ -187,20 +169,82 @@ __global__ void __launch_bounds__(kHThreads, 1)
           S[n][e + 2] = S[n][e + 2] * scale2 - bb;
         }
       }
-      float alpha[2];
       sm.update(S, alpha);
       sm.poison_neg_inf(S, mn, scale2);
-      rescale_rows<D>(O, alpha);
-      c_to_a_frags<kHRows, T>(pa, S);
-      fence_regs(O);
-      wgmma_fence();
+    };
+    auto issue_s = [&](int s) {
+      const uint32_t aAddr = smem_addr(tile(s, c, 0));
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t atom = kk / 4, off = (kk % 4) * 32;
+        Wgmma<T, kHRows>::ss(S, desc_kmajor(qAddr + atom * kHRows * 128 + off),
+                             desc_kmajor(aAddr + atom * kHRows * 128 + off), kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+    };
+    auto issue_pv = [&](int s) {
+      const uint32_t yAddr = smem_addr(tile(s, c, 1));
 #pragma unroll
       for (int kt = 0; kt < kHRows / 16; ++kt)
         Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(yAddr + kt * 16 * 128, kHRows * 128), 1);
       wgmma_commit();
+    };
+
+    if (kPipe && active) {
+      // S of tile t and P·y of tile t − 1 issued together; the softmax of t runs while P·y of t − 1
+      // uses the tensor cores. A consumer holds two slots at a time here (one in the plain loop).
+      for (int tt = 0; tt < nTiles; ++tt) {
+        const int sc = (it + tt) % kSlots, sp = (it + tt + kSlots - 1) % kSlots;
+        mbar_wait(full + sc, ((it + tt) / kSlots) & 1);
+        wgmma_fence();
+        issue_s(sc);
+        if (tt > 0) issue_pv(sp);
+        if (tt > 0) wgmma_wait<1>(); else wgmma_wait<0>();  // S_t done; P·y of t − 1 may still run
+        fence_regs(S);
+        if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+        float alpha[2];
+        softmax_tile(sc, alpha);
+        if (tt > 0) {
+          wgmma_wait<0>();
+          fence_regs(O);
+          mbar_arrive(empty + sp);
+        }
+        rescale_rows<D>(O, alpha);
+        c_to_a_frags<kHRows, T>(pa, S);
+      }
+      const int sl = (it + nTiles - 1) % kSlots;
+      fence_regs(O);
+      wgmma_fence();
+      issue_pv(sl);
+      wgmma_wait<0>();
+      fence_regs(O);
+      mbar_arrive(empty + sl);
+      it += nTiles;
+    } else {
+    for (int tt = 0; tt < nTiles; ++tt, ++it) {
+      const int s = it % kSlots;
+      const uint32_t ph = (it / kSlots) & 1;
+      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
+      if (!active) {
+        mbar_arrive(empty + s);
+        continue;
+      }
+      wgmma_fence();
+      issue_s(s);
+      wgmma_wait<0>();
+      fence_regs(S);
+      if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+      float alpha[2];
+      softmax_tile(s, alpha);
+      rescale_rows<D>(O, alpha);
+      c_to_a_frags<kHRows, T>(pa, S);
+      fence_regs(O);
+      wgmma_fence();
+      issue_pv(s);
       wgmma_wait<0>();
       fence_regs(O);
       mbar_arrive(empty + s);
+    }
     }
     if (!active) continue;
     ++nq;
@@ -221,6 +265,13 @@ __global__ void __launch_bounds__(kHThreads, 1)
 #endif
 }
 
+// MONARCH_L_FINAL_PIPE=0 (read once; an A/B switch): each consumer runs S, the softmax and P·y of a tile
+// one after another instead of issuing tile t's S with tile t − 1's P·y.
+bool lfinal_pipe() {
+  static const bool off = tma::env_is("MONARCH_L_FINAL_PIPE", "0");
+  return !off;
+}
+
 template <typename T, int D>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mal, my;
@@ -228,7 +279,10 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
   if (st.ok) st = lhopper_encode_candidates(&my, p.y, p, D);
   if (!st.ok) return Status::Error("l_step_final_hopper_kernel: " + st.message);
-  return launch_persistent(l_step_final_hopper_kernel<T, D>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
+  if (lfinal_pipe())
+    return launch_persistent(l_step_final_hopper_kernel<T, D, true>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
+                             kHThreads, lhopper_items(p), s, mq, mal, my, p);
+  return launch_persistent(l_step_final_hopper_kernel<T, D, false>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
                            kHThreads, lhopper_items(p), s, mq, mal, my, p);
 }
 
