@@ -193,22 +193,32 @@ __global__ void __launch_bounds__(kHThreads, 1)
     if (kPipe && active) {
       // S of tile t and P·y of tile t − 1 issued together; the softmax of t runs while P·y of t − 1
       // uses the tensor cores. A consumer holds two slots at a time here (one in the plain loop).
-      for (int tt = 0; tt < nTiles; ++tt) {
-        const int sc = (it + tt) % kSlots, sp = (it + tt + kSlots - 1) % kSlots;
+      {  // tile 0: S only
+        const int s0 = it % kSlots;
+        mbar_wait(full + s0, (it / kSlots) & 1);
+        wgmma_fence();
+        issue_s(s0);
+        wgmma_wait<0>();
+        fence_regs(S);
+        if (nTiles == 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+        float alpha[2];
+        softmax_tile(s0, alpha);  // O is still zero: nothing to rescale
+        c_to_a_frags<kHRows, T>(pa, S);
+      }
+      for (int tt = 1; tt < nTiles; ++tt) {
+        const int sc = (it + tt) % kSlots, sp = (it + tt - 1) % kSlots;
         mbar_wait(full + sc, ((it + tt) / kSlots) & 1);
         wgmma_fence();
         issue_s(sc);
-        if (tt > 0) issue_pv(sp);
-        if (tt > 0) wgmma_wait<1>(); else wgmma_wait<0>();  // S_t done; P·y of t − 1 may still run
+        issue_pv(sp);
+        wgmma_wait<1>();  // S_t done; P·y of t − 1 may still run
         fence_regs(S);
-        if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+        if (tt == nTiles - 1) mbar_arrive(emptyQ + c);
         float alpha[2];
         softmax_tile(sc, alpha);
-        if (tt > 0) {
-          wgmma_wait<0>();
-          fence_regs(O);
-          mbar_arrive(empty + sp);
-        }
+        wgmma_wait<0>();
+        fence_regs(O);
+        mbar_arrive(empty + sp);
         rescale_rows<D>(O, alpha);
         c_to_a_frags<kHRows, T>(pa, S);
       }
