@@ -39,7 +39,7 @@ using namespace hopper;
 
 constexpr int kHRows = kLRows;  // query rows per consumer box, candidates per tile
 constexpr int kHThreads = 384;
-constexpr int kSlots = 3;  // 3 × 64 KB at d 128 still fits next to the query boxes (232,064 of 232,448 B)
+constexpr int kSlots = 3;  // 3 × 64 KB at d 128 still fits next to the query boxes (232,016 of 232,448 B)
 
 template <int D>
 struct LfhSmem {
@@ -50,7 +50,7 @@ struct LfhSmem {
   static constexpr int kBiasOff = kQOff + 2 * kTileBytes;
   static constexpr int kBiasBytes = kSlots * 2 * kHRows * 4;  // [slot][consumer][candidate] floats
   static constexpr int kBarOff = kBiasOff + kBiasBytes;
-  static constexpr int kBars = 4 + 4 * kSlots;  // Q full/empty per consumer; per slot full/empty of aL, of y
+  static constexpr int kBars = 4 + 2 * kSlots;  // Q full/empty per consumer; slot full/empty
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
 
@@ -66,12 +66,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
   uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOff);
   uint64_t* fullQ = bars;       // [2]
   uint64_t* emptyQ = bars + 2;  // [2]
-  // Per slot, the aL tiles (with the biases) and the y tiles have their own barriers: S frees the aL
-  // half while P·y still reads the y half, so the copy engine can refill it a product earlier.
-  uint64_t* full = bars + 4;  // [kSlots] aL + biases
+  uint64_t* full = bars + 4;    // [kSlots]
   uint64_t* empty = full + kSlots;
-  uint64_t* fullY = empty + kSlots;
-  uint64_t* emptyY = fullY + kSlots;
   // Slot s, consumer c: aL tile (i = 0) or y tile (i = 1).
   auto tile = [&](int s, int c, int i) { return base + s * L::kSlotBytes + (2 * c + i) * L::kTileBytes; };
   auto qbox = [&](int c) { return base + L::kQOff + c * L::kTileBytes; };
@@ -89,8 +85,6 @@ __global__ void __launch_bounds__(kHThreads, 1)
     for (int s = 0; s < kSlots; ++s) {
       mbar_init(full + s, 1 + 32);  // the TMA thread's expect_tx arrival and the bias warp's 32 lanes
       mbar_init(empty + s, 256);
-      mbar_init(fullY + s, 1);
-      mbar_init(emptyY + s, 256);
     }
     mbar_fence_init();
   }
@@ -113,13 +107,11 @@ __global__ void __launch_bounds__(kHThreads, 1)
           const int s = it % kSlots;
           const uint32_t ph = (it / kSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
-          mbar_arrive_expect_tx(full + s, uint32_t(active * L::kTileBytes));
-          for (int c = 0; c < active; ++c)
+          mbar_arrive_expect_tx(full + s, uint32_t(active * 2 * L::kTileBytes));
+          for (int c = 0; c < active; ++c) {
             lhopper_issue_candidates<L::kAtoms>(tile(s, c, 0), &tmAL, full + s, t, tt, 2 * t.jp + c, nPairs);
-          mbar_wait(emptyY + s, ph ^ 1);
-          mbar_arrive_expect_tx(fullY + s, uint32_t(active * L::kTileBytes));
-          for (int c = 0; c < active; ++c)
-            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 1), &tmY, fullY + s, t, tt, 2 * t.jp + c, nPairs);
+            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 1), &tmY, full + s, t, tt, 2 * t.jp + c, nPairs);
+          }
         }
       }
     } else if (warp == 1) {  // biases
@@ -200,7 +192,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
 
     if (kPipe && active) {
       // S of tile t and P·y of tile t − 1 issued together; the softmax of t runs while P·y of t − 1
-      // uses the tensor cores. A consumer holds one slot's aL half and the previous slot's y half.
+      // uses the tensor cores. A consumer holds two slots at a time here (one in the plain loop).
       {  // tile 0: S only
         const int s0 = it % kSlots;
         mbar_wait(full + s0, (it / kSlots) & 1);
@@ -211,13 +203,11 @@ __global__ void __launch_bounds__(kHThreads, 1)
         if (nTiles == 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
         float alpha[2];
         softmax_tile(s0, alpha);  // O is still zero: nothing to rescale
-        mbar_arrive(empty + s0);  // aL and the biases read
         c_to_a_frags<kHRows, T>(pa, S);
       }
       for (int tt = 1; tt < nTiles; ++tt) {
         const int sc = (it + tt) % kSlots, sp = (it + tt - 1) % kSlots;
         mbar_wait(full + sc, ((it + tt) / kSlots) & 1);
-        mbar_wait(fullY + sp, ((it + tt - 1) / kSlots) & 1);
         wgmma_fence();
         issue_s(sc);
         issue_pv(sp);
@@ -226,31 +216,27 @@ __global__ void __launch_bounds__(kHThreads, 1)
         if (tt == nTiles - 1) mbar_arrive(emptyQ + c);
         float alpha[2];
         softmax_tile(sc, alpha);
-        mbar_arrive(empty + sc);
         wgmma_wait<0>();
         fence_regs(O);
-        mbar_arrive(emptyY + sp);
+        mbar_arrive(empty + sp);
         rescale_rows<D>(O, alpha);
         c_to_a_frags<kHRows, T>(pa, S);
       }
       const int sl = (it + nTiles - 1) % kSlots;
-      mbar_wait(fullY + sl, ((it + nTiles - 1) / kSlots) & 1);
       fence_regs(O);
       wgmma_fence();
       issue_pv(sl);
       wgmma_wait<0>();
       fence_regs(O);
-      mbar_arrive(emptyY + sl);
+      mbar_arrive(empty + sl);
       it += nTiles;
     } else {
     for (int tt = 0; tt < nTiles; ++tt, ++it) {
       const int s = it % kSlots;
       const uint32_t ph = (it / kSlots) & 1;
-      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrivals belong to this use of s
+      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
       if (!active) {
         mbar_arrive(empty + s);
-        mbar_wait(fullY + s, ph);
-        mbar_arrive(emptyY + s);
         continue;
       }
       wgmma_fence();
@@ -260,16 +246,14 @@ __global__ void __launch_bounds__(kHThreads, 1)
       if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
       float alpha[2];
       softmax_tile(s, alpha);
-      mbar_arrive(empty + s);  // aL and the biases read
       rescale_rows<D>(O, alpha);
       c_to_a_frags<kHRows, T>(pa, S);
-      mbar_wait(fullY + s, ph);
       fence_regs(O);
       wgmma_fence();
       issue_pv(s);
       wgmma_wait<0>();
       fence_regs(O);
-      mbar_arrive(emptyY + s);
+      mbar_arrive(empty + s);
     }
     }
     if (!active) continue;
