@@ -113,12 +113,12 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, int kBNSet>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
 __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko) {
 #if MONARCH_SM90A
-  constexpr int kBN = kBNSet > 0 ? kBNSet : hopper_bn<D, kKeysOut, NC>();
+  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
   using L = HopperSmem<D, kBN, NC>;
   using Shape = DenseShape<NC>;
   constexpr int kBM = Shape::kBM;
@@ -400,7 +400,6 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 // below).
 struct HopperKnobs {
   int overlap = -1, persist = -1, consumers = -1;  // −1: default
-  int shortKeys = 0;                                // 64: MONARCH_DENSE_SHORT_KEYS=64
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
@@ -408,7 +407,6 @@ const HopperKnobs& knobs() {
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_SHORT_KEYS")) r.shortKeys = std::string(e) == "64" ? 64 : 0;
     return r;
   }();
   return k;
@@ -427,16 +425,16 @@ int consumers_for() {
   return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, int kBNSet = 0>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
 Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
   using Shape = DenseShape<NC>;
-  constexpr int kBN = kBNSet > 0 ? kBNSet : hopper_bn<D, kKeysOut, NC>();
+  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, Shape::kBM);
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kBNSet>;
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC>;
   const size_t smem = HopperSmem<D, kBN, NC>::kBytes;
   st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
@@ -456,12 +454,6 @@ template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
   if constexpr (!kKeysOut) {
     if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
-    // MONARCH_DENSE_SHORT_KEYS=64 (an A/B switch): at head dim 128, key sequences of at most 1024 keys
-    // (text cross-attention: 512) in 64-key tiles with a 4-deep ring instead of 128-key tiles with 2,
-    // so an item's unoverlapped first S and last P·V are a smaller share of its work.
-    if constexpr (D == 128) {
-      if (knobs().shortKeys == 64 && p.Nk <= 1024) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2, 64>(p, oKeys, s, persist);
-    }
   }
   return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2>(p, oKeys, s, persist);
 }
