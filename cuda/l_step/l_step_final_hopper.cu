@@ -231,30 +231,30 @@ __global__ void __launch_bounds__(kHThreads, 1)
       mbar_arrive(empty + sl);
       it += nTiles;
     } else {
-    for (int tt = 0; tt < nTiles; ++tt, ++it) {
-      const int s = it % kSlots;
-      const uint32_t ph = (it / kSlots) & 1;
-      mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
-      if (!active) {
+      for (int tt = 0; tt < nTiles; ++tt, ++it) {
+        const int s = it % kSlots;
+        const uint32_t ph = (it / kSlots) & 1;
+        mbar_wait(full + s, ph);  // also when idle, so this consumer's arrival belongs to this use of s
+        if (!active) {
+          mbar_arrive(empty + s);
+          continue;
+        }
+        wgmma_fence();
+        issue_s(s);
+        wgmma_wait<0>();
+        fence_regs(S);
+        if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
+        float alpha[2];
+        softmax_tile(s, alpha);
+        rescale_rows<D>(O, alpha);
+        c_to_a_frags<kHRows, T>(pa, S);
+        fence_regs(O);
+        wgmma_fence();
+        issue_pv(s);
+        wgmma_wait<0>();
+        fence_regs(O);
         mbar_arrive(empty + s);
-        continue;
       }
-      wgmma_fence();
-      issue_s(s);
-      wgmma_wait<0>();
-      fence_regs(S);
-      if (tt == nTiles - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
-      float alpha[2];
-      softmax_tile(s, alpha);
-      rescale_rows<D>(O, alpha);
-      c_to_a_frags<kHRows, T>(pa, S);
-      fence_regs(O);
-      wgmma_fence();
-      issue_pv(s);
-      wgmma_wait<0>();
-      fence_regs(O);
-      mbar_arrive(empty + s);
-    }
     }
     if (!active) continue;
     ++nq;
@@ -289,11 +289,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
   if (st.ok) st = lhopper_encode_candidates(&my, p.y, p, D);
   if (!st.ok) return Status::Error("l_step_final_hopper_kernel: " + st.message);
-  if (lfinal_pipe())
-    return launch_persistent(l_step_final_hopper_kernel<T, D, true>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
-                             kHThreads, lhopper_items(p), s, mq, mal, my, p);
-  return launch_persistent(l_step_final_hopper_kernel<T, D, false>, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes,
-                           kHThreads, lhopper_items(p), s, mq, mal, my, p);
+  auto kernel = lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true> : l_step_final_hopper_kernel<T, D, false>;
+  return launch_persistent(kernel, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes, kHThreads, lhopper_items(p), s,
+                           mq, mal, my, p);
 }
 
 // The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7

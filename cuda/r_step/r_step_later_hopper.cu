@@ -247,11 +247,11 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
                         RlhShape<3>::kThreads, 3);
 }
 
-// The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 9
-// (benchmarks/notes/kernel-preview.md, "Later R-step"): on where three consumers are picked and the
-// parts leave by TMA stores (480p T = 2 later R-step 3.57 ms on the mma.sync kernel → 2.49; the
-// self-forcing chunk T = 2 1.35 → 1.23 ms with it). With two consumers it stays slower than the mma.sync
-// kernel (sessions 6-7), so it runs there only when selected.
+// The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B recorded in
+// benchmarks/results/h200-2026-12-03-s9/ (call 3; kernel-preview.md, "Size rules"): on where three
+// consumers are picked and the parts leave by TMA stores (480p T = 2 later R-step 3.57 ms on the
+// mma.sync kernel → 2.49; the self-forcing chunk T = 2 1.35 → 1.23 ms with it). With two consumers it
+// stays slower than the mma.sync kernel (sessions 6-7), so it runs there only when selected.
 bool r_later_hopper_by_default(const MonarchParams& p) {
   return r_hopper_shape_consumers(p) == 3 && r_hopper_tma_stores();
 }
