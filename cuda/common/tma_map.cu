@@ -46,15 +46,23 @@ constexpr bool build_has_sm90a() {
 }
 
 // MONARCH_PREVIEW_KERNELS parsed: −1 (the default rule), 0 or 1 per StepKernel.
-std::array<int, 4> parse_preview_choice(const char* env) {
+constexpr int kStepKernels = 6;
+using PreviewChoice = std::array<int, kStepKernels>;
+static_assert(static_cast<int>(StepKernel::kLDense) == kStepKernels - 1, "one name per StepKernel");
+PreviewChoice parse_preview_choice(const char* env) {
   const std::string v = env ? env : "";
-  if (v.empty()) return {-1, -1, -1, -1};
-  if (v == "1" || v == "0") {
-    const int on = v == "1";
-    return {on, on, on, on};
+  PreviewChoice c;
+  if (v.empty()) {
+    c.fill(-1);
+    return c;
   }
-  static const char* const names[4] = {"r-first", "r-later", "l-final", "l-columns"};
-  std::array<int, 4> c = {0, 0, 0, 0};
+  if (v == "1" || v == "0") {
+    c.fill(v == "1" ? 1 : 0);
+    return c;
+  }
+  // (the order of StepKernel)
+  static const char* const names[kStepKernels] = {"r-first", "r-later", "l-final", "l-columns", "r-dense", "l-dense"};
+  c.fill(0);
   for (size_t at = 0; at <= v.size();) {
     const size_t end = std::min(v.find(',', at), v.size());
     std::string name = v.substr(at, end - at);
@@ -65,8 +73,10 @@ std::array<int, 4> parse_preview_choice(const char* env) {
     const auto hit = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
     if (hit == std::end(names)) {
       std::fprintf(stderr, "monarch-attention: MONARCH_PREVIEW_KERNELS='%s': unknown kernel '%s' (known: r-first, "
-                   "r-later, l-final, l-columns, or 1 / 0); every selectable sm_90a step kernel is off\n", v.c_str(), name.c_str());
-      return {0, 0, 0, 0};
+                   "r-later, l-final, l-columns, r-dense, l-dense, or 1 / 0); every selectable sm_90a step kernel is off\n",
+                   v.c_str(), name.c_str());
+      c.fill(0);
+      return c;
     }
     c[hit - std::begin(names)] = 1;
   }
@@ -92,7 +102,7 @@ bool env_is(const char* name, const char* value) {
 }
 
 int preview_choice(StepKernel k) {
-  static const std::array<int, 4> choice = parse_preview_choice(std::getenv("MONARCH_PREVIEW_KERNELS"));
+  static const PreviewChoice choice = parse_preview_choice(std::getenv("MONARCH_PREVIEW_KERNELS"));
   return choice[static_cast<int>(k)];
 }
 

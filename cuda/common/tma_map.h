@@ -32,10 +32,12 @@ bool env_is(const char* name, const char* value);
 bool monarch_hopper_enabled();
 // The sm_90a Monarch-step kernels that MONARCH_PREVIEW_KERNELS can select (benchmarks/notes/kernel-preview.md
 // says which are on by default, where, and why).
-enum class StepKernel { kRFirst, kRLater, kLFinal, kLColumns };
+// kRDense / kLDense: the first R-step and the final L-step of a one-tile problem on the dense kernel
+// (r_step_frames_dense.cuh, l_step_final_dense.cuh).
+enum class StepKernel { kRFirst, kRLater, kLFinal, kLColumns, kRDense, kLDense };
 // MONARCH_PREVIEW_KERNELS (read once): unset or empty, each kernel runs where its default rule says so
 // (returns −1); "1", every one of them runs wherever it applies (1); "0", none does (0); a comma list of
-// the names r-first, r-later, l-final, l-columns, exactly those run (1 for a listed kernel, 0 otherwise).
+// the names r-first, r-later, l-final, l-columns, r-dense, l-dense, exactly those run (1 for a listed kernel, 0 otherwise).
 // An unknown name in the list turns every selectable kernel off (the safe reading) and is reported once
 // on stderr.
 int preview_choice(StepKernel k);

@@ -24,6 +24,10 @@
 // is VMonarch's first R-step (aL = R·K and y = R·V with the entropy, r_step_frames_dense.cuh), which
 // otherwise takes two dense passes. K slots are released after both products of their tile; at head
 // dim 128 the tiles hold 64 keys (two fp32 accumulators fit the 240 registers next to S and P).
+// Key-bias variant (kBias, dense_hopper_biased): every logit of key n also gets −bias[n] (natural units,
+// +INF masks the key), the biases of a tile read into registers while S is in flight. That is the final
+// L-step of a one-tile problem (queries against the candidates aL with the bias cL, values y:
+// l_step_final_dense.cuh).
 #include <monarch/monarch_cuda.h>
 
 #include <algorithm>
@@ -61,11 +65,12 @@ struct DenseShape {
 // Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
 // benchmarks/notes/kernel-dense-hopper.md); the keys-out variant at head dim 128 takes 64, and so do
 // three consumers (S, P and O of a 128-key tile do not fit 160 registers; at head dim 64 they take
-// 96-key tiles). Ring depth: what fits
+// 96-key tiles); so does the key-bias variant at head dim 128 (its biases' registers spill a 128-key
+// tile: 88 bytes in ptxas -v). Ring depth: what fits
 // 227 KB of shared memory.
-template <int D, bool kKeysOut, int NC>
+template <int D, bool kNarrow, int NC>  // kNarrow: keys-out or key-bias variant
 constexpr int hopper_bn() {
-  return NC == 3 && D == 64 ? 96 : (kKeysOut && D == 128) || NC == 3 ? 64 : 128;
+  return NC == 3 && D == 64 ? 96 : (kNarrow && D == 128) || NC == 3 ? 64 : 128;
 }
 template <int D, int kBN>
 constexpr int hopper_stages() {
@@ -113,12 +118,14 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias>
 __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
-                                  const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko) {
+                                  const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko,
+                                  DenseKeyBias kb) {
+  static_assert(!(kBias && (kKeysOut || kEntropy)), "the key-bias variant has neither second outputs nor entropy");
 #if MONARCH_SM90A
-  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
+  constexpr int kBN = hopper_bn<D, kKeysOut || kBias, NC>();
   using L = HopperSmem<D, kBN, NC>;
   using Shape = DenseShape<NC>;
   constexpr int kBM = Shape::kBM;
@@ -206,6 +213,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   float O2[kKeysOut ? D / 8 : 1][4];  // keys-out: P·K
   float S[kBN / 8][4];
   uint32_t pa[kBN / 16][4];
+  float bv[kBias ? kBN / 8 : 1][2];  // key-bias variant: this thread's key columns' biases, base 2
 #pragma unroll
   for (int n = 0; n < kBN / 8; ++n) S[n][0] = S[n][1] = S[n][2] = S[n][3] = 0.f;
 
@@ -261,14 +269,28 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
       }
     }
-    if (kv != nullptr || !(scale2 > 0.f)) kAll = 0;
+    if (kv != nullptr || !(scale2 > 0.f) || kBias) kAll = 0;
+    const float* brow = kBias ? kb.bias + wt.b * kb.sB + wt.h * kb.sH : nullptr;
+    // Key-bias variant: tile t's biases into bv (issued while S_t is in flight; keys past Nk read none).
+    auto load_bias = [&](int t) {
+      if constexpr (kBias) {
+#pragma unroll
+        for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = t * kBN + n * 8 + 2 * qd + e;
+            bv[n][e] = col < p.Nk ? __ldg(brow + col) * kLog2e : 0.f;
+          }
+      }
+    };
 
     // Softmax of S (tile t) in place: returns whether O must be rescaled by alpha.
     LazySoftmax<kBN, kEntropy> sm;
     sm.init();
     auto softmax = [&](int t, float (&alpha)[2]) -> bool {
-      if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid or scale2 ≤ 0
-        mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
+      if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid, scale2 ≤ 0 or a bias
+        if constexpr (kBias) mask_scale_bias_tile<kBN>(S, t * kBN, qd, lim, kv, scale2, bv);
+        else mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
         return sm.template update<false>(S, scale2, alpha);
       }
       return sm.template update<true>(S, scale2, alpha);
@@ -287,6 +309,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         wgmma_fence();
         issue_s(s);
         named_arrive(nextTurn, 256);
+        load_bias(0);
         wgmma_wait<0>();
         fence_regs(S);
         if (nTiles == 1) mbar_arrive(emptyQ);
@@ -304,6 +327,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         issue_s(sc);
         issue_pv(sp);
         named_arrive(nextTurn, 256);
+        load_bias(t);
         wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
         fence_regs(S);
         if (t == nTiles - 1) mbar_arrive(emptyQ);
@@ -340,6 +364,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         mbar_wait(fullK + s, ph);
         wgmma_fence();
         issue_s(s);
+        load_bias(t);
         wgmma_wait<0>();
         fence_regs(S);
         if (t == nTiles - 1) mbar_arrive(emptyQ);
@@ -425,16 +450,17 @@ int consumers_for() {
   return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC>
-Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias = false>
+Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist,
+                      const DenseKeyBias& kb = DenseKeyBias()) {
   using Shape = DenseShape<NC>;
-  constexpr int kBN = hopper_bn<D, kKeysOut, NC>();
+  constexpr int kBN = hopper_bn<D, kKeysOut || kBias, NC>();
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_rows(&mq, p.q, p.dtype, p.B, p.Nq, p.H, D, Shape::kBM);
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC>;
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kBias>;
   const size_t smem = HopperSmem<D, kBN, NC>::kBytes;
   st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
@@ -445,8 +471,9 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
   if (work > INT32_MAX) return Status::Error("dense_attention_hopper_kernel: more than 2^31 q-blocks");
   // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
   // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
-  const int64_t grid = persist ? std::min<int64_t>(work, sms) : work;
-  kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys);
+  // (MONARCH_HOPPER_MAX_GRID caps the persistent grid, a test knob: tma_map.h.)
+  const int64_t grid = persist ? tma::hopper_grid(work, sms) : work;
+  kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys, kb);
   return launch_status("dense_attention_hopper_kernel");
 }
 
@@ -488,6 +515,18 @@ Status dense_hopper(const DenseParams& p, cudaStream_t s) {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;
     return entropy ? launch<T, D, true, false>(p, none, s) : launch<T, D, false, false>(p, none, s);
+  });
+}
+
+Status dense_hopper_biased(const DenseParams& p, const DenseKeyBias& kb, cudaStream_t s) {
+  if (kb.bias == nullptr || p.lse != nullptr || p.entropy != nullptr)
+    return Status::Error("dense_hopper_biased: needs a key bias and no lse / entropy outputs");
+  const DenseKeysOut none;
+  const bool persist = p.causalChunk <= 0;
+  return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
+    using T = typename decltype(tt)::type;
+    constexpr int D = decltype(dd)::value;
+    return launch_variant<T, D, false, true, false, 2, true>(p, none, s, persist, kb);
   });
 }
 

@@ -123,6 +123,23 @@ __device__ __forceinline__ void mask_scale_tile(float (&s)[NK / 8][4], int col0,
     }
 }
 
+// mask_scale_tile with a per-key bias (dense_hopper_biased): a visible key's logit is
+// visible_logit(s·scale2) − bias, bias in base-2 units (bv[n][e]: key col0 + n·8 + 2·qd + e). A bias of
+// +INF makes it −INF (masked, as the L-step's cL = +INF); a non-finite score is NaN before the bias, so
+// it poisons the row whatever the bias is (the L-step's rule, l_step_config.cuh).
+template <int NK>
+__device__ __forceinline__ void mask_scale_bias_tile(float (&s)[NK / 8][4], int col0, int qd, const int (&lim)[2],
+                                                     const uint8_t* kv, float scale2, const float (&bv)[NK / 8][2]) {
+#pragma unroll
+  for (int n = 0; n < NK / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int c = col0 + n * 8 + 2 * qd + (e & 1);
+      const bool ok = c < lim[e >> 1] && (kv == nullptr || kv[c] != 0);
+      s[n][e] = ok ? visible_logit(s[n][e] * scale2) - bv[n][e & 1] : -INFINITY;
+    }
+}
+
 // After finalize(): the per-row outputs of rows row0 + g and row0 + g + 8 (lane qd == 0 of each
 // quad writes): lse, and the entropy (≥ 0, as the CPU; NaN stays NaN). Shared by both dense kernels.
 template <int NK, bool kEntropy>

@@ -74,7 +74,13 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
     return Status::Error(
         "r_step: q, k, v and the workspace need 16-byte aligned rows (strides multiples of 8)");
   // One tile with long key rows (VMonarch's frames as blocks): the first step is dense attention per row.
-  if (first && r_step_frames_dense_applies(p)) return r_step_frames_dense(p, last, stream);
+  // Shorter rows (one-tile sequences) take its one-pass sm_90a form by default, else fall through.
+  if (first && r_step_frames_dense_applies(p, last)) {
+    Status ds = r_step_frames_dense(p, last, stream);
+    if (ds.ok || !r_step_dense_short_rows(p) || ds.message.find("TMA tensor map") == std::string::npos ||
+        tma::preview_strict())
+      return ds;
+  }
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first and later steps; a layout
   // their tensor maps refuse falls through to the mma.sync kernels.

@@ -10,6 +10,9 @@
 // On sm_90a the last step can take one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
 // written in its layout from one softmax); where that kernel does not apply, the two passes above.
 // That pass is on by default (verified on the H200; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h).
+// Short key rows (32 ≤ b2 ≤ 128: MonarchAttention's one-tile sequences, b = √N) take only that one
+// pass (StepKernel::kRDense, "r-dense" in MONARCH_PREVIEW_KERNELS): there the row-wise mma.sync kernel
+// beats the two-pass fallback, so a refused tensor map falls through to it.
 #pragma once
 
 #include <algorithm>
@@ -38,13 +41,22 @@ __global__ void r_step_entropy_to_cl_kernel(const float* __restrict__ entropy, f
   }
 }
 
+// Key rows short enough for the row-wise kernel, which the one-pass dense R-step replaces by default
+// (size rule: b2 ≥ 32, where a 128-row dense q-block holds at most four key rows' padding).
+inline bool r_step_dense_short_rows(const MonarchParams& p) { return p.b2 <= 128; }
+
 // Whether the frames-as-dense path serves this first R-step.
-inline bool r_step_frames_dense_applies(const MonarchParams& p) {
-  return p.Aq == 1 && p.Fk == 1 && p.b2 > 128 && p.keyValid == nullptr && p.y != nullptr && p.aL != nullptr &&
-         p.cL != nullptr && (p.dtype == kBF16 || p.dtype == kF16) && (p.D == 64 || p.D == 128) &&
-         int64_t(p.b1) * p.H * p.b2 <= (int64_t(1) << 31) / 8;
+inline bool r_step_frames_dense_applies(const MonarchParams& p, bool last) {
+  const bool shape = p.Aq == 1 && p.Fk == 1 && p.keyValid == nullptr && p.y != nullptr && p.aL != nullptr &&
+                     p.cL != nullptr && (p.dtype == kBF16 || p.dtype == kF16) && (p.D == 64 || p.D == 128) &&
+                     int64_t(p.b1) * p.H * p.b2 <= (int64_t(1) << 31) / 8;
+  if (!shape) return false;
+  if (!r_step_dense_short_rows(p)) return true;
+  return last && tma::hopper_step_runs(p.dtype, p.D, tma::StepKernel::kRDense, p.b2 >= 32);
 }
 
+// Returns a "TMA tensor map" error without launching anything when the short-row case's one pass is
+// refused (the caller then takes the row-wise kernel).
 inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stream) {
   const size_t es = dtype_size(p.dtype);
   const int64_t perBatchWs = int64_t(p.H) * p.b2 * p.b1 * p.D;  // aL / y elements of one batch row b
@@ -62,6 +74,9 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
   };
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // (On by default since its hardware verification; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h.)
+  const bool shortRows = r_step_dense_short_rows(p);
+  if (shortRows && !dense_hopper_applies(dense_for(0, p.v, p.y)))
+    return Status::Error("r_step_frames_dense: TMA tensor map: the dense sm_90a kernel does not apply");
   if (last && tma::monarch_hopper_enabled() && dense_hopper_applies(dense_for(0, p.v, p.y))) {
     bool launched = true;
     for (int b = 0; b < p.B && launched; ++b) {
@@ -75,6 +90,7 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
       // TMA refused the layout: the two passes below recompute every batch (all batches share strides,
       // so in practice only batch 0 can be refused).
       if (st.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return st;
+      if (shortRows) return st;  // only batch 0 can be refused (shared strides): nothing was launched
       launched = false;
     }
     if (launched) return Status::Ok();

@@ -7,7 +7,7 @@
 //     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
 //     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 and MONARCH_PREVIEW_STRICT=1,
 //                so an sm_90a step kernel that falls back to an mma.sync kernel fails the case)
-//     --time-case NAME  one timing case only, no checks (dense, 480p, 720p, seq16k, vm480p, vm480p-t2,
+//     --time-case NAME  one timing case only, no checks (dense, 480p, 720p, seq16k, seq4k, vm480p, vm480p-t2,
 //                480p-t2, 720p-t2; for a profiler run of that case's kernels)
 //     --mma      the mma.sync kernels for every Monarch step, also on sm_90a (MONARCH_HOPPER_KERNELS=0)
 //
@@ -503,10 +503,13 @@ void run_dense_nonfinite(Poison x, DType dt, int D, int causalChunk, bool masked
   compare_nf(kase, "entropy", he, ge, kTolF32, wantNaN);
 }
 
-void run_monarch_nonfinite(Poison x, DType dt, int D, int T, uint64_t seed) {
+// oneTile: Aq = Fk = 1 with b1 = 64 and no key mask (a sequence: the dense R- and L-step paths on sm_90a).
+void run_monarch_nonfinite(Poison x, DType dt, int D, int T, uint64_t seed, bool oneTile = false) {
   Rng rng(seed);
-  const int B = 1, H = 2, b1 = 6, b2 = 40, Aq = 2, Fk = 2;  // b2 = 40: a full and a partial key tile
-  const std::string kase = std::string("nf monarch ") + poison_name(x) + " T" + std::to_string(T) + "/" + nf_dname(dt) + "/D" + std::to_string(D);
+  // b2 = 40: a full and a partial key tile
+  const int B = 1, H = 2, b1 = oneTile ? 64 : 6, b2 = 40, Aq = oneTile ? 1 : 2, Fk = oneTile ? 1 : 2;
+  const std::string kase = std::string(oneTile ? "nf seq " : "nf monarch ") + poison_name(x) + " T" + std::to_string(T) + "/" +
+                           nf_dname(dt) + "/D" + std::to_string(D);
   const int Sq = Aq * b1 * b2, Sk = Fk * b1 * b2;
   const size_t nq = size_t(Sq) * H * D, nk = size_t(Sk) * H * D, es = esize(dt);
   std::vector<float> fq(nq), fk(nk), fv(nk);
@@ -515,7 +518,8 @@ void run_monarch_nonfinite(Poison x, DType dt, int D, int T, uint64_t seed) {
   for (auto& e : fv) e = float(rng.normal());
   std::vector<uint8_t> kv(Sk);
   for (auto& e : kv) e = rng.uniform() < 0.9;
-  apply_poison(x, dt, fq, fk, kv, Sq, Sk, H, D, (b1 + 2) * b2 + 33, 7);  // tile f = 1, row k = 2, l = 33
+  // tile f = 1 (one tile: f = 0), row k = 2, l = 33
+  apply_poison(x, dt, fq, fk, kv, Sq, Sk, H, D, oneTile ? 2 * b2 + 33 : (b1 + 2) * b2 + 33, 7);
   Bytes hq = to_bytes(dt, fq), hk = to_bytes(dt, fk), hv = to_bytes(dt, fv);
 
   MonarchParams p;
@@ -529,13 +533,13 @@ void run_monarch_nonfinite(Poison x, DType dt, int D, int T, uint64_t seed) {
   MonarchParams g = p, h = p;
   g.q = make_act(dq.p, B, Sq, H, D, false), g.k = make_act(dk.p, B, Sk, H, D, false);
   g.v = make_act(dv.p, B, Sk, H, D, false), g.o = make_act(dout.p, B, Sq, H, D, false);
-  g.keyValid = static_cast<uint8_t*>(dkv.p);
+  g.keyValid = oneTile && x != Poison::kMaskedKeys ? nullptr : static_cast<uint8_t*>(dkv.p);
   g.aR = daR.p, g.cR = static_cast<float*>(dcR.p), g.aL = daL.p, g.cL = static_cast<float*>(dcL.p), g.y = dy.p;
   Bytes hout(nq * es), gout(nq * es), haR(nA * es), haL(nA * es), hy(nA * es), gaR(nA * es), gaL(nA * es), gy(nA * es);
   std::vector<float> hcR(nC), hcL(nC), gcR(nC), gcL(nC);
   h.q = make_act(hq.data(), B, Sq, H, D, false), h.k = make_act(hk.data(), B, Sk, H, D, false);
   h.v = make_act(hv.data(), B, Sk, H, D, false), h.o = make_act(hout.data(), B, Sq, H, D, false);
-  h.keyValid = kv.data();
+  h.keyValid = oneTile && x != Poison::kMaskedKeys ? nullptr : kv.data();
   h.aR = haR.data(), h.cR = hcR.data(), h.aL = haL.data(), h.cL = hcL.data(), h.y = hy.data();
   const bool wantNaN = x != Poison::kMaskedKeys;
   const Tol tolS = dt == kF32 ? kTolF32 : dt == kBF16 ? kTolBf16 : kTolF16;
@@ -796,9 +800,9 @@ int main(int argc, char** argv) {
     }
     else if (!std::strcmp(argv[i], "--time-case") && i + 1 < argc) {
       timeCase = argv[++i], checks = false;
-      static const char* const kCases[] = {"dense", "480p", "720p", "seq16k", "vm480p", "vm480p-t2", "480p-t2", "720p-t2"};
+      static const char* const kCases[] = {"dense", "480p", "720p", "seq16k", "seq4k", "vm480p", "vm480p-t2", "480p-t2", "720p-t2"};
       if (std::none_of(std::begin(kCases), std::end(kCases), [&](const char* c) { return timeCase == c; })) {
-        std::fprintf(stderr, "--time-case: unknown case '%s' (dense, 480p, 720p, seq16k, vm480p, vm480p-t2, 480p-t2, 720p-t2)\n",
+        std::fprintf(stderr, "--time-case: unknown case '%s' (dense, 480p, 720p, seq16k, seq4k, vm480p, vm480p-t2, 480p-t2, 720p-t2)\n",
                      timeCase.c_str());
         return 2;
       }
@@ -882,6 +886,14 @@ int main(int argc, char** argv) {
       {"frames-dense B=2 b2=257 T=1 BHSD sharp", 2, 2, 3, 257, 1, 1, 0, 0, 1, true, false, false, false, 4.0},
       {"frames-dense b1=2 b2=1560 T=1", 1, 1, 2, 1560, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"frames-dense b1=4 b2=200 T=1 qmask", 1, 2, 4, 200, 1, 1, 0, 0, 1, false, false, false, true, 1.5},
+      // one-tile sequences on sm_90a: the first R-step (32 <= b2 <= 128, T = 1, no key mask) as one keys-out
+      // dense pass, the final L-step (b1 >= 64) as dense attention with the bias -cL; key and query tails of
+      // the 128-row / 128-key (64 at D 128) dense tiles, key masks (cL = +INF biases), B = 2, BHSD
+      {"seq b1=128 b2=128 T=1", 1, 2, 128, 128, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+      {"seq B=2 b1=64 b2=64 T=1 BHSD", 2, 3, 64, 64, 1, 1, 0, 0, 1, true, false, false, false, 1.5},
+      {"seq b1=200 b2=40 T=1", 1, 1, 200, 40, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+      {"seq b1=72 b2=33 T=1 key masks", 1, 2, 72, 33, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
+      {"seq b1=96 b2=128 T=2 sharp", 1, 1, 96, 128, 1, 1, 0, 0, 2, false, false, false, false, 3.0},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -904,7 +916,9 @@ int main(int argc, char** argv) {
               {"small b1=30 T=2 qmask", 1, 1, 30, 20, 1, 3, 0, 0, 2, false, true, true, true, 1.5},
               {"small frames-dense T=2", 2, 1, 3, 150, 1, 1, 0, 0, 2, false, false, false, false, 1.5},
               {"small frames-dense T=1", 2, 1, 3, 150, 1, 1, 0, 0, 1, true, false, false, false, 1.5},
-              {"small b2=40 Aq=3 causal", 1, 1, 5, 40, 3, 4, 1, 1, 1, false, true, false, false, 1.5}};
+              {"small b2=40 Aq=3 causal", 1, 1, 5, 40, 3, 4, 1, 1, 1, false, true, false, false, 1.5},
+              {"small seq b1=80 b2=48 T=1", 1, 1, 80, 48, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+              {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
@@ -942,6 +956,8 @@ int main(int argc, char** argv) {
           run_dense_nonfinite(x, dt, D, 32, false, ++s);
           run_monarch_nonfinite(x, dt, D, 1, ++s);
           run_monarch_nonfinite(x, dt, D, 3, ++s);
+          run_monarch_nonfinite(x, dt, D, 1, ++s, true);
+          run_monarch_nonfinite(x, dt, D, 2, ++s, true);
         }
       }
   }
@@ -959,6 +975,7 @@ int main(int argc, char** argv) {
     if (want("480p")) time_monarch(21, 30, 52, 12, 128, ++s);
     if (want("720p")) time_monarch(21, 45, 80, 12, 128, ++s);
     if (want("seq16k")) time_monarch(1, 128, 128, 12, 64, ++s, kF16);  // sequence N = 16384, b = 128
+    if (want("seq4k")) time_monarch(1, 64, 64, 12, 64, ++s, kF16);     // sequence N = 4096, b = 64
     if (want("vm480p")) time_monarch(1, 21, 1560, 12, 128, ++s);       // VMonarch 480p: frames as blocks
     if (want("vm480p-t2")) time_monarch_t2(1, 21, 1560, 12, 128, ++s);
     if (want("480p-t2")) time_monarch_t2(21, 30, 52, 12, 128, ++s);
