@@ -5,8 +5,8 @@
 //   queries q[a,i,j] (i ∈ [b1], tokens (a·b1+i)·b2+j),  keys aL[a,f,j,k],  additive bias −cL[a,f,j,k]
 //   logit u = s·⟨q, aL⟩ − cL   (cL = +INF ⇒ the candidate is masked)
 //
-// sm_90a, one tile (Aq = Fk = 1) and b1 ≥ 64: the final step as biased dense attention
-// (l_step_final_dense.cuh).
+// sm_90a, one tile (Aq = Fk = 1): the final step as biased dense attention (l_step_final_dense.cuh), only
+// when MONARCH_PREVIEW_KERNELS selects l-dense (slower than the ring kernel at the shapes measured).
 // sm_90a, b1 ≤ 32: l_step_final_hopper.cu and l_step_columns_hopper.cu (wgmma + TMA,
 // benchmarks/notes/kernel-preview.md): the final one by default where b1 ≥ 16 (its size rule), the
 // non-final one (slower than the mma.sync kernel) only when MONARCH_PREVIEW_KERNELS selects it.
@@ -78,7 +78,7 @@ Status l_step(const MonarchParams& p, bool final, Stream stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // sm_90a, b1 ≤ 32 (480p MonarchRT): the wgmma/TMA final step and the non-final preview (l_step_hopper.h);
   // a layout their tensor maps refuse falls through to the mma.sync kernels.
-  // sm_90a, one tile and b1 ≥ 64 (MonarchAttention sequences): the final step on the dense kernel with
+  // sm_90a, one tile (MonarchAttention sequences), when selected: the final step on the dense kernel with
   // the bias −cL (l_step_final_dense.cuh); a refused tensor map falls through.
   if (final && l_step_final_dense_applies(p)) {
     Status ds = l_step_final_dense(p, s);

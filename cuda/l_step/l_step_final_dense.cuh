@@ -7,8 +7,10 @@
 // columns j as its batch. The strides do the gathers: query and output rows step b2 tokens, a column's
 // batch offset is one token. cL = +INF masks a candidate, a non-finite score poisons the row (the rule
 // of l_step_config.cuh, which the dense kernel's biased softmax follows).
-// Size rule (StepKernel::kLDense, "l-dense" in MONARCH_PREVIEW_KERNELS): b1 ≥ 64, where the ring kernel
-// runs one 8-warp (D = 64) or 4-warp CTA per column; a refused tensor map falls through to it.
+// Off by default (StepKernel::kLDense: runs only when MONARCH_PREVIEW_KERNELS selects l-dense): on the
+// H200 (session 11) it was slower than the ring kernel, seq-16k 0.063 → 0.101 ms and seq-4k 0.018 →
+// 0.041 ms (one item of one key tile per column: the persistent CTA's per-item latency dominates). A
+// refused tensor map falls through to the ring kernel.
 #pragma once
 
 #include "../common/tma_map.h"
@@ -22,7 +24,7 @@ namespace {  // this header is included by l_step.cu only
 inline bool l_step_final_dense_applies(const MonarchParams& p) {
   return p.Aq == 1 && p.Fk == 1 && p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
          int64_t(p.b2) * p.H * p.b1 <= (int64_t(1) << 31) / 8 &&
-         tma::hopper_step_runs(p.dtype, p.D, tma::StepKernel::kLDense, p.b1 >= 64);
+         tma::hopper_step_runs(p.dtype, p.D, tma::StepKernel::kLDense, false);
 }
 
 inline Status l_step_final_dense(const MonarchParams& p, cudaStream_t s) {

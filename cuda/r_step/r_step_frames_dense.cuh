@@ -10,9 +10,9 @@
 // On sm_90a the last step can take one pass instead (dense_hopper_keys_out: y = R·V, aL = R·K and cL
 // written in its layout from one softmax); where that kernel does not apply, the two passes above.
 // That pass is on by default (verified on the H200; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h).
-// Short key rows (32 ≤ b2 ≤ 128: MonarchAttention's one-tile sequences, b = √N) take only that one
-// pass (StepKernel::kRDense, "r-dense" in MONARCH_PREVIEW_KERNELS): there the row-wise mma.sync kernel
-// beats the two-pass fallback, so a refused tensor map falls through to it.
+// Short key rows (b2 ≤ 128: MonarchAttention's one-tile sequences, b = √N) take only that one pass
+// (StepKernel::kRDense, "r-dense" in MONARCH_PREVIEW_KERNELS; by default at b2 = 128): there the row-wise
+// mma.sync kernel beats the two-pass fallback, so a refused tensor map falls through to it.
 #pragma once
 
 #include <algorithm>
@@ -41,8 +41,10 @@ __global__ void r_step_entropy_to_cl_kernel(const float* __restrict__ entropy, f
   }
 }
 
-// Key rows short enough for the row-wise kernel, which the one-pass dense R-step replaces by default
-// (size rule: b2 ≥ 32, where a 128-row dense q-block holds at most four key rows' padding).
+// Key rows short enough for the row-wise kernel. The one-pass dense R-step replaces it by default at
+// b2 = 128 (size rule, H200 session 11: seq-16k R-step 0.086 → 0.068 ms); at b2 = 64 it was slower
+// (seq-4k 0.020 → 0.044 ms: one CTA per SM and a 128-row q-block for 64 queries), so there it runs only
+// when MONARCH_PREVIEW_KERNELS selects r-dense.
 inline bool r_step_dense_short_rows(const MonarchParams& p) { return p.b2 <= 128; }
 
 // Whether the frames-as-dense path serves this first R-step.
@@ -52,7 +54,7 @@ inline bool r_step_frames_dense_applies(const MonarchParams& p, bool last) {
                      int64_t(p.b1) * p.H * p.b2 <= (int64_t(1) << 31) / 8;
   if (!shape) return false;
   if (!r_step_dense_short_rows(p)) return true;
-  return last && tma::hopper_step_runs(p.dtype, p.D, tma::StepKernel::kRDense, p.b2 >= 32);
+  return last && tma::hopper_step_runs(p.dtype, p.D, tma::StepKernel::kRDense, p.b2 >= 128);
 }
 
 // Returns a "TMA tensor map" error without launching anything when the short-row case's one pass is
