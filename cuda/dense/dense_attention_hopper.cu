@@ -77,15 +77,14 @@ constexpr int hopper_stages() {
   return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 96 ? 6 : 4;  // (64, 96): three consumers
 }
 
-template <int D, int kBN, int NC, int kQBufs = 1>
+template <int D, int kBN, int NC>
 struct HopperSmem {
   static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
   static constexpr int kQBytes = DenseShape<NC>::kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
   static constexpr int kStages = hopper_stages<D, kBN>();
-  static constexpr int kKOffset = kQBufs * kQBytes;  // Q buffers (two in the chained schedule)
-  static constexpr int kBarOffset = kKOffset + 2 * kStages * kTileBytes;
-  static constexpr int kBars = 2 * kQBufs + 4 * kStages;  // Q full/empty per buffer; K, V full/empty per slot
+  static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
+  static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
 };
 
@@ -119,7 +118,7 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kChain, bool kBias>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias>
 __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko,
@@ -127,9 +126,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   static_assert(!(kBias && (kKeysOut || kEntropy)), "the key-bias variant has neither second outputs nor entropy");
 #if MONARCH_SM90A
   constexpr int kBN = hopper_bn<D, kKeysOut || kBias, NC>();
-  constexpr int kQBufs = kChain ? 2 : 1;
-  static_assert(!kChain || (kOverlap && !kKeysOut), "the chained schedule is the overlapped one, plain attention");
-  using L = HopperSmem<D, kBN, NC, kQBufs>;
+  using L = HopperSmem<D, kBN, NC>;
   using Shape = DenseShape<NC>;
   constexpr int kBM = Shape::kBM;
   constexpr int kConsumers = Shape::kConsumerThreads;  // arrivals that release a slot
@@ -137,12 +134,12 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   T* sQ = reinterpret_cast<T*>(base);
-  T* sK = reinterpret_cast<T*>(base + L::kKOffset);
-  T* sV = reinterpret_cast<T*>(base + L::kKOffset + kStages * L::kTileBytes);
+  T* sK = reinterpret_cast<T*>(base + L::kQBytes);
+  T* sV = reinterpret_cast<T*>(base + L::kQBytes + kStages * L::kTileBytes);
   uint64_t* bars = reinterpret_cast<uint64_t*>(base + L::kBarOffset);
-  uint64_t* fullQ = bars;             // [kQBufs]
-  uint64_t* emptyQ = bars + kQBufs;   // [kQBufs]
-  uint64_t* fullK = bars + 2 * kQBufs;
+  uint64_t* fullQ = bars;
+  uint64_t* emptyQ = bars + 1;
+  uint64_t* fullK = bars + 2;
   uint64_t* emptyK = fullK + kStages;
   uint64_t* fullV = emptyK + kStages;
   uint64_t* emptyV = fullV + kStages;
@@ -153,10 +150,8 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   const bool causal = p.causalChunk > 0;
 
   if (threadIdx.x == 0) {
-    for (int q = 0; q < kQBufs; ++q) {
-      mbar_init(fullQ + q, 1);
-      mbar_init(emptyQ + q, kConsumers);
-    }
+    mbar_init(fullQ, 1);
+    mbar_init(emptyQ, kConsumers);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(fullK + s, 1);
       mbar_init(fullV + s, 1);
@@ -173,26 +168,16 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
       tma_prefetch_map(&tmV);
-      // Item n's Q block goes to buffer n % kQBufs. With two (the chained schedule), the next item's is
-      // issued before this item's K and V tiles, so it has landed when the consumers chain into it.
-      auto load_q = [&](int w, int n) {
-        const WorkTile wt = work_tile(w, nQB, p.H, causal);
-        const int q = n % kQBufs;
-        mbar_wait(emptyQ + q, ((n / kQBufs) & 1) ^ 1);
-        mbar_arrive_expect_tx(fullQ + q, L::kQBytes);
-#pragma unroll
-        for (int a = 0; a < L::kAtoms; ++a)
-          tma_load_4d(sQ + (q * L::kAtoms + a) * kBM * 64, &tmQ, fullQ + q, a * 64, wt.qb * kBM, wt.h, wt.b);
-      };
       int it = 0, n = 0;
-      if (kChain && int(blockIdx.x) < nWork) load_q(blockIdx.x, 0);
       for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
         const WorkTile wt = work_tile(w, nQB, p.H, causal);
         int kEnd, kAll;
         key_range<kBM>(p, wt.qb, kEnd, kAll);
         const int nTiles = (kEnd + kBN - 1) / kBN;
-        if (!kChain) load_q(w, n);
-        if (kChain && w + int(gridDim.x) < nWork) load_q(w + gridDim.x, n + 1);
+        mbar_wait(emptyQ, (n & 1) ^ 1);
+        mbar_arrive_expect_tx(fullQ, L::kQBytes);
+#pragma unroll
+        for (int a = 0; a < L::kAtoms; ++a) tma_load_4d(sQ + a * kBM * 64, &tmQ, fullQ, a * 64, wt.qb * kBM, wt.h, wt.b);
         for (int t = 0; t < nTiles; ++t, ++it) {
           const int s = it % kStages;
           const uint32_t ph = (it / kStages) & 1;
@@ -221,8 +206,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane / 4, qd = lane % 4;
   const float scale2 = p.scale * kLog2e;
-  const uint32_t qAddr0 = smem_addr(sQ) + c * 64 * 128;  // this warpgroup's 64 rows of atom 0, buffer 0
-  uint32_t qAddr = qAddr0;
+  const uint32_t qAddr = smem_addr(sQ) + c * 64 * 128;  // this warpgroup's 64 rows of atom 0
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
 
   float O[D / 8][4];
@@ -230,22 +214,6 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   float S[kBN / 8][4];
   uint32_t pa[kBN / 16][4];
   float bv[kBias ? kBN / 8 : 1][2];  // key-bias variant: this thread's key columns' biases, base 2
-  // Key-bias variant: tile t's biases of the (b, h) row brow into bv, issued while S_t is in flight
-  // (keys past Nk read none: the mask drops them).
-  auto load_bias = [&](const float* brow, int t) {
-    if constexpr (kBias) {
-#pragma unroll
-      for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int col = t * kBN + n * 8 + 2 * qd + e;
-          bv[n][e] = col < p.Nk ? __ldg(brow + col) * kLog2e : 0.f;
-        }
-    }
-  };
-  auto bias_row = [&](const WorkTile& wt) -> const float* {
-    return kBias ? kb.bias + wt.b * kb.sB + wt.h * kb.sH : nullptr;
-  };
 #pragma unroll
   for (int n = 0; n < kBN / 8; ++n) S[n][0] = S[n][1] = S[n][2] = S[n][3] = 0.f;
 
@@ -283,84 +251,73 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
   // next consumer (barrier 1 + (c + 1) % NC); the last one opens the first turn.
   const int nextTurn = 1 + (c + 1) % NC;
   if (kOverlap && c == NC - 1) named_arrive(1, 256);  // consumer 0 issues first
-  if constexpr (kChain) {
-    // Chained (persistent, overlapped, plain attention): the last P·V of an item is issued together
-    // with the next item's first S, so the tensor cores do not wait for an item's epilogue and the
-    // next item's first softmax. The item's statistics are stored between the two products' waits,
-    // its output rows after the second.
-    struct Item {
-      WorkTile wt;
-      int wrow0, nTiles, kAll;
-      int lim[2];
-      const uint8_t* kv;
-      const float* brow;  // key-bias variant
-    };
-    auto item_at = [&](int w) {
-      Item x;
-      x.wt = work_tile(w, nQB, p.H, causal);
-      x.wrow0 = x.wt.qb * kBM + c * 64 + warp * 16;
-      int kEnd;
-      key_range<kBM>(p, x.wt.qb, kEnd, x.kAll);
-      x.nTiles = (kEnd + kBN - 1) / kBN;
-      x.kv = p.keyValid ? p.keyValid + int64_t(x.wt.b) * p.Nk : nullptr;
-      x.lim[0] = x.lim[1] = p.Nk;
-      if (causal) {
-        const int64_t C = p.causalChunk;
+  int it = 0, n = 0;
+  for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
+    const WorkTile wt = work_tile(w, nQB, p.H, causal);
+    const int row0 = wt.qb * kBM;
+    const int wrow0 = row0 + c * 64 + warp * 16;  // this warp's 16 rows
+    int kEnd, kAll;
+    key_range<kBM>(p, wt.qb, kEnd, kAll);
+    const int nTiles = (kEnd + kBN - 1) / kBN;
+    const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(wt.b) * p.Nk : nullptr;
+    int lim[2] = {p.Nk, p.Nk};
+    if (causal) {
+      const int64_t C = p.causalChunk;
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int64_t pos = int64_t(p.q0) + x.wrow0 + g + 8 * hh;
-          x.lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
-        }
+      for (int hh = 0; hh < 2; ++hh) {
+        const int64_t pos = int64_t(p.q0) + wrow0 + g + 8 * hh;
+        lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
       }
-      if (x.kv != nullptr || !(scale2 > 0.f) || kBias) x.kAll = 0;
-      x.brow = bias_row(x.wt);
-      return x;
+    }
+    if (kv != nullptr || !(scale2 > 0.f) || kBias) kAll = 0;
+    const float* brow = kBias ? kb.bias + wt.b * kb.sB + wt.h * kb.sH : nullptr;
+    // Key-bias variant: tile t's biases into bv (issued while S_t is in flight; keys past Nk read none).
+    auto load_bias = [&](int t) {
+      if constexpr (kBias) {
+#pragma unroll
+        for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = t * kBN + n * 8 + 2 * qd + e;
+            bv[n][e] = col < p.Nk ? __ldg(brow + col) * kLog2e : 0.f;
+          }
+      }
     };
+
+    // Softmax of S (tile t) in place: returns whether O must be rescaled by alpha.
     LazySoftmax<kBN, kEntropy> sm;
-    Item cur{};
-    auto softmax_cur = [&](int t, float (&alpha)[2]) -> bool {
-      if ((t + 1) * kBN > cur.kAll) {
-        if constexpr (kBias) mask_scale_bias_tile<kBN>(S, t * kBN, qd, cur.lim, cur.kv, scale2, bv);
-        else mask_scale_tile<kBN>(S, t * kBN, qd, cur.lim, cur.kv, scale2);
+    sm.init();
+    auto softmax = [&](int t, float (&alpha)[2]) -> bool {
+      if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid, scale2 ≤ 0 or a bias
+        if constexpr (kBias) mask_scale_bias_tile<kBN>(S, t * kBN, qd, lim, kv, scale2, bv);
+        else mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
         return sm.template update<false>(S, scale2, alpha);
       }
       return sm.template update<true>(S, scale2, alpha);
     };
-    auto finish_stats = [&](const Item& x, float (&inv)[2]) {
-      sm.finalize();
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
-      store_row_stats(sm, p, x.wt.b, x.wt.h, x.wrow0, g, qd);
-    };
-    auto store_out = [&](const Item& x, const float (&inv)[2]) {
-      T* og = static_cast<T*>(p.o.data) + x.wt.b * p.o.sB + x.wt.h * p.o.sH;
-      store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
-        return x.wrow0 + r < p.Nq ? og + int64_t(x.wrow0 + r) * p.o.sS : nullptr;
-      });
-    };
-    int it = 0, n = 0, w = blockIdx.x;
-    if (w < nWork) {  // the CTA's first item: tile 0, S only
-      cur = item_at(w);
-      sm.init();
-      zero_acc<D>(O);
-      mbar_wait(fullQ, 0);
-      const int s0 = 0;
-      mbar_wait(fullK + s0, 0);
-      named_sync(1 + c, 256);
-      wgmma_fence();
-      issue_s(s0);
-      named_arrive(nextTurn, 256);
-      load_bias(cur.brow, 0);
-      wgmma_wait<0>();
-      fence_regs(S);
-      if (cur.nTiles == 1) mbar_arrive(emptyQ);
-      release_k_after_s(s0);
-      float alpha[2];
-      softmax_cur(0, alpha);  // O is still zero
-      c_to_a_frags<kBN, T>(pa, S);
-    }
-    for (; w < nWork; w += gridDim.x, ++n) {
-      const int q = n % 2, nTiles = cur.nTiles;
+
+    zero_acc<D>(O);
+    if constexpr (kKeysOut) zero_acc<D>(O2);
+    mbar_wait(fullQ, n & 1);
+    if constexpr (kOverlap) {
+      // Ping-pong: the consumer warpgroups take turns issuing their products (named barrier 1 + c is
+      // "c may issue"), so one's softmax runs while another's products use the tensor cores.
+      {  // tile 0: S only
+        const int s = it % kStages;
+        mbar_wait(fullK + s, (it / kStages) & 1);
+        named_sync(1 + c, 256);
+        wgmma_fence();
+        issue_s(s);
+        named_arrive(nextTurn, 256);
+        load_bias(0);
+        wgmma_wait<0>();
+        fence_regs(S);
+        if (nTiles == 1) mbar_arrive(emptyQ);
+        release_k_after_s(s);
+        float alpha[2];
+        softmax(0, alpha);  // O is still zero: nothing to rescale
+        c_to_a_frags<kBN, T>(pa, S);
+      }
       for (int t = 1; t < nTiles; ++t) {
         const int sc = (it + t) % kStages, sp = (it + t - 1) % kStages;
         mbar_wait(fullK + sc, ((it + t) / kStages) & 1);
@@ -370,216 +327,91 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
         issue_s(sc);
         issue_pv(sp);
         named_arrive(nextTurn, 256);
-        load_bias(cur.brow, t);
+        load_bias(t);
         wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
         fence_regs(S);
-        if (t == nTiles - 1) mbar_arrive(emptyQ + q);
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
         release_k_after_s(sc);
         float alpha[2];
-        const bool moved = softmax_cur(t, alpha);
+        const bool moved = softmax(t, alpha);
         wgmma_wait<0>();
         fence_regs(O);
+        if constexpr (kKeysOut) fence_regs(O2);
         release_after_pv(sp);
-        if (moved) rescale_rows<D>(O, alpha);
+        if (moved) {
+          rescale_rows<D>(O, alpha);
+          if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
+        }
         c_to_a_frags<kBN, T>(pa, S);
       }
-      const int sp = (it + nTiles - 1) % kStages;
-      const uint32_t php = ((it + nTiles - 1) / kStages) & 1;
-      it += nTiles;
-      float inv[2];
-      if (w + int(gridDim.x) < nWork) {  // this item's last P·V with the next item's first S
-        const Item nxt = item_at(w + gridDim.x);
-        const int qn = (n + 1) % 2, s0 = it % kStages;
-        mbar_wait(fullV + sp, php);
-        mbar_wait(fullQ + qn, ((n + 1) / 2) & 1);
-        mbar_wait(fullK + s0, (it / kStages) & 1);
-        qAddr = qAddr0 + qn * L::kQBytes;
+      {  // last P·V
+        const int sp = (it + nTiles - 1) % kStages;
+        mbar_wait(fullV + sp, ((it + nTiles - 1) / kStages) & 1);
         named_sync(1 + c, 256);
         wgmma_fence();
-        issue_s(s0);
         issue_pv(sp);
         named_arrive(nextTurn, 256);
-        load_bias(nxt.brow, 0);
-        wgmma_wait<1>();
+        wgmma_wait<0>();
+        fence_regs(O);
+        if constexpr (kKeysOut) fence_regs(O2);
+        release_after_pv(sp);
+      }
+    } else {
+      // Plain: per tile S, softmax, P·V in sequence; the two warpgroups interleave on their own.
+      for (int t = 0; t < nTiles; ++t) {
+        const int s = (it + t) % kStages;
+        const uint32_t ph = ((it + t) / kStages) & 1;
+        mbar_wait(fullK + s, ph);
+        wgmma_fence();
+        issue_s(s);
+        load_bias(t);
+        wgmma_wait<0>();
         fence_regs(S);
-        if (nxt.nTiles == 1) mbar_arrive(emptyQ + qn);
-        release_k_after_s(s0);
-        finish_stats(cur, inv);
-        const Item done = cur;
-        cur = nxt;
-        sm.init();
+        if (t == nTiles - 1) mbar_arrive(emptyQ);
+        release_k_after_s(s);
         float alpha[2];
-        softmax_cur(0, alpha);  // the next item's O starts at zero below
-        wgmma_wait<0>();
-        fence_regs(O);
-        release_after_pv(sp);
-        store_out(done, inv);
-        zero_acc<D>(O);
+        if (softmax(t, alpha)) {
+          rescale_rows<D>(O, alpha);
+          if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
+        }
         c_to_a_frags<kBN, T>(pa, S);
-      } else {  // the CTA's last item
-        mbar_wait(fullV + sp, php);
-        named_sync(1 + c, 256);
+        mbar_wait(fullV + s, ph);
         wgmma_fence();
-        issue_pv(sp);
-        named_arrive(nextTurn, 256);
+        issue_pv(s);
         wgmma_wait<0>();
         fence_regs(O);
-        release_after_pv(sp);
-        finish_stats(cur, inv);
-        store_out(cur, inv);
+        if constexpr (kKeysOut) fence_regs(O2);
+        release_after_pv(s);
       }
     }
-  } else {
-    int it = 0, n = 0;
-    for (int w = blockIdx.x; w < nWork; w += gridDim.x, ++n) {
-      const WorkTile wt = work_tile(w, nQB, p.H, causal);
-      const int row0 = wt.qb * kBM;
-      const int wrow0 = row0 + c * 64 + warp * 16;  // this warp's 16 rows
-      int kEnd, kAll;
-      key_range<kBM>(p, wt.qb, kEnd, kAll);
-      const int nTiles = (kEnd + kBN - 1) / kBN;
-      const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(wt.b) * p.Nk : nullptr;
-      int lim[2] = {p.Nk, p.Nk};
-      if (causal) {
-        const int64_t C = p.causalChunk;
+    it += nTiles;
+
+    T* og = static_cast<T*>(p.o.data) + wt.b * p.o.sB + wt.h * p.o.sH;
+    sm.finalize();
+    float inv[2];
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int64_t pos = int64_t(p.q0) + wrow0 + g + 8 * hh;
-          lim[hh] = int(min(int64_t(p.Nk), (pos / C + 1) * C));
-        }
-      }
-      if (kv != nullptr || !(scale2 > 0.f) || kBias) kAll = 0;
-      const float* brow = bias_row(wt);
-
-      // Softmax of S (tile t) in place: returns whether O must be rescaled by alpha.
-      LazySoftmax<kBN, kEntropy> sm;
-      sm.init();
-      auto softmax = [&](int t, float (&alpha)[2]) -> bool {
-        if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid, scale2 ≤ 0 or a bias
-          if constexpr (kBias) mask_scale_bias_tile<kBN>(S, t * kBN, qd, lim, kv, scale2, bv);
-          else mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
-          return sm.template update<false>(S, scale2, alpha);
-        }
-        return sm.template update<true>(S, scale2, alpha);
-      };
-
-      zero_acc<D>(O);
-      if constexpr (kKeysOut) zero_acc<D>(O2);
-      mbar_wait(fullQ, n & 1);
-      if constexpr (kOverlap) {
-        // Ping-pong: the consumer warpgroups take turns issuing their products (named barrier 1 + c is
-        // "c may issue"), so one's softmax runs while another's products use the tensor cores.
-        {  // tile 0: S only
-          const int s = it % kStages;
-          mbar_wait(fullK + s, (it / kStages) & 1);
-          named_sync(1 + c, 256);
-          wgmma_fence();
-          issue_s(s);
-          named_arrive(nextTurn, 256);
-          load_bias(brow, 0);
-          wgmma_wait<0>();
-          fence_regs(S);
-          if (nTiles == 1) mbar_arrive(emptyQ);
-          release_k_after_s(s);
-          float alpha[2];
-          softmax(0, alpha);  // O is still zero: nothing to rescale
-          c_to_a_frags<kBN, T>(pa, S);
-        }
-        for (int t = 1; t < nTiles; ++t) {
-          const int sc = (it + t) % kStages, sp = (it + t - 1) % kStages;
-          mbar_wait(fullK + sc, ((it + t) / kStages) & 1);
-          mbar_wait(fullV + sp, ((it + t - 1) / kStages) & 1);
-          named_sync(1 + c, 256);
-          wgmma_fence();
-          issue_s(sc);
-          issue_pv(sp);
-          named_arrive(nextTurn, 256);
-          load_bias(brow, t);
-          wgmma_wait<1>();  // S_t done, P_{t−1}·V_{t−1} may still run
-          fence_regs(S);
-          if (t == nTiles - 1) mbar_arrive(emptyQ);
-          release_k_after_s(sc);
-          float alpha[2];
-          const bool moved = softmax(t, alpha);
-          wgmma_wait<0>();
-          fence_regs(O);
-          if constexpr (kKeysOut) fence_regs(O2);
-          release_after_pv(sp);
-          if (moved) {
-            rescale_rows<D>(O, alpha);
-            if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
-          }
-          c_to_a_frags<kBN, T>(pa, S);
-        }
-        {  // last P·V
-          const int sp = (it + nTiles - 1) % kStages;
-          mbar_wait(fullV + sp, ((it + nTiles - 1) / kStages) & 1);
-          named_sync(1 + c, 256);
-          wgmma_fence();
-          issue_pv(sp);
-          named_arrive(nextTurn, 256);
-          wgmma_wait<0>();
-          fence_regs(O);
-          if constexpr (kKeysOut) fence_regs(O2);
-          release_after_pv(sp);
-        }
-      } else {
-        // Plain: per tile S, softmax, P·V in sequence; the two warpgroups interleave on their own.
-        for (int t = 0; t < nTiles; ++t) {
-          const int s = (it + t) % kStages;
-          const uint32_t ph = ((it + t) / kStages) & 1;
-          mbar_wait(fullK + s, ph);
-          wgmma_fence();
-          issue_s(s);
-          load_bias(brow, t);
-          wgmma_wait<0>();
-          fence_regs(S);
-          if (t == nTiles - 1) mbar_arrive(emptyQ);
-          release_k_after_s(s);
-          float alpha[2];
-          if (softmax(t, alpha)) {
-            rescale_rows<D>(O, alpha);
-            if constexpr (kKeysOut) rescale_rows<D>(O2, alpha);
-          }
-          c_to_a_frags<kBN, T>(pa, S);
-          mbar_wait(fullV + s, ph);
-          wgmma_fence();
-          issue_pv(s);
-          wgmma_wait<0>();
-          fence_regs(O);
-          if constexpr (kKeysOut) fence_regs(O2);
-          release_after_pv(s);
-        }
-      }
-      it += nTiles;
-
-      T* og = static_cast<T*>(p.o.data) + wt.b * p.o.sB + wt.h * p.o.sH;
-      sm.finalize();
-      float inv[2];
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
-      store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
-        return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
+    for (int hh = 0; hh < 2; ++hh) inv[hh] = sm.l[hh] > 0.f ? 1.f / sm.l[hh] : 0.f;
+    store_rows<D, T>(O, inv, lane, [&](int r) -> T* {
+      return wrow0 + r < p.Nq ? og + int64_t(wrow0 + r) * p.o.sS : nullptr;
+    });
+    if constexpr (kKeysOut) {
+      T* okg = static_cast<T*>(ko.o.data) + wt.b * ko.o.sB + wt.h * ko.o.sH;
+      store_rows<D, T>(O2, inv, lane, [&](int r) -> T* {
+        return wrow0 + r < p.Nq ? okg + int64_t(wrow0 + r) * ko.o.sS : nullptr;
       });
-      if constexpr (kKeysOut) {
-        T* okg = static_cast<T*>(ko.o.data) + wt.b * ko.o.sB + wt.h * ko.o.sH;
-        store_rows<D, T>(O2, inv, lane, [&](int r) -> T* {
-          return wrow0 + r < p.Nq ? okg + int64_t(wrow0 + r) * ko.o.sS : nullptr;
-        });
-        if constexpr (kEntropy) {
-          if (ko.negEntropy && qd == 0) {
+      if constexpr (kEntropy) {
+        if (ko.negEntropy && qd == 0) {
 #pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-              const int row = wrow0 + g + 8 * hh;
-              if (row >= p.Nq) continue;
-              const float ne = sm.neg_entropy(hh);  // Σ p log p: −max(0, entropy) as store_row_stats, NaN kept
-              ko.negEntropy[wt.b * ko.sB + wt.h * ko.sH + int64_t(row) * ko.sRow] = ne != ne ? ne : fminf(0.f, ne);
-            }
+          for (int hh = 0; hh < 2; ++hh) {
+            const int row = wrow0 + g + 8 * hh;
+            if (row >= p.Nq) continue;
+            const float ne = sm.neg_entropy(hh);  // Σ p log p: −max(0, entropy) as store_row_stats, NaN kept
+            ko.negEntropy[wt.b * ko.sB + wt.h * ko.sH + int64_t(row) * ko.sRow] = ne != ne ? ne : fminf(0.f, ne);
           }
         }
       }
-      store_row_stats(sm, p, wt.b, wt.h, wrow0, g, qd);
     }
+    store_row_stats(sm, p, wt.b, wt.h, wrow0, g, qd);
   }
   // Ping-pong: the last consumer issued last and signalled barrier 1 once more; consume it.
   if (kOverlap && c == 0) named_sync(1, 256);
@@ -592,7 +424,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 // MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3"; unset: the defaults
 // below).
 struct HopperKnobs {
-  int overlap = -1, persist = -1, consumers = -1, chain = -1;  // −1: default
+  int overlap = -1, persist = -1, consumers = -1;  // −1: default
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
@@ -600,7 +432,6 @@ const HopperKnobs& knobs() {
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_CHAIN")) r.chain = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     return r;
   }();
   return k;
@@ -619,7 +450,7 @@ int consumers_for() {
   return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kChain = false, bool kBias = false>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias = false>
 Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist,
                       const DenseKeyBias& kb = DenseKeyBias()) {
   using Shape = DenseShape<NC>;
@@ -629,9 +460,8 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kChain, kBias>;
-  const size_t smem = HopperSmem<D, kBN, NC, kChain ? 2 : 1>::kBytes;
-  static_assert(HopperSmem<D, kBN, NC, kChain ? 2 : 1>::kBytes <= 232448, "the layout fits 227 KB of shared memory");
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kBias>;
+  const size_t smem = HopperSmem<D, kBN, NC>::kBytes;
   st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
   int dev = 0, sms = 0;
@@ -641,19 +471,14 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
   if (work > INT32_MAX) return Status::Error("dense_attention_hopper_kernel: more than 2^31 q-blocks");
   // Persistent: one CTA per SM (the epilogue and the next item's Q load overlap: +20% at 512 keys);
   // otherwise one CTA per item, which lets the hardware balance uneven (block-causal) items.
-  const int64_t grid = persist ? tma::hopper_grid(work, sms) : work;  // (MONARCH_HOPPER_MAX_GRID caps it in tests)
+  // (MONARCH_HOPPER_MAX_GRID caps the persistent grid, a test knob: tma_map.h.)
+  const int64_t grid = persist ? tma::hopper_grid(work, sms) : work;
   kernel<<<unsigned(grid), Shape::kThreads, smem, s>>>(mq, mk, mv, p, oKeys, kb);
   return launch_status("dense_attention_hopper_kernel");
 }
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
-  if constexpr (!kKeysOut && kOverlap) {
-    // The chained schedule (MONARCH_DENSE_CHAIN=1): persistent CTAs only, where items follow each other.
-    // Two consumers only: with three (160 registers) the chained schedule spills 60-190 B.
-    if (persist && knobs().chain == 1 && consumers_for<D, kKeysOut>() == 2)
-      return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2, true>(p, oKeys, s, persist);
-  }
   if constexpr (!kKeysOut) {
     if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
   }
@@ -697,13 +522,11 @@ Status dense_hopper_biased(const DenseParams& p, const DenseKeyBias& kb, cudaStr
   if (kb.bias == nullptr || p.lse != nullptr || p.entropy != nullptr)
     return Status::Error("dense_hopper_biased: needs a key bias and no lse / entropy outputs");
   const DenseKeysOut none;
-  const HopperKnobs& k = knobs();
-  const bool persist = k.persist >= 0 ? k.persist == 1 : p.causalChunk <= 0;
+  const bool persist = p.causalChunk <= 0;
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;
-    if (persist && k.chain == 1) return launch_variant<T, D, false, true, false, 2, true, true>(p, none, s, persist, kb);
-    return launch_variant<T, D, false, true, false, 2, false, true>(p, none, s, persist, kb);
+    return launch_variant<T, D, false, true, false, 2, true>(p, none, s, persist, kb);
   });
 }
 
