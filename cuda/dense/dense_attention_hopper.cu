@@ -52,17 +52,14 @@ using namespace hopper;
 
 // CTA shape: NC consumer warpgroups of 64 query rows each (2, or 3 at head dim 64, where the
 // consumers' registers fit 160 per thread and a third warpgroup hides the softmax latency) and one
-// producer warpgroup. NC = 1 (an A/B knob, MONARCH_DENSE_CONSUMERS=1): 64-row CTAs of 128 registers per
-// thread at launch (40 / 216 after setmaxnreg) and a 2-slot ring, so that two CTAs share an SM, for
-// problems of few key tiles per item (the one-tile Monarch steps); plain schedule, one CTA per item.
+// producer warpgroup.
 template <int NC>
 struct DenseShape {
   static constexpr int kBM = 64 * NC;  // query rows per CTA
   static constexpr int kThreads = 128 * (NC + 1);
   static constexpr int kConsumerThreads = 128 * NC;
-  static constexpr int kProducerRegs = NC == 1 ? 40 : NC == 2 ? 24 : 32;
-  static constexpr int kConsumerRegs = NC == 1 ? 216 : NC == 2 ? 240 : 160;
-  static constexpr int kMinBlocks = NC == 1 ? 2 : 1;
+  static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
 };
 
 // Keys per tile: 128 (160 and 192 at head dim 64 were measured no faster, and 192 spills:
@@ -75,9 +72,9 @@ template <int D, bool kNarrow, int NC>  // kNarrow: keys-out or key-bias variant
 constexpr int hopper_bn() {
   return NC == 3 && D == 64 ? 96 : (kNarrow && D == 128) || NC == 3 ? 64 : 128;
 }
-template <int D, int kBN, int NC>
+template <int D, int kBN>
 constexpr int hopper_stages() {
-  return NC == 1 || (D == 128 && kBN == 128) ? 2 : D == 64 && kBN == 96 ? 6 : 4;  // (64, 96): three consumers
+  return D == 128 && kBN == 128 ? 2 : D == 64 && kBN == 96 ? 6 : 4;  // (64, 96): three consumers
 }
 
 template <int D, int kBN, int NC>
@@ -85,7 +82,7 @@ struct HopperSmem {
   static constexpr int kAtoms = D / 64;             // 64-column swizzle atoms per row
   static constexpr int kQBytes = DenseShape<NC>::kBM * D * 2;
   static constexpr int kTileBytes = kBN * D * 2;    // one K or one V tile
-  static constexpr int kStages = hopper_stages<D, kBN, NC>();
+  static constexpr int kStages = hopper_stages<D, kBN>();
   static constexpr int kBarOffset = kQBytes + 2 * kStages * kTileBytes;
   static constexpr int kBars = 2 + 4 * kStages;     // Q full/empty; K full/empty, V full/empty per slot
   static constexpr size_t kBytes = size_t(kBarOffset) + kBars * 8 + 1024;  // + alignment slack
@@ -122,12 +119,11 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias>
-__global__ void __launch_bounds__(DenseShape<NC>::kThreads, DenseShape<NC>::kMinBlocks)
+__global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko,
                                   DenseKeyBias kb) {
   static_assert(!(kBias && (kKeysOut || kEntropy)), "the key-bias variant has neither second outputs nor entropy");
-  static_assert(NC > 1 || !kOverlap, "one consumer takes the plain schedule (the ping-pong needs two)");
 #if MONARCH_SM90A
   constexpr int kBN = hopper_bn<D, kKeysOut || kBias, NC>();
   using L = HopperSmem<D, kBN, NC>;
@@ -435,14 +431,13 @@ const HopperKnobs& knobs() {
     HopperKnobs r;
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS"))
-      r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : std::string(e) == "1" ? 1 : -1;
+    if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
     return r;
   }();
   return k;
 }
 
-// Consumer warpgroups: three at head dim 64, two at 128 (MONARCH_DENSE_CONSUMERS=1|2|3 forces one).
+// Consumer warpgroups: three at head dim 64, two at 128 (MONARCH_DENSE_CONSUMERS=2|3 forces either).
 // Three take 192 query rows per CTA with 96-key tiles at head dim 64 (64-key tiles at 128), so that S,
 // P and O fit 160 registers per thread. On the H200 three were 3% faster at seq-16k d64 in session 8
 // (392 against 379 TFLOP/s) and 9% in session 9 (393 against 356–361), and slower at head dim 128 (521
@@ -450,8 +445,8 @@ const HopperKnobs& knobs() {
 // pass with three forced. The keys-out variant always takes two.
 template <int D, bool kKeysOut>
 int consumers_for() {
+  if (kKeysOut) return 2;
   const int k = knobs().consumers;
-  if (kKeysOut) return k == 1 ? 1 : 2;
   return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
@@ -484,7 +479,6 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
 
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
-  if (consumers_for<D, kKeysOut>() == 1) return launch_variant<T, D, kEntropy, false, kKeysOut, 1>(p, oKeys, s, false);
   if constexpr (!kKeysOut) {
     if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
   }
@@ -532,7 +526,6 @@ Status dense_hopper_biased(const DenseParams& p, const DenseKeyBias& kb, cudaStr
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;
     constexpr int D = decltype(dd)::value;
-    if (knobs().consumers == 1) return launch_variant<T, D, false, false, false, 1, true>(p, none, s, false, kb);
     return launch_variant<T, D, false, true, false, 2, true>(p, none, s, persist, kb);
   });
 }

@@ -7,7 +7,7 @@
 //     --time-only  only the timing section (no checks; for timing a second build beside a checked one)
 //     --preview  run the preview kernels (sets MONARCH_PREVIEW_KERNELS=1 and MONARCH_PREVIEW_STRICT=1,
 //                so an sm_90a step kernel that falls back to an mma.sync kernel fails the case)
-//     --time-case NAME  one timing case only, no checks (dense, 480p, 720p, seq16k, seq4k, 480p-grouped, vm480p, vm480p-t2,
+//     --time-case NAME  one timing case only, no checks (dense, 480p, 720p, seq16k, seq4k, vm480p, vm480p-t2,
 //                480p-t2, 720p-t2; for a profiler run of that case's kernels)
 //     --mma      the mma.sync kernels for every Monarch step, also on sm_90a (MONARCH_HOPPER_KERNELS=0)
 //
@@ -738,73 +738,6 @@ void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed, DType dt =
                      ms, flop / (ms * 1e-3) / 1e12, finite});
 }
 
-// T = 1 at a video shape run in groups of G query tiles × Hg heads, R-step then final L-step per group,
-// every group on one shared workspace (so a group's aL / y can be read back, and overwritten by the next
-// group, in L2 instead of HBM). An experiment on launch order only: the output must be bit-identical to
-// the one-launch forward's (printed), and the time is the whole forward's.
-void time_monarch_grouped(int F, int b1, int b2, int H, int D, int G, int Hg, uint64_t seed) {
-  Rng rng(seed);
-  const DType dt = kBF16;
-  MonarchParams p;
-  p.dtype = dt, p.B = 1, p.H = H, p.D = D, p.b1 = b1, p.b2 = b2, p.Aq = F, p.Fk = F;
-  p.scale = 1.f / std::sqrt(float(D));
-  const int S = F * b1 * b2, tile = b1 * b2;
-  const size_t n = size_t(S) * H * D;
-  DevBuf dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2), dout2(n * 2);
-  upload(dq, random_bits(rng, dt, n, 1.0)), upload(dk, random_bits(rng, dt, n, 1.0));
-  upload(dv, random_bits(rng, dt, n, 1.0));
-  p.q = make_act(dq.p, 1, S, H, D, false), p.k = make_act(dk.p, 1, S, H, D, false);
-  p.v = make_act(dv.p, 1, S, H, D, false), p.o = make_act(dout.p, 1, S, H, D, false);
-  const int64_t nA = ws_aR_elems(p), nC = ws_c_elems(p);
-  DevBuf daL(nA * 2), dy(nA * 2), dcL(nC * 4);
-  p.aL = daL.p, p.y = dy.p, p.cL = static_cast<float*>(dcL.p);
-  poison(dout);
-  OK(cuda::r_step(p, true, true, g_stream));
-  OK(cuda::l_step(p, true, g_stream));
-  const float ms1 = median_ms(
-      [&] {
-        OK(cuda::r_step(p, true, true, g_stream));
-        OK(cuda::l_step(p, true, g_stream));
-      },
-      3, 30);
-  // Group workspace: G query tiles × Hg heads.
-  MonarchParams g = p;
-  g.H = Hg, g.Aq = G;
-  const int64_t gA = ws_aR_elems(g), gC = ws_c_elems(g);
-  DevBuf gaL(gA * 2), gy(gA * 2), gcL(gC * 4);
-  auto at = [](const Act& a, int64_t elems) {
-    Act r = a;
-    r.data = static_cast<char*>(a.data) + elems * 2;
-    return r;
-  };
-  const Act o2 = make_act(dout2.p, 1, S, H, D, false);
-  auto forward = [&] {
-    for (int h0 = 0; h0 < H; h0 += Hg)
-      for (int a0 = 0; a0 < F; a0 += G) {
-        MonarchParams x = g;
-        x.H = std::min(Hg, H - h0), x.Aq = std::min(G, F - a0), x.qTile0 = a0;
-        x.q = at(p.q, int64_t(a0) * tile * p.q.sS + h0 * p.q.sH);
-        x.o = at(o2, int64_t(a0) * tile * o2.sS + h0 * o2.sH);
-        x.k = at(p.k, h0 * p.k.sH), x.v = at(p.v, h0 * p.v.sH);
-        x.aL = gaL.p, x.y = gy.p, x.cL = static_cast<float*>(gcL.p);
-        OK(cuda::r_step(x, true, true, g_stream));
-        OK(cuda::l_step(x, true, g_stream));
-      }
-  };
-  poison(dout2);
-  forward();
-  std::vector<uint16_t> out(n), out2(n);
-  download(out, dout), download(out2, dout2);
-  const bool same = out == out2;
-  const float ms = median_ms(forward, 3, 30);
-  g_times.push_back({"monarch T=1 " + std::to_string(F) + "x" + std::to_string(b1) + "x" + std::to_string(b2) + " one launch each", ms1, 0.0, true});
-  g_times.push_back({"  grouped " + std::to_string(G) + " tiles x " + std::to_string(Hg) + " heads (" +
-                         std::to_string(((H + Hg - 1) / Hg) * ((F + G - 1) / G)) + " groups), output " +
-                         (same ? "bit-identical" : "DIFFERS"),
-                     ms, 0.0, same});
-  if (!same) ++g_failures;
-}
-
 // T = 2 at a video shape: the four stages (first R-step without y, non-final L-step, non-first R-step
 // with y, final L-step) timed one by one on the chain's own intermediates, and the chain.
 void time_monarch_t2(int F, int b1, int b2, int H, int D, uint64_t seed) {
@@ -867,9 +800,9 @@ int main(int argc, char** argv) {
     }
     else if (!std::strcmp(argv[i], "--time-case") && i + 1 < argc) {
       timeCase = argv[++i], checks = false;
-      static const char* const kCases[] = {"dense", "480p", "720p", "seq16k", "seq4k", "480p-grouped", "vm480p", "vm480p-t2", "480p-t2", "720p-t2"};
+      static const char* const kCases[] = {"dense", "480p", "720p", "seq16k", "seq4k", "vm480p", "vm480p-t2", "480p-t2", "720p-t2"};
       if (std::none_of(std::begin(kCases), std::end(kCases), [&](const char* c) { return timeCase == c; })) {
-        std::fprintf(stderr, "--time-case: unknown case '%s' (dense, 480p, 720p, seq16k, seq4k, 480p-grouped, vm480p, vm480p-t2, 480p-t2, 720p-t2)\n",
+        std::fprintf(stderr, "--time-case: unknown case '%s' (dense, 480p, 720p, seq16k, seq4k, vm480p, vm480p-t2, 480p-t2, 720p-t2)\n",
                      timeCase.c_str());
         return 2;
       }
@@ -1043,18 +976,6 @@ int main(int argc, char** argv) {
     if (want("720p")) time_monarch(21, 45, 80, 12, 128, ++s);
     if (want("seq16k")) time_monarch(1, 128, 128, 12, 64, ++s, kF16);  // sequence N = 16384, b = 128
     if (want("seq4k")) time_monarch(1, 64, 64, 12, 64, ++s, kF16);     // sequence N = 4096, b = 64
-    if (timeCase == "480p-grouped") {  // (not in the default timing run)
-      const char* e = std::getenv("MONARCH_CHECK_GROUPS");  // "G:Hg,G:Hg,..." (default below)
-      std::string list = e && *e ? e : "21:12,7:1,3:1,2:1,1:2,1:1";
-      for (size_t at = 0; at < list.size();) {
-        const size_t end = std::min(list.find(',', at), list.size());
-        const std::string item = list.substr(at, end - at);
-        at = end + 1;
-        const size_t c = item.find(':');
-        if (c == std::string::npos) continue;
-        time_monarch_grouped(21, 30, 52, 12, 128, std::atoi(item.substr(0, c).c_str()), std::atoi(item.substr(c + 1).c_str()), ++s);
-      }
-    }
     if (want("vm480p")) time_monarch(1, 21, 1560, 12, 128, ++s);       // VMonarch 480p: frames as blocks
     if (want("vm480p-t2")) time_monarch_t2(1, 21, 1560, 12, 128, ++s);
     if (want("480p-t2")) time_monarch_t2(21, 30, 52, 12, 128, ++s);
