@@ -49,6 +49,10 @@ bool hopper_step_runs(DType dtype, int D, StepKernel k, bool byDefault);
 // tensor maps are refused fails the call instead of falling back to a verified kernel, so a check cannot pass on the
 // fallback unnoticed.
 bool preview_strict();
+// Whether an sm_90a step kernel's status is the call's answer: success, an error other than a refused
+// tensor map, or any error under MONARCH_PREVIEW_STRICT=1. Otherwise nothing was launched and the
+// caller falls through to the next kernel.
+bool hopper_status_final(const Status& s);
 
 // The grid of a persistent sm_90a preview kernel: min(items, SMs), or min(items, N) with
 // MONARCH_HOPPER_MAX_GRID=N (read once; a test knob: few CTAs make every ring slot be reused often).

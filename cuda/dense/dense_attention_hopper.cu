@@ -289,8 +289,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     sm.init();
     auto softmax = [&](int t, float (&alpha)[2]) -> bool {
       if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid, scale2 ≤ 0 or a bias
-        if constexpr (kBias) mask_scale_bias_tile<kBN>(S, t * kBN, qd, lim, kv, scale2, bv);
-        else mask_scale_tile<kBN>(S, t * kBN, qd, lim, kv, scale2);
+        mask_scale_tile<kBN, kBias>(S, t * kBN, qd, lim, kv, scale2, &bv[0][0]);
         return sm.template update<false>(S, scale2, alpha);
       }
       return sm.template update<true>(S, scale2, alpha);

@@ -110,33 +110,21 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
 // s·scale2, −INF for keys the row may not see, NaN for a visible key's non-finite logit
 // (visible_logit). col0: the tile's first key; lim: the key limit of this thread's rows g and g+8;
 // kv: the batch row's keyValid or null. Shared by both dense kernels.
-template <int NK>
+// kBias (dense_hopper_biased): a visible key's logit is visible_logit(s·scale2) − bias, bias in base-2
+// units at bias2[n·2 + (e & 1)] (key col0 + n·8 + 2·qd + (e & 1)). A bias of +INF makes it −INF (masked,
+// as the L-step's cL = +INF); a non-finite score is NaN before the bias, so it poisons the row whatever
+// the bias is (the L-step's rule, l_step_config.cuh).
+template <int NK, bool kBias = false>
 __device__ __forceinline__ void mask_scale_tile(float (&s)[NK / 8][4], int col0, int qd, const int (&lim)[2],
-                                                const uint8_t* kv, float scale2) {
+                                                const uint8_t* kv, float scale2, const float* bias2 = nullptr) {
 #pragma unroll
   for (int n = 0; n < NK / 8; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int c = col0 + n * 8 + 2 * qd + (e & 1);
       const bool ok = c < lim[e >> 1] && (kv == nullptr || kv[c] != 0);
-      s[n][e] = ok ? visible_logit(s[n][e] * scale2) : -INFINITY;
-    }
-}
-
-// mask_scale_tile with a per-key bias (dense_hopper_biased): a visible key's logit is
-// visible_logit(s·scale2) − bias, bias in base-2 units (bv[n][e]: key col0 + n·8 + 2·qd + e). A bias of
-// +INF makes it −INF (masked, as the L-step's cL = +INF); a non-finite score is NaN before the bias, so
-// it poisons the row whatever the bias is (the L-step's rule, l_step_config.cuh).
-template <int NK>
-__device__ __forceinline__ void mask_scale_bias_tile(float (&s)[NK / 8][4], int col0, int qd, const int (&lim)[2],
-                                                     const uint8_t* kv, float scale2, const float (&bv)[NK / 8][2]) {
-#pragma unroll
-  for (int n = 0; n < NK / 8; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int c = col0 + n * 8 + 2 * qd + (e & 1);
-      const bool ok = c < lim[e >> 1] && (kv == nullptr || kv[c] != 0);
-      s[n][e] = ok ? visible_logit(s[n][e] * scale2) - bv[n][e & 1] : -INFINITY;
+      if constexpr (kBias) s[n][e] = ok ? visible_logit(s[n][e] * scale2) - bias2[n * 2 + (e & 1)] : -INFINITY;
+      else s[n][e] = ok ? visible_logit(s[n][e] * scale2) : -INFINITY;
     }
 }
 

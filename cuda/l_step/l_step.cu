@@ -82,15 +82,15 @@ Status l_step(const MonarchParams& p, bool final, Stream stream) {
   // the bias −cL (l_step_final_dense.cuh); a refused tensor map falls through.
   if (final && l_step_final_dense_applies(p)) {
     Status ds = l_step_final_dense(p, s);
-    if (ds.ok || ds.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return ds;
+    if (tma::hopper_status_final(ds)) return ds;
   }
   if (final && l_step_final_hopper_applies(p)) {
     Status hs = l_step_final_hopper(p, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
+    if (tma::hopper_status_final(hs)) return hs;
   }
   if (!final && l_step_columns_hopper_applies(p)) {
     Status hs = l_step_columns_hopper(p, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
+    if (tma::hopper_status_final(hs)) return hs;
   }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

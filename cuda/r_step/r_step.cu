@@ -77,20 +77,18 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   // Shorter rows (one-tile sequences) take its one-pass sm_90a form by default, else fall through.
   if (first && r_step_frames_dense_applies(p, last)) {
     Status ds = r_step_frames_dense(p, last, stream);
-    if (ds.ok || !r_step_dense_short_rows(p) || ds.message.find("TMA tensor map") == std::string::npos ||
-        tma::preview_strict())
-      return ds;
+    if (!r_step_dense_short_rows(p) || tma::hopper_status_final(ds)) return ds;
   }
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first and later steps; a layout
   // their tensor maps refuse falls through to the mma.sync kernels.
   if (first && r_step_first_hopper_applies(p, last)) {
     Status hs = r_step_first_hopper(p, last, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
+    if (tma::hopper_status_final(hs)) return hs;
   }
   if (!first && r_step_later_hopper_applies(p)) {
     Status hs = r_step_later_hopper(p, last, s);
-    if (hs.ok || hs.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return hs;
+    if (tma::hopper_status_final(hs)) return hs;
   }
   return dispatch_dtype_dim(p.dtype, p.D, [&](auto tt, auto dd) -> Status {
     using T = typename decltype(tt)::type;

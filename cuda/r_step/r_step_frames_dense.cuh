@@ -76,10 +76,10 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
   };
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   // (On by default since its hardware verification; MONARCH_HOPPER_KERNELS=0 turns it off, tma_map.h.)
-  const bool shortRows = r_step_dense_short_rows(p);
-  if (shortRows && !dense_hopper_applies(dense_for(0, p.v, p.y)))
+  const bool shortRows = r_step_dense_short_rows(p), hopper = dense_hopper_applies(dense_for(0, p.v, p.y));
+  if (shortRows && !hopper)
     return Status::Error("r_step_frames_dense: TMA tensor map: the dense sm_90a kernel does not apply");
-  if (last && tma::monarch_hopper_enabled() && dense_hopper_applies(dense_for(0, p.v, p.y))) {
+  if (last && tma::monarch_hopper_enabled() && hopper) {
     bool launched = true;
     for (int b = 0; b < p.B && launched; ++b) {
       DenseKeysOut ko;
@@ -91,7 +91,7 @@ inline Status r_step_frames_dense(const MonarchParams& p, bool last, Stream stre
       if (st.ok) continue;
       // TMA refused the layout: the two passes below recompute every batch (all batches share strides,
       // so in practice only batch 0 can be refused).
-      if (st.message.find("TMA tensor map") == std::string::npos || tma::preview_strict()) return st;
+      if (tma::hopper_status_final(st)) return st;
       if (shortRows) return st;  // only batch 0 can be refused (shared strides): nothing was launched
       launched = false;
     }
