@@ -260,28 +260,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe, for x ≤ 127: x = j + f with j = round(x) (the 1.5·2^23 rounding trick) and
-// f ∈ [−½, ½]; 2^f by a degree-5 polynomial (relative error ≤ 2.4e-7 in float32, about ex2.approx's
-// 2 ulp; coefficients fitted for relative error on [−½, ½]) and 2^j written into the exponent bits.
-// NaN stays NaN (max.NaN), x ≤ −127 (also −INF) gives +0 as ex2.approx.ftz does. It costs ten FMA-pipe
-// instructions against one on the special-function unit, whose 16 results per clock per SM limit a
-// softmax at head dim 64: a kernel runs a fixed share of its exponentials here
-// (FlashAttention-4 does the same on Blackwell).
-__device__ __forceinline__ float poly_exp2(float x) {
-  float xc;
-  asm("max.NaN.f32 %0, %1, %2;\n" : "=f"(xc) : "f"(x), "f"(-127.f));
-  const float t = xc + 12582912.f;  // 1.5·2^23: rounds to nearest, j in the low mantissa bits
-  const float j = t - 12582912.f;
-  const float f = xc - j;
-  float r = fmaf(1.327647129073739e-3f, f, 9.675541892647743e-3f);
-  r = fmaf(r, f, 5.550713092088699e-2f);
-  r = fmaf(r, f, 2.4022120237350464e-1f);
-  r = fmaf(r, f, 6.931469440460205e-1f);
-  r = fmaf(r, f, 1.0000001192092896f);
-  const uint32_t e = (__float_as_uint(t) + uint32_t(127 - 0x4B400000)) << 23;  // (j + 127) << 23
-  return r * __uint_as_float(e);
-}
-
 // Quad (4 lanes sharing a row) reductions.
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));

@@ -118,8 +118,7 @@ __device__ __forceinline__ void key_range(const DenseParams& p, int qb, int& kEn
 // Persistent: gridDim.x CTAs loop over the nQB·H·B work items (w = blockIdx.x + i·gridDim.x), so a
 // CTA's epilogue overlaps the producer's loads for its next item. The K/V ring position `it` runs on
 // across items, the same count in producer and consumers.
-// kPoly: a quarter of the softmax's exponentials on the FMA pipe (poly_exp2; three consumers at head dim 64).
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias, bool kPoly>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias>
 __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     dense_attention_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                   const __grid_constant__ CUtensorMap tmV, DenseParams p, DenseKeysOut ko,
@@ -291,9 +290,9 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
     auto softmax = [&](int t, float (&alpha)[2]) -> bool {
       if ((t + 1) * kBN > kAll) {  // masked tile: key tail, causal edge, keyValid, scale2 ≤ 0 or a bias
         mask_scale_tile<kBN, kBias>(S, t * kBN, qd, lim, kv, scale2, &bv[0][0]);
-        return sm.template update<false, kPoly>(S, scale2, alpha);
+        return sm.template update<false>(S, scale2, alpha);
       }
-      return sm.template update<true, kPoly>(S, scale2, alpha);
+      return sm.template update<true>(S, scale2, alpha);
     };
 
     zero_acc<D>(O);
@@ -424,7 +423,7 @@ __global__ void __launch_bounds__(DenseShape<NC>::kThreads, 1)
 // MONARCH_DENSE_PERSIST = "0" | "1" and MONARCH_DENSE_CONSUMERS = "2" | "3"; unset: the defaults
 // below).
 struct HopperKnobs {
-  int overlap = -1, persist = -1, consumers = -1, poly = -1;  // −1: default
+  int overlap = -1, persist = -1, consumers = -1;  // −1: default
 };
 const HopperKnobs& knobs() {
   static const HopperKnobs k = [] {
@@ -432,7 +431,6 @@ const HopperKnobs& knobs() {
     if (const char* e = std::getenv("MONARCH_DENSE_HOPPER")) r.overlap = std::string(e) == "overlap" ? 1 : std::string(e) == "plain" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_PERSIST")) r.persist = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     if (const char* e = std::getenv("MONARCH_DENSE_CONSUMERS")) r.consumers = std::string(e) == "3" ? 3 : std::string(e) == "2" ? 2 : -1;
-    if (const char* e = std::getenv("MONARCH_DENSE_POLY")) r.poly = std::string(e) == "1" ? 1 : std::string(e) == "0" ? 0 : -1;
     return r;
   }();
   return k;
@@ -451,7 +449,7 @@ int consumers_for() {
   return k > 0 ? k : D == 64 ? 3 : 2;
 }
 
-template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias = false, bool kPoly = false>
+template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut, int NC, bool kBias = false>
 Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist,
                       const DenseKeyBias& kb = DenseKeyBias()) {
   using Shape = DenseShape<NC>;
@@ -461,7 +459,7 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
   if (st.ok) st = tma::encode_rows(&mk, p.k, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (st.ok) st = tma::encode_rows(&mv, p.v, p.dtype, p.B, p.Nk, p.H, D, kBN);
   if (!st.ok) return Status::Error("dense_attention_hopper_kernel: " + st.message);
-  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kBias, kPoly>;
+  auto kernel = dense_attention_hopper_kernel<T, D, kEntropy, kOverlap, kKeysOut, NC, kBias>;
   const size_t smem = HopperSmem<D, kBN, NC>::kBytes;
   st = prepare_smem(kernel, smem, "dense_attention_hopper_kernel");
   if (!st.ok) return st;
@@ -481,14 +479,7 @@ Status launch_variant(const DenseParams& p, const DenseKeysOut& oKeys, cudaStrea
 template <typename T, int D, bool kEntropy, bool kOverlap, bool kKeysOut>
 Status launch_consumers(const DenseParams& p, const DenseKeysOut& oKeys, cudaStream_t s, bool persist) {
   if constexpr (!kKeysOut) {
-    if (consumers_for<D, kKeysOut>() == 3) {
-      // Head dim 64, overlapped schedule: a quarter of the exponentials on the FMA pipe
-      // (MONARCH_DENSE_POLY=0|1 forces off / on).
-      if constexpr (D == 64 && kOverlap) {
-        if (knobs().poly != 0) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3, false, true>(p, oKeys, s, persist);
-      }
-      return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
-    }
+    if (consumers_for<D, kKeysOut>() == 3) return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 3>(p, oKeys, s, persist);
   }
   return launch_variant<T, D, kEntropy, kOverlap, kKeysOut, 2>(p, oKeys, s, persist);
 }

@@ -35,8 +35,7 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
   // base-2 logits already scaled, masked ones −INF, a visible key's non-finite one NaN
   // (visible_logit). Replaced by p = 2^(t − m). Returns true (warp-uniform) when m moved: then alpha
   // holds the factor for the earlier accumulators (O must be rescaled).
-  // kPoly: every fourth 8-key group's exponentials on the FMA pipe (poly_exp2), the rest on the SFU.
-  template <bool kFused, bool kPoly = false>
+  template <bool kFused>
   __device__ __forceinline__ bool update(float (&s)[NK / 8][4], float scale2, float (&alpha)[2]) {
     float mx[2];
     bool poison[2];  // fused: this thread saw a −Inf logit in row h (NaN / +Inf poison by themselves)
@@ -63,7 +62,7 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
         for (int n = 0; n < NK / 8; ++n)
 #pragma unroll
           for (int e = 0; e < 4; ++e) s[n][e] = visible_logit(s[n][e] * scale2);
-        return update<false, kPoly>(s, scale2, alpha);
+        return update<false>(s, scale2, alpha);
       }
     }
     const bool need = mx[0] > m[0] + kLazyThreshold || mx[1] > m[1] + kLazyThreshold;
@@ -92,7 +91,7 @@ struct LazySoftmax : SoftmaxRows<kEntropy> {
           float arg;
           if (kFused) arg = fmaf(x, scale2, -mUse);
           else arg = x - mUse;
-          const float p = kPoly && n % 4 == 3 ? poly_exp2(arg) : fast_exp2(arg);  // arg ≤ kLazyThreshold
+          const float p = fast_exp2(arg);
           rs += p;
           if (kEntropy) ru = fmaf(p, kFused ? arg : fmaxf(arg, -1e30f), ru);  // masked: p = 0 × finite
           s[n][2 * h + e] = p;
