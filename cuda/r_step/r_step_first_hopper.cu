@@ -286,7 +286,8 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7
 // (benchmarks/notes/kernel-preview.md, "Size rules"): on where three consumers are picked, with or
 // without y (480p T = 1 R-step 3.03 → 2.32 ms, T = 2 first step 2.36 → 1.70; the self-forcing chunk
-// T = 1 0.747 → 0.632 ms with the final L-step kernel). With two consumers (Aq = 1, 2, 4: seq-4k, one
+// T = 1 0.747 → 0.632 ms with the final L-step kernel) and, since session 12, wherever three leave at
+// most a quarter of their slots idle (Aq ≥ 3 but 4). With two consumers (Aq = 1, 2, 4: seq-4k, one
 // tile) it loses to the mma.sync kernel (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
 bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_shape_consumers(p) == 3; }
 

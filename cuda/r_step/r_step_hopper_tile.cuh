@@ -49,11 +49,14 @@ inline Status r_hopper_encode_outputs(CUtensorMap* mal, CUtensorMap* my, const M
   if (!last) *my = *mal;  // unused
   return st;
 }
-// Consumer warpgroups per CTA by shape: three when that leaves no more idle query-tile slots than two
-// (Aq = 3, 5, 6, 9, 21: three; Aq = 1, 2, 4, 7, 8: two).
+// Consumer warpgroups per CTA by shape: three (one query tile each) unless more than a quarter of their
+// query-tile slots would idle (Aq = 1, 2, 4), else two. The two-consumer kernels are off by default, so
+// two means the mma.sync kernels. Until session 12 three were taken only where they idle no more than
+// two would, which sent Aq = 7, 8, 13, 14, 19, 20, 25, … to mma.sync (the H200 frames sweep: 25 frames
+// 6.13 ms against 3.10 at 21; benchmarks/notes/kernel-preview.md, "Session 12").
 inline int r_hopper_shape_consumers(const MonarchParams& p) {
-  const int idle3 = (p.Aq + 2) / 3 * 3 - p.Aq, idle2 = (p.Aq + 1) / 2 * 2 - p.Aq;
-  return idle3 <= idle2 && p.Aq >= 3 ? 3 : 2;
+  const int slots = (p.Aq + 2) / 3 * 3;
+  return p.Aq >= 3 && 4 * (slots - p.Aq) <= slots ? 3 : 2;
 }
 // MONARCH_R_FIRST_STORE=staged (read once; an A/B switch): the three-consumer kernels store through
 // their staging rows instead of the copy engine.
