@@ -4,7 +4,9 @@
 export interface Series { label: string; points: Array<[number, number]> }
 export interface ChartSpec { title: string; subtitle?: string; xLabel: string; yLabel: string; series: Series[]; logY?: boolean }
 
-const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+// Ten distinct colours (the first six as before, so existing charts keep theirs); past ten a series
+// repeats a colour with a dashed line and square markers, so no two series of up to 20 look alike.
+const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 const PW = 510, H = 520, M = { l: 80, t: 64, b: 60 };  // PW: plot width; the legend sizes the right margin
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -61,13 +63,18 @@ export function lineChartSvg(c: ChartSpec): string {
     `<text transform="translate(20 ${M.t + ph / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
   c.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
+    const alt = Math.floor(i / COLORS.length) % 2 === 1;  // second round of colours: dashed, squares
+    const dash = alt ? ' stroke-dasharray="7 4"' : '';
     const ok = s.points.filter(([, y]) => Number.isFinite(y) && (!c.logY || y > 0));
     if (ok.length) {
-      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${ok.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ')}"/>`);
-      for (const [x, y] of ok) out.push(`<circle cx="${sx(x)}" cy="${sy(y)}" r="3" fill="${color}"/>`);
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${ok.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ')}"/>`);
+      for (const [x, y] of ok) {
+        out.push(alt ? `<rect x="${+(sx(x) - 3.5).toFixed(1)}" y="${+(sy(y) - 3.5).toFixed(1)}" width="7" height="7" fill="${color}"/>`
+          : `<circle cx="${sx(x)}" cy="${sy(y)}" r="3" fill="${color}"/>`);
+      }
     }
     const ly = M.t + 10 + i * 22;
-    out.push(`<line x1="${M.l + pw + 16}" y1="${ly}" x2="${M.l + pw + 40}" y2="${ly}" stroke="${color}" stroke-width="3"/>`,
+    out.push(`<line x1="${M.l + pw + 16}" y1="${ly}" x2="${M.l + pw + 40}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/>`,
       `<text x="${M.l + pw + 46}" y="${ly + 4}">${esc(s.label)}</text>`);
   });
   out.push('</svg>');

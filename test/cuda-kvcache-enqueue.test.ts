@@ -62,9 +62,10 @@ describeCuda('KV cache enqueued calls (bf16, device tensors)', () => {
   });
 
   test('flush() is a fence: it resolves while later calls still run; pipelined groups (depth 2) give the depth-1 bits', async () => {
-    // Wan-sized chunks (4 frames × 30 × 52 tokens over 8 cached frames, 12 × 128, T = 3): each call is milliseconds of GPU
-    // work and tens of µs of host work, so 40 calls enqueued after a flush are still running when it
-    // resolves. (With 0.5 ms calls the H200 kept up with the enqueue loop and the check raced.)
+    // Wan-sized chunks (4 frames × 30 × 52 tokens over 8 cached frames, 12 × 128, T = 3): each call is about
+    // a millisecond of GPU work and tens of µs of host work, so 160 calls enqueued after a flush are still
+    // running when it resolves. (With 0.5 ms calls the H200 kept up with the enqueue loop and the check
+    // raced; 40 calls raced once in session 12, after the first R-step at 4 query tiles got faster.)
     const big: MonarchOptions = { layout: { kind: 'video', frames: 12, height: 30, width: 52 }, heads: 12, headDim: 128, numIters: 3, causal: { chunkFrames: 4 } };
     const gpu = new MonarchAttention({ ...big, dtype, backend: 'cuda' });
     const shape = [1, 4 * 30 * 52, 12, 128];
@@ -75,9 +76,9 @@ describeCuda('KV cache enqueued calls (bf16, device tensors)', () => {
     try {
       pool.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out });
       const first = pool.flush();
-      for (let i = 0; i < 40; i++) pool.layers[0].enqueueAttend(q, { frame: 4, write: { k, v }, out, recordEvent: i === 39 ? late.handle : undefined });
+      for (let i = 0; i < 160; i++) pool.layers[0].enqueueAttend(q, { frame: 4, write: { k, v }, out, recordEvent: i === 159 ? late.handle : undefined });
       await first;
-      expect(late.query()).toBe(false);  // a stream synchronisation would have waited for the 40 calls too
+      expect(late.query()).toBe(false);  // a stream synchronisation would have waited for the 160 calls too
       await pool.flush();
       expect(late.query()).toBe(true);
     } finally {

@@ -438,6 +438,14 @@ void apply_poison(Poison x, DType t, std::vector<float>& q, std::vector<float>& 
       for (int s = 0; s < Sq; ++s)
         for (int d = 0; d < D; ++d) q[bshd(Sq, H, D, 0, s, 0, d)] = big;
       for (int d = 0; d < D; ++d) k[bshd(Sk, H, D, 0, t1, 0, d)] = -big;
+      // fp16 reaches the overflow through scale = 1e33 (nf_scale), which would make every softmax of the
+      // other heads an argmax whose winner between two near-equal logits depends on the order of the fp32
+      // sums (seed 60637078935: the T = 2 sequence case moved one query row to another candidate on the
+      // GPU). Their queries are zero instead: every logit exactly 0, uniform softmaxes, the same on both.
+      if (t == kF16)
+        for (int h = 1; h < H; ++h)
+          for (int s = 0; s < Sq; ++s)
+            for (int d = 0; d < D; ++d) q[bshd(Sq, H, D, 0, s, h, d)] = 0.f;
       break;
     case Poison::kMaskedKeys:
       k[bshd(Sk, H, D, 0, t1, 0, 3 % D)] = nan, kv[t1] = 0;
