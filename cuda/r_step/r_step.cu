@@ -12,13 +12,14 @@
 //   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
 //     dense kernel (r_step_frames_dense.cuh);
 //   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu
-//     (by default where its query tiles fill three consumers; MONARCH_PREVIEW_KERNELS selects it
+//     (by default from two query tiles on, three consumers; MONARCH_PREVIEW_KERNELS selects it
 //     anywhere, benchmarks/notes/kernel-preview.md);
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
-//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (only when
-//     MONARCH_PREVIEW_KERNELS selects it: verified on hardware, but slower than r_step_rowwise_kernel<false>);
+//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (by default with three
+//     consumers where at most a quarter of their slots idle, Aq >= 3 but 4; MONARCH_PREVIEW_KERNELS
+//     selects it anywhere);
 //   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
 //     r_step_rowwise_kernel<kFirst = false> where the key row fits (as above): one f-block, queries aR;
 //     r_step_later_kernel otherwise: 4 warps × 16 query columns j, keys in tiles of kBN through

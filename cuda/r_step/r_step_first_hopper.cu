@@ -259,8 +259,8 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
                            p, int(r_hopper_pipe()));
 }
 
-// The first step's shape: three consumers from two query tiles on, even where a third or a half of
-// the slots idle (H200, 480p resolution, T = 1: 2 frames 0.0672 ms on the mma.sync kernel → 0.0553
+// The first step's shape: three consumers from two query tiles on, even where a third of the slots
+// idle (Aq = 2, 4: in the last query-tile group of each item one or two consumers have no tile) (H200, 480p resolution, T = 1: 2 frames 0.0672 ms on the mma.sync kernel → 0.0553
 // with three, 4 frames 0.215 → 0.192; session 12), two at Aq = 1. (The later R-step keeps
 // r_hopper_shape_consumers.)
 int rfh_shape_consumers(const MonarchParams& p) { return p.Aq >= 2 ? 3 : 2; }

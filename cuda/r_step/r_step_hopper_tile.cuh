@@ -50,8 +50,9 @@ inline Status r_hopper_encode_outputs(CUtensorMap* mal, CUtensorMap* my, const M
   return st;
 }
 // Consumer warpgroups per CTA by shape (the later R-step's rule; the first step's is
-// rfh_shape_consumers): three (one query tile each) unless more than a quarter of their query-tile
-// slots would idle (Aq = 1, 2, 4), else two. The two-consumer kernels are off by default, so
+// rfh_shape_consumers): three (one query tile each; in the last query-tile group of each item the
+// third, or second and third, may have none) unless more than a quarter of their slots would idle
+// (Aq = 1, 2, 4), else two. The two-consumer kernels are off by default, so
 // two means the mma.sync kernels. Until session 12 three were taken only where they idle no more than
 // two would, which sent Aq = 7, 8, 13, 14, 19, 20, 25, … to mma.sync (the H200 frames sweep: 25 frames
 // 6.13 ms against 3.10 at 21; benchmarks/notes/kernel-preview.md, "Session 12").

@@ -6,13 +6,14 @@
 // Unlike the first step, the queries depend on f, so every (a, f, k) is one key tile with its own
 // queries. Work items (b, h, f, k, group of NC query tiles a = NC·ap + c), query-tile groups fastest
 // so the CTAs running at once share the key rows (f, k) in L2; persistent, one CTA per SM. NC = 3
-// where three consumers fill the query tiles (r_hopper_shape_consumers), with TMA stores, else 2.
+// where at most a quarter of three consumers' slots idle (r_hopper_shape_consumers), with TMA stores,
+// else 2.
 //   producer (warpgroup 0, one thread): per item, into one slot of a 2- or 3-deep ring (full/empty
-//     mbarriers), the TMA boxes of both consumers' aR queries (encode_tile_rows over the workspace with
+//     mbarriers), the TMA boxes of the active consumers' aR queries (encode_tile_rows over the workspace with
 //     B = H = 1) and of the
 //     item's K (and V) tile (the first step's 5-D maps: tokens past b2 zero-filled).
 //   consumers (warpgroups 1..NC): one query tile each, r_hopper_tile (r_step_hopper_tile.cuh) on the slot.
-// An item whose two pairs are both causally forbidden is skipped by every role alike; a consumer whose
+// An item whose pairs are all causally forbidden (or past Aq) is skipped by every role alike; a consumer whose
 // pair is forbidden (or whose a ≥ Aq) still waits for the slot's copies before it frees the slot, so its
 // arrivals can never count towards a later use of the slot.
 #include <monarch/monarch_cuda.h>

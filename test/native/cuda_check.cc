@@ -879,11 +879,14 @@ int main(int argc, char** argv) {
       {"b2=64 T=3 causal q0>0 Aq=3 masks", 1, 1, 6, 64, 3, 5, 2, 1, 3, false, true, true, true, 1.5},
       {"b2=52 T=3 causal Aq=4 Fk=6", 1, 2, 30, 52, 4, 6, 0, 1, 3, false, true, true, true, 1.5},
       {"b1=32 b2=33 T=2 causal Fk=3", 1, 1, 32, 33, 3, 3, 0, 1, 2, true, true, false, true, 1.5},
-      // three consumers with idle query-tile slots (Aq = 5, 7, 13: the last CTA's third, or second and
-      // third, consumer has no tile), first and later R-steps, causal, masks
+      // three consumers with idle query-tile slots (Aq = 4, 5, 7, 13: in the last query-tile group of each
+      // item the third, or second and third, consumer has no tile), first and later R-steps, causal with
+      // q0 > 0 and chunks of 2-3 tiles, B = 2, masks
       {"b2=52 T=2 Aq=5 Fk=4 masks", 1, 1, 30, 52, 5, 4, 0, 0, 2, false, true, true, true, 1.5},
       {"b2=48 T=2 causal Aq=7 Fk=7", 1, 2, 6, 48, 7, 7, 0, 1, 2, true, true, false, false, 1.5},
       {"b2=52 T=1 Aq=13 Fk=2", 1, 1, 4, 52, 13, 2, 0, 0, 1, false, false, false, false, 2.0},
+      {"b2=52 T=2 causal q0>0 B=2 Aq=4 Fk=6", 2, 1, 6, 52, 4, 6, 2, 2, 2, false, true, false, true, 1.5},
+      {"b2=40 T=3 causal q0>0 Aq=7 Fk=9", 1, 1, 5, 40, 7, 9, 1, 3, 3, true, true, true, false, 1.5},
       // Sequences (one tile: Aq = Fk = 1, so one consumer of the sm_90a R-step kernels idles on every item)
       // at the shapes of test/cuda-stream-interop.test.ts, whose GPU run hung in session 6 with the
       // first R-step and final L-step kernels on (traced to a library defect since fixed): S = 4096 with
@@ -931,6 +934,7 @@ int main(int argc, char** argv) {
               {"small frames-dense T=1", 2, 1, 3, 150, 1, 1, 0, 0, 1, true, false, false, false, 1.5},
               {"small b2=40 Aq=3 causal", 1, 1, 5, 40, 3, 4, 1, 1, 1, false, true, false, false, 1.5},
               {"small b2=52 Aq=5 T=2", 1, 1, 4, 52, 5, 2, 0, 0, 2, false, true, false, false, 1.5},
+              {"small b2=48 Aq=7 T=2 causal q0>0", 1, 1, 3, 48, 7, 9, 1, 3, 2, false, true, false, false, 1.5},
               {"small seq b1=80 b2=48 T=1", 1, 1, 80, 48, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
               {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
