@@ -259,19 +259,13 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
                            p, int(r_hopper_pipe()));
 }
 
-// The first step's shape: three consumers from two query tiles on, even where a third of the slots
-// idle (Aq = 2, 4: in the last query-tile group of each item one or two consumers have no tile) (H200, 480p resolution, T = 1: 2 frames 0.0672 ms on the mma.sync kernel → 0.0553
-// with three, 4 frames 0.215 → 0.192; session 12), two at Aq = 1. (The later R-step keeps
-// r_hopper_shape_consumers.)
-int rfh_shape_consumers(const MonarchParams& p) { return p.Aq >= 2 ? 3 : 2; }
-
 // The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
-// not of where the kernel runs), else rfh_shape_consumers.
+// not of where the kernel runs), else r_hopper_first_consumers.
 int rfh_consumers(const MonarchParams& p) {
   static const int forced = tma::env_is("MONARCH_R_FIRST_CONSUMERS", "2")   ? 2
                             : tma::env_is("MONARCH_R_FIRST_CONSUMERS", "3") ? 3
                                                                              : 0;
-  return forced ? forced : rfh_shape_consumers(p);
+  return forced ? forced : r_hopper_first_consumers(p);
 }
 
 template <typename T, int D, bool kLast>
@@ -293,9 +287,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // (benchmarks/notes/kernel-preview.md, "Size rules"): on where three consumers are picked, with or
 // without y (480p T = 1 R-step 3.03 → 2.32 ms, T = 2 first step 2.36 → 1.70; the self-forcing chunk
 // T = 1 0.747 → 0.632 ms with the final L-step kernel) and, since session 12, from two query tiles on
-// (rfh_shape_consumers). With two consumers (Aq = 1: seq-4k, one tile) it loses to the mma.sync kernel
+// (r_hopper_first_consumers). With two consumers (Aq = 1: seq-4k, one tile) it loses to the mma.sync kernel
 // (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
-bool r_first_hopper_by_default(const MonarchParams& p) { return rfh_shape_consumers(p) == 3; }
+bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_first_consumers(p) == 3; }
 
 }  // namespace
 

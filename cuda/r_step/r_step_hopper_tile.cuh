@@ -49,17 +49,21 @@ inline Status r_hopper_encode_outputs(CUtensorMap* mal, CUtensorMap* my, const M
   if (!last) *my = *mal;  // unused
   return st;
 }
-// Consumer warpgroups per CTA by shape (the later R-step's rule; the first step's is
-// rfh_shape_consumers): three (one query tile each; in the last query-tile group of each item the
-// third, or second and third, may have none) unless more than a quarter of their slots would idle
-// (Aq = 1, 2, 4), else two. The two-consumer kernels are off by default, so
-// two means the mma.sync kernels. Until session 12 three were taken only where they idle no more than
-// two would, which sent Aq = 7, 8, 13, 14, 19, 20, 25, … to mma.sync (the H200 frames sweep: 25 frames
-// 6.13 ms against 3.10 at 21; benchmarks/notes/kernel-preview.md, "Session 12").
+// Consumer warpgroups per CTA by shape, the size rules of both R-step kernels. Three consumers take one
+// query tile each; in the last query-tile group of each item the third, or second and third, may have
+// none. The two-consumer kernels are off by default, so "two" means the mma.sync kernels. Until
+// session 12 three were taken only where they idle no more slots than two would, which sent Aq = 7, 8,
+// 13, 14, 19, 20, 25, … to mma.sync (the H200 frames sweep: 25 frames 6.13 ms against 3.10 at 21;
+// benchmarks/notes/kernel-preview.md, "Session 12").
+// Later R-step: three unless more than a quarter of their slots would idle (Aq = 1, 2, 4).
 inline int r_hopper_shape_consumers(const MonarchParams& p) {
   const int slots = (p.Aq + 2) / 3 * 3;
   return p.Aq >= 3 && 4 * (slots - p.Aq) <= slots ? 3 : 2;
 }
+// First R-step: three from two query tiles on, even where a third of the slots idle (H200, 480p
+// resolution, T = 1: 2 frames 0.0672 ms on the mma.sync kernel → 0.0553 with three, 4 frames
+// 0.215 → 0.192), two at Aq = 1.
+inline int r_hopper_first_consumers(const MonarchParams& p) { return p.Aq >= 2 ? 3 : 2; }
 // MONARCH_R_FIRST_STORE=staged (read once; an A/B switch): the three-consumer kernels store through
 // their staging rows instead of the copy engine.
 inline bool r_hopper_tma_stores() {
