@@ -72,7 +72,7 @@ export function withFakeCuda<T>(fn: (log: FakeCudaLog) => T): T {
   function FakePlan(this: Record<string, unknown>): void {
     const id = plans++;
     Object.assign(this, {
-      rStep: count('r'), lStep: count('l'), gather: count('gather'), dense: count('dense'),
+      rStep: count('r'), lStep: count('l'), finalStep: count('rl'), gather: count('gather'), dense: count('dense'),
       upload: count('upload'), download: count('download'), waitEvent: count('waitEvent'), recordEventHandle: count('recordEvent'),
       synchronize: () => { log.synchronize++; },
       synchronizeAsync: () => {

@@ -16,8 +16,8 @@ namespace binding {
 namespace {
 
 const char* OpName(int op, bool async) {
-  static const char* kSync[] = {"rStep", "lStep", "dense", "gather"};
-  static const char* kAsync[] = {"rStepAsync", "lStepAsync", "denseAsync", "gatherAsync"};
+  static const char* kSync[] = {"rStep", "lStep", "dense", "gather", "finalStep"};
+  static const char* kAsync[] = {"rStepAsync", "lStepAsync", "denseAsync", "gatherAsync", "finalStepAsync"};
   return async ? kAsync[op] : kSync[op];
 }
 
@@ -39,6 +39,8 @@ Napi::Function Plan::Init(Napi::Env env) {
                          InstanceMethod<&Plan::RStepAsync>("rStepAsync"),
                          InstanceMethod<&Plan::LStep>("lStep"),
                          InstanceMethod<&Plan::LStepAsync>("lStepAsync"),
+                         InstanceMethod<&Plan::FinalStep>("finalStep"),
+                         InstanceMethod<&Plan::FinalStepAsync>("finalStepAsync"),
                          InstanceMethod<&Plan::Dense>("dense"),
                          InstanceMethod<&Plan::DenseAsync>("denseAsync"),
                          InstanceMethod<&Plan::Gather>("gather"),
@@ -214,19 +216,27 @@ void Plan::AfterRead(Napi::Env env, const ArgContext& ctx) const {
 std::function<Status()> Plan::BuildJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx) {
   switch (op) {
     case Op::kRStep:
-    case Op::kLStep: return Named(ctx.op, StageJob(info, op, ctx));
+    case Op::kLStep:
+    case Op::kFinalStep: return Named(ctx.op, StageJob(info, op, ctx));
     case Op::kDense: return Named(ctx.op, DenseJob(info, ctx));
     case Op::kGather: return Named(ctx.op, GatherJob(info, ctx));
   }
   ThrowError(info.Env(), "unknown operation");
 }
 
-// rStep(args, first, last) / lStep(args, final): MonarchParams for one stage, filled here only.
+// rStep(args, first, last) / lStep(args, final) / finalStep(args, first): MonarchParams for one stage,
+// filled here only.
 std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, ArgContext& ctx) {
   Napi::Env env = info.Env();
   const std::string name = ctx.op;
   bool first = false, last = false, final = false;
-  if (op == Op::kRStep) {
+  if (op == Op::kFinalStep) {
+    first = ToBool(env, info[1], name + ": first");
+    last = final = true;
+    if (!first && !geom_.iterative) {
+      ThrowError(env, name + ": first=false reads aR/cR, which this plan did not allocate (iterative: false)");
+    }
+  } else if (op == Op::kRStep) {
     first = ToBool(env, info[1], name + ": first");
     last = ToBool(env, info[2], name + ": last");
     if (!first && !geom_.iterative) {
@@ -238,7 +248,7 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
       ThrowError(env, name + ": final=false writes aR/cR, which this plan did not allocate (iterative: false)");
     }
   }
-  StageCall c = ReadStageArgs(env, info[0], geom_, op == Op::kLStep && final, ctx);
+  StageCall c = ReadStageArgs(env, info[0], geom_, op != Op::kRStep && final, ctx);
   AfterRead(env, ctx);
   MonarchParams p = c.p;
   p.aR = ws_.aR();
@@ -254,11 +264,19 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
     p.keyValid = static_cast<const uint8_t*>(dev);
     ThrowIfFailed(env, queryValidSlot_.Upload(c.queryValid.data, c.queryValid.bytes, s, &dev));
     p.queryValid = static_cast<const uint8_t*>(dev);
+    if (op == Op::kFinalStep) return [p, first, s]() { return cuda::final_step(p, first, s); };
     if (op == Op::kRStep) return [p, first, last, s]() { return cuda::r_step(p, first, last, s); };
     return [p, final, s]() { return cuda::l_step(p, final, s); };
   }
 #endif
   const int n = threads_;
+  if (op == Op::kFinalStep) {
+    return [p, first, n]() {
+      cpu::ThreadsScope t(n);
+      Status st = cpu::r_step(p, first, true);
+      return st.ok ? cpu::l_step(p, true) : st;
+    };
+  }
   if (op == Op::kRStep) return [p, first, last, n]() { cpu::ThreadsScope t(n); return cpu::r_step(p, first, last); };
   return [p, final, n]() { cpu::ThreadsScope t(n); return cpu::l_step(p, final); };
 }

@@ -47,12 +47,16 @@ class Plan : public Napi::ObjectWrap<Plan> {
   ~Plan() override;
 
  private:
-  enum class Op { kRStep, kLStep, kDense, kGather };
+  enum class Op { kRStep, kLStep, kDense, kGather, kFinalStep };
 
   Napi::Value RStep(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, false); }
   Napi::Value RStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, true); }
   Napi::Value LStep(const Napi::CallbackInfo& info) { return Run(info, Op::kLStep, false); }
   Napi::Value LStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kLStep, true); }
+  // finalStep(args, first): rStep(args, first, last = true) then lStep(args, final = true) as one stage
+  // (on CUDA one fused kernel where cuda::final_step_fused says so).
+  Napi::Value FinalStep(const Napi::CallbackInfo& info) { return Run(info, Op::kFinalStep, false); }
+  Napi::Value FinalStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kFinalStep, true); }
   Napi::Value Dense(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, false); }
   Napi::Value DenseAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kDense, true); }
   Napi::Value Gather(const Napi::CallbackInfo& info) { return Run(info, Op::kGather, false); }

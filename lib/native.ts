@@ -106,6 +106,13 @@ export interface NativePlan {
   rStepAsync(a: StageArgs, first: boolean, last: boolean): Promise<void>;
   lStep(a: StageArgs, final: boolean): void;
   lStepAsync(a: StageArgs, final: boolean): Promise<void>;
+  /**
+   * rStep(a, first, last = true) then lStep(a, final = true) as one stage, same results; on CUDA one
+   * fused kernel where it applies (one-tile problems with b1, b2 <= 64 at head dim 64 on sm_90+), whose
+   * aL, y and cL never reach the workspace.
+   */
+  finalStep(a: StageArgs, first: boolean): void;
+  finalStepAsync(a: StageArgs, first: boolean): Promise<void>;
   dense(a: DenseArgs & { dtype: DTypeCode }): void;
   denseAsync(a: DenseArgs & { dtype: DTypeCode }): Promise<void>;
   gather(a: GatherArgs & { dtype: DTypeCode }): void;

@@ -13,6 +13,7 @@ import { throwIfAborted } from './serving';
 export type Op =
   | { op: 'r'; args: StageArgs; first: boolean; last: boolean }
   | { op: 'l'; args: StageArgs; final: boolean }
+  | { op: 'rl'; args: StageArgs; first: boolean }
   | { op: 'gather'; args: GatherArgs & { dtype: DTypeCode } }
   | { op: 'dense'; args: DenseArgs & { dtype: DTypeCode } }
   | { op: 'upload'; dst: NativeDeviceBuffer; src: ArrayBufferView }
@@ -22,18 +23,19 @@ export type Op =
 
 /**
  * THE T LOOP (docs/ALGORITHMS.md §A.3, §B.3): T alternating (R-step, L-step) pairs from L = I.
- *   rStep(first, last = T == 1); for t in 1..T−1: lStep(final = false), rStep(first = false, last = t == T−1);
- *   lStep(final = true) writes the output `o`.
+ *   for t in 0..T−2: rStep(first = t == 0, last = false), lStep(final = false);
+ *   then the last pair as one stage, finalStep(first = T == 1) = rStep(last = true) + lStep(final = true),
+ *   which writes the output `o` (one fused kernel on CUDA where it applies).
  */
 export function tLoop(args: StageArgs, T: number): Op[] {
   const { o, ...noOut } = args;
-  const ops: Op[] = [{ op: 'r', args: noOut, first: true, last: T === 1 }];
-  for (let t = 1; t < T; t++) {
+  const ops: Op[] = [];
+  for (let t = 0; t < T - 1; t++) {
+    ops.push({ op: 'r', args: noOut, first: t === 0, last: false });
     ops.push({ op: 'l', args: noOut, final: false });
-    ops.push({ op: 'r', args: noOut, first: false, last: t === T - 1 });
   }
   if (!o) throw new Error('internal: the final L-step needs an output');
-  ops.push({ op: 'l', args: { ...noOut, o }, final: true });
+  ops.push({ op: 'rl', args: { ...noOut, o }, first: T === 1 });
   return ops;
 }
 
@@ -41,6 +43,7 @@ function callSync(plan: NativePlan, o: Op): void {
   switch (o.op) {
     case 'r': plan.rStep(o.args, o.first, o.last); break;
     case 'l': plan.lStep(o.args, o.final); break;
+    case 'rl': plan.finalStep(o.args, o.first); break;
     case 'gather': plan.gather(o.args); break;
     case 'dense': plan.dense(o.args); break;
     case 'upload': plan.upload(o.dst, o.src); break;
@@ -54,6 +57,7 @@ function callAsync(plan: NativePlan, o: Op): Promise<void> {
   switch (o.op) {
     case 'r': return plan.rStepAsync(o.args, o.first, o.last);
     case 'l': return plan.lStepAsync(o.args, o.final);
+    case 'rl': return plan.finalStepAsync(o.args, o.first);
     case 'dense': return plan.denseAsync(o.args);
     case 'gather': return plan.gatherAsync(o.args);
     case 'upload': case 'download': case 'waitEvent': case 'recordEvent':

@@ -217,7 +217,7 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
       expect(log.synchronize).toBe(0);
       expect(log.synchronizeAsync).toBe(0);
       expect(log.fences).toBe(0);
-      expect(log.ops.r).toBeGreaterThan(0);
+      expect((log.ops.r ?? 0) + (log.ops.rl ?? 0)).toBeGreaterThan(0);
       expect(log.ops.recordEvent).toBe(1);
       expect(pool.layers[0].evictedFrames).toBe(6);  // sink chunk 0 kept, chunks 1..3 evicted by chunk 4
       const host = toHost(protocolInputs(mulberry32(1), 1, 0, 1, 16, 2, 64, 'bfloat16')[0].q, 'bfloat16');
@@ -269,7 +269,8 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
       expect(pool.memory.device).toBe(0);
       const pool2 = fakeCudaPool(opts, { layers: 1 });
       const plan = (pool2 as unknown as { core: { plan: Record<string, unknown> } }).core.plan;
-      plan.rStep = () => { throw new Error('rStep: launch failed: too many resources requested'); };
+      // The first stage of a call (rStep for T >= 2, finalStep for T = 1) fails to launch.
+      plan.rStep = plan.finalStep = () => { throw new Error('rStep: launch failed: too many resources requested'); };
       expect(() => pool2.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out })).toThrow(/^rStep: launch failed/);
       expect(() => pool2.layers[0].enqueueAttend(q, { frame: 0, write: { k, v }, out })).toThrow(/unusable after a failed call \(rStep: launch failed/);
       expect(pool2.layers[0].nextFrame).toBe(0);
@@ -280,7 +281,7 @@ describe('enqueued calls on the CUDA code path (native doubles, no GPU)', () => 
   test('main-thread cost per enqueued call at Wan 480p shapes (30 layers × 5 passes, JS side) stays far below the kernel time', () => {
     const r = measureEnqueue(WAN_480P, { layers: 30, passes: 4, chunks: 4 });
     expect(r.calls).toBe(600);
-    expect(r.opsPerCall).toBe(4);  // write k, write v, R-step, L-step: no tile-order gather at 480p
+    expect(r.opsPerCall).toBe(3);  // write k, write v, the last (R, L) pair as one stage: no tile-order gather at 480p
     // The kernels take 0.78 ms per call on an H200; the JS side (measured ~0.01 ms p50 on a loaded 2-core
     // CI machine) must stay well below that so the host keeps ahead of the GPU.
     expect(r.msPerCall.p50).toBeLessThan(0.2);

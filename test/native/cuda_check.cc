@@ -311,6 +311,35 @@ void run_monarch(const MonarchCase& c, DType dt, int D, uint64_t seed) {
   std::printf("  %s %-22s %-8s repeat run bit-identical: %s\n", same ? "ok  " : "FAIL", kase.c_str(), "aL,cL",
               same ? "yes" : "NO");
   g_rows.push_back({kase, "aL,cL repeat", 0, 0, same});
+
+  // The last pair as one stage (cuda::final_step): where one fused kernel does both steps, its output
+  // against the CPU's last R-step and final L-step on the same inputs (the GPU's aR / cR of the previous
+  // L-step), with the workspace's aL / y / cL poisoned (the fused kernel must not read them); twice,
+  // bit-identical.
+  const bool firstLast = c.T == 1;
+  if (cuda::final_step_fused(g, firstLast)) {
+    std::vector<uint16_t> fout1;
+    for (int rep = 0; rep < 2; ++rep) {
+      for (int t = 0; t + 1 < c.T; ++t) {
+        OK(cuda::r_step(g, t == 0, false, g_stream));
+        poison(daR), poison(dcR);
+        OK(cuda::l_step(g, false, g_stream));
+      }
+      if (c.T > 1) download(gaR, daR), download(gcR, dcR);
+      poison(daL), poison(dcL), poison(dy), poison(dout);
+      OK(cuda::final_step(g, firstLast, g_stream));
+      download(gout, dout);
+      if (rep == 0) {
+        haR = gaR, hcR = gcR;
+        OK(cpu::r_step(h, firstLast, true));
+        OK(cpu::l_step(h, true));
+        compare(kase, "fused o", to_float(dt, hout), to_float(dt, gout), tolS);
+        fout1 = gout;
+      } else {
+        compare_bits(kase, "fused o", fout1.data(), gout.data(), fout1.size() * 2);
+      }
+    }
+  }
 }
 
 // ---- dense ------------------------------------------------------------------------------------
@@ -611,6 +640,13 @@ void run_monarch_nonfinite(Poison x, DType dt, int D, int T, uint64_t seed, bool
       download(gout, dout);
       OK(cpu::l_step(h, true));
       compare_nf(kase, st + "o", f(hout), f(gout), tolS, wantNaN);
+      // The fused last pair (cuda::final_step) on the same inputs, against the same CPU output.
+      if (cuda::final_step_fused(g, first)) {
+        fill_finite(daL), fill_finite(dcL), fill_finite(dy), fill_finite(dout);
+        OK(cuda::final_step(g, first, g_stream));
+        download(gout, dout);
+        compare_nf(kase, st + "fused o", f(hout), f(gout), tolS, wantNaN);
+      }
     }
   }
 }
@@ -744,6 +780,18 @@ void time_monarch(int F, int b1, int b2, int H, int D, uint64_t seed, DType dt =
   g_times.push_back({"monarch T=1 " + shape + " total (dense-equiv " +
                          std::to_string(int(4.0 * N * N * D * H / (ms * 1e-3) / 1e12)) + " TFLOP/s)",
                      ms, flop / (ms * 1e-3) / 1e12, finite});
+  if (cuda::final_step_fused(p, true)) {  // the two steps as one fused kernel, checked against the chain
+    poison(dout);
+    OK(cuda::final_step(p, true, g_stream));
+    std::vector<uint16_t> fused(n);
+    download(fused, dout);
+    const std::vector<float> a = to_float(dt, out), b = to_float(dt, fused);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(a[i]) * a[i];
+    const bool same = std::sqrt(num / std::max(den, 1e-30)) < 1e-2 && !any_nan(dt, fused);
+    const float msF = median_ms([&] { OK(cuda::final_step(p, true, g_stream)); }, 3, 50);
+    g_times.push_back({"monarch T=1 " + shape + " fused R + L (rl_final_cluster_kernel)", msF, flop / (msF * 1e-3) / 1e12, same});
+  }
 }
 
 // T = 2 at a video shape: the four stages (first R-step without y, non-final L-step, non-first R-step
@@ -910,6 +958,14 @@ int main(int argc, char** argv) {
       {"seq b1=200 b2=40 T=1", 1, 1, 200, 40, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"seq b1=72 b2=33 T=1 key masks", 1, 2, 72, 33, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
       {"seq b1=96 b2=128 T=2 sharp", 1, 1, 96, 128, 1, 1, 0, 0, 2, false, false, false, false, 3.0},
+      // the fused last pair on sm_90 (one tile, b1, b2 <= 64, D 64: rl_final_cluster_kernel): clusters of
+      // 1..8 CTAs, CTAs that own no key row (b1 = 9 over 8 CTAs), odd b1 and b2, masks and an empty key
+      // row (cL = +INF), T = 2, 3 (queries from aR, temperatures from cR), B = 2, BHSD
+      {"fused b1=9 b2=64 T=1 masks", 1, 2, 9, 64, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
+      {"fused b1=63 b2=5 T=2 qmask", 1, 1, 63, 5, 1, 1, 0, 0, 2, false, true, false, true, 1.5},
+      {"fused b1=1 b2=1 T=1", 1, 2, 1, 1, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
+      {"fused B=2 b1=47 b2=61 T=3 BHSD sharp", 2, 2, 47, 61, 1, 1, 0, 0, 3, true, true, true, false, 3.0},
+      {"fused b1=16 b2=17 T=1", 1, 3, 16, 17, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
   };
   // name, B, H, Nq, Nk, q0, causalChunk, bhsd, keyMask, maskBatch1, lse, entropy, qAmp
   std::vector<DenseCase> dcases = {
@@ -936,7 +992,8 @@ int main(int argc, char** argv) {
               {"small b2=52 Aq=5 T=2", 1, 1, 4, 52, 5, 2, 0, 0, 2, false, true, false, false, 1.5},
               {"small b2=48 Aq=7 T=2 causal q0>0", 1, 1, 3, 48, 7, 9, 1, 3, 2, false, true, false, false, 1.5},
               {"small seq b1=80 b2=48 T=1", 1, 1, 80, 48, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
-              {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5}};
+              {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
+              {"small fused b1=33 b2=64 T=2 masks", 1, 2, 33, 64, 1, 1, 0, 0, 2, true, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
