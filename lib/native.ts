@@ -107,9 +107,9 @@ export interface NativePlan {
   lStep(a: StageArgs, final: boolean): void;
   lStepAsync(a: StageArgs, final: boolean): Promise<void>;
   /**
-   * rStep(a, first, last = true) then lStep(a, final = true) as one stage, same results; on CUDA one
-   * fused kernel where it applies (one-tile problems with b1, b2 <= 64 at head dim 64 on sm_90+), whose
-   * aL, y and cL never reach the workspace.
+   * rStep(a, first, last = true) then lStep(a, final = true) as one stage, same results; on CUDA with
+   * MONARCH_FUSED_KERNELS=1 one fused kernel where it applies (one-tile problems with b1, b2 <= 64 at
+   * head dim 64 on sm_90+), whose aL, y and cL never reach the workspace.
    */
   finalStep(a: StageArgs, first: boolean): void;
   finalStepAsync(a: StageArgs, first: boolean): Promise<void>;

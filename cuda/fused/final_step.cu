@@ -4,7 +4,9 @@
 // Where it applies, one kernel does both and aL, y, cL never reach global memory:
 //   rl_final_cluster_kernel (rl_final_cluster_kernel.cuh): one tile (Aq = Fk = 1, MonarchAttention's
 //   sequences), b1, b2 ≤ 64, head dim 64, 16-bit, a device and a build with sm_90+ code (thread-block
-//   clusters and distributed shared memory). MONARCH_FUSED_KERNELS=0 turns it off (the two stages run).
+//   clusters and distributed shared memory). Off by default: on the H200 it is slower than the two stages
+//   it replaces (seq-4k: 0.042 against 0.034 ms, benchmarks/notes/kernel-fused.md "Session 13"), so it runs
+//   only with MONARCH_FUSED_KERNELS=1 (read once; the checker sets it to compare the kernel with the CPU).
 // Everywhere else the two stages run in order on the stream, exactly as the T loop would call them.
 //
 // This file is the stage's one dispatch place.
@@ -26,7 +28,7 @@ namespace {
 using namespace detail;
 
 bool fused_enabled() {
-  static const bool on = !tma::env_is("MONARCH_FUSED_KERNELS", "0");
+  static const bool on = tma::env_is("MONARCH_FUSED_KERNELS", "1");
   return on;
 }
 

@@ -1,5 +1,5 @@
 // l_step_final_hopper.cu — the final L-step (docs/ALGORITHMS.md §A.2; l_step.cu describes the stage) on
-// sm_90a for b1 ≤ 32 (MonarchRT at 480p: b1 = 30), with the results of l_step_final_ring_kernel:
+// sm_90a for b1 ≤ 64 (MonarchRT at 480p: b1 = 30, at 720p: 45), with the results of l_step_final_ring_kernel:
 //   o[a,i,j] = Σ_c softmax_c(s·⟨q[a,i,j], aL[a,f,j,k]⟩ − cL[a,f,j,k])·y[a,f,j,k],  c = (f, k), f < fLim.
 // The stage is a stream of the aL and y rows (4.2 GB at 480p) with little arithmetic, so the kernel is
 // built to keep the copy engine busy:
@@ -9,7 +9,8 @@
 //     thread 0 — TMA boxes of each consumer's queries (a 5-D map {D, b2, rows, H, B}: 64 rows i of
 //       column j; rows past the column's b1 are other columns' tokens or zeros, never stored) and per
 //       candidate tile of both consumers' aL and y rows into a 3-slot ring. A tile is two key tiles f of
-//       32 rows k (a 4-D map {D, b1, b2, pairs}: rows k ≥ b1 are out of bounds and zero-filled; a key
+//       32 rows k for b1 ≤ 32, else one of 64 (KR; a 4-D map {D, b1, b2, pairs}: rows k ≥ b1 are out of
+//       bounds and zero-filled; a key
 //       tile f ≥ fLim is loaded at an out-of-bounds coordinate, so it is all zeros — never another
 //       column's or an unwritten pair's rows, whose NaNs 0 · NaN would spread);
 //     warp 1 — the biases cL of the tile's 64 candidates (+INF for the padding) into the slot, one
@@ -54,7 +55,7 @@ struct LfhSmem {
   static constexpr size_t kBytes = size_t(kBarOff) + kBars * 8 + 1024;  // + alignment slack
 };
 
-template <typename T, int D, bool kPipe>
+template <typename T, int D, bool kPipe, int KR>
 __global__ void __launch_bounds__(kHThreads, 1)
     l_step_final_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmAL,
                                const __grid_constant__ CUtensorMap tmY, MonarchParams p) {
@@ -100,7 +101,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
       uint64_t it = 0;  // ring uses (64-bit: never wraps)
       int nq[2] = {0, 0};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LHopperItem t = lhopper_item(w, p, nJp);
+        const LHopperItem t = lhopper_item<KR>(w, p, nJp);
         lhopper_issue_queries<L::kAtoms>(p, t, &tmQ, qbox(0), L::kTileBytes, fullQ, emptyQ, nq);
         const int active = 1 + int(2 * t.jp + 1 < p.b2);
         for (int tt = 0; tt < t.nTiles; ++tt, ++it) {
@@ -109,20 +110,20 @@ __global__ void __launch_bounds__(kHThreads, 1)
           mbar_wait(empty + s, ph ^ 1);
           mbar_arrive_expect_tx(full + s, uint32_t(active * 2 * L::kTileBytes));
           for (int c = 0; c < active; ++c) {
-            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 0), &tmAL, full + s, t, tt, 2 * t.jp + c, nPairs);
-            lhopper_issue_candidates<L::kAtoms>(tile(s, c, 1), &tmY, full + s, t, tt, 2 * t.jp + c, nPairs);
+            lhopper_issue_candidates<L::kAtoms, KR>(tile(s, c, 0), &tmAL, full + s, t, tt, 2 * t.jp + c, nPairs);
+            lhopper_issue_candidates<L::kAtoms, KR>(tile(s, c, 1), &tmY, full + s, t, tt, 2 * t.jp + c, nPairs);
           }
         }
       }
     } else if (warp == 1) {  // biases
       uint64_t it = 0;
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-        const LHopperItem t = lhopper_item(w, p, nJp);
+        const LHopperItem t = lhopper_item<KR>(w, p, nJp);
         for (int tt = 0; tt < t.nTiles; ++tt, ++it) {
           const int s = it % kSlots;
           const uint32_t ph = (it / kSlots) & 1;
           mbar_wait(empty + s, ph ^ 1);
-          lhopper_write_biases(p, t, tt, sBias + s * 2 * kHRows, lane);
+          lhopper_write_biases<KR>(p, t, tt, sBias + s * 2 * kHRows, lane);
           mbar_arrive(full + s);
         }
       }
@@ -145,7 +146,7 @@ __global__ void __launch_bounds__(kHThreads, 1)
   uint64_t it = 0;
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
-    const LHopperItem t = lhopper_item(w, p, nJp);
+    const LHopperItem t = lhopper_item<KR>(w, p, nJp);
     const int j = 2 * t.jp + c;
     const bool active = j < p.b2;
     const int nTiles = t.nTiles;
@@ -285,11 +286,14 @@ bool lfinal_pipe() {
 template <typename T, int D>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mal, my;
+  const int kr = lhopper_key_rows(p.b1);
   Status st = lhopper_encode_queries(&mq, p, D);
-  if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
-  if (st.ok) st = lhopper_encode_candidates(&my, p.y, p, D);
+  if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D, kr);
+  if (st.ok) st = lhopper_encode_candidates(&my, p.y, p, D, kr);
   if (!st.ok) return Status::Error("l_step_final_hopper_kernel: " + st.message);
-  auto kernel = lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true> : l_step_final_hopper_kernel<T, D, false>;
+  auto kernel = kr == kLKRows
+                    ? (lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true, kLKRows> : l_step_final_hopper_kernel<T, D, false, kLKRows>)
+                    : (lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true, kLRows> : l_step_final_hopper_kernel<T, D, false, kLRows>);
   return launch_persistent(kernel, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes, kHThreads, lhopper_items(p), s,
                            mq, mal, my, p);
 }
@@ -299,14 +303,16 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // tile holds, so the kernel wins where b1 ≥ 16 (480p MonarchRT b1 = 30: 4.81 → 4.51 ms; its
 // self-forcing chunk 0.780 → 0.740; VMonarch 480p b1 = 21: 1.25 → 1.20) and loses where tiles are mostly
 // padding (VMonarch's self-forcing chunk, b1 = 3: 3.09 → 3.38).
-bool l_final_hopper_by_default(const MonarchParams& p) { return p.b1 >= 16; }
+// b1 in 33..64 (one key tile of 64 rows per candidate tile, session 13) only when MONARCH_PREVIEW_KERNELS
+// selects l-final, until an H200 A/B says where it wins.
+bool l_final_hopper_by_default(const MonarchParams& p) { return p.b1 >= 16 && p.b1 <= kLKRows; }
 
 }  // namespace
 
 bool l_step_final_hopper_applies(const MonarchParams& p) {
   // (lhopper_shape_ok holds the size rule and the MONARCH_PREVIEW_KERNELS gate.)
   return p.aL != nullptr && p.y != nullptr && p.cL != nullptr && p.o.data != nullptr &&
-         lhopper_shape_ok(p, tma::StepKernel::kLFinal, l_final_hopper_by_default(p));
+         lhopper_shape_ok(p, tma::StepKernel::kLFinal, l_final_hopper_by_default(p), kLRows);
 }
 
 Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s) {

@@ -61,7 +61,8 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream s);
 Status l_step(const MonarchParams& p, bool final, Stream s);
 // The T loop's last pair: r_step(p, first, last = true) then l_step(p, final = true), same results. Where
 // final_step_fused says so, one kernel does both and the workspace's aL, y, cL are neither written nor read
-// (cuda/fused/final_step.cu: one-tile problems with b1, b2 <= 64, head dim 64, on sm_90+).
+// (cuda/fused/final_step.cu: one-tile problems with b1, b2 <= 64, head dim 64, on sm_90+, with
+// MONARCH_FUSED_KERNELS=1; off by default, slower than the two stages on the H200).
 Status final_step(const MonarchParams& p, bool first, Stream s);
 bool final_step_fused(const MonarchParams& p, bool first);
 Status dense(const DenseParams& p, Stream s);
