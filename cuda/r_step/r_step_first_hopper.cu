@@ -42,30 +42,31 @@ namespace {
 using namespace detail;
 using namespace hopper;
 
-constexpr int kRows = kHopperRows;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+constexpr int kRows = kHopperRows;  // query columns j per consumer (one query box)
 
 // NC consumer warpgroups (2 or 3) and a producer warpgroup (one thread issues the copies) that gives
 // its registers to the consumers (setmaxnreg): 24 / 240 with two consumers, 32 / 160 with three
 // (512 threads: 65,536 registers exactly). With three, the last step's two products run one after the
 // other (r_hopper_tile's kSeq) so a consumer fits them in 160.
-template <int NC>
+template <int NC, int RK = kRows>
 struct RfhShape {
   static constexpr int kThreads = 128 * (NC + 1);
-  static constexpr int kRing = NC == 2 ? 4 : 3;  // key tiles in flight (three: what fits 227 KB)
+  static constexpr int kRing = NC == 2 && RK == kRows ? 4 : 3;  // key tiles in flight (three: what fits 227 KB)
   static constexpr int kProducerRegs = NC == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = NC == 2 ? 240 : 160;
   static constexpr bool kSeq = NC == 3;
   static constexpr int kTmaBufs = 2;  // store buffers per consumer warp (kTma)
 };
 
-template <int D, bool kLast, int NC, bool kTma>
+template <int D, bool kLast, int NC, bool kTma, int RK = kRows>
 struct RfhSmem {
-  static constexpr int kRing = RfhShape<NC>::kRing;
+  static constexpr int kRing = RfhShape<NC, RK>::kRing;
   static constexpr int kAtoms = D / 64;
-  static constexpr int kTileBytes = kRows * D * 2;  // one Q box (a consumer's queries), K or V tile
+  static constexpr int kTileBytes = kRows * D * 2;  // one Q box (a consumer's queries)
+  static constexpr int kKeyBytes = RK * D * 2;      // one K or V tile
   static constexpr int kKOff = NC * kTileBytes;     // after the consumers' Q boxes
-  static constexpr int kVOff = kKOff + kRing * kTileBytes;
-  static constexpr int kStageOff = kVOff + (kLast ? kRing * kTileBytes : 0);
+  static constexpr int kVOff = kKOff + kRing * kKeyBytes;
+  static constexpr int kStageOff = kVOff + (kLast ? kRing * kKeyBytes : 0);
   // 16 rows per consumer warp: staging rows, or kTma's store buffers (1024-byte aligned: kStageOff is)
   static constexpr int kStageBytes = kTma ? NC * 4 * RfhShape<NC>::kTmaBufs * kStoreBufBytes : NC * 4 * 16 * Smem<D>::kLd * 2;
   static constexpr int kBarOff = kStageOff + kStageBytes;
@@ -76,7 +77,9 @@ struct RfhSmem {
 struct RfhItem {
   int ap, k, h, b;
 };
-// Work item w: groups of NC query tiles (ap) fastest, then key rows, heads, batch rows (CTAs running at once share
+// Query units: (query tile a, box jh of 64 columns j), u = a·nJh + jh; nJh = ⌈b2 / 64⌉ (1, or 2 for the
+// wide rows b2 in 65..80).
+// Work item w: groups of NC query units (ap) fastest, then key rows, heads, batch rows (CTAs running at once share
 // the key rows (f, k) of a few k in L2).
 __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
   RfhItem t;
@@ -88,28 +91,29 @@ __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
   t.b = int(w / H);
   return t;
 }
-// Key tiles the item loads: the longest allowed prefix of its NC query tiles.
+// Key tiles the item loads: the longest allowed prefix of its NC query units' tiles.
 template <int NC>
-__device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap) {
+__device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap, int nJh) {
   int n = 0;
 #pragma unroll
   for (int c = 0; c < NC; ++c)
-    if (NC * ap + c < p.Aq) n = max(n, allowed_key_tiles(p, NC * ap + c));
+    if (NC * ap + c < p.Aq * nJh) n = max(n, allowed_key_tiles(p, (NC * ap + c) / nJh));
   return n;
 }
 
 // kTma (three consumers only): the outputs go out as bulk tensor stores through tmAL / tmY (4-D maps
 // {D, b1, b2, pairs}, r_hopper_tile's RStoreTo), else through the staging rows.
-template <typename T, int D, bool kLast, int NC, bool kTma>
-__global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
+// RK: keys per tile (64; 80 for the wide rows, whose queries take two boxes per tile row).
+template <typename T, int D, bool kLast, int NC, bool kTma, int RK>
+__global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
     r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                                const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmAL,
                                const __grid_constant__ CUtensorMap tmY, MonarchParams p, int pipe) {
 #if MONARCH_SM90A
-  static_assert(!kTma || RfhShape<NC>::kSeq, "TMA stores serve the 64-column parts");
-  using L = RfhSmem<D, kLast, NC, kTma>;
+  static_assert(!kTma || RfhShape<NC, RK>::kSeq, "TMA stores serve the 64-column parts");
+  using L = RfhSmem<D, kLast, NC, kTma, RK>;
   constexpr int kRing = L::kRing;
-  constexpr bool kSeq = RfhShape<NC>::kSeq;
+  constexpr bool kSeq = RfhShape<NC, RK>::kSeq;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   T* sQ = reinterpret_cast<T*>(base);
@@ -125,7 +129,8 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   uint64_t* emptyV = fullV + kRing;
 
   const int wg = threadIdx.x / 128;
-  const int nAp = (p.Aq + NC - 1) / NC;
+  const int nJh = (p.b2 + kRows - 1) / kRows;
+  const int nAp = (p.Aq * nJh + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
 
   if (threadIdx.x == 0) {
@@ -144,7 +149,7 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   __syncthreads();
 
   if (wg == 0) {  // ---- producer ----
-    regs_dealloc<RfhShape<NC>::kProducerRegs>();
+    regs_dealloc<RfhShape<NC, RK>::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
       tma_prefetch_map(&tmK);
@@ -153,31 +158,33 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
       int nq[NC] = {};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-        const int nTiles = rfh_tiles<NC>(p, t.ap);
+        const int nTiles = rfh_tiles<NC>(p, t.ap, nJh);
         for (int c = 0; c < NC; ++c) {
-          const int a = NC * t.ap + c;
-          if (a >= p.Aq) continue;
+          const int u = NC * t.ap + c;
+          if (u >= p.Aq * nJh) continue;
+          const int a = u / nJh, jh = u % nJh;
           mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
           mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
 #pragma unroll
           for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, 0, a * p.b1 + t.k, t.h, t.b);
+            tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, jh * kRows, a * p.b1 + t.k, t.h,
+                        t.b);
           ++nq[c];
         }
         for (int f = 0; f < nTiles; ++f, ++it) {
           const int s = it % kRing;
           const uint32_t ph = (it / kRing) & 1;
           mbar_wait(emptyK + s, ph ^ 1);
-          mbar_arrive_expect_tx(fullK + s, L::kTileBytes);
+          mbar_arrive_expect_tx(fullK + s, L::kKeyBytes);
 #pragma unroll
           for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(sK + (s * L::kAtoms + at) * kRows * 64, &tmK, fullK + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
+            tma_load_5d(sK + (s * L::kAtoms + at) * RK * 64, &tmK, fullK + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
           if constexpr (kLast) {
             mbar_wait(emptyV + s, ph ^ 1);
-            mbar_arrive_expect_tx(fullV + s, L::kTileBytes);
+            mbar_arrive_expect_tx(fullV + s, L::kKeyBytes);
 #pragma unroll
             for (int at = 0; at < L::kAtoms; ++at)
-              tma_load_5d(sV + (s * L::kAtoms + at) * kRows * 64, &tmV, fullV + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
+              tma_load_5d(sV + (s * L::kAtoms + at) * RK * 64, &tmV, fullV + s, at * 64, 0, f * p.b1 + t.k, t.h, t.b);
           }
         }
       }
@@ -186,7 +193,7 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   }
 
   // ---- consumers ----
-  regs_alloc<RfhShape<NC>::kConsumerRegs>();
+  regs_alloc<RfhShape<NC, RK>::kConsumerRegs>();
   const int c = wg - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int b2 = p.b2;
@@ -194,20 +201,21 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
   const uint32_t qAddr = smem_addr(sQ) + c * L::kTileBytes;
   const uint32_t kAddr = smem_addr(sK), vAddr = smem_addr(sV);
   T* stage = sStage + (c * 4 + warp) * 16 * Smem<D>::kLd;
-  const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
 
-  RHopperRegs<D, kLast, kSeq> regs;
+  RHopperRegs<D, kLast, kSeq, RK> regs;
   uint32_t nStores = 0;  // kTma: this warp's bulk stores so far
-  const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * RfhShape<NC>::kTmaBufs * kStoreBufBytes;
+  const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * RfhShape<NC, RK>::kTmaBufs * kStoreBufBytes;
 
   uint64_t it = 0;
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-    const int nTiles = rfh_tiles<NC>(p, t.ap);
-    const int a = NC * t.ap + c;
-    const bool active = a < p.Aq;
+    const int nTiles = rfh_tiles<NC>(p, t.ap, nJh);
+    const int u = NC * t.ap + c;
+    const bool active = u < p.Aq * nJh;
+    const int a = active ? u / nJh : 0;
+    const int wj0 = (u % nJh) * kRows + warp * 16;  // this warp's query columns j = wj0 + [0, 16)
     const int mine = active ? allowed_key_tiles(p, a) : 0;  // this consumer's allowed prefix
     if (active) mbar_wait(fullQ + c, nq & 1);
     const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk;  // pair (b, h, a, f = 0)
@@ -226,8 +234,8 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
       const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair0 + f), pipe != 0};
-      r_hopper_tile<T, D, kLast, kSeq, kTma ? RfhShape<NC>::kTmaBufs : 0>(
-          p, regs, qAddr, kAddr + s * L::kTileBytes, vAddr + s * L::kTileBytes, scale2, kvf, colK0, stage, wj0, lane,
+      r_hopper_tile<T, D, kLast, kSeq, kTma ? RfhShape<NC, RK>::kTmaBufs : 0, RK>(
+          p, regs, qAddr, kAddr + s * L::kKeyBytes, vAddr + s * L::kKeyBytes, scale2, kvf, colK0, stage, wj0, lane,
           [&] {
             if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
           },
@@ -246,17 +254,25 @@ __global__ void __launch_bounds__(RfhShape<NC>::kThreads, 1)
     if (lane == 0) bulk_wait<0>();  // the outputs are written (and the buffers read) before the CTA ends
   }
 #else
-  static_assert(RfhSmem<D, kLast, NC, kTma>::kAtoms >= 1, "head dim is a multiple of 64");
+  static_assert(RfhSmem<D, kLast, NC, kTma, RK>::kAtoms >= 1, "head dim is a multiple of 64");
 #endif
 }
 
-template <typename T, int D, bool kLast, int NC, bool kTma>
+template <typename T, int D, bool kLast, int NC, bool kTma, int RK>
 Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
                  const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
-  const int64_t items = int64_t((p.Aq + NC - 1) / NC) * p.b1 * p.H * p.B;
-  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma>, "r_step_first_hopper_kernel",
-                           RfhSmem<D, kLast, NC, kTma>::kBytes, RfhShape<NC>::kThreads, items, s, mq, mk, mv, mal, my,
-                           p, int(r_hopper_pipe()));
+  const int nJh = (p.b2 + kRows - 1) / kRows;
+  const int64_t items = int64_t((int64_t(p.Aq) * nJh + NC - 1) / NC) * p.b1 * p.H * p.B;
+  return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma, RK>, "r_step_first_hopper_kernel",
+                           RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, s, mq, mk, mv,
+                           mal, my, p, int(r_hopper_pipe()));
+}
+template <typename T, int D, bool kLast, int RK>
+Status launch_rk(const MonarchParams& p, cudaStream_t s, int nc, bool tmaStores, const CUtensorMap& mq,
+                 const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
+  if (nc == 2) return launch_nc<T, D, kLast, 2, false, RK>(p, s, mq, mk, mv, mal, my);
+  return tmaStores ? launch_nc<T, D, kLast, 3, true, RK>(p, s, mq, mk, mv, mal, my)
+                   : launch_nc<T, D, kLast, 3, false, RK>(p, s, mq, mk, mv, mal, my);
 }
 
 // The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
@@ -272,15 +288,15 @@ template <typename T, int D, bool kLast>
 Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
-  if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast);
+  const int rk = r_hopper_key_rows(p.b2);
+  if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast, rk);
   const int nc = rfh_consumers(p);
   const bool tmaStores = nc == 3 && r_hopper_tma_stores();
   CUtensorMap mal = mq, my = mq;  // unused unless tmaStores
   if (st.ok && tmaStores) st = r_hopper_encode_outputs(&mal, &my, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
-  if (nc == 2) return launch_nc<T, D, kLast, 2, false>(p, s, mq, mk, mv, mal, my);
-  return tmaStores ? launch_nc<T, D, kLast, 3, true>(p, s, mq, mk, mv, mal, my)
-                   : launch_nc<T, D, kLast, 3, false>(p, s, mq, mk, mv, mal, my);
+  if (rk == kRows) return launch_rk<T, D, kLast, kRows>(p, s, nc, tmaStores, mq, mk, mv, mal, my);
+  return launch_rk<T, D, kLast, kHopperWideKeys>(p, s, nc, tmaStores, mq, mk, mv, mal, my);
 }
 
 // The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7
@@ -289,7 +305,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // T = 1 0.747 → 0.632 ms with the final L-step kernel) and, since session 12, from two query tiles on
 // (r_hopper_first_consumers). With two consumers (Aq = 1: seq-4k, one tile) it loses to the mma.sync kernel
 // (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
-bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_first_consumers(p) == 3; }
+// The wide rows (b2 in 65..80, session 13) only when MONARCH_PREVIEW_KERNELS selects r-first, until an
+// H200 A/B says where they win.
+bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_first_consumers(p) == 3 && p.b2 <= kRows; }
 
 }  // namespace
 
@@ -297,7 +315,7 @@ bool r_step_first_hopper_applies(const MonarchParams& p, bool last) {
   // TMA coordinates are 32-bit: the query rows per (b, h) here, the key rows in r_hopper_shape_ok (which
   // also holds the size rule and the MONARCH_PREVIEW_KERNELS gate).
   return p.aL != nullptr && p.cL != nullptr && (!last || p.y != nullptr) && int64_t(p.Aq) * p.b1 < (int64_t(1) << 31) &&
-         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p));
+         r_hopper_shape_ok(p, tma::StepKernel::kRFirst, r_first_hopper_by_default(p), kHopperWideKeys);
 }
 
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s) {

@@ -19,19 +19,25 @@ namespace monarch {
 namespace cuda {
 namespace {  // included by the sm_90a R-step kernels only
 
-constexpr int kHopperRows = 64;  // query columns j per consumer, keys l per tile (b2 ≤ 64)
+constexpr int kHopperRows = 64;  // query columns j per consumer (one query box), keys l per tile (b2 ≤ 64)
+constexpr int kHopperWideKeys = 80;  // keys l per tile of the first step's wide rows (b2 in 65..80)
 
-// The shapes both R-step kernels serve: key rows of 33..64 tokens, 32-bit key-row coordinates, and the
-// gate every sm_90a step kernel shares (tma::hopper_step_runs: `which` kernel, on by default where
-// `byDefault`).
-inline bool r_hopper_shape_ok(const MonarchParams& p, tma::StepKernel which, bool byDefault) {
-  return p.b2 > 32 && p.b2 <= kHopperRows && int64_t(p.Fk) * p.b1 < (int64_t(1) << 31) &&
+// Keys per tile for key rows of b2 tokens: 64, or 80 for the wide rows (first step only).
+inline int r_hopper_key_rows(int b2) { return b2 <= kHopperRows ? kHopperRows : kHopperWideKeys; }
+
+// The shapes both R-step kernels serve: key rows of 33..maxB2 tokens (64; the first step 80), 32-bit
+// key-row coordinates, and the gate every sm_90a step kernel shares (tma::hopper_step_runs: `which`
+// kernel, on by default where `byDefault`).
+inline bool r_hopper_shape_ok(const MonarchParams& p, tma::StepKernel which, bool byDefault, int maxB2 = kHopperRows) {
+  return p.b2 > 32 && p.b2 <= maxB2 && int64_t(p.Fk) * p.b1 < (int64_t(1) << 31) &&
          tma::hopper_step_runs(p.dtype, p.D, which, byDefault);
 }
-// Host: the key rows of k (and v, last step) as 5-D maps {D, b2, Fk·b1, H, B}, boxes of one key row.
-inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const MonarchParams& p, int D, bool last) {
-  Status st = tma::encode_tile_rows(mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kHopperRows);
-  if (st.ok && last) st = tma::encode_tile_rows(mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, kHopperRows);
+// Host: the key rows of k (and v, last step) as 5-D maps {D, b2, Fk·b1, H, B}, boxes of one key row of
+// `keyRows` tokens (tokens past b2 zero-filled).
+inline Status r_hopper_encode_keys(CUtensorMap* mk, CUtensorMap* mv, const MonarchParams& p, int D, bool last,
+                                   int keyRows = kHopperRows) {
+  Status st = tma::encode_tile_rows(mk, p.k, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, keyRows);
+  if (st.ok && last) st = tma::encode_tile_rows(mv, p.v, p.dtype, p.B, p.Fk * p.b1, p.b2, p.H, D, keyRows);
   if (!last) *mv = *mk;  // unused
   return st;
 }
@@ -145,17 +151,17 @@ __device__ __forceinline__ void store64_tma(const float (&O)[8][4], const CUtens
 }
 
 // Registers of one consumer thread, kept across tiles so the compiler allocates them once. kSeq: the
-// products run 64 output columns at a time in O1 (aL, then y), so O2 is not needed.
-template <int D, bool kLast, bool kSeq = false>
+// products run 64 output columns at a time in O1 (aL, then y), so O2 is not needed. RK: keys per tile.
+template <int D, bool kLast, bool kSeq = false, int RK = kHopperRows>
 struct RHopperRegs {
-  float S[kHopperRows / 8][4];
-  uint32_t pa[kHopperRows / 16][4];
+  float S[RK / 8][4];
+  uint32_t pa[RK / 16][4];
   float O1[kSeq ? 8 : D / 8][4];  // kSeq: 64 output columns at a time
   float O2[kSeq ? 8 : kLast ? D / 8 : 1][4];  // kSeq: the next part's accumulators (RStoreTo::pipe)
 };
 
-// qAddr / kAddr / vAddr: shared-memory byte addresses of the query box and the key tile's K and V
-// (D / 64 atoms of 64 rows × 128 bytes each, consecutive). scale2: base-2 logit scale of this thread's
+// qAddr / kAddr / vAddr: shared-memory byte addresses of the query box (D / 64 atoms of 64 rows × 128
+// bytes each, consecutive) and the key tile's K and V (D / 64 atoms of RK rows × 128 bytes each). scale2: base-2 logit scale of this thread's
 // two rows (s·log2(e)·invT); kvf: the key row's keyValid or null; colK0: the aL / cL / y row of (j = 0, k);
 // stage: this warp's 16 staging rows; wj0: this warp's first query column.
 // kSeq (the three-consumer first R-step, 160 registers): R is normalised before it is rounded for the
@@ -164,23 +170,24 @@ struct RHopperRegs {
 // as it is done.
 // kTmaBufs > 0 (kSeq only): the parts go out as bulk tensor stores (store64_tma, `to`) instead of
 // through `stage`.
-template <typename T, int D, bool kLast, bool kSeq = false, int kTmaBufs = 0, typename AfterS, typename BeforePV,
-          typename AfterPV>
-__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq>& r, uint32_t qAddr,
+template <typename T, int D, bool kLast, bool kSeq = false, int kTmaBufs = 0, int RK = kHopperRows, typename AfterS,
+          typename BeforePV, typename AfterPV>
+__device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperRegs<D, kLast, kSeq, RK>& r, uint32_t qAddr,
                                               uint32_t kAddr, uint32_t vAddr, const float (&scale2)[2],
                                               const uint8_t* kvf, int64_t colK0, T* stage, int wj0, int lane,
                                               AfterS after_s, BeforePV before_pv, AfterPV after_pv,
                                               const RStoreTo& to = RStoreTo{}) {
   static_assert(kTmaBufs == 0 || kSeq, "TMA stores serve the 64-column parts of kSeq");
   using namespace hopper;
-  constexpr int R = kHopperRows;
+  constexpr int Q = kHopperRows;  // query rows of the box
+  constexpr int R = RK;           // keys of the tile
   const int g = lane / 4, qd = lane % 4;
   const int b2 = p.b2;
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const uint32_t atom = kk / 4, off = (kk % 4) * 32;
-    Wgmma<T, R>::ss(r.S, desc_kmajor(qAddr + atom * R * 128 + off), desc_kmajor(kAddr + atom * R * 128 + off),
+    Wgmma<T, R>::ss(r.S, desc_kmajor(qAddr + atom * Q * 128 + off), desc_kmajor(kAddr + atom * R * 128 + off),
                     kk > 0 ? 1 : 0);
   }
   wgmma_commit();

@@ -961,6 +961,12 @@ int main(int argc, char** argv) {
       {"seq b1=200 b2=40 T=1", 1, 1, 200, 40, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"seq b1=72 b2=33 T=1 key masks", 1, 2, 72, 33, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
       {"seq b1=96 b2=128 T=2 sharp", 1, 1, 96, 128, 1, 1, 0, 0, 2, false, false, false, false, 3.0},
+      // wide key rows on the sm_90a first R-step (b2 in 65..80: 80-key tiles, two query boxes per tile row;
+      // when selected) and b1 in 33..64 on the sm_90a final L-step (one 64-row key tile per candidate
+      // tile; when selected): 720p's 45 × 80, causal with q0 > 0, an odd number of query units, masks
+      {"wan720-like 45x80", 1, 2, 45, 80, 3, 3, 0, 0, 1, false, true, true, false, 1.5},
+      {"b1=33 b2=65 T=2 causal q0>0 Aq=3 masks", 1, 1, 33, 65, 3, 5, 2, 2, 2, true, true, true, true, 1.5},
+      {"b1=64 b2=77 T=1 B=2 sharp", 2, 1, 64, 77, 2, 2, 0, 0, 1, false, false, false, false, 4.0},
       // the fused last pair on sm_90 (one tile, b1, b2 <= 64, D 64: rl_final_cluster_kernel): clusters of
       // 1..8 CTAs, CTAs that own no key row (b1 = 9 over 8 CTAs), odd b1 and b2, masks and an empty key
       // row (cL = +INF), T = 2, 3 (queries from aR, temperatures from cR), B = 2, BHSD
@@ -996,7 +1002,8 @@ int main(int argc, char** argv) {
               {"small b2=48 Aq=7 T=2 causal q0>0", 1, 1, 3, 48, 7, 9, 1, 3, 2, false, true, false, false, 1.5},
               {"small seq b1=80 b2=48 T=1", 1, 1, 80, 48, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
               {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
-              {"small fused b1=33 b2=64 T=2 masks", 1, 2, 33, 64, 1, 1, 0, 0, 2, true, true, true, false, 1.5}};
+              {"small fused b1=33 b2=64 T=2 masks", 1, 2, 33, 64, 1, 1, 0, 0, 2, true, true, true, false, 1.5},
+              {"small wide b1=40 b2=80 Aq=3 causal", 1, 1, 40, 80, 3, 3, 1, 2, 1, false, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
