@@ -7,7 +7,7 @@
 //
 // sm_90a, one tile (Aq = Fk = 1): the final step as biased dense attention (l_step_final_dense.cuh), only
 // when MONARCH_PREVIEW_KERNELS selects l-dense (slower than the ring kernel at the shapes measured).
-// sm_90a, b1 ≤ 32: l_step_final_hopper.cu and l_step_columns_hopper.cu (wgmma + TMA,
+// sm_90a, b1 ≤ 32 (the final step: ≤ 64): l_step_final_hopper.cu and l_step_columns_hopper.cu (wgmma + TMA,
 // benchmarks/notes/kernel-preview.md): the final one by default where b1 ≥ 16 (its size rule), the
 // non-final one (slower than the mma.sync kernel) only when MONARCH_PREVIEW_KERNELS selects it.
 // final (l_step_final_ring_kernel): o[a,i,j] = Σ_c softmax_c(u)·y[a,f,j,k]. FlashAttention over Fk·b1

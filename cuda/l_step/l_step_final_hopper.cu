@@ -303,9 +303,12 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // tile holds, so the kernel wins where b1 ≥ 16 (480p MonarchRT b1 = 30: 4.81 → 4.51 ms; its
 // self-forcing chunk 0.780 → 0.740; VMonarch 480p b1 = 21: 1.25 → 1.20) and loses where tiles are mostly
 // padding (VMonarch's self-forcing chunk, b1 = 3: 3.09 → 3.38).
-// b1 in 33..64 (one key tile of 64 rows per candidate tile, session 13) only when MONARCH_PREVIEW_KERNELS
-// selects l-final, until an H200 A/B says where it wins.
-bool l_final_hopper_by_default(const MonarchParams& p) { return p.b1 >= 16 && p.b1 <= kLKRows; }
+// b1 in 33..64 (one key tile of 64 rows per candidate tile, session 13): on where a column has more
+// than one key tile (H200, 720p MonarchRT b1 = 45, Fk = 21: final L-step 4.155 → 3.706 ms), off for one
+// tile (seq-4k, b1 = 64, Fk = 1: 0.018 → 0.020 ms). Fk between 2 and 20 was not measured.
+bool l_final_hopper_by_default(const MonarchParams& p) {
+  return p.b1 >= 16 && (p.b1 <= kLKRows || p.Fk >= 2);
+}
 
 }  // namespace
 

@@ -11,7 +11,7 @@
 // and three mma products S, aL, y):
 //   first step of one tile with b2 > 128 (VMonarch's frames as blocks): dense attention per key row on the
 //     dense kernel (r_step_frames_dense.cuh);
-//   first step on sm_90a with b2 in 33..64 (480p MonarchRT): wgmma + TMA, r_step_first_hopper.cu
+//   first step on sm_90a with b2 in 33..80 (480p and 720p MonarchRT): wgmma + TMA, r_step_first_hopper.cu
 //     (by default from two query tiles on, three consumers; MONARCH_PREVIEW_KERNELS selects it
 //     anywhere, benchmarks/notes/kernel-preview.md);
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
@@ -81,7 +81,7 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
     if (!r_step_dense_short_rows(p) || tma::hopper_status_final(ds)) return ds;
   }
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // sm_90a, key rows of 33..64 tokens (480p MonarchRT): the wgmma/TMA first and later steps; a layout
+  // sm_90a, key rows of 33..64 tokens (480p MonarchRT; the first step up to 80, 720p): the wgmma/TMA first and later steps; a layout
   // their tensor maps refuse falls through to the mma.sync kernels.
   if (first && r_step_first_hopper_applies(p, last)) {
     Status hs = r_step_first_hopper(p, last, s);

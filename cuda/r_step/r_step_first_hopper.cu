@@ -1,6 +1,9 @@
 // r_step_first_hopper.cu — the first R-step (L = I, docs/ALGORITHMS.md §A.2, §C.3) for key rows of
-// 33..64 tokens on sm_90a: MonarchRT's tiled layouts (480p: b2 = 52), with the same results as
-// r_step_rowwise_kernel (masks, causal pairs, entropy, NaN propagation, empty rows).
+// 33..80 tokens on sm_90a: MonarchRT's tiled layouts (480p: b2 = 52, 720p: 80), with the same results as
+// r_step_rowwise_kernel (masks, causal pairs, entropy, NaN propagation, empty rows). Key rows of 65..80
+// tokens ("wide") take 80-key tiles (S on wgmma m64n80) and two 64-column query boxes per tile row: a
+// consumer's unit is (query tile a, box jh), so the second box of a row (16 real columns of 64 at 720p)
+// runs beside the first on another consumer.
 //
 // Problem: for every (b, h, query tile a, key row k) and every allowed key tile f, the b2 × b2
 // attention of the tokens of row k of tile a (queries j) with the tokens of row k of tile f (keys l),
@@ -305,9 +308,9 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
 // T = 1 0.747 → 0.632 ms with the final L-step kernel) and, since session 12, from two query tiles on
 // (r_hopper_first_consumers). With two consumers (Aq = 1: seq-4k, one tile) it loses to the mma.sync kernel
 // (seq-4k 0.0319 → 0.0461 ms), so it stays off there.
-// The wide rows (b2 in 65..80, session 13) only when MONARCH_PREVIEW_KERNELS selects r-first, until an
-// H200 A/B says where they win.
-bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_first_consumers(p) == 3 && p.b2 <= kRows; }
+// The wide rows (b2 in 65..80, session 13) by the same rule: H200, 720p MonarchRT (45 × 80, Aq = 21) T = 1
+// R-step 7.718 → 5.508 ms (bench T = 1 11.9 → 9.15 ms with the final L-step at b1 = 45).
+bool r_first_hopper_by_default(const MonarchParams& p) { return r_hopper_first_consumers(p) == 3; }
 
 }  // namespace
 
