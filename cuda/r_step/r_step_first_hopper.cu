@@ -1,9 +1,10 @@
 // r_step_first_hopper.cu — the first R-step (L = I, docs/ALGORITHMS.md §A.2, §C.3) for key rows of
 // 33..80 tokens on sm_90a: MonarchRT's tiled layouts (480p: b2 = 52, 720p: 80), with the same results as
 // r_step_rowwise_kernel (masks, causal pairs, entropy, NaN propagation, empty rows). Key rows of 65..80
-// tokens ("wide") take 80-key tiles (S on wgmma m64n80) and two 64-column query boxes per tile row: a
-// consumer's unit is (query tile a, box jh), so the second box of a row (16 real columns of 64 at 720p)
-// runs beside the first on another consumer.
+// tokens ("wide") take 80-key tiles (S on wgmma m64n80) and queries in two kinds of consumer unit: a
+// full unit holds columns j < 64 of one query tile; a packed unit holds columns 64..79 of four query
+// tiles, one per warp (16-row boxes), which share the key row (f, k) — so the 16 columns past 64 cost a
+// quarter of a unit instead of a whole one.
 //
 // Problem: for every (b, h, query tile a, key row k) and every allowed key tile f, the b2 × b2
 // attention of the tokens of row k of tile a (queries j) with the tokens of row k of tile f (keys l),
@@ -80,8 +81,23 @@ struct RfhSmem {
 struct RfhItem {
   int ap, k, h, b;
 };
-// Query units: (query tile a, box jh of 64 columns j), u = a·nJh + jh; nJh = ⌈b2 / 64⌉ (1, or 2 for the
-// wide rows b2 in 65..80).
+// Query units: u < Aq is query tile a = u, columns j < 64 (all of them when b2 ≤ 64); with the wide rows,
+// u = Aq + t (t < ⌈Aq / 4⌉) is the packed unit of columns 64..79 of query tiles 4t .. 4t + 3, warp w
+// holding tile 4t + w (rfh_unit_tile).
+template <bool kWide>
+MONARCH_HOST_DEVICE inline int rfh_units(int Aq) { return Aq + (kWide ? (Aq + 3) / 4 : 0); }
+// The query tile of warp w in unit u (may be ≥ Aq in the last packed unit: no tile).
+__device__ __forceinline__ int rfh_unit_tile(int u, int w, int Aq) { return u < Aq ? u : 4 * (u - Aq) + w; }
+// The allowed key-tile prefix of unit u: the longest of its tiles'.
+__device__ __forceinline__ int rfh_unit_tiles(const MonarchParams& p, int u) {
+  if (u < p.Aq) return allowed_key_tiles(p, u);
+  int n = 0;
+  for (int w = 0; w < 4; ++w) {
+    const int a = rfh_unit_tile(u, w, p.Aq);
+    if (a < p.Aq) n = max(n, allowed_key_tiles(p, a));
+  }
+  return n;
+}
 // Work item w: groups of NC query units (ap) fastest, then key rows, heads, batch rows (CTAs running at once share
 // the key rows (f, k) of a few k in L2).
 __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
@@ -96,11 +112,11 @@ __device__ __forceinline__ RfhItem rfh_item(int64_t w, int nAp, int b1, int H) {
 }
 // Key tiles the item loads: the longest allowed prefix of its NC query units' tiles.
 template <int NC>
-__device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap, int nJh) {
+__device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap, int nUnits) {
   int n = 0;
 #pragma unroll
   for (int c = 0; c < NC; ++c)
-    if (NC * ap + c < p.Aq * nJh) n = max(n, allowed_key_tiles(p, (NC * ap + c) / nJh));
+    if (NC * ap + c < nUnits) n = max(n, rfh_unit_tiles(p, NC * ap + c));
   return n;
 }
 
@@ -109,7 +125,8 @@ __device__ __forceinline__ int rfh_tiles(const MonarchParams& p, int ap, int nJh
 // RK: keys per tile (64; 80 for the wide rows, whose queries take two boxes per tile row).
 template <typename T, int D, bool kLast, int NC, bool kTma, int RK>
 __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
-    r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
+    r_step_first_hopper_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmQ16,
+                               const __grid_constant__ CUtensorMap tmK,
                                const __grid_constant__ CUtensorMap tmV, const __grid_constant__ CUtensorMap tmAL,
                                const __grid_constant__ CUtensorMap tmY, MonarchParams p, int pipe) {
 #if MONARCH_SM90A
@@ -132,8 +149,9 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
   uint64_t* emptyV = fullV + kRing;
 
   const int wg = threadIdx.x / 128;
-  const int nJh = (p.b2 + kRows - 1) / kRows;
-  const int nAp = (p.Aq * nJh + NC - 1) / NC;
+  constexpr bool kWide = RK > kRows;
+  const int nUnits = rfh_units<kWide>(p.Aq);
+  const int nAp = (nUnits + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
 
   if (threadIdx.x == 0) {
@@ -155,23 +173,32 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
     regs_dealloc<RfhShape<NC, RK>::kProducerRegs>();
     if (threadIdx.x == 0) {
       tma_prefetch_map(&tmQ);
+      if (kWide) tma_prefetch_map(&tmQ16);
       tma_prefetch_map(&tmK);
       if (kLast) tma_prefetch_map(&tmV);
       uint64_t it = 0;  // ring uses (64-bit: never wraps)
       int nq[NC] = {};
       for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
         const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-        const int nTiles = rfh_tiles<NC>(p, t.ap, nJh);
+        const int nTiles = rfh_tiles<NC>(p, t.ap, nUnits);
         for (int c = 0; c < NC; ++c) {
           const int u = NC * t.ap + c;
-          if (u >= p.Aq * nJh) continue;
-          const int a = u / nJh, jh = u % nJh;
+          if (u >= nUnits) continue;
           mbar_wait(emptyQ + c, (nq[c] & 1) ^ 1);
           mbar_arrive_expect_tx(fullQ + c, L::kTileBytes);
+          if (u < p.Aq) {  // columns j < 64 of query tile u
 #pragma unroll
-          for (int at = 0; at < L::kAtoms; ++at)
-            tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, jh * kRows, a * p.b1 + t.k, t.h,
-                        t.b);
+            for (int at = 0; at < L::kAtoms; ++at)
+              tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, 0, u * p.b1 + t.k, t.h, t.b);
+          } else {  // packed: columns 64.. of four query tiles, 16 rows each (a missing tile loads tile Aq − 1)
+            for (int qw = 0; qw < 4; ++qw) {
+              const int a = min(rfh_unit_tile(u, qw, p.Aq), p.Aq - 1);
+#pragma unroll
+              for (int at = 0; at < L::kAtoms; ++at)
+                tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64 + qw * 16 * 64, &tmQ16, fullQ + c, at * 64, kRows,
+                            a * p.b1 + t.k, t.h, t.b);
+            }
+          }
           ++nq[c];
         }
         for (int f = 0; f < nTiles; ++f, ++it) {
@@ -214,12 +241,16 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
   int nq = 0;
   for (int64_t w = blockIdx.x; w < nWork; w += gridDim.x) {
     const RfhItem t = rfh_item(w, nAp, p.b1, p.H);
-    const int nTiles = rfh_tiles<NC>(p, t.ap, nJh);
+    const int nTiles = rfh_tiles<NC>(p, t.ap, nUnits);
     const int u = NC * t.ap + c;
-    const bool active = u < p.Aq * nJh;
-    const int a = active ? u / nJh : 0;
-    const int wj0 = (u % nJh) * kRows + warp * 16;  // this warp's query columns j = wj0 + [0, 16)
-    const int mine = active ? allowed_key_tiles(p, a) : 0;  // this consumer's allowed prefix
+    const bool active = u < nUnits;
+    const bool packed = active && u >= p.Aq;
+    const int aw = active ? rfh_unit_tile(u, warp, p.Aq) : 0;  // this warp's query tile
+    const bool warpOn = active && aw < p.Aq;
+    const int a = warpOn ? aw : 0;
+    const int wj0 = packed ? kRows : warp * 16;  // this warp's query columns j = wj0 + [0, 16)
+    const int mine = active ? rfh_unit_tiles(p, u) : 0;  // this consumer's allowed prefix
+    const int mineW = warpOn ? allowed_key_tiles(p, a) : 0;  // this warp's
     if (active) mbar_wait(fullQ + c, nq & 1);
     const int64_t pair0 = ((int64_t(t.b) * p.H + t.h) * p.Aq + a) * p.Fk;  // pair (b, h, a, f = 0)
     const uint8_t* kv = p.keyValid ? p.keyValid + int64_t(t.b) * p.Fk * tileToks + int64_t(t.k) * b2 : nullptr;
@@ -237,8 +268,11 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
       const uint8_t* kvf = kv ? kv + int64_t(f) * tileToks : nullptr;
       const int64_t colK0 = (pair0 + f) * b2 * p.b1 + t.k;  // aL / cL / y row (j = 0, k)
       const RStoreTo to{&tmAL, &tmY, storeBufs, &nStores, t.k, int(pair0 + f), pipe != 0};
+      // A warp whose tile may not see f (causal, in a packed unit) or has no tile computes and stores nothing
+      // (its first column is then past b2).
+      const int wj = f < mineW ? wj0 : b2;
       r_hopper_tile<T, D, kLast, kSeq, kTma ? RfhShape<NC, RK>::kTmaBufs : 0, RK>(
-          p, regs, qAddr, kAddr + s * L::kKeyBytes, vAddr + s * L::kKeyBytes, scale2, kvf, colK0, stage, wj0, lane,
+          p, regs, qAddr, kAddr + s * L::kKeyBytes, vAddr + s * L::kKeyBytes, scale2, kvf, colK0, stage, wj, lane,
           [&] {
             if (f == mine - 1) mbar_arrive(emptyQ + c);  // the queries are no longer read
           },
@@ -262,20 +296,20 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
 }
 
 template <typename T, int D, bool kLast, int NC, bool kTma, int RK>
-Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mk,
-                 const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
-  const int nJh = (p.b2 + kRows - 1) / kRows;
-  const int64_t items = int64_t((int64_t(p.Aq) * nJh + NC - 1) / NC) * p.b1 * p.H * p.B;
+Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mq16,
+                 const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
+  const int64_t items = int64_t((rfh_units<(RK > kRows)>(p.Aq) + NC - 1) / NC) * p.b1 * p.H * p.B;
   return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma, RK>, "r_step_first_hopper_kernel",
-                           RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, s, mq, mk, mv,
-                           mal, my, p, int(r_hopper_pipe()));
+                           RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, s, mq, mq16, mk,
+                           mv, mal, my, p, int(r_hopper_pipe()));
 }
 template <typename T, int D, bool kLast, int RK>
 Status launch_rk(const MonarchParams& p, cudaStream_t s, int nc, bool tmaStores, const CUtensorMap& mq,
-                 const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
-  if (nc == 2) return launch_nc<T, D, kLast, 2, false, RK>(p, s, mq, mk, mv, mal, my);
-  return tmaStores ? launch_nc<T, D, kLast, 3, true, RK>(p, s, mq, mk, mv, mal, my)
-                   : launch_nc<T, D, kLast, 3, false, RK>(p, s, mq, mk, mv, mal, my);
+                 const CUtensorMap& mq16, const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal,
+                 const CUtensorMap& my) {
+  if (nc == 2) return launch_nc<T, D, kLast, 2, false, RK>(p, s, mq, mq16, mk, mv, mal, my);
+  return tmaStores ? launch_nc<T, D, kLast, 3, true, RK>(p, s, mq, mq16, mk, mv, mal, my)
+                   : launch_nc<T, D, kLast, 3, false, RK>(p, s, mq, mq16, mk, mv, mal, my);
 }
 
 // The count a launch uses: MONARCH_R_FIRST_CONSUMERS=2|3 (read once; an A/B switch of the shape only,
@@ -292,14 +326,16 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   CUtensorMap mq, mk, mv;
   Status st = tma::encode_tile_rows(&mq, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, kRows);
   const int rk = r_hopper_key_rows(p.b2);
+  CUtensorMap mq16 = mq;  // wide rows: 16-row boxes of the packed units
+  if (st.ok && rk != kRows) st = tma::encode_tile_rows(&mq16, p.q, p.dtype, p.B, p.Aq * p.b1, p.b2, p.H, D, 16);
   if (st.ok) st = r_hopper_encode_keys(&mk, &mv, p, D, kLast, rk);
   const int nc = rfh_consumers(p);
   const bool tmaStores = nc == 3 && r_hopper_tma_stores();
   CUtensorMap mal = mq, my = mq;  // unused unless tmaStores
   if (st.ok && tmaStores) st = r_hopper_encode_outputs(&mal, &my, p, D, kLast);
   if (!st.ok) return Status::Error("r_step_first_hopper_kernel: " + st.message);
-  if (rk == kRows) return launch_rk<T, D, kLast, kRows>(p, s, nc, tmaStores, mq, mk, mv, mal, my);
-  return launch_rk<T, D, kLast, kHopperWideKeys>(p, s, nc, tmaStores, mq, mk, mv, mal, my);
+  if (rk == kRows) return launch_rk<T, D, kLast, kRows>(p, s, nc, tmaStores, mq, mq16, mk, mv, mal, my);
+  return launch_rk<T, D, kLast, kHopperWideKeys>(p, s, nc, tmaStores, mq, mq16, mk, mv, mal, my);
 }
 
 // The size rule (MONARCH_PREVIEW_KERNELS unset), from the H200 A/B of session 7

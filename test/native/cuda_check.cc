@@ -961,12 +961,16 @@ int main(int argc, char** argv) {
       {"seq b1=200 b2=40 T=1", 1, 1, 200, 40, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
       {"seq b1=72 b2=33 T=1 key masks", 1, 2, 72, 33, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
       {"seq b1=96 b2=128 T=2 sharp", 1, 1, 96, 128, 1, 1, 0, 0, 2, false, false, false, false, 3.0},
-      // wide key rows on the sm_90a first R-step (b2 in 65..80: 80-key tiles, two query boxes per tile row;
-      // when selected) and b1 in 33..64 on the sm_90a final L-step (one 64-row key tile per candidate
-      // tile; when selected): 720p's 45 × 80, causal with q0 > 0, an odd number of query units, masks
+      // wide key rows on the sm_90a first R-step (b2 in 65..80: 80-key tiles, full and packed query units)
+      // and b1 in 33..64 on the sm_90a final L-step (one 64-row key tile per candidate tile): 720p's
+      // 45 × 80, causal with q0 > 0, an odd number of query units, masks
       {"wan720-like 45x80", 1, 2, 45, 80, 3, 3, 0, 0, 1, false, true, true, false, 1.5},
       {"b1=33 b2=65 T=2 causal q0>0 Aq=3 masks", 1, 1, 33, 65, 3, 5, 2, 2, 2, true, true, true, true, 1.5},
       {"b1=64 b2=77 T=1 B=2 sharp", 2, 1, 64, 77, 2, 2, 0, 0, 1, false, false, false, false, 4.0},
+      // packed units (columns 64.. of four query tiles, one per warp): every tile its own causal prefix,
+      // Aq = 9 (units of 4, 4 and 1 tiles)
+      {"b2=72 T=2 causal Aq=6 Fk=6", 1, 1, 10, 72, 6, 6, 0, 1, 2, true, true, false, true, 1.5},
+      {"b2=80 T=1 Aq=9 Fk=2 masks", 1, 2, 7, 80, 9, 2, 0, 0, 1, false, true, true, false, 1.5},
       // the fused last pair on sm_90 (one tile, b1, b2 <= 64, D 64: rl_final_cluster_kernel): clusters of
       // 1..8 CTAs, CTAs that own no key row (b1 = 9 over 8 CTAs), odd b1 and b2, masks and an empty key
       // row (cL = +INF), T = 2, 3 (queries from aR, temperatures from cR), B = 2, BHSD
