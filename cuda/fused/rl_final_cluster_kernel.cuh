@@ -245,6 +245,26 @@ __global__ void __launch_bounds__(kFusedThreads, 1) rl_final_cluster_kernel(Mona
 #endif
 }
 
+// The launch configuration of `ctas` CTAs in clusters of `c` (1-D), kFusedThreads each.
+struct ClusterLaunch {
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute attr[1];
+  ClusterLaunch(int64_t ctas, int c, size_t smem, cudaStream_t s) {
+    cfg.gridDim = dim3(unsigned(ctas));
+    cfg.blockDim = dim3(kFusedThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = unsigned(c);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;  // cfg.attrs points into this object
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
 // Whether this build runs the kernel on the current device (sm_90 or newer code in the fatbin for it:
 // an older binary, e.g. sm_80 code run on a 9.0 device, has an empty body) and a cluster of its size fits.
 template <typename T, int D, bool kFirst, int NB>
@@ -261,19 +281,9 @@ bool rl_final_cluster_runs(const FusedShape& sh) {
     (void)cudaGetLastError();
     return false;
   }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(sh.C));
-  cfg.blockDim = dim3(kFusedThreads);
-  cfg.dynamicSmemBytes = smem;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(sh.C);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  ClusterLaunch cl(sh.C, sh.C, smem, nullptr);
   int clusters = 0;
-  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cl.cfg) != cudaSuccess) {
     (void)cudaGetLastError();
     return false;
   }
@@ -288,19 +298,8 @@ Status launch_rl_final_cluster(const MonarchParams& p, const FusedShape& sh, cud
   if (!st.ok) return st;
   const int64_t ctas = int64_t(p.B) * p.H * sh.C;
   if (ctas > 0x7fffffff) return Status::Error("rl_final_cluster_kernel: B·H too large for one launch");
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(ctas));
-  cfg.blockDim = dim3(kFusedThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(sh.C);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, p, sh);
+  ClusterLaunch cl(ctas, sh.C, smem, s);
+  const cudaError_t e = cudaLaunchKernelEx(&cl.cfg, kernel, p, sh);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     return Status::Error(std::string("rl_final_cluster_kernel: ") + cudaGetErrorString(e));
