@@ -32,7 +32,7 @@ class DeviceBuffer;
 
 // Where the parsed arguments live.
 struct ArgContext {
-  const char* op = "";  // method name for messages: "rStep", "lStep", "dense", "gather"
+  const char* op = "";  // method name for messages: "rStep", "lStep", "finalStep", "dense", "gather" (or …Async)
   bool cuda = false;    // DeviceBuffers (true) or host typed arrays (false)
   int device = 0;       // CUDA: the plan's GPU; every DeviceBuffer must be on it
   // Non-null for CPU async calls: every JS object whose memory the params point into is referenced

@@ -16,8 +16,11 @@ namespace binding {
 namespace {
 
 const char* OpName(int op, bool async) {
+  // Indexed by Plan::Op (binding_plan.h).
   static const char* kSync[] = {"rStep", "lStep", "dense", "gather", "finalStep"};
   static const char* kAsync[] = {"rStepAsync", "lStepAsync", "denseAsync", "gatherAsync", "finalStepAsync"};
+  static_assert(sizeof(kSync) / sizeof(kSync[0]) == Plan::kOpCount && sizeof(kAsync) / sizeof(kAsync[0]) == Plan::kOpCount,
+                "one method name per Plan::Op");
   return async ? kAsync[op] : kSync[op];
 }
 
@@ -251,6 +254,13 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
   StageCall c = ReadStageArgs(env, info[0], geom_, op != Op::kRStep && final, ctx);
   AfterRead(env, ctx);
   MonarchParams p = c.p;
+  // A later R-step reads the aR / cR that the last non-final L-step wrote, for the same (Aq, Fk): anything
+  // else would read workspace nobody wrote (garbage, not an error) — the T loop never does it.
+  if (op != Op::kLStep && !first && !(arShape_.first == p.Aq && arShape_.second == p.Fk)) {
+    ThrowError(env, name + ": first=false reads aR/cR, which no lStep(final=false) of this plan has written for Aq=" +
+                        std::to_string(p.Aq) + ", Fk=" + std::to_string(p.Fk) + " (call lStep(args, false) first)");
+  }
+  if (op == Op::kLStep && !final) arShape_ = {p.Aq, p.Fk};
   p.aR = ws_.aR();
   p.cR = ws_.cR();
   p.aL = ws_.aL();

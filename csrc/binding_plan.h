@@ -22,6 +22,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "binding_args.h"
@@ -47,7 +48,11 @@ class Plan : public Napi::ObjectWrap<Plan> {
   ~Plan() override;
 
  private:
-  enum class Op { kRStep, kLStep, kDense, kGather, kFinalStep };
+  enum class Op { kRStep, kLStep, kDense, kGather, kFinalStep };  // OpName (binding_plan.cc) names them in this order
+ public:
+  static constexpr int kOpCount = 5;
+
+ private:
 
   Napi::Value RStep(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, false); }
   Napi::Value RStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, true); }
@@ -96,6 +101,7 @@ class Plan : public Napi::ObjectWrap<Plan> {
 
   bool cuda_ = false;
   bool disposed_ = false;
+  std::pair<int, int> arShape_{0, 0};  // (Aq, Fk) of the last accepted lStep(final = false): aR / cR written
   int device_ = 0;             // CUDA: the GPU of every call (DeviceScope on each thread that calls CUDA)
   int threads_ = 0;            // CPU threads of this plan's calls (0 = process-wide setting)
   int64_t externalBytes_ = 0;  // reported to V8 with napi_adjust_external_memory, reversed on free

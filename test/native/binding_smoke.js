@@ -126,6 +126,37 @@ test('setCpuThreads', () => {
   assert.throws(() => b.setCpuThreads('2'), TypeError);
 });
 
+test('finalStep(first) is rStep(first, last = true) then lStep(final = true), bit for bit; first=false needs aR/cR', async () => {
+  const ref1 = new Float32Array(nElems), ref2 = new Float32Array(nElems);
+  const o1 = new Float32Array(nElems), o2 = new Float32Array(nElems), o3 = new Float32Array(nElems);
+  const plan = makePlan();
+  plan.rStep(stageArgs(Q, K, V, ref1), true, true);
+  plan.lStep(stageArgs(Q, K, V, ref1), true);
+  plan.finalStep(stageArgs(Q, K, V, o1), true);
+  assert.deepEqual(o1, ref1);
+  runT2Sync(plan, stageArgs(Q, K, V, ref2));
+  plan.rStep(stageArgs(Q, K, V, o2), true, false);
+  plan.lStep(stageArgs(Q, K, V, o2), false);
+  plan.finalStep(stageArgs(Q, K, V, o2), false);
+  assert.deepEqual(o2, ref2);
+  await plan.rStepAsync(stageArgs(Q, K, V, o3), true, false);
+  await plan.lStepAsync(stageArgs(Q, K, V, o3), false);
+  await plan.finalStepAsync(stageArgs(Q, K, V, o3), false);
+  assert.deepEqual(o3, ref2);
+  assert.throws(() => plan.finalStep(stageArgs(Q, K, V, o1), 1), { name: 'TypeError', message: /finalStep: first/ });
+  assert.throws(() => plan.finalStep(stageArgs(Q, K, V)), TypeError);  // the final step needs o
+  // aR / cR of another (Aq, Fk), or of no L-step at all: an error, never a read of unwritten workspace
+  assert.throws(() => plan.finalStep(stageArgs(Q, K, V, o1, { Aq: 1 }), false),
+    { message: /finalStep: first=false reads aR\/cR, which no lStep\(final=false\) of this plan has written for Aq=1, Fk=2/ });
+  const fresh = makePlan();
+  assert.throws(() => fresh.finalStep(stageArgs(Q, K, V, o1), false), { message: /no lStep\(final=false\)/ });
+  assert.throws(() => fresh.rStep(stageArgs(Q, K, V, o1), false, true), { message: /rStep: first=false reads aR\/cR, which no lStep/ });
+  await assert.rejects(fresh.finalStepAsync(stageArgs(Q, K, V, o1), false), { message: /finalStepAsync: first=false/ });
+  fresh.dispose();
+  plan.dispose();
+  assert.throws(() => plan.finalStep(stageArgs(Q, K, V, o1), true), /Plan was disposed \(finalStep\)/);
+});
+
 test('one tile of b2 = N keys is exact dense attention (rStep/lStep and dense vs float64)', () => {
   const B = 1, H = 2, D = 8, n = 12;
   const q = randF32(B * n * H * D, 11), k = randF32(B * n * H * D, 12), v = randF32(B * n * H * D, 13);
