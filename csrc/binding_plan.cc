@@ -233,15 +233,10 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
   Napi::Env env = info.Env();
   const std::string name = ctx.op;
   bool first = false, last = false, final = false;
-  if (op == Op::kFinalStep) {
+  if (op != Op::kLStep) {  // rStep(args, first, last), finalStep(args, first): last = final = true
     first = ToBool(env, info[1], name + ": first");
-    last = final = true;
-    if (!first && !geom_.iterative) {
-      ThrowError(env, name + ": first=false reads aR/cR, which this plan did not allocate (iterative: false)");
-    }
-  } else if (op == Op::kRStep) {
-    first = ToBool(env, info[1], name + ": first");
-    last = ToBool(env, info[2], name + ": last");
+    last = op == Op::kFinalStep || ToBool(env, info[2], name + ": last");
+    final = op == Op::kFinalStep;
     if (!first && !geom_.iterative) {
       ThrowError(env, name + ": first=false reads aR/cR, which this plan did not allocate (iterative: false)");
     }
@@ -251,7 +246,7 @@ std::function<Status()> Plan::StageJob(const Napi::CallbackInfo& info, Op op, Ar
       ThrowError(env, name + ": final=false writes aR/cR, which this plan did not allocate (iterative: false)");
     }
   }
-  StageCall c = ReadStageArgs(env, info[0], geom_, op != Op::kRStep && final, ctx);
+  StageCall c = ReadStageArgs(env, info[0], geom_, final, ctx);  // final: the output o is read
   AfterRead(env, ctx);
   MonarchParams p = c.p;
   // A later R-step reads the aR / cR that the last non-final L-step wrote, for the same (Aq, Fk): anything

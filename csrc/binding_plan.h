@@ -44,15 +44,12 @@ namespace binding {
 class Plan : public Napi::ObjectWrap<Plan> {
  public:
   static Napi::Function Init(Napi::Env env);
+  static constexpr int kOpCount = 5;  // the members of Op
   explicit Plan(const Napi::CallbackInfo& info);
   ~Plan() override;
 
  private:
   enum class Op { kRStep, kLStep, kDense, kGather, kFinalStep };  // OpName (binding_plan.cc) names them in this order
- public:
-  static constexpr int kOpCount = 5;
-
- private:
 
   Napi::Value RStep(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, false); }
   Napi::Value RStepAsync(const Napi::CallbackInfo& info) { return Run(info, Op::kRStep, true); }

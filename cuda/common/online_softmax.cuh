@@ -149,6 +149,27 @@ struct OnlineSoftmax : SoftmaxRows<kEntropy> {
   }
 };
 
+// The final L-steps' logits of a tile of NK candidates (C-fragment layout, 16 × NK per warp): S = s·⟨q, aL⟩
+// becomes u = S·scale2 − bias2(c), c = 8n + 2·qd + e the tile column, bias2(c) the candidate's cL·log2(e)
+// (+INF for padding or a masked candidate); mn[h] gets the smallest raw score of row h among this thread's
+// entries, for OnlineSoftmax::poison_neg_inf.
+template <int NK, typename Bias2>
+__device__ __forceinline__ void biased_logits(float (&S)[NK / 8][4], float (&mn)[2], float scale2, int qd,
+                                              Bias2 bias2) {
+  mn[0] = mn[1] = INFINITY;
+#pragma unroll
+  for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float bias = bias2(n * 8 + 2 * qd + e);
+      mn[0] = fminf(mn[0], S[n][e]);
+      mn[1] = fminf(mn[1], S[n][e + 2]);
+      S[n][e] = S[n][e] * scale2 - bias;
+      S[n][e + 2] = S[n][e + 2] * scale2 - bias;
+    }
+  }
+}
+
 template <int D>
 __device__ __forceinline__ void rescale_rows(float (&O)[D / 8][4], const float (&alpha)[2]) {
 #pragma unroll

@@ -17,7 +17,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "../common/fp32_stages.h"
 #include "../common/tma_map.h"
 #include "rl_final_cluster_kernel.cuh"
 

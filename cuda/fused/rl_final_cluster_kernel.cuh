@@ -211,19 +211,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) rl_final_cluster_kernel(Mona
     const float* sC = recvC + jl * NR;
     float S[NR / 8][4];
     warp_gemm_abt<D, NR, T>(S, qa, sA, lane);
-    float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row: a visible −Inf logit (l_step_config.cuh)
-#pragma unroll
-    for (int n = 0; n < NR / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int r = n * 8 + 2 * qd + e;
-        const float bias = r < b1 ? sC[r] * kLog2e : INFINITY;
-        mn[0] = fminf(mn[0], S[n][e]);
-        mn[1] = fminf(mn[1], S[n][e + 2]);
-        S[n][e] = S[n][e] * scale2 - bias;
-        S[n][e + 2] = S[n][e + 2] * scale2 - bias;
-      }
-    }
+    float mn[2];  // smallest raw score per row: a visible −Inf logit (l_step_config.cuh)
+    biased_logits<NR>(S, mn, scale2, qd, [&](int r) { return r < b1 ? sC[r] * kLog2e : INFINITY; });
     OnlineSoftmax<NR, false> sm;
     sm.init();
     float alpha[2];  // unused: nothing accumulated before this single update

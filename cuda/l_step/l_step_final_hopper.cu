@@ -158,18 +158,8 @@ __global__ void __launch_bounds__(kHThreads, 1)
     // The softmax of tile S (slot s) in place, with the bias and the −Inf poisoning: alpha rescales O.
     auto softmax_tile = [&](int s, float (&alpha)[2]) {
       const float* bias = sBias + (s * 2 + c) * kHRows;
-      float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row (l_step_config.cuh)
-#pragma unroll
-      for (int n = 0; n < kHRows / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float bb = bias[n * 8 + 2 * qd + e] * kLog2e;
-          mn[0] = fminf(mn[0], S[n][e]);
-          mn[1] = fminf(mn[1], S[n][e + 2]);
-          S[n][e] = S[n][e] * scale2 - bb;
-          S[n][e + 2] = S[n][e + 2] * scale2 - bb;
-        }
-      }
+      float mn[2];  // smallest raw score per row (l_step_config.cuh)
+      biased_logits<kHRows>(S, mn, scale2, qd, [&](int r) { return bias[r] * kLog2e; });
       sm.update(S, alpha);
       sm.poison_neg_inf(S, mn, scale2);
     };

@@ -103,19 +103,9 @@ __global__ void __launch_bounds__(32 * WARPS, 2) l_step_final_ring_kernel(Monarc
     const int s = t % NS;
     float S[BN / 8][4];
     warp_gemm_abt<D, BN, T>(S, qa, sK + s * BN * LD, lane);
-    float mn[2] = {INFINITY, INFINITY};  // smallest raw score per row: a visible −Inf logit (l_step_config.cuh)
-#pragma unroll
-    for (int n = 0; n < BN / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int r = n * 8 + 2 * qd + e;
-        const float bias = t * BN + r < col.nCand ? sBias[s * BN + r] * kLog2e : INFINITY;
-        mn[0] = fminf(mn[0], S[n][e]);
-        mn[1] = fminf(mn[1], S[n][e + 2]);
-        S[n][e] = S[n][e] * scale2 - bias;
-        S[n][e + 2] = S[n][e + 2] * scale2 - bias;
-      }
-    }
+    float mn[2];  // smallest raw score per row: a visible −Inf logit (l_step_config.cuh)
+    biased_logits<BN>(S, mn, scale2, qd,
+                      [&](int r) { return t * BN + r < col.nCand ? sBias[s * BN + r] * kLog2e : INFINITY; });
     float alpha[2];
     sm.update(S, alpha);
     sm.poison_neg_inf(S, mn, scale2);

@@ -10,7 +10,7 @@ namespace monarch {
 namespace cuda {
 
 // True when the Hopper kernel runs this first R-step (`last`: it also writes y): 16-bit dtype, head dim
-// 64 or 128, key rows of 33..64 tokens, a usable sm_90a device (hopper_kernels_usable), and its size
+// 64 or 128, key rows of 33..80 tokens (80-key tiles above 64), a usable sm_90a device (hopper_kernels_usable), and its size
 // rule or MONARCH_PREVIEW_KERNELS (tma_map.h): by default from two query tiles on (three consumers).
 bool r_step_first_hopper_applies(const MonarchParams& p, bool last);
 // Launch it (the tensor maps may still refuse a layout: then nothing ran, the status says why and
