@@ -7,17 +7,31 @@
 //   clusters and distributed shared memory). Off by default: on the H200 it is slower than the two stages
 //   it replaces (seq-4k: 0.042 against 0.034 ms, benchmarks/notes/kernel-fused.md "Session 13"), so it runs
 //   only with MONARCH_FUSED_KERNELS=1 (read once; the checker sets it to compare the kernel with the CPU).
-// Everywhere else the two stages run in order on the stream, exactly as the T loop would call them.
+// Everywhere else the two stages run as R then L, with the same kernels and results as the T loop's calls;
+// where both are persistent sm_90a kernels and the problem is large (rl_overlap_plan), side by side:
+//   the (b, h) heads are cut into chunks; R(chunk c) runs on the caller's stream and L(chunk c) on a side
+//   stream (side_stream.h) after an event, so L(c) runs while R(c + 1) does, each on its share of the SMs
+//   (MonarchParams::maxCtas; the first R and the last L, which have no partner, take every SM). The two
+//   kernels are bound by different things (the R-step by its products and writes, the L-step by its
+//   reads), so together they keep HBM busier than either alone. The caller's stream waits for the last L
+//   before anything after the stage runs; nothing is synchronised on the host.
+//   MONARCH_RL_OVERLAP=0|1 (off; on wherever both kernels are persistent), MONARCH_RL_CHUNKS=n and
+//   MONARCH_RL_L_CTAS=n (the L share) are A/B switches, read once.
 //
 // This file is the stage's one dispatch place.
 #include <monarch/monarch_cuda.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <type_traits>
 #include <utility>
 
+#include "../common/side_stream.h"
 #include "../common/tma_map.h"
+#include "../l_step/l_step_hopper.h"
+#include "../r_step/r_step_hopper.h"
 #include "rl_final_cluster_kernel.cuh"
 
 namespace monarch {
@@ -73,6 +87,113 @@ auto with_cluster_kernel(const MonarchParams& p, bool first, Fn&& fn) {
   return p.dtype == kF16 ? by_first(TypeTag<__half>{}) : by_first(TypeTag<__nv_bfloat16>{});
 }
 
+// An integer A/B switch (read by the caller once): the variable's value, or 0 when unset or not positive.
+int env_count(const char* name) {
+  const char* e = std::getenv(name);
+  const long v = e ? std::atol(e) : 0;
+  return v > 0 && v < (1 << 20) ? int(v) : 0;
+}
+
+// How the two stages run side by side: chunks of `heads` heads (within one batch row), L kernels on lCtas
+// SMs and R kernels on the rest.
+struct RlOverlap {
+  int heads = 0, chunks = 0;
+  int lCtas = 0, rCtas = 0;
+};
+
+// Bytes of aL and y one R-step writes per chunk, at least (smaller chunks pay more in the starts and tails of
+// their launches than the overlap gains).
+constexpr int64_t kRlChunkBytes = int64_t(256) << 20;
+
+// Whether (and how) final_step runs R and L side by side: both kernels persistent sm_90a ones, at least two
+// chunks of kRlChunkBytes. The L share: the final L-step's part of the two kernels' time at Wan 480p on
+// the H200 (1.40 of 3.12 ms, benchmarks/notes/kernel-preview.md), so 45% of the SMs.
+bool rl_overlap_plan(const MonarchParams& p, bool first, RlOverlap* o) {
+  static const int mode = tma::env_is("MONARCH_RL_OVERLAP", "0") ? 0 : tma::env_is("MONARCH_RL_OVERLAP", "1") ? 2 : 1;
+  static const int forcedChunks = env_count("MONARCH_RL_CHUNKS");
+  static const int forcedL = env_count("MONARCH_RL_L_CTAS");
+  if (mode == 0 || int64_t(p.B) * p.H < 2) return false;
+  if (!r_step_persistent_hopper(p, first, true) || !l_step_persistent_hopper(p, true)) return false;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  const int64_t heads = int64_t(p.B) * p.H;
+  const int64_t bytes = 2 * ws_aR_elems(p) * int64_t(dtype_size(p.dtype));
+  int64_t chunks = forcedChunks ? forcedChunks : bytes / kRlChunkBytes;
+  if (mode == 2 && chunks < 2) chunks = 2;
+  chunks = std::min(chunks, heads);
+  if (chunks < 2) return false;
+  // Chunks never cross a batch row: ⌈chunks / B⌉ per row, of ⌈H / that⌉ heads.
+  const int perRow = int(std::min<int64_t>(p.H, (chunks + p.B - 1) / p.B));
+  o->heads = (p.H + perRow - 1) / perRow;
+  o->chunks = p.B * ((p.H + o->heads - 1) / o->heads);
+  if (o->chunks < 2) return false;
+  o->lCtas = forcedL ? std::min(forcedL, sms - 1) : std::max(1, (sms * 45 + 50) / 100);
+  o->rCtas = std::max(1, sms - o->lCtas);
+  return true;
+}
+
+// The problem restricted to heads [h0, h0 + n) of batch row b: inputs, output and workspace offset to them.
+MonarchParams head_chunk(const MonarchParams& p, int b, int h0, int n) {
+  MonarchParams c = p;
+  c.B = 1;
+  c.H = n;
+  const size_t es = dtype_size(p.dtype);
+  auto act = [&](Act a) {
+    if (a.data) a.data = static_cast<char*>(a.data) + (int64_t(b) * a.sB + int64_t(h0) * a.sH) * int64_t(es);
+    return a;
+  };
+  c.q = act(p.q);
+  c.k = act(p.k);
+  c.v = act(p.v);
+  c.o = act(p.o);
+  const int64_t perHead = int64_t(p.Aq) * p.Fk * p.b1 * p.b2;  // workspace scalars of one (b, h)
+  const int64_t head = int64_t(b) * p.H + h0;
+  auto ws = [&](void* base) { return base ? static_cast<void*>(static_cast<char*>(base) + head * perHead * p.D * int64_t(es)) : nullptr; };
+  c.aR = ws(p.aR);
+  c.aL = ws(p.aL);
+  c.y = ws(p.y);
+  c.cR = p.cR ? p.cR + head * perHead : nullptr;
+  c.cL = p.cL ? p.cL + head * perHead : nullptr;
+  const int64_t tileToks = int64_t(p.b1) * p.b2;
+  c.keyValid = p.keyValid ? p.keyValid + int64_t(b) * p.Fk * tileToks : nullptr;
+  c.queryValid = p.queryValid ? p.queryValid + int64_t(b) * p.Aq * tileToks : nullptr;
+  return c;
+}
+
+Status cuda_status(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::Ok();
+  (void)cudaGetLastError();
+  return Status::Error(std::string("final_step: ") + what + ": " + cudaGetErrorString(e));
+}
+
+// R then L per chunk, L on the side stream (see the file comment). The caller's stream always waits for the
+// side stream's last enqueued work, also when a launch failed.
+Status final_step_overlapped(const MonarchParams& p, bool first, const RlOverlap& o, cudaStream_t s,
+                             SideLease& side) {
+  cudaEvent_t* ev = side.events.data();  // [0]: fork; [1 + c]: R(c) done; [chunks + 1]: join
+  Status st = cuda_status(cudaEventRecord(ev[0], s), "cudaEventRecord");
+  if (st.ok) st = cuda_status(cudaStreamWaitEvent(side.stream, ev[0], 0), "cudaStreamWaitEvent");
+  if (!st.ok) return st;
+  int c = 0;
+  for (int b = 0; b < p.B && st.ok; ++b) {
+    for (int h0 = 0; h0 < p.H && st.ok; h0 += o.heads, ++c) {
+      MonarchParams cp = head_chunk(p, b, h0, std::min(o.heads, p.H - h0));
+      cp.maxCtas = c == 0 ? 0 : o.rCtas;  // the first R has no L beside it
+      st = r_step(cp, first, true, s);
+      if (st.ok) st = cuda_status(cudaEventRecord(ev[1 + c], s), "cudaEventRecord");
+      if (st.ok) st = cuda_status(cudaStreamWaitEvent(side.stream, ev[1 + c], 0), "cudaStreamWaitEvent");
+      cp.maxCtas = c == o.chunks - 1 ? 0 : o.lCtas;  // nor has the last L an R
+      if (st.ok) st = l_step(cp, true, side.stream);
+    }
+  }
+  Status join = cuda_status(cudaEventRecord(ev[o.chunks + 1], side.stream), "cudaEventRecord");
+  if (join.ok) join = cuda_status(cudaStreamWaitEvent(s, ev[o.chunks + 1], 0), "cudaStreamWaitEvent");
+  return st.ok ? join : st;
+}
+
 }  // namespace
 
 bool final_step_fused(const MonarchParams& p, bool first) {
@@ -83,6 +204,12 @@ bool final_step_fused(const MonarchParams& p, bool first) {
   });
 }
 
+int final_step_chunks(const MonarchParams& p, bool first) {
+  if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0 || final_step_fused(p, first)) return 0;
+  RlOverlap o;
+  return rl_overlap_plan(p, first, &o) ? o.chunks : 0;
+}
+
 Status final_step(const MonarchParams& p, bool first, Stream stream) {
   if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
   cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -91,6 +218,15 @@ Status final_step(const MonarchParams& p, bool first, Stream stream) {
     return with_cluster_kernel(p, first, [&](auto tt, auto ff, auto nn) {
       return launch_rl_final_cluster<typename decltype(tt)::type, 64, decltype(ff)::value, decltype(nn)::value>(p, sh, s);
     });
+  }
+  RlOverlap o;
+  if (rl_overlap_plan(p, first, &o)) {
+    SideLease side;
+    if (side_lease_acquire(o.chunks + 2, &side).ok) {
+      Status st = final_step_overlapped(p, first, o, s, side);
+      side_lease_release(std::move(side));
+      return st;
+    }
   }
   Status st = r_step(p, first, true, stream);
   if (!st.ok) return st;

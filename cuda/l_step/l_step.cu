@@ -68,6 +68,12 @@ Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
 
 }  // namespace
 
+bool l_step_persistent_hopper(const MonarchParams& p, bool final) {
+  if (p.dtype == kF32) return false;
+  if (final) return !l_step_final_dense_applies(p) && l_step_final_hopper_applies(p);
+  return l_step_columns_hopper_applies(p);
+}
+
 Status l_step(const MonarchParams& p, bool final, Stream stream) {
   if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
   if (p.dtype == kF32) return fp32::l_step(p, final, static_cast<cudaStream_t>(stream));

@@ -316,7 +316,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (st.ok) st = lhopper_encode_candidates(&mal, p.aL, p, D);
   if (!st.ok) return Status::Error("l_step_columns_hopper_kernel: " + st.message);
   return launch_persistent(l_step_columns_hopper_kernel<T, D>, "l_step_columns_hopper_kernel", LchSmem<D>::kBytes,
-                           kCThreads, lhopper_items(p), s, mq, mal, p);
+                           kCThreads, lhopper_items(p), p.maxCtas, s, mq, mal, p);
 }
 
 }  // namespace

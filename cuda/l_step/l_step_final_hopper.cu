@@ -284,7 +284,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   auto kernel = kr == kLKRows
                     ? (lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true, kLKRows> : l_step_final_hopper_kernel<T, D, false, kLKRows>)
                     : (lfinal_pipe() ? l_step_final_hopper_kernel<T, D, true, kLRows> : l_step_final_hopper_kernel<T, D, false, kLRows>);
-  return launch_persistent(kernel, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes, kHThreads, lhopper_items(p), s,
+  return launch_persistent(kernel, "l_step_final_hopper_kernel", LfhSmem<D>::kBytes, kHThreads, lhopper_items(p), p.maxCtas, s,
                            mq, mal, my, p);
 }
 

@@ -67,6 +67,11 @@ Status launch_r_step_any(const MonarchParams& p, cudaStream_t s) {
 
 }  // namespace
 
+bool r_step_persistent_hopper(const MonarchParams& p, bool first, bool last) {
+  if (p.dtype == kF32 || (first && r_step_frames_dense_applies(p, last))) return false;
+  return first ? r_step_first_hopper_applies(p, last) : r_step_later_hopper_applies(p);
+}
+
 Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
   if (p.B <= 0 || p.H <= 0 || p.Aq <= 0 || p.Fk <= 0 || p.b1 <= 0 || p.b2 <= 0) return Status::Ok();
   if (p.dtype == kF32) return fp32::r_step(p, first, last, static_cast<cudaStream_t>(stream));

@@ -300,7 +300,7 @@ Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, 
                  const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
   const int64_t items = int64_t((rfh_units<(RK > kRows)>(p.Aq) + NC - 1) / NC) * p.b1 * p.H * p.B;
   return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma, RK>, "r_step_first_hopper_kernel",
-                           RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, s, mq, mq16, mk,
+                           RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, p.maxCtas, s, mq, mq16, mk,
                            mv, mal, my, p, int(r_hopper_pipe()));
 }
 template <typename T, int D, bool kLast, int RK>

@@ -20,6 +20,10 @@ Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 // The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu; off
 // unless MONARCH_PREVIEW_KERNELS selects it (slower than the mma.sync kernel).
 bool r_step_later_hopper_applies(const MonarchParams& p);
+
+// Whether r_step(p, first, last) runs one of the persistent sm_90a kernels above (they honour
+// MonarchParams::maxCtas; r_step.cu).
+bool r_step_persistent_hopper(const MonarchParams& p, bool first, bool last);
 Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
 }  // namespace cuda

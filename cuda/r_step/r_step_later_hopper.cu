@@ -236,7 +236,7 @@ Status launch(const MonarchParams& p, cudaStream_t s) {
   if (!st.ok) return Status::Error("r_step_later_hopper_kernel: " + st.message);
   auto go = [&](auto kernel, size_t smem, int threads, int ncs) {
     const int64_t items = int64_t((p.Aq + ncs - 1) / ncs) * p.b1 * p.Fk * p.H * p.B;
-    return launch_persistent(kernel, "r_step_later_hopper_kernel", smem, threads, items, s, mq, mk, mv, mal, my, p,
+    return launch_persistent(kernel, "r_step_later_hopper_kernel", smem, threads, items, p.maxCtas, s, mq, mk, mv, mal, my, p,
                              int(r_hopper_pipe()));
   };
   if (nc == 2)

@@ -82,6 +82,8 @@ struct MonarchParams {
   void* aR = nullptr;  float* cR = nullptr;   // workspace, layouts above
   void* aL = nullptr;  float* cL = nullptr;
   void* y = nullptr;
+  int maxCtas = 0;     // CUDA launch shape only: the persistent sm_90a step kernels take at most this many CTAs
+                       // (0: one per SM); final_step sets it when it runs an R and an L kernel side by side
 };
 
 // Dense softmax attention with optional per-row LSE and entropy (§C.3 streaming recurrence).

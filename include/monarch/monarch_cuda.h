@@ -65,6 +65,9 @@ Status l_step(const MonarchParams& p, bool final, Stream s);
 // MONARCH_FUSED_KERNELS=1; off by default, slower than the two stages on the H200).
 Status final_step(const MonarchParams& p, bool first, Stream s);
 bool final_step_fused(const MonarchParams& p, bool first);
+// Where no fused kernel applies: the number of head chunks final_step runs side by side (the R-step of one
+// chunk beside the L-step of the one before, on a second stream), or 0 when it runs the two stages in turn.
+int final_step_chunks(const MonarchParams& p, bool first);
 Status dense(const DenseParams& p, Stream s);
 Status gather_tokens(const GatherParams& p, Stream s);
 
