@@ -13,10 +13,13 @@
 //   stream (side_stream.h) after an event, so L(c) runs while R(c + 1) does, each on its share of the SMs
 //   (MonarchParams::maxCtas; the first R and the last L, which have no partner, take every SM). The two
 //   kernels are bound by different things (the R-step by its products and writes, the L-step by its
-//   reads), so together they keep HBM busier than either alone. The caller's stream waits for the last L
-//   before anything after the stage runs; nothing is synchronised on the host.
-//   MONARCH_RL_OVERLAP=0|1 (off; on wherever both kernels are persistent), MONARCH_RL_CHUNKS=n and
-//   MONARCH_RL_L_CTAS=n (the L share) are A/B switches, read once.
+//   reads), so the idea was that together they keep HBM busier than either alone. The caller's stream
+//   waits for the last L before anything after the stage runs; nothing is synchronised on the host.
+//   Measured on the H200 it is slower (Wan 480p T = 1 3.15 ms in turn, 3.82 side by side in 12 chunks,
+//   3.47 in 4; 720p 8.46 → 9.36; the self-forcing chunk 0.534 → 0.598; benchmarks/notes/kernel-fused.md,
+//   "Session 14"): each kernel is bound by its SMs, not by HBM, so splitting the SMs slows both. So it runs
+//   only with MONARCH_RL_OVERLAP=1 (read once; the checker sets it to compare the chunks with the chain);
+//   MONARCH_RL_CHUNKS=n and MONARCH_RL_L_CTAS=n (the L share) are A/B switches, read once.
 //
 // This file is the stage's one dispatch place.
 #include <monarch/monarch_cuda.h>
@@ -105,11 +108,12 @@ struct RlOverlap {
 // their launches than the overlap gains).
 constexpr int64_t kRlChunkBytes = int64_t(256) << 20;
 
-// Whether (and how) final_step runs R and L side by side: both kernels persistent sm_90a ones, at least two
-// chunks of kRlChunkBytes. The L share: the final L-step's part of the two kernels' time at Wan 480p on
-// the H200 (1.40 of 3.12 ms, benchmarks/notes/kernel-preview.md), so 45% of the SMs.
+// Whether (and how) final_step runs R and L side by side: MONARCH_RL_OVERLAP=1, both kernels persistent
+// sm_90a ones, two chunks or more (one per kRlChunkBytes). The L share: the final L-step's part of the two
+// kernels' time at Wan 480p on the H200 (1.40 of 3.15 ms), so 45% of the SMs (50 and 66 of 132 measured
+// slower still).
 bool rl_overlap_plan(const MonarchParams& p, bool first, RlOverlap* o) {
-  static const int mode = tma::env_is("MONARCH_RL_OVERLAP", "0") ? 0 : tma::env_is("MONARCH_RL_OVERLAP", "1") ? 2 : 1;
+  static const int mode = tma::env_is("MONARCH_RL_OVERLAP", "1") ? 2 : 0;  // off unless asked (file comment)
   static const int forcedChunks = env_count("MONARCH_RL_CHUNKS");
   static const int forcedL = env_count("MONARCH_RL_L_CTAS");
   if (mode == 0 || int64_t(p.B) * p.H < 2) return false;

@@ -66,7 +66,8 @@ Status l_step(const MonarchParams& p, bool final, Stream s);
 Status final_step(const MonarchParams& p, bool first, Stream s);
 bool final_step_fused(const MonarchParams& p, bool first);
 // Where no fused kernel applies: the number of head chunks final_step runs side by side (the R-step of one
-// chunk beside the L-step of the one before, on a second stream), or 0 when it runs the two stages in turn.
+// chunk beside the L-step of the one before, on a second stream; only with MONARCH_RL_OVERLAP=1, slower on
+// the H200), or 0 when it runs the two stages in turn.
 int final_step_chunks(const MonarchParams& p, bool first);
 Status dense(const DenseParams& p, Stream s);
 Status gather_tokens(const GatherParams& p, Stream s);
