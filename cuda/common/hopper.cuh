@@ -154,6 +154,13 @@ __device__ __forceinline__ uint64_t desc_mnmajor(uint32_t addr, uint32_t atomByt
   return desc_encode(addr, atomBytes, 1024);
 }
 
+// The descriptor of the operand `bytes` further on (a multiple of 16) than the one `d` describes: the
+// start-address field (bits 0..13, address / 16) plus bytes / 16. Shared-memory addresses stay below
+// 256 KB, so the field never carries into the next one; one integer add instead of re-encoding.
+__device__ __forceinline__ uint64_t desc_advance(uint64_t d, uint32_t bytes) {
+  return (d & 0xFFFFFFFF00000000ull) | uint32_t(uint32_t(d) + (bytes >> 4));
+}
+
 // ---- named barriers (ids 1..15; 0 is __syncthreads) ----------------------------------------------
 __device__ __forceinline__ void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");

@@ -61,6 +61,13 @@ struct SoftmaxRows {
   __device__ __forceinline__ float neg_entropy(int h) const {
     return l[h] <= 0.f ? 0.f : (u[h] / l[h] - log2f(l[h])) * kLn2;
   }
+  // neg_entropy with the row's 1/ℓ already at hand (invL) and the hardware log2 (lg2.approx: absolute
+  // error ≈ 2^-22 over ℓ in [1, 2^24]; ℓ ≥ 1 whenever a key is visible, the row's largest term being 1):
+  // no division, no software logarithm. For the sm_90a R-steps, whose tile of 64 keys computes this for
+  // every (row, tile).
+  __device__ __forceinline__ float neg_entropy_fast(int h, float invL) const {
+    return l[h] <= 0.f ? 0.f : (u[h] * invL - __log2f(l[h])) * kLn2;
+  }
 };
 
 template <int NK, bool kEntropy>

@@ -234,6 +234,7 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
   const int64_t tileToks = int64_t(p.b1) * b2;
 
   RHopperRegs<D, kLast, kSeq, RK> regs;
+  regs.okBits = key_ok_bits<RK>(p.b2, nullptr, lane % 4);
   uint32_t nStores = 0;  // kTma: this warp's bulk stores so far
   const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * RfhShape<NC, RK>::kTmaBufs * kStoreBufBytes;
 

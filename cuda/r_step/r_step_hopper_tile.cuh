@@ -158,6 +158,9 @@ struct RHopperRegs {
   uint32_t pa[RK / 16][4];
   float O1[kSeq ? 8 : D / 8][4];  // kSeq: 64 output columns at a time
   float O2[kSeq ? 8 : kLast ? D / 8 : 1][4];  // kSeq: the next part's accumulators (RStoreTo::pipe)
+  // key_ok_bits<RK>(b2, nullptr, lane % 4), set once by the kernel: the keys of a tile without a key mask
+  // (the tile then tests no bytes and builds no bits).
+  uint32_t okBits;
 };
 
 // qAddr / kAddr / vAddr: shared-memory byte addresses of the query box (D / 64 atoms of 64 rows × 128
@@ -183,11 +186,13 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   constexpr int R = RK;           // keys of the tile
   const int g = lane / 4, qd = lane % 4;
   const int b2 = p.b2;
+  // Descriptors are encoded once per operand and advanced by constants (desc_advance).
+  const uint64_t dQ = desc_kmajor(qAddr), dK = desc_kmajor(kAddr);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const uint32_t atom = kk / 4, off = (kk % 4) * 32;
-    Wgmma<T, R>::ss(r.S, desc_kmajor(qAddr + atom * Q * 128 + off), desc_kmajor(kAddr + atom * R * 128 + off),
+    Wgmma<T, R>::ss(r.S, desc_advance(dQ, atom * Q * 128 + off), desc_advance(dK, atom * R * 128 + off),
                     kk > 0 ? 1 : 0);
   }
   wgmma_commit();
@@ -195,7 +200,7 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   fence_regs(r.S);
   after_s();
 
-  scale_mask_bits<R>(r.S, key_ok_bits<R>(b2, kvf, qd), scale2);
+  scale_mask_bits<R>(r.S, kvf != nullptr ? key_ok_bits<R>(b2, kvf, qd) : r.okBits, scale2);
   OnlineSoftmax<R, true> sm;  // one tile from the initial state: a plain softmax
   sm.first(r.S);
   if constexpr (!kSeq) c_to_a_frags<R, T>(r.pa, r.S);
@@ -217,6 +222,7 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
   const int64_t rowStride = int64_t(p.b1) * D;
   if constexpr (kSeq) {
     const float one[2] = {1.f, 1.f};
+    const uint64_t dKm = desc_mnmajor(kAddr, R * 128), dV = desc_mnmajor(vAddr, R * 128);
     constexpr int kParts = (kLast ? 2 : 1) * (D / 64);  // (aL, y) × 64-column atoms
     bool piped = false;
     if constexpr (kTmaBufs > 0) {
@@ -226,16 +232,16 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
         for (int part = 0; part <= kParts; ++part) {  // unrolled: the accumulator indices are static
           if (part < kParts) {
             if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
-            const uint32_t base = (part >= D / 64 ? vAddr : kAddr) + (part % (D / 64)) * R * 128;
+            const uint64_t dB = desc_advance(part >= D / 64 ? dV : dKm, (part % (D / 64)) * R * 128);
             wgmma_fence();
             if (part % 2 == 0) {
 #pragma unroll
               for (int kt = 0; kt < R / 16; ++kt)
-                Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);
+                Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_advance(dB, kt * 16 * 128), kt > 0);
             } else {
 #pragma unroll
               for (int kt = 0; kt < R / 16; ++kt)
-                Wgmma<T, 64>::rs(r.O2, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);
+                Wgmma<T, 64>::rs(r.O2, r.pa[kt], desc_advance(dB, kt * 16 * 128), kt > 0);
             }
             wgmma_commit();
           }
@@ -265,11 +271,11 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
       const bool values = part >= D / 64;  // y = R·V (else aL = R·K)
       const int atom = part % (D / 64);
       if (part == (kLast ? D / 64 : 0)) before_pv();  // before the first product that reads V
-      const uint32_t base = (values ? vAddr : kAddr) + atom * R * 128;
+      const uint64_t dB = desc_advance(values ? dV : dKm, atom * R * 128);
       wgmma_fence();
 #pragma unroll
       for (int kt = 0; kt < R / 16; ++kt)
-        Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_mnmajor(base + kt * 16 * 128, R * 128), kt > 0);  // kt = 0 overwrites
+        Wgmma<T, 64>::rs(r.O1, r.pa[kt], desc_advance(dB, kt * 16 * 128), kt > 0);  // kt = 0 overwrites
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(r.O1);
@@ -309,7 +315,7 @@ __device__ __forceinline__ void r_hopper_tile(const MonarchParams& p, RHopperReg
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int j = wj0 + g + 8 * hh;
-      if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy(hh);
+      if (j < b2) p.cL[colK0 + int64_t(j) * p.b1] = sm.l[hh] <= 0.f ? INFINITY : sm.neg_entropy_fast(hh, inv[hh]);
     }
   }
 }

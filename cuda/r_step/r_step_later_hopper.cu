@@ -172,6 +172,7 @@ __global__ void __launch_bounds__(RlhShape<NC>::kThreads, 1)
   const int wj0 = warp * 16;  // this warp's query columns j = wj0 + [0, 16)
   const int64_t tileToks = int64_t(p.b1) * b2;
   RHopperRegs<D, kLast, Shape::kSeq> regs;
+  regs.okBits = key_ok_bits<kRows>(p.b2, nullptr, lane % 4);
   uint32_t nStores = 0;  // kTma: this warp's bulk stores so far
   const uint32_t storeBufs = smem_addr(sStage) + (c * 4 + warp) * Shape::kTmaBufs * kStoreBufBytes;
 
