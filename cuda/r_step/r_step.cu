@@ -17,9 +17,9 @@
 //   first step otherwise (q does not depend on f, so a CTA loops over the key tiles f with its queries loaded once):
 //     r_step_rowwise_kernel  b2 <= 128 (<= 80 for D = 128 with y): whole key row per f, see below;
 //     r_step_persist_kernel  otherwise: key subtiles streamed through a 4-stage ring, online softmax.
-//   later steps on sm_90a with b2 in 33..64: wgmma + TMA, r_step_later_hopper.cu (by default with three
+//   later steps on sm_90a with b2 in 33..80: wgmma + TMA, r_step_later_hopper.cu (by default with three
 //     consumers where at most a quarter of their slots idle, Aq >= 3 but 4; MONARCH_PREVIEW_KERNELS
-//     selects it anywhere);
+//     selects it anywhere, but b2 in 65..80 only where three consumers with TMA stores serve it);
 //   later steps (aR, cR depend on f): one CTA per (b, h, a, f, k, column block):
 //     r_step_rowwise_kernel<kFirst = false> where the key row fits (as above): one f-block, queries aR;
 //     r_step_later_kernel otherwise: 4 warps × 16 query columns j, keys in tiles of kBN through
@@ -86,8 +86,8 @@ Status r_step(const MonarchParams& p, bool first, bool last, Stream stream) {
     if (!r_step_dense_short_rows(p) || tma::hopper_status_final(ds)) return ds;
   }
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // sm_90a, key rows of 33..64 tokens (480p MonarchRT; the first step up to 80, 720p): the wgmma/TMA first and later steps; a layout
-  // their tensor maps refuse falls through to the mma.sync kernels.
+  // sm_90a, key rows of 33..80 tokens (480p and 720p MonarchRT): the wgmma/TMA first and later steps; a
+  // layout their tensor maps refuse falls through to the mma.sync kernels.
   if (first && r_step_first_hopper_applies(p, last)) {
     Status hs = r_step_first_hopper(p, last, s);
     if (tma::hopper_status_final(hs)) return hs;

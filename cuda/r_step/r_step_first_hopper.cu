@@ -81,19 +81,13 @@ struct RfhSmem {
 struct RfhItem {
   int ap, k, h, b;
 };
-// Query units: u < Aq is query tile a = u, columns j < 64 (all of them when b2 ≤ 64); with the wide rows,
-// u = Aq + t (t < ⌈Aq / 4⌉) is the packed unit of columns 64..79 of query tiles 4t .. 4t + 3, warp w
-// holding tile 4t + w (rfh_unit_tile).
-template <bool kWide>
-MONARCH_HOST_DEVICE inline int rfh_units(int Aq) { return Aq + (kWide ? (Aq + 3) / 4 : 0); }
-// The query tile of warp w in unit u (may be ≥ Aq in the last packed unit: no tile).
-__device__ __forceinline__ int rfh_unit_tile(int u, int w, int Aq) { return u < Aq ? u : 4 * (u - Aq) + w; }
+// Query units (full and packed): r_hopper_units / r_hopper_unit_tile (r_step_hopper_tile.cuh).
 // The allowed key-tile prefix of unit u: the longest of its tiles'.
 __device__ __forceinline__ int rfh_unit_tiles(const MonarchParams& p, int u) {
   if (u < p.Aq) return allowed_key_tiles(p, u);
   int n = 0;
   for (int w = 0; w < 4; ++w) {
-    const int a = rfh_unit_tile(u, w, p.Aq);
+    const int a = r_hopper_unit_tile(u, w, p.Aq);
     if (a < p.Aq) n = max(n, allowed_key_tiles(p, a));
   }
   return n;
@@ -150,7 +144,7 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
 
   const int wg = threadIdx.x / 128;
   constexpr bool kWide = RK > kRows;
-  const int nUnits = rfh_units<kWide>(p.Aq);
+  const int nUnits = r_hopper_units<kWide>(p.Aq);
   const int nAp = (nUnits + NC - 1) / NC;
   const int64_t nWork = int64_t(nAp) * p.b1 * p.H * p.B;
 
@@ -192,7 +186,7 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
               tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64, &tmQ, fullQ + c, at * 64, 0, u * p.b1 + t.k, t.h, t.b);
           } else {  // packed: columns 64.. of four query tiles, 16 rows each (a missing tile loads tile Aq − 1)
             for (int qw = 0; qw < 4; ++qw) {
-              const int a = min(rfh_unit_tile(u, qw, p.Aq), p.Aq - 1);
+              const int a = min(r_hopper_unit_tile(u, qw, p.Aq), p.Aq - 1);
 #pragma unroll
               for (int at = 0; at < L::kAtoms; ++at)
                 tma_load_5d(sQ + (c * L::kAtoms + at) * kRows * 64 + qw * 16 * 64, &tmQ16, fullQ + c, at * 64, kRows,
@@ -246,7 +240,7 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
     const int u = NC * t.ap + c;
     const bool active = u < nUnits;
     const bool packed = active && u >= p.Aq;
-    const int aw = active ? rfh_unit_tile(u, warp, p.Aq) : 0;  // this warp's query tile
+    const int aw = active ? r_hopper_unit_tile(u, warp, p.Aq) : 0;  // this warp's query tile
     const bool warpOn = active && aw < p.Aq;
     const int a = warpOn ? aw : 0;
     const int wj0 = packed ? kRows : warp * 16;  // this warp's query columns j = wj0 + [0, 16)
@@ -299,7 +293,7 @@ __global__ void __launch_bounds__(RfhShape<NC, RK>::kThreads, 1)
 template <typename T, int D, bool kLast, int NC, bool kTma, int RK>
 Status launch_nc(const MonarchParams& p, cudaStream_t s, const CUtensorMap& mq, const CUtensorMap& mq16,
                  const CUtensorMap& mk, const CUtensorMap& mv, const CUtensorMap& mal, const CUtensorMap& my) {
-  const int64_t items = int64_t((rfh_units<(RK > kRows)>(p.Aq) + NC - 1) / NC) * p.b1 * p.H * p.B;
+  const int64_t items = int64_t((r_hopper_units<(RK > kRows)>(p.Aq) + NC - 1) / NC) * p.b1 * p.H * p.B;
   return launch_persistent(r_step_first_hopper_kernel<T, D, kLast, NC, kTma, RK>, "r_step_first_hopper_kernel",
                            RfhSmem<D, kLast, NC, kTma, RK>::kBytes, RfhShape<NC, RK>::kThreads, items, p.maxCtas, s, mq, mq16, mk,
                            mv, mal, my, p, int(r_hopper_pipe()));

@@ -17,8 +17,9 @@ bool r_step_first_hopper_applies(const MonarchParams& p, bool last);
 // the caller takes the mma.sync kernels).
 Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
-// The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu; off
-// unless MONARCH_PREVIEW_KERNELS selects it (slower than the mma.sync kernel).
+// The same for the later R-steps (queries aR, temperatures from cR): r_step_later_hopper.cu, key rows
+// of 33..64 tokens, and of 65..80 where three consumers with TMA stores serve the shape; by default
+// where its size rule says (three consumers with TMA stores), else when MONARCH_PREVIEW_KERNELS selects it.
 bool r_step_later_hopper_applies(const MonarchParams& p);
 
 // Whether r_step(p, first, last) runs one of the persistent sm_90a kernels above (they honour

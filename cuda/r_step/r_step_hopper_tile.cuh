@@ -20,14 +20,23 @@ namespace cuda {
 namespace {  // included by the sm_90a R-step kernels only
 
 constexpr int kHopperRows = 64;  // query columns j per consumer (one query box), keys l per tile (b2 ≤ 64)
-constexpr int kHopperWideKeys = 80;  // keys l per tile of the first step's wide rows (b2 in 65..80)
+constexpr int kHopperWideKeys = 80;  // keys l per tile of the wide rows (b2 in 65..80)
 
-// Keys per tile for key rows of b2 tokens: 64, or 80 for the wide rows (first step only).
+// Keys per tile for key rows of b2 tokens: 64, or 80 for the wide rows.
 inline int r_hopper_key_rows(int b2) { return b2 <= kHopperRows ? kHopperRows : kHopperWideKeys; }
 
-// The shapes both R-step kernels serve: key rows of 33..maxB2 tokens (64; the first step 80), 32-bit
-// key-row coordinates, and the gate every sm_90a step kernel shares (tma::hopper_step_runs: `which`
-// kernel, on by default where `byDefault`).
+// Query units of both R-step kernels: u < Aq is query tile a = u, columns j < 64 (all of them when
+// b2 ≤ 64); with the wide rows, u = Aq + t (t < ⌈Aq / 4⌉) is the packed unit of columns 64..79 of query
+// tiles 4t .. 4t + 3, warp w holding tile 4t + w (r_hopper_unit_tile), so the 16 columns past 64 cost a
+// quarter of a unit per tile instead of a whole one.
+template <bool kWide>
+MONARCH_HOST_DEVICE inline int r_hopper_units(int Aq) { return Aq + (kWide ? (Aq + 3) / 4 : 0); }
+// The query tile of warp w in unit u (may be ≥ Aq in the last packed unit: no tile).
+__device__ __forceinline__ int r_hopper_unit_tile(int u, int w, int Aq) { return u < Aq ? u : 4 * (u - Aq) + w; }
+
+// The shapes both R-step kernels serve: key rows of 33..maxB2 tokens (64, or 80 where the kernel has
+// wide instantiations for the shape), 32-bit key-row coordinates, and the gate every sm_90a step
+// kernel shares (tma::hopper_step_runs: `which` kernel, on by default where `byDefault`).
 inline bool r_hopper_shape_ok(const MonarchParams& p, tma::StepKernel which, bool byDefault, int maxB2 = kHopperRows) {
   return p.b2 > 32 && p.b2 <= maxB2 && int64_t(p.Fk) * p.b1 < (int64_t(1) << 31) &&
          tma::hopper_step_runs(p.dtype, p.D, which, byDefault);

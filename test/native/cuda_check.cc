@@ -1012,6 +1012,16 @@ int main(int argc, char** argv) {
       // Aq = 9 (units of 4, 4 and 1 tiles)
       {"b2=72 T=2 causal Aq=6 Fk=6", 1, 1, 10, 72, 6, 6, 0, 1, 2, true, true, false, true, 1.5},
       {"b2=80 T=1 Aq=9 Fk=2 masks", 1, 2, 7, 80, 9, 2, 0, 0, 1, false, true, true, false, 1.5},
+      // wide key rows on the sm_90a later R-step (T >= 2; three consumers with TMA stores, full and packed
+      // units as the first step, queries from aR and temperatures from cR per warp's pair): 720p-like
+      // b2 = 80 with Aq = 9 (packed units of 4, 4 and 1 tiles) at T = 2 and T = 3, causal chunks of 2 with
+      // every packed warp its own prefix, b2 = 65 causal with q0 > 0 and chunks of 2 (Aq = 5: an idle
+      // consumer pair in the last group), b2 = 72 causal chunks of one tile with B = 2 (packed units with
+      // some warps' pairs forbidden, or all of them), key masks and an empty key row
+      {"wide later b2=80 T=2 Aq=9 Fk=3 masks", 1, 2, 7, 80, 9, 3, 0, 0, 2, false, true, true, false, 1.5},
+      {"wide later b2=80 T=3 causal Aq=9 Fk=9 BHSD", 1, 1, 3, 80, 9, 9, 0, 2, 3, true, true, false, true, 1.5},
+      {"wide later b1=9 b2=65 T=2 causal q0>0 Aq=5 Fk=7", 1, 1, 9, 65, 5, 7, 3, 2, 2, false, true, true, false, 1.5},
+      {"wide later b2=72 T=2 causal B=2 Aq=7 Fk=7", 2, 1, 6, 72, 7, 7, 0, 1, 2, true, true, false, true, 1.5},
       // the fused last pair on sm_90 (one tile, b1, b2 <= 64, D 64: rl_final_cluster_kernel): clusters of
       // 1..8 CTAs, CTAs that own no key row (b1 = 9 over 8 CTAs), odd b1 and b2, masks and an empty key
       // row (cL = +INF), T = 2, 3 (queries from aR, temperatures from cR), B = 2, BHSD
@@ -1048,7 +1058,8 @@ int main(int argc, char** argv) {
               {"small seq b1=80 b2=48 T=1", 1, 1, 80, 48, 1, 1, 0, 0, 1, false, false, false, false, 1.5},
               {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
               {"small fused b1=33 b2=64 T=2 masks", 1, 2, 33, 64, 1, 1, 0, 0, 2, true, true, true, false, 1.5},
-              {"small wide b1=40 b2=80 Aq=3 causal", 1, 1, 40, 80, 3, 3, 1, 2, 1, false, true, true, false, 1.5}};
+              {"small wide b1=40 b2=80 Aq=3 causal", 1, 1, 40, 80, 3, 3, 1, 2, 1, false, true, true, false, 1.5},
+              {"small wide later b2=72 T=2 causal q0>0 Aq=5", 1, 1, 3, 72, 5, 4, 1, 1, 2, false, true, true, false, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
