@@ -163,22 +163,21 @@ __global__ void __launch_bounds__(kHThreads, 1)
       sm.update(S, alpha);
       sm.poison_neg_inf(S, mn, scale2);
     };
-    // Descriptors encoded once per operand and advanced by constants (desc_advance).
-    const uint64_t dQ = desc_kmajor(qAddr);
     auto issue_s = [&](int s) {
-      const uint64_t dA = desc_kmajor(smem_addr(tile(s, c, 0)));
+      const uint32_t aAddr = smem_addr(tile(s, c, 0));
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         const uint32_t atom = kk / 4, off = (kk % 4) * 32;
-        Wgmma<T, kHRows>::ss(S, desc_advance(dQ, atom * kHRows * 128 + off), desc_advance(dA, atom * kHRows * 128 + off),
-                             kk > 0 ? 1 : 0);
+        Wgmma<T, kHRows>::ss(S, desc_kmajor(qAddr + atom * kHRows * 128 + off),
+                             desc_kmajor(aAddr + atom * kHRows * 128 + off), kk > 0 ? 1 : 0);
       }
       wgmma_commit();
     };
     auto issue_pv = [&](int s) {
-      const uint64_t dY = desc_mnmajor(smem_addr(tile(s, c, 1)), kHRows * 128);
+      const uint32_t yAddr = smem_addr(tile(s, c, 1));
 #pragma unroll
-      for (int kt = 0; kt < kHRows / 16; ++kt) Wgmma<T, D>::rs(O, pa[kt], desc_advance(dY, kt * 16 * 128), 1);
+      for (int kt = 0; kt < kHRows / 16; ++kt)
+        Wgmma<T, D>::rs(O, pa[kt], desc_mnmajor(yAddr + kt * 16 * 128, kHRows * 128), 1);
       wgmma_commit();
     };
 
