@@ -1,5 +1,5 @@
 // launch_utils.cuh — host-side launch helpers shared by every CUDA kernel file: the status of the last
-// launch, and the dynamic shared-memory opt-in checked against the device's limit.
+// launch or of a runtime call, and the dynamic shared-memory opt-in checked against the device's limit.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,6 +19,13 @@ inline Status launch_status(const char* kernel) {
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) return Status::Ok();
   return Status::Error(std::string(kernel) + ": " + cudaGetErrorString(e));
+}
+
+// The Status of runtime call `what` that returned e (the error cleared, so later launches start clean).
+inline Status call_status(cudaError_t e, const std::string& what) {
+  if (e == cudaSuccess) return Status::Ok();
+  (void)cudaGetLastError();
+  return Status::Error(what + ": " + cudaGetErrorString(e));
 }
 
 // The dynamic shared memory each kernel is opted into, per device: one table for the process (inline

@@ -1,6 +1,8 @@
 // side_stream.cu — the pool behind side_stream.h.
 #include "side_stream.h"
 
+#include "launch_utils.cuh"
+
 #include <map>
 #include <mutex>
 #include <string>
@@ -20,17 +22,14 @@ std::map<int, std::vector<SideLease>>& pool() {
   return *p;
 }
 
-Status cuda_error(cudaError_t e, const char* what) {
-  (void)cudaGetLastError();
-  return Status::Error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
 }  // namespace
+
+using detail::call_status;
 
 Status side_lease_acquire(int nEvents, SideLease* out) {
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return cuda_error(e, "cudaGetDevice");
+  if (e != cudaSuccess) return call_status(e, "cudaGetDevice");
   SideLease l;
   {
     std::lock_guard<std::mutex> lock(pool_mutex());
@@ -43,14 +42,14 @@ Status side_lease_acquire(int nEvents, SideLease* out) {
   if (l.stream == nullptr) {
     l.device = dev;
     e = cudaStreamCreateWithFlags(&l.stream, cudaStreamNonBlocking);
-    if (e != cudaSuccess) return cuda_error(e, "cudaStreamCreateWithFlags (side stream)");
+    if (e != cudaSuccess) return call_status(e, "cudaStreamCreateWithFlags (side stream)");
   }
   while (int(l.events.size()) < nEvents) {
     cudaEvent_t ev = nullptr;
     e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
     if (e != cudaSuccess) {
       side_lease_release(std::move(l));  // what was made so far stays pooled
-      return cuda_error(e, "cudaEventCreateWithFlags (side stream)");
+      return call_status(e, "cudaEventCreateWithFlags (side stream)");
     }
     l.events.push_back(ev);
   }

@@ -8,7 +8,7 @@
 //   it replaces (seq-4k: 0.042 against 0.034 ms, benchmarks/notes/kernel-fused.md "Session 13"), so it runs
 //   only with MONARCH_FUSED_KERNELS=1 (read once; the checker sets it to compare the kernel with the CPU).
 // Everywhere else the two stages run as R then L, with the same kernels and results as the T loop's calls;
-// where both are persistent sm_90a kernels and the problem is large (rl_overlap_plan), side by side:
+// with MONARCH_RL_OVERLAP=1, where both are persistent sm_90a kernels (rl_overlap_plan), side by side:
 //   the (b, h) heads are cut into chunks; R(chunk c) runs on the caller's stream and L(chunk c) on a side
 //   stream (side_stream.h) after an event, so L(c) runs while R(c + 1) does, each on its share of the SMs
 //   (MonarchParams::maxCtas; the first R and the last L, which have no partner, take every SM). The two
@@ -17,8 +17,8 @@
 //   waits for the last L before anything after the stage runs; nothing is synchronised on the host.
 //   Measured on the H200 it is slower (Wan 480p T = 1 3.15 ms in turn, 3.82 side by side in 12 chunks,
 //   3.47 in 4; 720p 8.46 → 9.36; the self-forcing chunk 0.534 → 0.598; benchmarks/notes/kernel-fused.md,
-//   "Session 14"): each kernel is bound by its SMs, not by HBM, so splitting the SMs slows both. So it runs
-//   only with MONARCH_RL_OVERLAP=1 (read once; the checker sets it to compare the chunks with the chain);
+//   "Session 14"): each kernel is bound by its SMs, not by HBM, so splitting the SMs slows both. Hence the
+//   switch, read once (the checker sets it to compare the chunks with the chain);
 //   MONARCH_RL_CHUNKS=n and MONARCH_RL_L_CTAS=n (the L share) are A/B switches, read once.
 //
 // This file is the stage's one dispatch place.
@@ -41,7 +41,7 @@ namespace monarch {
 namespace cuda {
 namespace {
 
-using namespace detail;
+using namespace detail;  // call_status, and the cluster kernel's helpers
 
 bool fused_enabled() {
   static const bool on = tma::env_is("MONARCH_FUSED_KERNELS", "1");
@@ -109,14 +109,14 @@ struct RlOverlap {
 constexpr int64_t kRlChunkBytes = int64_t(256) << 20;
 
 // Whether (and how) final_step runs R and L side by side: MONARCH_RL_OVERLAP=1, both kernels persistent
-// sm_90a ones, two chunks or more (one per kRlChunkBytes). The L share: the final L-step's part of the two
-// kernels' time at Wan 480p on the H200 (1.40 of 3.15 ms), so 45% of the SMs (50 and 66 of 132 measured
-// slower still).
+// sm_90a ones, two heads or more; one chunk per kRlChunkBytes, at least two. The L share: the final
+// L-step's part of the two kernels' time at Wan 480p on the H200 (1.40 of 3.15 ms), so 45% of the SMs
+// (50 and 66 of 132 measured slower still).
 bool rl_overlap_plan(const MonarchParams& p, bool first, RlOverlap* o) {
-  static const int mode = tma::env_is("MONARCH_RL_OVERLAP", "1") ? 2 : 0;  // off unless asked (file comment)
+  static const bool on = tma::env_is("MONARCH_RL_OVERLAP", "1");  // off unless asked (file comment)
   static const int forcedChunks = env_count("MONARCH_RL_CHUNKS");
   static const int forcedL = env_count("MONARCH_RL_L_CTAS");
-  if (mode == 0 || int64_t(p.B) * p.H < 2) return false;
+  if (!on || int64_t(p.B) * p.H < 2) return false;
   if (!r_step_persistent_hopper(p, first, true) || !l_step_persistent_hopper(p, true)) return false;
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
@@ -125,10 +125,7 @@ bool rl_overlap_plan(const MonarchParams& p, bool first, RlOverlap* o) {
   }
   const int64_t heads = int64_t(p.B) * p.H;
   const int64_t bytes = 2 * ws_aR_elems(p) * int64_t(dtype_size(p.dtype));
-  int64_t chunks = forcedChunks ? forcedChunks : bytes / kRlChunkBytes;
-  if (mode == 2 && chunks < 2) chunks = 2;
-  chunks = std::min(chunks, heads);
-  if (chunks < 2) return false;
+  const int64_t chunks = std::min(heads, std::max<int64_t>(2, forcedChunks ? forcedChunks : bytes / kRlChunkBytes));
   // Chunks never cross a batch row: ⌈chunks / B⌉ per row, of ⌈H / that⌉ heads.
   const int perRow = int(std::min<int64_t>(p.H, (chunks + p.B - 1) / p.B));
   o->heads = (p.H + perRow - 1) / perRow;
@@ -167,11 +164,7 @@ MonarchParams head_chunk(const MonarchParams& p, int b, int h0, int n) {
   return c;
 }
 
-Status cuda_status(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return Status::Ok();
-  (void)cudaGetLastError();
-  return Status::Error(std::string("final_step: ") + what + ": " + cudaGetErrorString(e));
-}
+Status cuda_status(cudaError_t e, const char* what) { return call_status(e, std::string("final_step: ") + what); }
 
 // R then L per chunk, L on the side stream (see the file comment). The caller's stream always waits for the
 // side stream's last enqueued work, also when a launch failed.

@@ -18,11 +18,11 @@ Status l_step_final_hopper(const MonarchParams& p, cudaStream_t s);
 // The same for the non-final L-step (aR, cR): l_step_columns_hopper.cu; off unless
 // MONARCH_PREVIEW_KERNELS selects it (slower than the mma.sync kernel).
 bool l_step_columns_hopper_applies(const MonarchParams& p);
+Status l_step_columns_hopper(const MonarchParams& p, cudaStream_t s);
 
 // Whether l_step(p, final) runs one of the persistent sm_90a kernels above (they honour
 // MonarchParams::maxCtas; l_step.cu).
 bool l_step_persistent_hopper(const MonarchParams& p, bool final);
-Status l_step_columns_hopper(const MonarchParams& p, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace monarch

@@ -21,11 +21,11 @@ Status r_step_first_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 // of 33..64 tokens, and of 65..80 where three consumers with TMA stores serve the shape; by default
 // where its size rule says (three consumers with TMA stores), else when MONARCH_PREVIEW_KERNELS selects it.
 bool r_step_later_hopper_applies(const MonarchParams& p);
+Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
 // Whether r_step(p, first, last) runs one of the persistent sm_90a kernels above (they honour
 // MonarchParams::maxCtas; r_step.cu).
 bool r_step_persistent_hopper(const MonarchParams& p, bool first, bool last);
-Status r_step_later_hopper(const MonarchParams& p, bool last, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace monarch
