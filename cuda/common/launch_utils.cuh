@@ -43,6 +43,18 @@ inline std::map<std::pair<const void*, int>, size_t>& smem_optin_table() {
   return t;
 }
 
+// The current device's opt-in shared memory per block, 0 when it cannot be read (the error is cleared):
+// for dispatch places that pick a kernel by whether its shared memory fits.
+inline size_t smem_optin_limit() {
+  int dev = 0, maxOptin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&maxOptin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return static_cast<size_t>(maxOptin);
+}
+
 // Opt a kernel into `bytes` of dynamic shared memory, checking the device limit first.
 template <typename K>
 Status prepare_smem(K kernel, size_t bytes, const char* name) {

@@ -17,7 +17,8 @@
 // non-final: L = softmax_c(u) zeroed for invalid queries, then the column reductions
 //   aR[a,f,k,j] = Σ_i L·q[a,i,j], cR[a,f,k,j] = Σ_i L. One CTA per (b,h,a,j).
 //   b1 <= 64 (l_step_columns_cand_kernel): the column's queries resident in shared memory, candidates on
-//   the mma rows in both passes (see the kernel). b1 > 64 (l_step_columns_kernel):
+//   the mma rows in both passes (see the kernel); where the longest column's candidates fit in shared
+//   memory as well (Wan 480p: 630 rows, 171 KB at D = 128), l_step_columns_resident_kernel reads them once. b1 > 64 (l_step_columns_kernel):
 //   pass 1 computes every query's log-partition lse_i (streaming max/sum over the candidates) into
 //   shared memory; pass 2 walks candidate blocks of 64 and, for each, query tiles of 64: Sᵀ = aL·qᵀ,
 //   Pᵀ = 2^(Sᵀ·s·log2e − cL·log2e − lse2_i), aR += Pᵀ·q and cR += Σ_i Pᵀ (a tensor-core Lᵀ·Q).
@@ -30,6 +31,7 @@
 #include "../common/tma_map.h"
 #include "l_step_columns_cand_kernel.cuh"
 #include "l_step_columns_kernel.cuh"
+#include "l_step_columns_resident_kernel.cuh"
 #include "l_step_final_dense.cuh"
 #include "l_step_final_ring_kernel.cuh"
 #include "l_step_hopper.h"
@@ -55,7 +57,17 @@ Status launch_l_step(const MonarchParams& p, bool final, cudaStream_t s) {
       if (p.b1 > 64 && p.b1 <= 128) return launch_l_final_ring<T, D, 8>(p, columns, s);
     return launch_l_final_ring<T, D, 4>(p, columns, s);
   }
-  // Non-final: candidates on the mma rows with the column's queries resident (b1 <= 64), else 64-row tiles.
+  // Non-final: candidates on the mma rows with the column's queries resident (b1 <= 64), the candidates
+  // too where the longest column's rows fit in shared memory, else 64-row tiles.
+  bool launched = false;
+  Status rs = Status::Ok();
+  if (p.b1 <= 16) rs = launch_l_columns_resident<T, D, 1>(p, columns, s, &launched);
+  else if (p.b1 <= 32) rs = launch_l_columns_resident<T, D, 2>(p, columns, s, &launched);
+  else if (p.b1 <= 48) rs = launch_l_columns_resident<T, D, 3>(p, columns, s, &launched);
+  else if (p.b1 <= 64) {
+    if constexpr (D == 64) rs = launch_l_columns_resident<T, D, 4>(p, columns, s, &launched);
+  }
+  if (!rs.ok || launched) return rs;
   if (p.b1 <= 16) return launch_l_columns_cand<T, D, 1>(p, columns, s);
   if (p.b1 <= 32) return launch_l_columns_cand<T, D, 2>(p, columns, s);
   if (p.b1 <= 48) return launch_l_columns_cand<T, D, 3>(p, columns, s);

@@ -2,7 +2,7 @@
 // both passes: L = softmax_c(u) of every query of a column, then aR = Σ_i L·q and cR = Σ_i L.
 #pragma once
 
-#include "l_step_config.cuh"
+#include "l_step_cand_rows.cuh"
 
 namespace monarch {
 namespace cuda {
@@ -49,7 +49,7 @@ __device__ __forceinline__ void l_cols_cand_issue(T* sC, float* sBias, const Mon
   }
 }
 
-template <typename T, int D, int NQ16>
+template <typename T, int D, int NQ16, bool kStaged>
 __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel(MonarchParams p) {
   constexpr int LD = Smem<D>::kLd;
   constexpr int NQ = LColsCandCfg<D, NQ16>::NQ, NT = 32 * kCandWarps, CT = kCandTile;
@@ -63,7 +63,6 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
 
   const Column col = column_of(p, blockIdx.x);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, qd = lane % 4;
   const int nCT = (col.nCand + CT - 1) / CT;  // >= 1 (nCand >= b1 >= 1)
   const float scale2 = p.scale * kLog2e;
 
@@ -71,36 +70,12 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
   const int64_t qStride = int64_t(p.b2) * p.q.sS;
   const uint8_t* qv = p.queryValid ? p.queryValid + int64_t(col.b) * p.Aq * p.b1 * p.b2 + col.qTok0 : nullptr;
 
-  // Logits of this warp's 16 candidates of the tile in buffer buf against the NQ queries, base 2 and
-  // biased: S[n][e] is candidate row g + 8·(e >> 1), query column n·8 + 2·qd + (e & 1). checked (pass 1):
-  // a masked candidate's logit is −INF and a visible one's non-finite logit NaN (visible_logit), so that
-  // lse is NaN for a query that sees one (l_step_config.cuh); pass 2 needs no check (lse is NaN then).
-  auto logits = [&](bool checked, float (&S)[NQ / 8][4], int buf, int c0) {  // checked: a literal, folded
-    uint32_t ca[D / 16][4];
-    load_a_frags<D>(ca, sC + buf * CT * LD + warp * 16 * LD, lane);
-    warp_gemm_abt<D, NQ, T>(S, ca, sQ, lane);
-    float bias[2];
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int r = warp * 16 + g + 8 * hh;
-      bias[hh] = c0 + r < col.nCand ? sBias[buf * CT + r] * kLog2e : INFINITY;
-    }
-#pragma unroll
-    for (int n = 0; n < NQ / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float x = S[n][e] * scale2 - bias[e >> 1];
-        S[n][e] = !checked ? x : bias[e >> 1] < INFINITY ? visible_logit(x) : -INFINITY;
-      }
-  };
-
   // ---- pass 1: lse_i over all candidates --------------------------------------------------
   load_rows_async<NQ, D, NT>(sQ, qg, qStride, p.b1);
   l_cols_cand_issue<T, D>(sC, sBias, p, col, 0);
   cp_async_commit();
-  float m[NQ / 8][2], l[NQ / 8][2];
-#pragma unroll
-  for (int n = 0; n < NQ / 8; ++n) m[n][0] = m[n][1] = -INFINITY, l[n][0] = l[n][1] = 0.f;
+  CandLse<NQ> st;
+  st.init();
   for (int t = 0; t < nCT; ++t) {
     const int buf = t & 1;
     cp_async_wait<0>();  // tile t (and, for t = 0, the queries) landed
@@ -108,56 +83,11 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     if (t + 1 < nCT) l_cols_cand_issue<T, D>(sC + (buf ^ 1) * CT * LD, sBias + (buf ^ 1) * CT, p, col, (t + 1) * CT);
     cp_async_commit();
     float S[NQ / 8][4];
-    logits(true, S, buf, t * CT);
-#pragma unroll
-    for (int n = 0; n < NQ / 8; ++n)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const float x0 = S[n][c], x1 = S[n][c + 2];
-        const float mn = fmaxf(m[n][c], fmaxf(x0, x1));
-        const float mu = mn == -INFINITY ? 0.f : mn;  // 2^(−INF − mu) = 0; a NaN logit makes ℓ NaN
-        l[n][c] = l[n][c] * fast_exp2(m[n][c] - mu) + fast_exp2(x0 - mu) + fast_exp2(x1 - mu);
-        m[n][c] = mn;
-      }
+    cand_logits<D, NQ, T>(true, S, sC + buf * CT * LD + warp * 16 * LD, sBias + buf * CT + warp * 16,
+                          t * CT + warp * 16, col.nCand, sQ, scale2, lane);
+    st.add(S);
   }
-  // Combine the 8 lanes (g) of each query column, then the warps.
-#pragma unroll
-  for (int n = 0; n < NQ / 8; ++n)
-#pragma unroll
-    for (int c = 0; c < 2; ++c)
-#pragma unroll
-      for (int off = 4; off < 32; off <<= 1) {
-        const float mo = __shfl_xor_sync(0xffffffffu, m[n][c], off);
-        const float lo = __shfl_xor_sync(0xffffffffu, l[n][c], off);
-        const float mn = fmaxf(m[n][c], mo);
-        const float mu = mn == -INFINITY ? 0.f : mn;
-        l[n][c] = l[n][c] * fast_exp2(m[n][c] - mu) + lo * fast_exp2(mo - mu);
-        m[n][c] = mn;
-      }
-  if (g == 0) {
-#pragma unroll
-    for (int n = 0; n < NQ / 8; ++n)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int i = n * 8 + 2 * qd + c;
-        sM[warp * NQ + i] = m[n][c];
-        sL[warp * NQ + i] = l[n][c];
-      }
-  }
-  __syncthreads();
-  if (threadIdx.x < NQ) {
-    const int i = threadIdx.x;
-    float mm = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kCandWarps; ++w) mm = fmaxf(mm, sM[w * NQ + i]);
-    const float mu = mm == -INFINITY ? 0.f : mm;
-    float ll = 0.f;
-#pragma unroll
-    for (int w = 0; w < kCandWarps; ++w) ll += sL[w * NQ + i] * fast_exp2(sM[w * NQ + i] - mu);
-    // (a NaN ℓ passes: lse is NaN then, and so are the aR, cR it feeds, as on the CPU)
-    const bool valid = i < p.b1 && !(ll <= 0.f) && (qv == nullptr || qv[int64_t(i) * p.b2] != 0);
-    sLse[i] = valid ? mm + log2f(ll) : INFINITY;
-  }
+  st.template combine<kCandWarps>(sM, sL, sLse, p.b1, qv, p.b2, warp, lane);
   // sLse is read after the pass-2 loop's first barrier.
 
   // ---- pass 2: aR, cR for each candidate tile ---------------------------------------------
@@ -169,31 +99,25 @@ __global__ void __launch_bounds__(32 * kCandWarps, 3) l_step_columns_cand_kernel
     __syncthreads();
     if (t + 1 < nCT) l_cols_cand_issue<T, D>(sC + (buf ^ 1) * CT * LD, sBias + (buf ^ 1) * CT, p, col, (t + 1) * CT);
     cp_async_commit();
-    float S[NQ / 8][4];
-    logits(false, S, buf, t * CT);
-    float csum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int n = 0; n < NQ / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float pr = fast_exp2(S[n][e] - sLse[n * 8 + 2 * qd + (e & 1)]);
-        csum[e >> 1] += pr;
-        S[n][e] = pr;
-      }
-    uint32_t pa[NQ / 16][4];
-    c_to_a_frags<NQ, T>(pa, S);
-    float acc[D / 8][4];
-    zero_acc<D>(acc);
-    warp_gemm_ab<D, NQ, T>(acc, pa, sQ, lane);  // aR rows = Pᵀ·q
-
-    store_ar_cr<D, T>(p, col, acc, csum, t * CT + warp * 16, lane);
+    // kStaged: the aR rows go out through this warp's 16 rows of the buffer, which only the next
+    // iteration's refill (after its barrier) overwrites.
+    cand_ar_rows<D, NQ, T, kStaged>(p, col, sC + buf * CT * LD + warp * 16 * LD, sBias + buf * CT + warp * 16,
+                                   t * CT + warp * 16, sQ, sLse, scale2, lane);
   }
   cp_async_wait<0>();  // only an empty group can be pending here
 }
 
+// MONARCH_L_COLS_STORE=direct (read once; an A/B switch): the aR rows leave as 4-byte stores from the
+// fragments instead of through the warp's free buffer rows.
+inline bool l_cols_staged_stores() {
+  static const bool direct = tma::env_is("MONARCH_L_COLS_STORE", "direct");
+  return !direct;
+}
+
 template <typename T, int D, int NQ16>
 Status launch_l_columns_cand(const MonarchParams& p, int64_t columns, cudaStream_t s) {
-  auto kernel = l_step_columns_cand_kernel<T, D, NQ16>;
+  auto kernel = l_cols_staged_stores() ? l_step_columns_cand_kernel<T, D, NQ16, true>
+                                       : l_step_columns_cand_kernel<T, D, NQ16, false>;
   const size_t smem = l_cols_cand_smem_bytes<D, T, NQ16>();
   Status st = prepare_smem(kernel, smem, "l_step_columns_cand_kernel");
   if (!st.ok) return st;

@@ -965,6 +965,10 @@ int main(int argc, char** argv) {
       {"b1=45 T=2 qmask masked", 1, 2, 45, 16, 2, 3, 0, 0, 2, false, true, true, true, 1.5},
       {"b1=64 T=3 causal", 1, 1, 64, 24, 2, 3, 0, 1, 3, true, true, false, false, 1.5},
       {"b1=17 T=2 sharp", 1, 1, 17, 40, 2, 5, 0, 0, 2, false, false, false, true, 4.0},
+      // ... with the candidates resident too where they fit (l_step_columns_resident_kernel: at D = 64 more
+      // than eight cp.async groups of rows, causal columns of two lengths; at D = 128 they do not fit and the
+      // streaming kernel runs)
+      {"b1=17 Fk=90 T=2 causal q0>0 (resident, 11 row groups)", 1, 1, 17, 8, 3, 90, 77, 2, 2, false, true, false, true, 1.5},
       // sm_90a first R-step (b2 in 33..64): an odd number of query tiles, causal with q0 > 0, b2 = 64, B = 2
       {"b2=64 causal q0>0 Aq=3", 1, 2, 7, 64, 3, 5, 2, 1, 1, true, true, false, false, 1.5},
       {"b2=45 T=1 B=2 sharp", 2, 1, 9, 45, 3, 2, 0, 0, 1, false, false, false, false, 4.0},
@@ -1059,7 +1063,9 @@ int main(int argc, char** argv) {
               {"small seq b1=64 b2=40 T=1 key masks", 1, 1, 64, 40, 1, 1, 0, 0, 1, false, true, true, false, 1.5},
               {"small fused b1=33 b2=64 T=2 masks", 1, 2, 33, 64, 1, 1, 0, 0, 2, true, true, true, false, 1.5},
               {"small wide b1=40 b2=80 Aq=3 causal", 1, 1, 40, 80, 3, 3, 1, 2, 1, false, true, true, false, 1.5},
-              {"small wide later b2=72 T=2 causal q0>0 Aq=5", 1, 1, 3, 72, 5, 4, 1, 1, 2, false, true, true, false, 1.5}};
+              {"small wide later b2=72 T=2 causal q0>0 Aq=5", 1, 1, 3, 72, 5, 4, 1, 1, 2, false, true, true, false, 1.5},
+              // non-final L-step: at D = 64 the resident kernel with nine row groups, at D = 128 the streaming one
+              {"small resident b1=17 Fk=64 T=2 causal q0>0", 1, 1, 17, 4, 2, 64, 61, 2, 2, false, true, false, true, 1.5}};
     dcases = {{"small dense causal", 2, 1, 70, 100, 30, 16, false, true, true, true, true, 1.5}};
     configs = {{kBF16, 128}, {kF16, 64}};
   }
